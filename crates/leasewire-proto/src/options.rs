@@ -1,0 +1,306 @@
+//! Option codes, per-option validation, and typed accessors over a message's options.
+
+use crate::{
+    DataSource, DhcpOption, DhcpState, MessageType, OptionError, Options, RelayAgentInfo, Status, StatusCode, Vss,
+};
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+
+/// Option codes used by leasewire (RFC 2132 and the leasequery family).
+pub mod code {
+    /// Pad, RFC 2132 §3.1.
+    pub const PAD: u8 = 0;
+    /// Subnet mask.
+    pub const SUBNET_MASK: u8 = 1;
+    /// Routers.
+    pub const ROUTERS: u8 = 3;
+    /// Domain name servers.
+    pub const DOMAIN_NAME_SERVERS: u8 = 6;
+    /// Host name.
+    pub const HOST_NAME: u8 = 12;
+    /// Domain name.
+    pub const DOMAIN_NAME: u8 = 15;
+    /// Broadcast address.
+    pub const BROADCAST_ADDRESS: u8 = 28;
+    /// Requested IP address.
+    pub const REQUESTED_IP: u8 = 50;
+    /// IP address lease time.
+    pub const LEASE_TIME: u8 = 51;
+    /// Option overload.
+    pub const OVERLOAD: u8 = 52;
+    /// DHCP message type.
+    pub const MESSAGE_TYPE: u8 = 53;
+    /// Server identifier.
+    pub const SERVER_IDENTIFIER: u8 = 54;
+    /// Parameter request list.
+    pub const PARAMETER_REQUEST_LIST: u8 = 55;
+    /// Message (error text, DHCPNAK).
+    pub const MESSAGE: u8 = 56;
+    /// Maximum DHCP message size.
+    pub const MAX_MESSAGE_SIZE: u8 = 57;
+    /// Renewal (T1) time.
+    pub const RENEWAL_TIME: u8 = 58;
+    /// Rebinding (T2) time.
+    pub const REBINDING_TIME: u8 = 59;
+    /// Vendor class identifier.
+    pub const VENDOR_CLASS: u8 = 60;
+    /// Client identifier.
+    pub const CLIENT_IDENTIFIER: u8 = 61;
+    /// Relay agent information, RFC 3046.
+    pub const RELAY_AGENT_INFO: u8 = 82;
+    /// client-last-transaction-time, RFC 4388.
+    pub const CLIENT_LAST_TRANSACTION_TIME: u8 = 91;
+    /// associated-ip, RFC 4388.
+    pub const ASSOCIATED_IP: u8 = 92;
+    /// Subnet selection, RFC 3011.
+    pub const SUBNET_SELECTION: u8 = 118;
+    /// status-code, RFC 6926.
+    pub const STATUS_CODE: u8 = 151;
+    /// base-time, RFC 6926.
+    pub const BASE_TIME: u8 = 152;
+    /// start-time-of-state, RFC 6926.
+    pub const START_TIME_OF_STATE: u8 = 153;
+    /// query-start-time, RFC 6926.
+    pub const QUERY_START_TIME: u8 = 154;
+    /// query-end-time, RFC 6926.
+    pub const QUERY_END_TIME: u8 = 155;
+    /// dhcp-state, RFC 6926.
+    pub const DHCP_STATE: u8 = 156;
+    /// data-source, RFC 6926.
+    pub const DATA_SOURCE: u8 = 157;
+    /// Virtual subnet selection (VPN-ID), RFC 6607.
+    pub const VSS: u8 = 221;
+    /// End, RFC 2132 §3.2.
+    pub const END: u8 = 255;
+}
+
+/// Check that a known option's (concatenated) value has the form its RFC gives it.
+///
+/// Unknown options and options whose content is free-form pass. This is what makes the decoder strict: a
+/// message with a 3-octet lease time or a broken option 82 is rejected with the option named, instead of
+/// being half-understood.
+pub fn validate(code: u8, data: &[u8]) -> Result<(), OptionError> {
+    let len = data.len();
+    let bad = |expected| Err(OptionError::BadLength { code, len, expected });
+    match code {
+        code::SUBNET_MASK
+        | code::REQUESTED_IP
+        | code::LEASE_TIME
+        | code::SERVER_IDENTIFIER
+        | code::RENEWAL_TIME
+        | code::REBINDING_TIME
+        | code::CLIENT_LAST_TRANSACTION_TIME
+        | code::SUBNET_SELECTION
+        | code::BASE_TIME
+        | code::START_TIME_OF_STATE
+        | code::QUERY_START_TIME
+        | code::QUERY_END_TIME
+            if len != 4 =>
+        {
+            bad("4")
+        }
+        code::MESSAGE_TYPE | code::DHCP_STATE | code::DATA_SOURCE if len != 1 => bad("1"),
+        code::MAX_MESSAGE_SIZE if len != 2 => bad("2"),
+        code::ROUTERS | code::DOMAIN_NAME_SERVERS | code::ASSOCIATED_IP if len == 0 || len % 4 != 0 => {
+            bad("a non-zero multiple of 4")
+        }
+        code::CLIENT_IDENTIFIER if len < 2 => bad("at least 2 (type and identifier)"),
+        code::PARAMETER_REQUEST_LIST | code::STATUS_CODE | code::VSS if len == 0 => bad("at least 1"),
+        code::RELAY_AGENT_INFO => RelayAgentInfo::parse(data).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+fn be32(data: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(data).ok().map(u32::from_be_bytes)
+}
+
+fn ip(data: &[u8]) -> Option<Ipv4Addr> {
+    <[u8; 4]>::try_from(data).ok().map(Ipv4Addr::from)
+}
+
+impl<'a> Options<'a> {
+    /// The value of an option as a 4-octet unsigned integer.
+    pub fn get_u32(&self, code: u8) -> Option<u32> {
+        self.get(code).and_then(be32)
+    }
+
+    /// The value of an option as one IPv4 address.
+    pub fn get_ip(&self, code: u8) -> Option<Ipv4Addr> {
+        self.get(code).and_then(ip)
+    }
+
+    /// DHCP message type (53).
+    pub fn message_type(&self) -> Option<MessageType> {
+        match self.get(code::MESSAGE_TYPE) {
+            Some([t]) => Some(MessageType::from_code(*t)),
+            _ => None,
+        }
+    }
+
+    /// Server identifier (54).
+    pub fn server_identifier(&self) -> Option<Ipv4Addr> {
+        self.get_ip(code::SERVER_IDENTIFIER)
+    }
+
+    /// Requested IP address (50).
+    pub fn requested_ip(&self) -> Option<Ipv4Addr> {
+        self.get_ip(code::REQUESTED_IP)
+    }
+
+    /// Lease time (51), in seconds.
+    pub fn lease_time(&self) -> Option<u32> {
+        self.get_u32(code::LEASE_TIME)
+    }
+
+    /// Client identifier (61), type octet included.
+    pub fn client_identifier(&self) -> Option<&[u8]> {
+        self.get(code::CLIENT_IDENTIFIER)
+    }
+
+    /// Parameter request list (55).
+    pub fn parameter_request_list(&self) -> Option<&[u8]> {
+        self.get(code::PARAMETER_REQUEST_LIST)
+    }
+
+    /// Maximum DHCP message size (57).
+    pub fn max_message_size(&self) -> Option<u16> {
+        self.get(code::MAX_MESSAGE_SIZE).and_then(|d| <[u8; 2]>::try_from(d).ok()).map(u16::from_be_bytes)
+    }
+
+    /// Relay agent information (82). The decoder validated its structure.
+    pub fn relay_agent_info(&self) -> Option<RelayAgentInfo<'_>> {
+        self.get(code::RELAY_AGENT_INFO).and_then(|d| RelayAgentInfo::parse(d).ok())
+    }
+
+    /// client-last-transaction-time (91): seconds since the client last talked to the server.
+    pub fn client_last_transaction_time(&self) -> Option<u32> {
+        self.get_u32(code::CLIENT_LAST_TRANSACTION_TIME)
+    }
+
+    /// associated-ip (92).
+    pub fn associated_ips(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.get(code::ASSOCIATED_IP).unwrap_or(&[]).chunks_exact(4).filter_map(ip)
+    }
+
+    /// status-code (151); an error when its text is not UTF-8 without NUL (RFC 6926 §6.2.2).
+    pub fn status(&self) -> Option<Result<Status<'_>, OptionError>> {
+        let (&c, text) = self.get(code::STATUS_CODE)?.split_first()?;
+        Some(match std::str::from_utf8(text) {
+            Ok(message) if !message.contains('\0') => Ok(Status { code: StatusCode::from_code(c), message }),
+            _ => Err(OptionError::BadStatusText),
+        })
+    }
+
+    /// The status code alone (151), whatever its text.
+    pub fn status_code(&self) -> Option<StatusCode> {
+        self.get(code::STATUS_CODE).and_then(|d| d.first()).map(|&c| StatusCode::from_code(c))
+    }
+
+    /// base-time (152): the server's absolute time when it built the message.
+    pub fn base_time(&self) -> Option<u32> {
+        self.get_u32(code::BASE_TIME)
+    }
+
+    /// start-time-of-state (153): seconds before base-time at which the current state began.
+    pub fn start_time_of_state(&self) -> Option<u32> {
+        self.get_u32(code::START_TIME_OF_STATE)
+    }
+
+    /// query-start-time (154).
+    pub fn query_start_time(&self) -> Option<u32> {
+        self.get_u32(code::QUERY_START_TIME)
+    }
+
+    /// query-end-time (155).
+    pub fn query_end_time(&self) -> Option<u32> {
+        self.get_u32(code::QUERY_END_TIME)
+    }
+
+    /// dhcp-state (156); an error for values outside the registry.
+    pub fn dhcp_state(&self) -> Option<Result<DhcpState, OptionError>> {
+        match self.get(code::DHCP_STATE)? {
+            [c] => Some(DhcpState::from_code(*c).ok_or(OptionError::UnknownDhcpState(*c))),
+            _ => None,
+        }
+    }
+
+    /// data-source (157). Absent means local (RFC 6926 §6.2.8).
+    pub fn data_source(&self) -> Option<DataSource> {
+        match self.get(code::DATA_SOURCE)? {
+            [f] => Some(DataSource(*f)),
+            _ => None,
+        }
+    }
+
+    /// VSS / VPN-ID (221).
+    pub fn vss(&self) -> Option<Vss<'_>> {
+        self.get(code::VSS).and_then(Vss::parse)
+    }
+
+    /// Set (replace or append) a 4-octet unsigned option.
+    pub fn set_u32(&mut self, code: u8, value: u32) {
+        self.set(code, value.to_be_bytes().to_vec());
+    }
+
+    /// Set (replace or append) a single-address option.
+    pub fn set_ip(&mut self, code: u8, value: Ipv4Addr) {
+        self.set(code, value.octets().to_vec());
+    }
+
+    /// Set the message type (53).
+    pub fn set_message_type(&mut self, t: MessageType) {
+        self.set(code::MESSAGE_TYPE, vec![t.code()]);
+    }
+
+    /// Set status-code (151) with an optional message.
+    pub fn set_status(&mut self, status: StatusCode, message: &str) {
+        let mut v = Vec::with_capacity(1 + message.len());
+        v.push(status.code());
+        v.extend_from_slice(message.as_bytes());
+        self.set(code::STATUS_CODE, v);
+    }
+
+    /// Set dhcp-state (156).
+    pub fn set_dhcp_state(&mut self, state: DhcpState) {
+        self.set(code::DHCP_STATE, vec![state.code()]);
+    }
+
+    /// Set data-source (157).
+    pub fn set_data_source(&mut self, source: DataSource) {
+        self.set(code::DATA_SOURCE, vec![source.0]);
+    }
+
+    /// Set associated-ip (92).
+    pub fn set_associated_ips(&mut self, ips: &[Ipv4Addr]) {
+        self.set(code::ASSOCIATED_IP, ips.iter().flat_map(|a| a.octets()).collect::<Vec<u8>>());
+    }
+
+    /// Set an option to borrowed bytes (no copy).
+    pub fn set_borrowed(&mut self, code: u8, data: &'a [u8]) {
+        self.set(code, Cow::Borrowed(data));
+    }
+
+    /// Append an option without looking for an earlier one of the same code (caller guarantees uniqueness).
+    pub fn push_borrowed(&mut self, code: u8, data: &'a [u8]) {
+        self.push(DhcpOption { code, data: Cow::Borrowed(data) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_length_options_are_checked() {
+        assert!(validate(code::LEASE_TIME, &[0, 0, 0]).is_err());
+        assert!(validate(code::LEASE_TIME, &[0, 0, 0, 1]).is_ok());
+        assert!(validate(code::MESSAGE_TYPE, &[]).is_err());
+        assert!(validate(code::ASSOCIATED_IP, &[1, 2, 3, 4, 5]).is_err());
+        assert!(validate(code::ASSOCIATED_IP, &[]).is_err());
+        assert!(validate(code::CLIENT_IDENTIFIER, &[1]).is_err());
+        assert!(validate(code::STATUS_CODE, &[]).is_err());
+        assert!(validate(code::RELAY_AGENT_INFO, &[1, 9]).is_err());
+        assert!(validate(37, &[]).is_ok(), "unknown options are free-form");
+    }
+}

@@ -1,0 +1,2 @@
+//! leasewire's lease-state database (work in progress).
+#![forbid(unsafe_code)]
