@@ -434,7 +434,8 @@ impl<'a> Message<'a> {
         buf.extend_from_slice(&[code::OVERLOAD, 1, overload]);
         buf.extend_from_slice(&areas[0]);
         buf.push(code::END);
-        for (range, data) in [(FILE, &areas[1]), (SNAME, &areas[2])] {
+        let used = if overload == 3 { 2 } else { 1 };
+        for (range, data) in [(FILE, &areas[1]), (SNAME, &areas[2])].into_iter().take(used) {
             let field = &mut buf[start + range.start..start + range.end];
             field.fill(0);
             field[..data.len()].copy_from_slice(data);
