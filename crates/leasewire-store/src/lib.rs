@@ -1,2 +1,36 @@
-//! leasewire's lease-state database (work in progress).
+//! leasewire's lease-state database: the one thing every leasequery flavour is a view of.
+//!
+//! * RFC 4388 looks bindings up by address, hardware address, client-id or remote-id:
+//!   [`LeaseStore::get`], [`LeaseStore::by_hardware_address`], [`LeaseStore::by_client_id`],
+//!   [`LeaseStore::by_remote_id`].
+//! * RFC 6926 scans them in address order by relay-id, remote-id, MAC, client-id or all addresses, bounded
+//!   by change time: [`LeaseStore::scan`] with a [`ScanFilter`].
+//! * RFC 7724 replays everything that changed since a query-start-time, then streams live changes:
+//!   [`LeaseStore::changed_since`], bounded by the [history horizon](LeaseStore::history_horizon) that
+//!   decides between catch-up and DataMissing.
+//!
+//! The model: one record per IPv4 address (a [`Binding`]), tagged with the store-assigned sequence number
+//! and commit time of its latest change (a [`BindingChange`]). That table is the journal: catch-up sends the
+//! current state of every binding changed since T, which is what RFC 7724 §6 asks for. Writes are batched
+//! ([`LeaseStore::commit`]) and resolve only once durable, so the DHCP engine acknowledges a client only
+//! for a lease that survives a crash.
+//!
+//! [`SqliteStore`] is the embedded default (one file, WAL, group commit). Times are `u32` Unix seconds
+//! throughout, the unit of the wire's base-time, and are always passed in by the caller: nothing here
+//! reads a clock.
 #![forbid(unsafe_code)]
+
+mod binding;
+mod error;
+mod pending;
+pub mod sqlite;
+mod store;
+
+pub use binding::{Binding, BindingChange, MAX_HARDWARE_ADDRESS_LEN};
+pub use error::{BindingProblem, StoreError};
+pub use pending::{Pending, PendingCommit};
+pub use sqlite::{OpenOptions, SqliteStore};
+pub use store::{DEFAULT_RETENTION_SECS, Forgotten, LeaseStore, ScanFilter, ScanKey, changed_since_pages, scan_pages};
+
+// Re-exported so users of the store need not depend on leasewire-proto for the field types of `Binding`.
+pub use leasewire_proto::{DataSource, DhcpState};

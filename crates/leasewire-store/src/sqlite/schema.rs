@@ -1,0 +1,74 @@
+//! The on-disk schema and its migrations.
+//!
+//! The file identifies itself in the SQLite header: `application_id` says "this is a leasewire lease
+//! store" (so a foreign SQLite file is refused, never reinitialised), and `user_version` is the schema
+//! version (so a newer file is refused and an older one migrated). Both are written in the same
+//! transaction as the schema.
+
+/// `PRAGMA application_id` of a leasewire lease store: "LWLS" in ASCII.
+pub const APPLICATION_ID: u32 = u32::from_be_bytes(*b"LWLS");
+
+/// Migrations in order: entry `i` takes the schema from version `i` to version `i + 1`. Never edit a
+/// released entry; append a new one.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // Version 1.
+    //
+    // One row per address. `ip` is the rowid (the address as an unsigned 32-bit integer), so address-ordered
+    // scans walk the table itself. Empty hardware addresses and absent keys are NULL so the partial indexes
+    // skip them. Every secondary index implicitly ends in the rowid, which makes "key = ? AND ip > ?
+    // ORDER BY ip" a range scan of the index (keyset paging of RFC 6926 scans).
+    //
+    // `seq`/`time` are the latest change. Times are non-decreasing in seq order, so the (time, seq) index
+    // finds the first change at or after T and the seq index walks on from there.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE binding (
+        ip               INTEGER PRIMARY KEY NOT NULL CHECK (ip BETWEEN 0 AND 4294967295),
+        seq              INTEGER NOT NULL,
+        time             INTEGER NOT NULL,
+        state            INTEGER NOT NULL,
+        state_since      INTEGER NOT NULL,
+        expires_at       INTEGER,
+        cltt             INTEGER,
+        htype            INTEGER NOT NULL,
+        data_source      INTEGER NOT NULL,
+        hwaddr           BLOB,
+        client_id        BLOB,
+        relay_agent_info BLOB,
+        remote_id        BLOB,
+        relay_id         BLOB,
+        options          BLOB,
+        reserved_for     TEXT
+    );
+
+    CREATE UNIQUE INDEX binding_seq ON binding (seq);
+    CREATE INDEX binding_time ON binding (time, seq);
+    CREATE INDEX binding_hwaddr ON binding (hwaddr, htype) WHERE hwaddr IS NOT NULL;
+    CREATE INDEX binding_client_id ON binding (client_id) WHERE client_id IS NOT NULL;
+    CREATE INDEX binding_remote_id ON binding (remote_id) WHERE remote_id IS NOT NULL;
+    CREATE INDEX binding_relay_id ON binding (relay_id) WHERE relay_id IS NOT NULL;
+    "#,
+];
+
+/// The schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Meta keys (the `meta` table), each an integer.
+pub(crate) mod meta {
+    /// Creation time of the store (`OpenOptions::now` of the first open).
+    pub const CREATED_AT: &str = "created_at";
+    /// The history horizon.
+    pub const HORIZON: &str = "horizon";
+    /// The last sequence number handed out (records with it may since have been forgotten).
+    pub const LAST_SEQ: &str = "last_seq";
+    /// The time of the last commit: the floor for the next commit's time.
+    pub const LAST_TIME: &str = "last_time";
+}
+
+/// The columns every read returns, in the order `read::decode_row` expects.
+pub(crate) const COLUMNS: &str = "ip, seq, time, state, state_since, expires_at, cltt, htype, data_source, hwaddr, \
+                                  client_id, relay_agent_info, options, reserved_for";
