@@ -199,7 +199,8 @@ fn read_counters(path: &Path, conn: &Connection) -> Result<Counters, StoreError>
 }
 
 /// Create a new store at `path` (absent or empty) without ever exposing a half-initialised file there:
-/// build it under a temporary name in the same directory, make it durable, rename it into place.
+/// build it under a temporary name in the same directory, make it durable, rename it into place. Errors
+/// name `path`, the file the operator configured, not the temporary one.
 fn create(path: &Path, now: u32) -> Result<(), StoreError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -217,7 +218,7 @@ fn create(path: &Path, now: u32) -> Result<(), StoreError> {
         match std::fs::remove_file(&leftover) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::io(leftover, e)),
+            Err(e) => return Err(StoreError::io(path, e)),
         }
     }
     {
@@ -229,7 +230,7 @@ fn create(path: &Path, now: u32) -> Result<(), StoreError> {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .map_err(|e| StoreError::io(&tmp, e))?;
+            .map_err(|e| StoreError::io(path, e))?;
     }
     let init = || -> rusqlite::Result<()> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -259,9 +260,9 @@ fn create(path: &Path, now: u32) -> Result<(), StoreError> {
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         conn.close().map_err(|(_, e)| e)
     };
-    init().map_err(|e| StoreError::sqlite(&tmp, e))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| StoreError::io(&tmp, e))?;
+    init().map_err(|e| StoreError::sqlite(path, e))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| StoreError::io(path, e))?;
     std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
-    std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(&dir, e))?;
+    std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(path, e))?;
     Ok(())
 }
