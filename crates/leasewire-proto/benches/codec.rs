@@ -21,7 +21,7 @@ fn lease_active() -> Vec<u8> {
     o.set_u32(code::LEASE_TIME, 598);
     o.set(code::CLIENT_IDENTIFIER, vec![1, 2, 0, 0, 0, 0, 1]);
     o.set_u32(code::CLIENT_LAST_TRANSACTION_TIME, 2);
-    o.set_status(StatusCode::Success, "ok");
+    o.set_status(StatusCode::Success, "");
     o.set_u32(code::BASE_TIME, 1_795_778_895);
     o.set_u32(code::START_TIME_OF_STATE, 30);
     o.set_u32(code::QUERY_START_TIME, 1_795_778_000);
@@ -30,11 +30,7 @@ fn lease_active() -> Vec<u8> {
     o.set_data_source(DataSource::LOCAL);
     o.set(
         code::RELAY_AGENT_INFO,
-        RelayAgentInfoBuilder::new()
-            .circuit_id(b"ge-0/0/1.100:vlan42")
-            .remote_id(b"sw1-rack7")
-            .relay_id(b"relay-A")
-            .build(),
+        RelayAgentInfoBuilder::new().circuit_id(b"port1").remote_id(b"sw1").relay_id(b"relay-A").build(),
     );
     let mut b = Vec::new();
     m.encode(&mut b).unwrap();
@@ -43,7 +39,7 @@ fn lease_active() -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let bytes = lease_active();
-    assert!((290..=340).contains(&bytes.len()), "{} octets", bytes.len());
+    assert!((300..=340).contains(&bytes.len()), "{} octets", bytes.len());
     let mut g = c.benchmark_group("decode+encode DHCPLEASEACTIVE");
     let mut out = Vec::with_capacity(512);
     g.bench_function("leasewire-proto", |b| {
