@@ -65,7 +65,7 @@ fn generated_is_inside_dhcproto_s_competence(opts: &[common::Typed]) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1500))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn agrees_with_dhcproto_on_valid_messages((m, opts) in common::message(600)) {

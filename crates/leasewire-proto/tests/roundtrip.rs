@@ -14,7 +14,7 @@ fn encode(m: &Message<'_>) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn decode_encode_round_trip((m, opts) in common::message(700)) {
