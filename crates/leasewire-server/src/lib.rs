@@ -1,5 +1,14 @@
 //! leasewire's DHCPv4 server.
 //!
-//! Not built yet: the DHCP engine (RFC 2131), the change feed and the Leasequery, Bulk Leasequery and Active
-//! Leasequery services land here in later steps (see the README's status table).
+//! * [`config`]: the TOML configuration, validated with errors naming key and line.
+//! * [`engine`]: the DHCP engine (RFC 2131), a sans-IO decision core.
+//! * [`dhcp_service`]: its tokio driver (UDP sockets, durable commit before reply, timers).
+//! * [`feed`]: committed binding changes for the leasequery services.
+//! * [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
 #![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dhcp_service;
+pub mod engine;
+pub mod feed;
+pub mod metrics;

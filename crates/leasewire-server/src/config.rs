@@ -1,0 +1,529 @@
+//! The server's configuration: one TOML file, validated at start with errors that name the key and the line.
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use toml::Spanned;
+
+/// A configuration problem, naming the key and (when known) the line of the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{key}: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+pub struct ConfigError {
+    /// Dotted path of the offending key, e.g. `subnet[0].pools[1].end`.
+    pub key: String,
+    /// 1-based line in the file.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Server-wide settings.
+    pub server: ServerSection,
+    /// Metrics endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    /// Address pools.
+    #[serde(default, rename = "subnet")]
+    pub subnets: Vec<SubnetConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerSection {
+    /// The server identifier (option 54): an address of this server every client can reach.
+    pub server_id: Ipv4Addr,
+    /// Where the lease database lives (created if absent).
+    pub data_dir: PathBuf,
+    /// UDP sockets for DHCP. Default `0.0.0.0:67`.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<SocketAddr>,
+    /// Network interfaces to serve directly connected clients on (one socket per interface on port 67, bound
+    /// with SO_BINDTODEVICE, so the receiving interface selects the subnet).
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Seconds an address stays abandoned after a DHCPDECLINE.
+    #[serde(default = "default_decline_time")]
+    pub decline_time: u32,
+    /// Seconds an offered address is held for the client before it may be offered to another.
+    #[serde(default = "default_offer_timeout")]
+    pub offer_timeout: u32,
+    /// Seconds a released or expired binding keeps its record (so active requestors see the transition)
+    /// before it may be forgotten.
+    #[serde(default = "default_retention")]
+    pub retention: u32,
+    /// Whether offers are committed to the store (and so visible to leasequery) like other state changes.
+    #[serde(default)]
+    pub commit_offers: bool,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsSection {
+    /// Address for the Prometheus `/metrics` endpoint; absent means off.
+    pub listen: Option<SocketAddr>,
+}
+
+/// `[[subnet]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SubnetConfig {
+    /// The subnet, e.g. `10.0.0.0/24`.
+    pub subnet: Spanned<String>,
+    /// For directly connected clients: the interface this subnet is on.
+    pub interface: Option<String>,
+    /// Address ranges to lease.
+    #[serde(default)]
+    pub pools: Vec<PoolConfig>,
+    /// Addresses inside the pools never to lease.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<Ipv4Addr>>,
+    /// Lease time in seconds.
+    #[serde(default = "default_lease_time")]
+    pub lease_time: u32,
+    /// T1 (option 58); default half the lease time.
+    pub renewal_time: Option<u32>,
+    /// T2 (option 59); default seven eighths of the lease time.
+    pub rebinding_time: Option<u32>,
+    /// Options handed to clients.
+    #[serde(default)]
+    pub options: OptionsConfig,
+    /// Fixed addresses.
+    #[serde(default, rename = "reservation")]
+    pub reservations: Vec<ReservationConfig>,
+}
+
+/// `pools = [{ start = "...", end = "..." }]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PoolConfig {
+    /// First address.
+    pub start: Spanned<Ipv4Addr>,
+    /// Last address (inclusive).
+    pub end: Spanned<Ipv4Addr>,
+}
+
+/// `[subnet.options]`: common options by name, any other by code.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OptionsConfig {
+    /// Option 3.
+    #[serde(default)]
+    pub routers: Vec<Ipv4Addr>,
+    /// Option 6.
+    #[serde(default)]
+    pub dns_servers: Vec<Ipv4Addr>,
+    /// Option 15.
+    pub domain_name: Option<String>,
+    /// Option 28.
+    pub broadcast_address: Option<Ipv4Addr>,
+    /// Any option by code: `"42" = "hex:0a000001"`, `"66" = "tftp.example"` (text), or a list of addresses.
+    #[serde(default, flatten)]
+    pub by_code: HashMap<String, OptionValue>,
+}
+
+/// The value of an option given by code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    /// `"hex:..."` for raw octets, anything else as text.
+    Text(String),
+    /// A list of IPv4 addresses.
+    Addresses(Vec<Ipv4Addr>),
+    /// A 32-bit number.
+    Number(u32),
+}
+
+/// `[[subnet.reservation]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ReservationConfig {
+    /// The reserved address.
+    pub ip: Spanned<Ipv4Addr>,
+    /// Ethernet address, `02:00:00:00:00:01`.
+    pub hw_address: Option<Spanned<String>>,
+    /// Client identifier (option 61) in hex, `01:02:00:00:00:00:01`.
+    pub client_id: Option<Spanned<String>>,
+    /// A name for logs and for the binding's reserved-for field.
+    pub name: Option<String>,
+}
+
+fn default_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:67".parse().expect("valid")]
+}
+fn default_decline_time() -> u32 {
+    86_400
+}
+fn default_offer_timeout() -> u32 {
+    60
+}
+fn default_retention() -> u32 {
+    leasewire_store::DEFAULT_RETENTION_SECS
+}
+fn default_lease_time() -> u32 {
+    3_600
+}
+
+/// An option code and its encoded value.
+pub type EncodedOption = (u8, Vec<u8>);
+
+/// A subnet ready for the engine: parsed and checked.
+#[derive(Debug, Clone)]
+pub struct Subnet {
+    /// The network.
+    pub net: Ipv4Net,
+    /// Interface for directly connected clients.
+    pub interface: Option<String>,
+    /// Inclusive ranges as u32.
+    pub pools: Vec<(u32, u32)>,
+    /// Excluded addresses.
+    pub exclude: Vec<Ipv4Addr>,
+    /// Lease time.
+    pub lease_time: u32,
+    /// T1.
+    pub renewal_time: u32,
+    /// T2.
+    pub rebinding_time: u32,
+    /// Encoded options to hand out, by code, in code order.
+    pub options: Vec<EncodedOption>,
+    /// Reservations.
+    pub reservations: Vec<Reservation>,
+}
+
+/// A fixed address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// Matches clients by hardware address (Ethernet).
+    pub hw_address: Option<Vec<u8>>,
+    /// Matches clients by client identifier.
+    pub client_id: Option<Vec<u8>>,
+    /// Name recorded as the binding's reserved-for.
+    pub name: String,
+}
+
+/// A configuration that passed validation.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The parsed file.
+    pub raw: Config,
+    /// The subnets, checked.
+    pub subnets: Vec<Subnet>,
+}
+
+impl Config {
+    /// Parse and validate a configuration file's text.
+    pub fn parse(text: &str) -> Result<Validated, ConfigError> {
+        let raw: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigError { key: String::new(), line, message: e.message().to_string() }
+        })?;
+        let subnets =
+            raw.subnets.iter().enumerate().map(|(i, s)| s.validate(i, text)).collect::<Result<Vec<_>, _>>()?;
+        check_overlaps(&subnets, &raw, text)?;
+        Ok(Validated { raw, subnets })
+    }
+
+    /// Read, parse and validate a file.
+    pub fn load(path: &std::path::Path) -> Result<Validated, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            key: String::new(),
+            line: None,
+            message: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Self::parse(&text)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+fn err<T>(
+    key: String,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: impl Into<String>,
+) -> Result<T, ConfigError> {
+    Err(ConfigError { key, line: span.map(|s| line_of(text, s.start)), message: message.into() })
+}
+
+/// Parse `02:00:00:00:00:01`, `02-00-...` or plain hex.
+pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !matches!(b, b':' | b'-' | b' ')).collect();
+    if digits.is_empty() || digits.len() % 2 != 0 {
+        return None;
+    }
+    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok()).collect()
+}
+
+impl SubnetConfig {
+    fn validate(&self, i: usize, text: &str) -> Result<Subnet, ConfigError> {
+        let key = |k: &str| format!("subnet[{i}].{k}");
+        let net: Ipv4Net = match self.subnet.get_ref().parse() {
+            Ok(n) => n,
+            Err(_) => {
+                return err(key("subnet"), text, Some(self.subnet.span()), "expected an IPv4 prefix like 10.0.0.0/24");
+            }
+        };
+        let net = net.trunc();
+        let mut pools = Vec::new();
+        for (j, p) in self.pools.iter().enumerate() {
+            let (s, e) = (*p.start.get_ref(), *p.end.get_ref());
+            if !net.contains(&s) {
+                return err(
+                    key(&format!("pools[{j}].start")),
+                    text,
+                    Some(p.start.span()),
+                    format!("{s} is outside {net}"),
+                );
+            }
+            if !net.contains(&e) {
+                return err(key(&format!("pools[{j}].end")), text, Some(p.end.span()), format!("{e} is outside {net}"));
+            }
+            if u32::from(s) > u32::from(e) {
+                return err(
+                    key(&format!("pools[{j}].end")),
+                    text,
+                    Some(p.end.span()),
+                    format!("{e} is before start {s}"),
+                );
+            }
+            pools.push((u32::from(s), u32::from(e)));
+        }
+        pools.sort();
+        if let Some(w) = pools.windows(2).find(|w| w[1].0 <= w[0].1) {
+            return err(key("pools"), text, None, format!("pools overlap at {}", Ipv4Addr::from(w[1].0)));
+        }
+        for x in &self.exclude {
+            if !net.contains(x.get_ref()) {
+                return err(key("exclude"), text, Some(x.span()), format!("{} is outside {net}", x.get_ref()));
+            }
+        }
+        if self.lease_time == 0 {
+            return err(key("lease-time"), text, None, "must be at least 1 second");
+        }
+        let renewal_time = self.renewal_time.unwrap_or(self.lease_time / 2);
+        let rebinding_time = self.rebinding_time.unwrap_or((self.lease_time as u64 * 7 / 8) as u32);
+        if !(renewal_time <= rebinding_time && rebinding_time <= self.lease_time) {
+            return err(key("rebinding-time"), text, None, "need renewal-time <= rebinding-time <= lease-time");
+        }
+        let options = self.options.encode(net).map_err(|(k, m)| ConfigError {
+            key: key(&format!("options.{k}")),
+            line: None,
+            message: m,
+        })?;
+        let mut reservations = Vec::new();
+        for (j, r) in self.reservations.iter().enumerate() {
+            let rk = |k: &str| key(&format!("reservation[{j}].{k}"));
+            if !net.contains(r.ip.get_ref()) {
+                return err(rk("ip"), text, Some(r.ip.span()), format!("{} is outside {net}", r.ip.get_ref()));
+            }
+            let hw = match &r.hw_address {
+                Some(h) => match parse_hex(h.get_ref()) {
+                    Some(b) if b.len() <= 16 => Some(b),
+                    _ => {
+                        return err(
+                            rk("hw-address"),
+                            text,
+                            Some(h.span()),
+                            "expected a hardware address like 02:00:00:00:00:01",
+                        );
+                    }
+                },
+                None => None,
+            };
+            let cid = match &r.client_id {
+                Some(h) => match parse_hex(h.get_ref()) {
+                    Some(b) if b.len() >= 2 => Some(b),
+                    _ => return err(rk("client-id"), text, Some(h.span()), "expected at least 2 octets of hex"),
+                },
+                None => None,
+            };
+            if hw.is_none() && cid.is_none() {
+                return err(rk("ip"), text, Some(r.ip.span()), "a reservation needs hw-address or client-id");
+            }
+            let name = r.name.clone().unwrap_or_else(|| format!("reservation {}", r.ip.get_ref()));
+            reservations.push(Reservation { ip: *r.ip.get_ref(), hw_address: hw, client_id: cid, name });
+        }
+        Ok(Subnet {
+            net,
+            interface: self.interface.clone(),
+            pools,
+            exclude: self.exclude.iter().map(|x| *x.get_ref()).collect(),
+            lease_time: self.lease_time,
+            renewal_time,
+            rebinding_time,
+            options,
+            reservations,
+        })
+    }
+}
+
+impl OptionsConfig {
+    /// The options as (code, value) in code order; an error names the key (relative) and the problem.
+    fn encode(&self, net: Ipv4Net) -> Result<Vec<EncodedOption>, (String, String)> {
+        use leasewire_proto::options::code;
+        let ips = |v: &[Ipv4Addr]| v.iter().flat_map(|a| a.octets()).collect::<Vec<u8>>();
+        let mut out = vec![(code::SUBNET_MASK, net.netmask().octets().to_vec())];
+        if !self.routers.is_empty() {
+            out.push((code::ROUTERS, ips(&self.routers)));
+        }
+        if !self.dns_servers.is_empty() {
+            out.push((code::DOMAIN_NAME_SERVERS, ips(&self.dns_servers)));
+        }
+        if let Some(d) = &self.domain_name {
+            out.push((code::DOMAIN_NAME, d.as_bytes().to_vec()));
+        }
+        if let Some(b) = self.broadcast_address {
+            out.push((code::BROADCAST_ADDRESS, b.octets().to_vec()));
+        }
+        for (k, v) in &self.by_code {
+            let c: u8 = match k.parse() {
+                Ok(c) if !matches!(c, 0 | 50..=59 | 61 | 82 | 255) => c,
+                _ => {
+                    return Err((
+                        k.clone(),
+                        "expected an option code 1-254 that the server does not manage itself".into(),
+                    ));
+                }
+            };
+            let data = match v {
+                OptionValue::Text(t) => match t.strip_prefix("hex:") {
+                    Some(h) => parse_hex(h).ok_or((k.clone(), "bad hex".to_string()))?,
+                    None => t.as_bytes().to_vec(),
+                },
+                OptionValue::Addresses(a) => ips(a),
+                OptionValue::Number(n) => n.to_be_bytes().to_vec(),
+            };
+            out.retain(|(x, _)| *x != c);
+            out.push((c, data));
+        }
+        out.sort_by_key(|(c, _)| *c);
+        Ok(out)
+    }
+}
+
+fn check_overlaps(subnets: &[Subnet], raw: &Config, text: &str) -> Result<(), ConfigError> {
+    for (i, a) in subnets.iter().enumerate() {
+        for (j, b) in subnets.iter().enumerate().skip(i + 1) {
+            if a.net.contains(&b.net.network()) || b.net.contains(&a.net.network()) {
+                let span = raw.subnets[j].subnet.span();
+                return err(
+                    format!("subnet[{j}].subnet"),
+                    text,
+                    Some(span),
+                    format!("{} overlaps subnet[{i}] {}", b.net, a.net),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Validated {
+    /// A human summary of what this configuration enables (for `check-config`).
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let s = &self.raw.server;
+        let mut out = String::new();
+        let _ = writeln!(out, "server-id {} data-dir {}", s.server_id, s.data_dir.display());
+        let listen: Vec<String> = s.listen.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "DHCP on UDP {}{}",
+            listen.join(", "),
+            if s.interfaces.is_empty() {
+                String::new()
+            } else {
+                format!(" and interfaces {}", s.interfaces.join(", "))
+            }
+        );
+        for sn in &self.subnets {
+            let size: u64 = sn.pools.iter().map(|(a, b)| (*b - *a) as u64 + 1).sum();
+            let _ = writeln!(
+                out,
+                "subnet {}: {} pool address(es), {} reservation(s), lease {} s",
+                sn.net,
+                size,
+                sn.reservations.len(),
+                sn.lease_time
+            );
+        }
+        match self.raw.metrics.listen {
+            Some(a) => {
+                let _ = writeln!(out, "metrics on http://{a}/metrics");
+            }
+            None => {
+                let _ = writeln!(out, "metrics off");
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/tmp/x"
+
+[[subnet]]
+subnet = "10.0.0.0/24"
+pools = [{ start = "10.0.0.100", end = "10.0.0.199" }]
+lease-time = 600
+[subnet.options]
+routers = ["10.0.0.1"]
+"66" = "tftp.example"
+"43" = "hex:0102"
+[[subnet.reservation]]
+ip = "10.0.0.5"
+hw-address = "02:00:00:00:00:05"
+"#;
+
+    #[test]
+    fn a_good_file_parses_with_defaults() {
+        let v = Config::parse(GOOD).unwrap();
+        assert_eq!(v.raw.server.listen, default_listen());
+        let s = &v.subnets[0];
+        assert_eq!(s.pools, vec![(u32::from(Ipv4Addr::new(10, 0, 0, 100)), u32::from(Ipv4Addr::new(10, 0, 0, 199)))]);
+        assert_eq!((s.renewal_time, s.rebinding_time), (300, 525));
+        let codes: Vec<u8> = s.options.iter().map(|o| o.0).collect();
+        assert_eq!(codes, vec![1, 3, 43, 66]);
+        assert_eq!(s.reservations[0].hw_address, Some(vec![2, 0, 0, 0, 0, 5]));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let bad = GOOD.replace("end = \"10.0.0.199\"", "end = \"10.0.1.199\"");
+        let e = Config::parse(&bad).unwrap_err();
+        assert_eq!(e.key, "subnet[0].pools[0].end");
+        assert_eq!(e.line, Some(8));
+        assert!(e.to_string().starts_with("line 8: subnet[0].pools[0].end: 10.0.1.199 is outside"));
+
+        let e = Config::parse(&GOOD.replace("lease-time", "lease-tme")).unwrap_err();
+        assert_eq!(e.line, Some(9), "{e}");
+        assert!(e.message.contains("lease-tme"), "{e}");
+
+        let e = Config::parse(&GOOD.replace("hw-address = \"02:00:00:00:00:05\"", "hw-address = \"zz\"")).unwrap_err();
+        assert_eq!(e.key, "subnet[0].reservation[0].hw-address");
+    }
+
+    #[test]
+    fn overlapping_subnets_are_rejected() {
+        let two = format!("{GOOD}\n[[subnet]]\nsubnet = \"10.0.0.128/25\"\n");
+        let e = Config::parse(&two).unwrap_err();
+        assert_eq!(e.key, "subnet[1].subnet");
+    }
+}

@@ -1,0 +1,300 @@
+//! The tokio driver of the DHCP engine: UDP sockets in, decisions under one lock, durable commits, replies
+//! out, changes published.
+//!
+//! Ordering: a decision and the hand-off of its commit to the store happen under the engine lock, and the
+//! pending commits are completed by one task in the same order. The store's writer commits in arrival order,
+//! so replies leave and changes reach the feed in sequence order, and a client's ACK never precedes the fsync
+//! of its binding.
+
+use crate::config::Validated;
+use crate::engine::{Destination, Engine, Received};
+use crate::feed::ChangeFeed;
+use crate::metrics::Metrics;
+use leasewire_proto::{Message, MessageType};
+use leasewire_store::{Binding, LeaseStore, Pending, ScanFilter};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+/// Seconds since the Unix epoch, as the store and base-time count them.
+pub fn unix_now() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A socket could not be opened.
+    #[error("cannot listen on {what}: {source}")]
+    Listen {
+        /// The address or interface.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] leasewire_store::StoreError),
+}
+
+/// What the completer task does next.
+enum Work {
+    /// Complete one decision.
+    Job(Job),
+    /// Everything before this has been completed: stop.
+    Stop,
+}
+
+/// A reply waiting for its commit.
+struct Job {
+    pending: Option<Pending<Vec<leasewire_store::BindingChange>>>,
+    started: std::time::Instant,
+    reply: Option<(Vec<u8>, Destination, MessageType, Arc<UdpSocket>)>,
+}
+
+/// The running DHCP service's shared parts.
+pub struct DhcpService {
+    engine: Mutex<Engine>,
+    store: Arc<dyn LeaseStore>,
+    feed: ChangeFeed,
+    metrics: Arc<Metrics>,
+    jobs: mpsc::UnboundedSender<Work>,
+    retention: u32,
+}
+
+impl std::fmt::Debug for DhcpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhcpService").finish_non_exhaustive()
+    }
+}
+
+/// Handles to a started service.
+#[derive(Debug, Clone)]
+pub struct Running {
+    /// The service.
+    pub service: Arc<DhcpService>,
+    /// The addresses the UDP sockets are bound to (useful when a port 0 was configured).
+    pub local_addrs: Vec<SocketAddr>,
+}
+
+impl DhcpService {
+    /// Load the store into a new engine, open the sockets and start serving until `shutdown` turns true.
+    /// Returns once the sockets are bound; the returned join handle ends after a clean drain.
+    pub async fn start(
+        config: &Validated,
+        store: Arc<dyn LeaseStore>,
+        feed: ChangeFeed,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
+        let records = load_all(store.as_ref())?;
+        tracing::info!(bindings = records.len(), "loaded lease store");
+        let engine = Engine::new(config, records);
+        let (jobs, job_rx) = mpsc::unbounded_channel();
+        let service = Arc::new(DhcpService {
+            engine: Mutex::new(engine),
+            store,
+            feed,
+            metrics,
+            jobs,
+            retention: config.raw.server.retention,
+        });
+        let mut sockets = Vec::new();
+        for addr in &config.raw.server.listen {
+            sockets.push((open_socket(*addr, None)?, None));
+        }
+        for iface in &config.raw.server.interfaces {
+            let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 67));
+            sockets.push((open_socket(any, Some(iface))?, Some(iface.clone())));
+        }
+        let local_addrs = sockets.iter().filter_map(|(s, _)| s.local_addr().ok()).collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (socket, iface) in sockets {
+            tasks.spawn(service.clone().receive(Arc::new(socket), iface, shutdown.clone()));
+        }
+        tasks.spawn(service.clone().timers(shutdown.clone()));
+        let completer = tokio::spawn(service.clone().complete(job_rx));
+        let svc = service.clone();
+        let handle = tokio::spawn(async move {
+            while tasks.join_next().await.is_some() {}
+            // Every decision is queued now; the completer drains the queue up to this marker and stops.
+            let _ = svc.jobs.send(Work::Stop);
+            let _ = completer.await;
+        });
+        Ok((Running { service, local_addrs }, handle))
+    }
+
+    /// The engine (tests and leasequery read bindings through the store, not this).
+    pub fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The feed of committed changes.
+    pub fn feed(&self) -> &ChangeFeed {
+        &self.feed
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    async fn receive(
+        self: Arc<Self>,
+        socket: Arc<UdpSocket>,
+        iface: Option<String>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let (n, src) = tokio::select! {
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "receive failed");
+                        continue;
+                    }
+                },
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            let SocketAddr::V4(src) = src else { continue };
+            self.handle_datagram(&buf[..n], src, iface.as_deref(), &socket);
+        }
+    }
+
+    fn handle_datagram(&self, bytes: &[u8], src: SocketAddrV4, iface: Option<&str>, socket: &Arc<UdpSocket>) {
+        let m = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.metrics.dropped("decode_error");
+                tracing::debug!(%src, error = %e, "dropped undecodable packet");
+                return;
+            }
+        };
+        let t = m.message_type();
+        self.metrics.received(t.map_or("none", |t| t.name()));
+        let now = unix_now();
+        let mut engine = self.engine();
+        let outcome = engine.handle(&m, Received { src, interface: iface, now });
+        if let Some(reason) = outcome.dropped {
+            self.metrics.dropped(reason.label());
+            tracing::debug!(%src, reason = reason.label(), xid = m.xid, "no reply");
+            return;
+        }
+        let pending = (!outcome.commit.is_empty()).then(|| self.store.commit(now, outcome.commit));
+        let reply = outcome.reply.map(|(b, d, t)| (b, d, t, socket.clone()));
+        // Queued under the engine lock, so completion order is decision order.
+        let _ = self.jobs.send(Work::Job(Job { pending, started: std::time::Instant::now(), reply }));
+    }
+
+    /// Complete jobs in order: wait for durability, publish, then reply.
+    async fn complete(self: Arc<Self>, mut work: mpsc::UnboundedReceiver<Work>) {
+        while let Some(Work::Job(job)) = work.recv().await {
+            if let Some(p) = job.pending {
+                match p.await {
+                    Ok(changes) => {
+                        self.metrics.commit_seconds.observe(job.started.elapsed().as_secs_f64());
+                        self.feed.publish(changes);
+                    }
+                    Err(e) => {
+                        self.metrics.commit_errors.inc();
+                        tracing::error!(error = %e, "commit failed; reply withheld");
+                        continue;
+                    }
+                }
+            }
+            if let Some((bytes, dest, t, socket)) = job.reply {
+                let to = match dest {
+                    Destination::Unicast(a) => SocketAddr::V4(a),
+                    Destination::Broadcast => SocketAddr::from((Ipv4Addr::BROADCAST, 68)),
+                };
+                match socket.send_to(&bytes, to).await {
+                    Ok(_) => self.metrics.sent(t.name()),
+                    Err(e) => {
+                        self.metrics.dropped("send_error");
+                        tracing::warn!(%to, error = %e, "send failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lease expiry every second, forgetting old records every minute.
+    async fn timers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+            n += 1;
+            let now = unix_now();
+            {
+                let mut engine = self.engine();
+                let due = engine.tick(now);
+                if !due.is_empty() {
+                    tracing::debug!(count = due.len(), "leases ended");
+                    let pending = self.store.commit(now, due);
+                    let job = Job { pending: Some(pending), started: std::time::Instant::now(), reply: None };
+                    let _ = self.jobs.send(Work::Job(job));
+                }
+            }
+            if n % 60 == 0 {
+                self.forget_old(now).await;
+                self.update_lease_gauges();
+            }
+        }
+    }
+
+    async fn forget_old(&self, now: u32) {
+        let ips = self.engine().forgettable(now, self.retention);
+        if ips.is_empty() {
+            return;
+        }
+        match self.store.forget(&ips).await {
+            Ok(_) => self.engine().forgotten(&ips),
+            Err(e) => tracing::warn!(error = %e, "forgetting old records failed"),
+        }
+    }
+
+    fn update_lease_gauges(&self) {
+        let engine = self.engine();
+        for (state, count) in engine.count_by_state() {
+            let label = crate::metrics::LeaseLabel { subnet: "all".into(), state: state.name().into() };
+            self.metrics.leases.get_or_create(&label).set(count as i64);
+        }
+    }
+}
+
+/// Every record in the store, page by page.
+fn load_all(store: &dyn LeaseStore) -> Result<Vec<Binding>, leasewire_store::StoreError> {
+    let mut out = Vec::new();
+    let filter = ScanFilter::all();
+    let mut after = None;
+    loop {
+        let page = store.scan(&filter, after, 10_000)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.binding.ip);
+        out.extend(page.into_iter().map(|c| c.binding));
+    }
+    Ok(out)
+}
+
+fn open_socket(addr: SocketAddr, iface: Option<&str>) -> Result<UdpSocket, ServeError> {
+    let what = iface.map_or_else(|| addr.to_string(), |i| format!("{addr} on {i}"));
+    let fail = |source| ServeError::Listen { what: what.clone(), source };
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
+    s.set_reuse_address(true).map_err(fail)?;
+    s.set_broadcast(true).map_err(fail)?;
+    if let Some(i) = iface {
+        s.bind_device(Some(i.as_bytes())).map_err(fail)?;
+        s.set_reuse_port(true).map_err(fail)?;
+    }
+    s.bind(&addr.into()).map_err(fail)?;
+    s.set_nonblocking(true).map_err(fail)?;
+    UdpSocket::from_std(s.into()).map_err(fail)
+}

@@ -1,0 +1,240 @@
+//! The engine's in-memory view of the lease database: every binding record, indexed by client, plus offers,
+//! timers and per-subnet address allocation. The store is the durable truth; this mirrors it so decisions take
+//! microseconds and never wait on disk.
+
+use super::ClientKey;
+use crate::config::Subnet;
+use leasewire_proto::DhcpState;
+use leasewire_store::Binding;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::Ipv4Addr;
+
+/// An address promised to a client by DHCPOFFER, not (by default) committed.
+#[derive(Debug, Clone)]
+struct Offer {
+    client: ClientKey,
+    until: u32,
+}
+
+/// Allocation state of one subnet.
+#[derive(Debug, Default)]
+struct Pool {
+    /// Inclusive ranges.
+    ranges: Vec<(u32, u32)>,
+    /// Next never-used address to try: (range index, address).
+    cursor: (usize, u32),
+    /// Addresses that were used and became free, oldest first: handed out only after never-used ones, so a
+    /// returning client is likely to find its old address still free.
+    recycled: VecDeque<u32>,
+    excluded: HashSet<u32>,
+    /// Reserved address -> reservation index.
+    reserved: HashMap<u32, usize>,
+}
+
+/// The in-memory lease table.
+#[derive(Debug, Default)]
+pub struct Leases {
+    records: HashMap<Ipv4Addr, Binding>,
+    /// (subnet, client) -> address of the client's most recent binding in that subnet.
+    by_client: HashMap<(usize, ClientKey), Ipv4Addr>,
+    offers: HashMap<Ipv4Addr, Offer>,
+    /// (when, address) for leases and abandoned addresses that end; checked against the record when due.
+    timers: BTreeSet<(u32, Ipv4Addr)>,
+    offer_timers: BTreeSet<(u32, Ipv4Addr)>,
+    pools: Vec<Pool>,
+}
+
+impl Leases {
+    /// An empty table for these subnets.
+    pub fn new(subnets: &[Subnet]) -> Self {
+        let pools = subnets
+            .iter()
+            .map(|s| Pool {
+                ranges: s.pools.clone(),
+                cursor: (0, s.pools.first().map_or(0, |r| r.0)),
+                recycled: VecDeque::new(),
+                excluded: s.exclude.iter().map(|&a| u32::from(a)).collect(),
+                reserved: s.reservations.iter().enumerate().map(|(i, r)| (u32::from(r.ip), i)).collect(),
+            })
+            .collect();
+        Self { pools, ..Default::default() }
+    }
+
+    /// The record for an address.
+    pub fn get(&self, ip: Ipv4Addr) -> Option<&Binding> {
+        self.records.get(&ip)
+    }
+
+    /// Records by state, for metrics.
+    pub fn count_by_state(&self) -> HashMap<DhcpState, usize> {
+        let mut m = HashMap::new();
+        for b in self.records.values() {
+            *m.entry(b.state).or_default() += 1;
+        }
+        m
+    }
+
+    /// The address of the client's current or most recent binding in a subnet.
+    pub fn client_address(&self, subnet: usize, client: &ClientKey) -> Option<Ipv4Addr> {
+        self.by_client.get(&(subnet, client.clone())).copied()
+    }
+
+    /// The address offered to this client and still held, if any.
+    pub fn offered_to(&self, client: &ClientKey, subnets: &[Subnet], subnet: usize, now: u32) -> Option<Ipv4Addr> {
+        self.offers
+            .iter()
+            .find(|(ip, o)| &o.client == client && o.until > now && subnets[subnet].net.contains(*ip))
+            .map(|(ip, _)| *ip)
+    }
+
+    /// Record (or replace) a binding, keeping indexes and timers in step. `subnet` is the binding's subnet.
+    pub fn put(&mut self, subnet: Option<usize>, b: Binding) {
+        if let Some(old) = self.records.get(&b.ip)
+            && let Some(s) = subnet
+            && let Some(k) = ClientKey::of_binding(old)
+            && self.by_client.get(&(s, k.clone())) == Some(&b.ip)
+            && ClientKey::of_binding(&b).as_ref() != Some(&k)
+        {
+            self.by_client.remove(&(s, k));
+        }
+        if let (Some(s), Some(k)) = (subnet, ClientKey::of_binding(&b)) {
+            self.by_client.insert((s, k), b.ip);
+        }
+        if let Some(t) = b.expires_at
+            && matches!(b.state, DhcpState::Active | DhcpState::Abandoned)
+        {
+            self.timers.insert((t, b.ip));
+        }
+        if let Some(s) = subnet
+            && matches!(b.state, DhcpState::Expired | DhcpState::Released | DhcpState::Available)
+        {
+            self.pools[s].recycled.push_back(u32::from(b.ip));
+        }
+        self.offers.remove(&b.ip);
+        self.records.insert(b.ip, b);
+    }
+
+    /// Forget a record (after the store forgot it).
+    pub fn remove(&mut self, subnet: Option<usize>, ip: Ipv4Addr) {
+        if let Some(old) = self.records.remove(&ip)
+            && let (Some(s), Some(k)) = (subnet, ClientKey::of_binding(&old))
+            && self.by_client.get(&(s, k.clone())) == Some(&ip)
+        {
+            self.by_client.remove(&(s, k));
+        }
+    }
+
+    /// Hold an address for a client until `until`.
+    pub fn offer(&mut self, ip: Ipv4Addr, client: ClientKey, until: u32) {
+        self.offers.insert(ip, Offer { client, until });
+        self.offer_timers.insert((until, ip));
+    }
+
+    /// Drop a client's offer (it chose another server).
+    pub fn withdraw_offer(&mut self, client: &ClientKey) {
+        self.offers.retain(|_, o| &o.client != client);
+    }
+
+    /// Whether `ip` could be given to `client` now: in a pool or reserved for it, not excluded, not reserved
+    /// for someone else, not leased or offered to someone else, not abandoned.
+    pub fn is_available(&self, subnets: &[Subnet], subnet: usize, ip: Ipv4Addr, client: &ClientKey, now: u32) -> bool {
+        let pool = &self.pools[subnet];
+        let a = u32::from(ip);
+        if let Some(&r) = pool.reserved.get(&a) {
+            if !client.matches(&subnets[subnet].reservations[r]) {
+                return false;
+            }
+        } else if !pool.ranges.iter().any(|&(s, e)| (s..=e).contains(&a)) || pool.excluded.contains(&a) {
+            return false;
+        }
+        if let Some(o) = self.offers.get(&ip)
+            && o.until > now
+            && &o.client != client
+        {
+            return false;
+        }
+        match self.records.get(&ip) {
+            None => true,
+            Some(b) => match b.state {
+                DhcpState::Active => ClientKey::of_binding(b).as_ref() == Some(client),
+                DhcpState::Abandoned | DhcpState::Remote | DhcpState::Transitioning => false,
+                DhcpState::Available | DhcpState::Expired | DhcpState::Released | DhcpState::Reset => true,
+            },
+        }
+    }
+
+    /// A free address for a new client: never-used addresses first, then recycled ones, oldest first.
+    pub fn allocate(&mut self, subnets: &[Subnet], subnet: usize, client: &ClientKey, now: u32) -> Option<Ipv4Addr> {
+        loop {
+            let (ri, a) = self.pools[subnet].cursor;
+            let Some(&(_, end)) = self.pools[subnet].ranges.get(ri) else { break };
+            let next = if a >= end {
+                let n = ri + 1;
+                (n, self.pools[subnet].ranges.get(n).map_or(0, |r| r.0))
+            } else {
+                (ri, a + 1)
+            };
+            let ip = Ipv4Addr::from(a);
+            let pool = &self.pools[subnet];
+            let never_used = !self.records.contains_key(&ip) && !pool.reserved.contains_key(&a);
+            if never_used && self.is_available(subnets, subnet, ip, client, now) {
+                self.pools[subnet].cursor = next;
+                return Some(ip);
+            }
+            // Skip it for good unless it was merely offered (the offer may lapse): then come back later via
+            // the recycled queue.
+            if self.offers.contains_key(&ip) && never_used {
+                self.pools[subnet].recycled.push_back(a);
+            }
+            self.pools[subnet].cursor = next;
+        }
+        let tries = self.pools[subnet].recycled.len();
+        for _ in 0..tries {
+            let a = self.pools[subnet].recycled.pop_front()?;
+            let ip = Ipv4Addr::from(a);
+            if self.pools[subnet].reserved.contains_key(&a) {
+                continue;
+            }
+            if self.is_available(subnets, subnet, ip, client, now) {
+                return Some(ip);
+            }
+            // Still leased or offered: keep it queued if it may come free again.
+            if self.offers.get(&ip).is_some_and(|o| o.until > now) {
+                self.pools[subnet].recycled.push_back(a);
+            }
+        }
+        None
+    }
+
+    /// Bindings whose lease or abandonment ended at or before `now`; lapsed offers are dropped.
+    pub fn due(&mut self, now: u32) -> Vec<Binding> {
+        while let Some(&(t, ip)) = self.offer_timers.first() {
+            if t > now {
+                break;
+            }
+            self.offer_timers.pop_first();
+            if self.offers.get(&ip).is_some_and(|o| o.until <= now) {
+                self.offers.remove(&ip);
+            }
+        }
+        let mut out = Vec::new();
+        while let Some(&(t, ip)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(b) = self.records.get(&ip)
+                && b.expires_at == Some(t)
+                && matches!(b.state, DhcpState::Active | DhcpState::Abandoned)
+            {
+                out.push(b.clone());
+            }
+        }
+        out
+    }
+
+    /// All records, for forgetting old ones.
+    pub fn iter(&self) -> impl Iterator<Item = &Binding> {
+        self.records.values()
+    }
+}

@@ -1,0 +1,439 @@
+//! The DHCP engine (RFC 2131): a sans-IO decision core. It takes a decoded message, where it came from and the
+//! time, and returns what to commit and what to send; the UDP driver does the I/O, commits durably, and only
+//! then sends the reply, so a client is never told about a lease the store does not hold.
+//!
+//! One step per message type, each short: [`Engine::discover`], [`Engine::request`], [`Engine::decline`],
+//! [`Engine::release`], [`Engine::inform`]; [`Engine::tick`] runs lease expiry.
+
+mod leases;
+mod reply;
+
+pub use reply::Destination;
+
+use crate::config::{Reservation, Subnet, Validated};
+use leases::Leases;
+use leasewire_proto::options::code;
+use leasewire_proto::{DataSource, DhcpState, Message, MessageType, Op, RelayAgentInfo};
+use leasewire_store::Binding;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+/// Client options the server stores with a binding so leasequery can return them (RFC 4388 §6.7).
+const STORED_OPTIONS: &[u8] = &[code::HOST_NAME, code::PARAMETER_REQUEST_LIST, code::VENDOR_CLASS, 77, 81];
+
+/// How the engine identifies a client: its client identifier when it sent one, else htype + chaddr
+/// (RFC 2131 §4.2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// Option 61.
+    ClientId(Vec<u8>),
+    /// htype and hardware address.
+    Hardware(u8, Vec<u8>),
+}
+
+impl ClientKey {
+    fn of_message(m: &Message<'_>) -> Self {
+        match m.options.client_identifier() {
+            Some(id) => Self::ClientId(id.to_vec()),
+            None => Self::Hardware(m.htype, m.hardware_address().to_vec()),
+        }
+    }
+
+    /// The client a binding belongs to, if any.
+    pub fn of_binding(b: &Binding) -> Option<Self> {
+        match (&b.client_id, b.hardware_address.is_empty()) {
+            (Some(id), _) => Some(Self::ClientId(id.clone())),
+            (None, false) => Some(Self::Hardware(b.htype, b.hardware_address.clone())),
+            (None, true) => None,
+        }
+    }
+
+    fn matches(&self, r: &Reservation) -> bool {
+        match self {
+            Self::ClientId(id) => r.client_id.as_ref() == Some(id),
+            Self::Hardware(_, hw) => r.hw_address.as_ref() == Some(hw),
+        }
+    }
+}
+
+/// Where a message came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    /// Source address and port.
+    pub src: SocketAddrV4,
+    /// The interface the socket is bound to, for directly connected clients.
+    pub interface: Option<&'a str>,
+    /// Now, in seconds since the Unix epoch.
+    pub now: u32,
+}
+
+/// Why a message got no answer. Counted by label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// A BOOTREPLY sent to the server.
+    NotARequest,
+    /// No option 53.
+    NoMessageType,
+    /// A type a server does not act on here (including leasequery types, handled elsewhere).
+    UnsupportedType,
+    /// No configured subnet for the relay, link selection or interface.
+    NoSubnet,
+    /// No address left.
+    PoolExhausted,
+    /// DHCPREQUEST for another server: the client chose someone else.
+    OtherServer,
+    /// INIT-REBOOT or RENEWING from a client we have no record of (RFC 2131 §4.3.2: remain silent).
+    NoRecord,
+    /// DHCPREQUEST in SELECTING state without option 50.
+    NoRequestedAddress,
+    /// RELEASE or DECLINE for an address the client does not hold.
+    NotHolder,
+}
+
+impl DropReason {
+    /// A metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotARequest => "not_a_request",
+            Self::NoMessageType => "no_message_type",
+            Self::UnsupportedType => "unsupported_type",
+            Self::NoSubnet => "no_subnet",
+            Self::PoolExhausted => "pool_exhausted",
+            Self::OtherServer => "other_server",
+            Self::NoRecord => "no_record",
+            Self::NoRequestedAddress => "no_requested_address",
+            Self::NotHolder => "not_holder",
+        }
+    }
+}
+
+/// What to do about one message.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Bindings to commit durably before the reply leaves.
+    pub commit: Vec<Binding>,
+    /// The reply, encoded, and where it goes.
+    pub reply: Option<(Vec<u8>, Destination, MessageType)>,
+    /// Why there is no reply, when there is none and nothing to commit.
+    pub dropped: Option<DropReason>,
+}
+
+impl Outcome {
+    fn drop(reason: DropReason) -> Self {
+        Self { dropped: Some(reason), ..Default::default() }
+    }
+}
+
+/// The engine's settings that do not belong to a subnet.
+#[derive(Debug, Clone)]
+struct Settings {
+    server_id: Ipv4Addr,
+    decline_time: u32,
+    offer_timeout: u32,
+    commit_offers: bool,
+}
+
+/// The DHCP engine.
+#[derive(Debug)]
+pub struct Engine {
+    settings: Settings,
+    subnets: Vec<Subnet>,
+    leases: Leases,
+}
+
+impl Engine {
+    /// An engine for a configuration, starting from the store's records.
+    pub fn new(config: &Validated, records: impl IntoIterator<Item = Binding>) -> Self {
+        let s = &config.raw.server;
+        let mut e = Self {
+            settings: Settings {
+                server_id: s.server_id,
+                decline_time: s.decline_time,
+                offer_timeout: s.offer_timeout,
+                commit_offers: s.commit_offers,
+            },
+            subnets: config.subnets.clone(),
+            leases: Leases::new(&config.subnets),
+        };
+        for b in records {
+            let sn = e.subnet_of(b.ip);
+            e.leases.put(sn, b);
+        }
+        e
+    }
+
+    /// The subnets.
+    pub fn subnets(&self) -> &[Subnet] {
+        &self.subnets
+    }
+
+    /// The in-memory record of an address.
+    pub fn binding(&self, ip: Ipv4Addr) -> Option<&Binding> {
+        self.leases.get(ip)
+    }
+
+    /// Records by state, for metrics.
+    pub fn count_by_state(&self) -> std::collections::HashMap<DhcpState, usize> {
+        self.leases.count_by_state()
+    }
+
+    fn subnet_of(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.subnets.iter().position(|s| s.net.contains(&ip))
+    }
+
+    /// Handle one DHCP message.
+    pub fn handle(&mut self, m: &Message<'_>, rx: Received<'_>) -> Outcome {
+        if m.op != Op::BootRequest {
+            return Outcome::drop(DropReason::NotARequest);
+        }
+        let Some(t) = m.message_type() else { return Outcome::drop(DropReason::NoMessageType) };
+        let rai = m.options.relay_agent_info();
+        let Some(subnet) = self.select_subnet(m, rai.as_ref(), rx) else { return Outcome::drop(DropReason::NoSubnet) };
+        let ctx = Ctx { m, rx, subnet, client: ClientKey::of_message(m), server_id: self.server_id(rai.as_ref()) };
+        match t {
+            MessageType::Discover => self.discover(&ctx),
+            MessageType::Request => self.request(&ctx),
+            MessageType::Decline => self.decline(&ctx),
+            MessageType::Release => self.release(&ctx),
+            MessageType::Inform => self.inform(&ctx),
+            _ => Outcome::drop(DropReason::UnsupportedType),
+        }
+    }
+
+    /// RFC 3527 link selection, then giaddr, then the receiving interface, then the client's own address.
+    fn select_subnet(&self, m: &Message<'_>, rai: Option<&RelayAgentInfo<'_>>, rx: Received<'_>) -> Option<usize> {
+        if let Some(link) = rai.and_then(|r| r.link_selection()) {
+            return self.subnet_of(link);
+        }
+        if !m.giaddr.is_unspecified() {
+            return self.subnet_of(m.giaddr);
+        }
+        if let Some(i) = rx.interface {
+            return self.subnets.iter().position(|s| s.interface.as_deref() == Some(i));
+        }
+        if !m.ciaddr.is_unspecified() {
+            return self.subnet_of(m.ciaddr);
+        }
+        (self.subnets.len() == 1).then_some(0)
+    }
+
+    /// RFC 5107: a relay may ask us to use its address as the server identifier.
+    fn server_id(&self, rai: Option<&RelayAgentInfo<'_>>) -> Ipv4Addr {
+        rai.and_then(|r| r.server_id_override()).unwrap_or(self.settings.server_id)
+    }
+
+    fn reservation(&self, ctx: &Ctx<'_, '_>) -> Option<&Reservation> {
+        self.subnets[ctx.subnet].reservations.iter().find(|r| ctx.client.matches(r))
+    }
+
+    fn available(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr) -> bool {
+        self.leases.is_available(&self.subnets, ctx.subnet, ip, &ctx.client, ctx.rx.now)
+    }
+
+    /// DISCOVER → OFFER. Address choice (RFC 2131 §4.3.1): the client's reservation, its current or previous
+    /// binding, an address already offered to it, the requested address if free, else a free address.
+    pub fn discover(&mut self, ctx: &Ctx<'_, '_>) -> Outcome {
+        let now = ctx.rx.now;
+        let candidates = [
+            self.reservation(ctx).map(|r| r.ip),
+            self.leases.client_address(ctx.subnet, &ctx.client),
+            self.leases.offered_to(&ctx.client, &self.subnets, ctx.subnet, now),
+            ctx.m.options.requested_ip(),
+        ];
+        let chosen = candidates
+            .into_iter()
+            .flatten()
+            .find(|&ip| self.subnets[ctx.subnet].net.contains(&ip) && self.available(ctx, ip));
+        let Some(ip) = chosen.or_else(|| self.leases.allocate(&self.subnets, ctx.subnet, &ctx.client, now)) else {
+            return Outcome::drop(DropReason::PoolExhausted);
+        };
+        self.leases.offer(ip, ctx.client.clone(), now.saturating_add(self.settings.offer_timeout));
+        let commit = if self.settings.commit_offers {
+            // Visible to leasequery as TRANSITIONING until the client requests it.
+            let mut b = self.binding_for(ctx, ip, DhcpState::Transitioning);
+            b.expires_at = Some(now.saturating_add(self.settings.offer_timeout));
+            vec![b]
+        } else {
+            Vec::new()
+        };
+        let reply = self.reply(ctx, MessageType::Offer, ip);
+        Outcome { commit, reply: Some(reply), dropped: None }
+    }
+
+    /// REQUEST in SELECTING, INIT-REBOOT, RENEWING or REBINDING state (RFC 2131 §4.3.2).
+    pub fn request(&mut self, ctx: &Ctx<'_, '_>) -> Outcome {
+        let m = ctx.m;
+        let requested = m.options.requested_ip();
+        let ip = match (m.options.server_identifier(), requested) {
+            // SELECTING: the client answers an offer.
+            (Some(sid), _) if sid != ctx.server_id && sid != self.settings.server_id => {
+                self.leases.withdraw_offer(&ctx.client);
+                return Outcome::drop(DropReason::OtherServer);
+            }
+            (Some(_), Some(ip)) => ip,
+            (Some(_), None) => return Outcome::drop(DropReason::NoRequestedAddress),
+            // INIT-REBOOT: the client asks to keep an address it remembers.
+            (None, Some(ip)) => {
+                if !self.subnets[ctx.subnet].net.contains(&ip) {
+                    return self.nak(ctx, "requested address is not on this network");
+                }
+                match self.leases.client_address(ctx.subnet, &ctx.client) {
+                    None => return Outcome::drop(DropReason::NoRecord),
+                    Some(known) if known != ip => return self.nak(ctx, "requested address is not the client's"),
+                    Some(_) => ip,
+                }
+            }
+            // RENEWING / REBINDING: ciaddr is the address.
+            (None, None) if !m.ciaddr.is_unspecified() => {
+                let ip = m.ciaddr;
+                if !self.subnets[ctx.subnet].net.contains(&ip) {
+                    return self.nak(ctx, "address is not on this network");
+                }
+                let holder = self.leases.get(ip).and_then(ClientKey::of_binding);
+                if holder.is_none() && !self.available(ctx, ip) {
+                    return Outcome::drop(DropReason::NoRecord);
+                }
+                ip
+            }
+            (None, None) => return Outcome::drop(DropReason::NoRequestedAddress),
+        };
+        if !self.subnets[ctx.subnet].net.contains(&ip) || !self.available(ctx, ip) {
+            return self.nak(ctx, "requested address is not available");
+        }
+        if let Some(r) = self.subnets[ctx.subnet].reservations.iter().find(|r| r.ip == ip)
+            && !ctx.client.matches(r)
+        {
+            return self.nak(ctx, "requested address is reserved");
+        }
+        let b = self.active_binding(ctx, ip);
+        self.leases.put(Some(ctx.subnet), b.clone());
+        let reply = self.reply(ctx, MessageType::Ack, ip);
+        Outcome { commit: vec![b], reply: Some(reply), dropped: None }
+    }
+
+    /// DECLINE: the client found the address in use; abandon it for `decline-time` (RFC 2131 §4.3.3).
+    pub fn decline(&mut self, ctx: &Ctx<'_, '_>) -> Outcome {
+        let Some(ip) = ctx.m.options.requested_ip() else { return Outcome::drop(DropReason::NoRequestedAddress) };
+        if !self.holds(ctx, ip) {
+            return Outcome::drop(DropReason::NotHolder);
+        }
+        let now = ctx.rx.now;
+        let mut b = Binding::new(ip, DhcpState::Abandoned, now);
+        b.expires_at = Some(now.saturating_add(self.settings.decline_time));
+        b.cltt = Some(now);
+        b.relay_agent_info = ctx.m.options.get(code::RELAY_AGENT_INFO).map(<[u8]>::to_vec);
+        self.leases.put(Some(ctx.subnet), b.clone());
+        Outcome { commit: vec![b], ..Default::default() }
+    }
+
+    /// RELEASE: the client gives the address back (RFC 2131 §4.3.4). The record keeps the client so a
+    /// returning client gets the same address and leasequery can still say who had it.
+    pub fn release(&mut self, ctx: &Ctx<'_, '_>) -> Outcome {
+        let ip = ctx.m.ciaddr;
+        if !self.holds(ctx, ip) {
+            return Outcome::drop(DropReason::NotHolder);
+        }
+        let now = ctx.rx.now;
+        let mut b = self.leases.get(ip).cloned().expect("holds() checked the record");
+        b.state = DhcpState::Released;
+        b.state_since = now;
+        b.expires_at = None;
+        b.cltt = Some(now);
+        b.data_source = DataSource::LOCAL;
+        self.leases.put(Some(ctx.subnet), b.clone());
+        Outcome { commit: vec![b], ..Default::default() }
+    }
+
+    /// INFORM: configuration only, no lease (RFC 2131 §4.3.5).
+    pub fn inform(&mut self, ctx: &Ctx<'_, '_>) -> Outcome {
+        Outcome { reply: Some(self.reply(ctx, MessageType::Ack, Ipv4Addr::UNSPECIFIED)), ..Default::default() }
+    }
+
+    fn holds(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr) -> bool {
+        self.leases
+            .get(ip)
+            .is_some_and(|b| b.state == DhcpState::Active && ClientKey::of_binding(b).as_ref() == Some(&ctx.client))
+    }
+
+    fn binding_for(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr, state: DhcpState) -> Binding {
+        let m = ctx.m;
+        let now = ctx.rx.now;
+        let mut b = Binding::new(ip, state, now);
+        b.htype = m.htype;
+        b.hardware_address = m.hardware_address().to_vec();
+        b.client_id = m.options.client_identifier().map(<[u8]>::to_vec);
+        b.cltt = Some(now);
+        b.relay_agent_info = m.options.get(code::RELAY_AGENT_INFO).map(<[u8]>::to_vec);
+        b.options = STORED_OPTIONS.iter().filter_map(|&c| m.options.get(c).map(|d| (c, d.to_vec()))).collect();
+        b.reserved_for = self.subnets[ctx.subnet].reservations.iter().find(|r| r.ip == ip).map(|r| r.name.clone());
+        b
+    }
+
+    /// The binding after an ACK: a renewal keeps start-time-of-state, anything else starts ACTIVE now.
+    fn active_binding(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr) -> Binding {
+        let now = ctx.rx.now;
+        let mut b = self.binding_for(ctx, ip, DhcpState::Active);
+        if let Some(old) = self.leases.get(ip)
+            && old.state == DhcpState::Active
+            && ClientKey::of_binding(old).as_ref() == Some(&ctx.client)
+        {
+            b.state_since = old.state_since;
+        }
+        b.expires_at = Some(now.saturating_add(self.subnets[ctx.subnet].lease_time));
+        b
+    }
+
+    /// Lease expiry and the end of abandonment: the bindings to commit now.
+    pub fn tick(&mut self, now: u32) -> Vec<Binding> {
+        let mut out = Vec::new();
+        for mut b in self.leases.due(now) {
+            let ended = b.expires_at.unwrap_or(now);
+            b.state = match b.state {
+                DhcpState::Active => DhcpState::Expired,
+                _ => DhcpState::Available,
+            };
+            if b.state == DhcpState::Available {
+                b.relay_agent_info = None;
+            }
+            b.state_since = ended;
+            b.expires_at = None;
+            b.data_source = DataSource::LOCAL;
+            let sn = self.subnet_of(b.ip);
+            self.leases.put(sn, b.clone());
+            out.push(b);
+        }
+        out
+    }
+
+    /// Released, expired and available records older than the retention time, for the store to forget.
+    pub fn forgettable(&self, now: u32, retention: u32) -> Vec<Ipv4Addr> {
+        self.leases
+            .iter()
+            .filter(|b| {
+                matches!(b.state, DhcpState::Released | DhcpState::Expired | DhcpState::Available)
+                    && b.state_since.saturating_add(retention) <= now
+            })
+            .map(|b| b.ip)
+            .collect()
+    }
+
+    /// Drop records the store forgot.
+    pub fn forgotten(&mut self, ips: &[Ipv4Addr]) {
+        for &ip in ips {
+            let sn = self.subnet_of(ip);
+            self.leases.remove(sn, ip);
+        }
+    }
+}
+
+/// What a step needs to know about the message being handled.
+#[derive(Debug)]
+pub struct Ctx<'m, 'a> {
+    m: &'m Message<'a>,
+    rx: Received<'m>,
+    subnet: usize,
+    client: ClientKey,
+    server_id: Ipv4Addr,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! Prometheus metrics for the DHCP service, and the `/metrics` endpoint.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Label: a DHCP message type name.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TypeLabel {
+    /// e.g. `DHCPDISCOVER`.
+    pub r#type: String,
+}
+
+/// Label: why a packet was dropped.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// e.g. `decode_error`, `pool_exhausted`.
+    pub reason: String,
+}
+
+/// Label: lease state per subnet.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabel {
+    /// The subnet, `10.0.0.0/24`.
+    pub subnet: String,
+    /// The dhcp-state name.
+    pub state: String,
+}
+
+/// All DHCP metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Packets received, by message type.
+    pub packets_in: Family<TypeLabel, Counter>,
+    /// Packets sent, by message type.
+    pub packets_out: Family<TypeLabel, Counter>,
+    /// Packets dropped, by reason.
+    pub drops: Family<ReasonLabel, Counter>,
+    /// Bindings by subnet and state.
+    pub leases: Family<LeaseLabel, Gauge>,
+    /// Seconds from handing a change to the store to its durable commit.
+    pub commit_seconds: Histogram,
+    /// Failed commits (the reply was not sent).
+    pub commit_errors: Counter,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh metrics, registered.
+    pub fn new() -> Self {
+        let packets_in = Family::<TypeLabel, Counter>::default();
+        let packets_out = Family::<TypeLabel, Counter>::default();
+        let drops = Family::<ReasonLabel, Counter>::default();
+        let leases = Family::<LeaseLabel, Gauge>::default();
+        let commit_seconds = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0]);
+        let commit_errors = Counter::default();
+        let mut registry = Registry::with_prefix("leasewire_dhcp");
+        registry.register("packets_received", "DHCP packets received, by message type", packets_in.clone());
+        registry.register("packets_sent", "DHCP packets sent, by message type", packets_out.clone());
+        registry.register("packets_dropped", "DHCP packets dropped, by reason", drops.clone());
+        registry.register("leases", "Bindings by subnet and state", leases.clone());
+        registry.register("commit_seconds", "Durable commit latency", commit_seconds.clone());
+        registry.register("commit_errors", "Commits that failed (no reply was sent)", commit_errors.clone());
+        Self { packets_in, packets_out, drops, leases, commit_seconds, commit_errors, registry }
+    }
+
+    /// Count a dropped packet.
+    pub fn dropped(&self, reason: &str) {
+        self.drops.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
+    }
+
+    /// Count a received packet.
+    pub fn received(&self, t: &str) {
+        self.packets_in.get_or_create(&TypeLabel { r#type: t.to_string() }).inc();
+    }
+
+    /// Count a sent packet.
+    pub fn sent(&self, t: &str) {
+        self.packets_out.get_or_create(&TypeLabel { r#type: t.to_string() }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        prometheus_client::encoding::text::encode(&mut s, &self.registry).expect("writing to a String");
+        s
+    }
+
+    /// The value of a drop counter (for tests and logs).
+    pub fn drops_for(&self, reason: &str) -> u64 {
+        self.drops.get_or_create(&ReasonLabel { reason: reason.to_string() }).get()
+    }
+}
+
+/// Serve `/metrics` until the task is dropped.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move { ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode()) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}
