@@ -226,7 +226,7 @@ pub(crate) fn changed_since(
     };
     let Some(first) = first else { return Ok(Vec::new()) };
     let from = match after_seq {
-        Some(s) => first.max(i64::try_from(s).unwrap_or(i64::MAX).saturating_add(0)),
+        Some(s) => first.max(i64::try_from(s).unwrap_or(i64::MAX).saturating_add(1)),
         None => first,
     };
     collect(conn, &FROM_SEQ, params![from, time, limit(n)])
