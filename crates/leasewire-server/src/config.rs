@@ -110,9 +110,10 @@ pub struct PoolConfig {
     pub end: Spanned<Ipv4Addr>,
 }
 
-/// `[subnet.options]`: common options by name, any other by code.
+/// `[subnet.options]`: common options by name, any other by code. (No `deny_unknown_fields`: serde cannot
+/// combine it with `flatten`; an unknown name lands in `by_code` and is rejected there as "not a code".)
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub struct OptionsConfig {
     /// Option 3.
     #[serde(default)]

@@ -130,9 +130,21 @@ impl Leases {
         self.offer_timers.insert((until, ip));
     }
 
-    /// Drop a client's offer (it chose another server).
-    pub fn withdraw_offer(&mut self, client: &ClientKey) {
-        self.offers.retain(|_, o| &o.client != client);
+    /// Drop a client's offer (it chose another server); the address is free again at once.
+    pub fn withdraw_offer(&mut self, subnets: &[Subnet], client: &ClientKey) {
+        let withdrawn: Vec<Ipv4Addr> =
+            self.offers.iter().filter(|(_, o)| &o.client == client).map(|(ip, _)| *ip).collect();
+        for ip in withdrawn {
+            self.offers.remove(&ip);
+            self.recycle(subnets, ip);
+        }
+    }
+
+    /// Queue an address that may be free again for allocation.
+    fn recycle(&mut self, subnets: &[Subnet], ip: Ipv4Addr) {
+        if let Some(s) = subnets.iter().position(|s| s.net.contains(&ip)) {
+            self.pools[s].recycled.push_back(u32::from(ip));
+        }
     }
 
     /// Whether `ip` could be given to `client` now: in a pool or reserved for it, not excluded, not reserved
@@ -206,8 +218,9 @@ impl Leases {
         None
     }
 
-    /// Bindings whose lease or abandonment ended at or before `now`; lapsed offers are dropped.
-    pub fn due(&mut self, now: u32) -> Vec<Binding> {
+    /// Bindings whose lease or abandonment ended at or before `now`; lapsed offers are dropped and their
+    /// addresses queued for allocation again.
+    pub fn due(&mut self, subnets: &[Subnet], now: u32) -> Vec<Binding> {
         while let Some(&(t, ip)) = self.offer_timers.first() {
             if t > now {
                 break;
@@ -215,6 +228,7 @@ impl Leases {
             self.offer_timers.pop_first();
             if self.offers.get(&ip).is_some_and(|o| o.until <= now) {
                 self.offers.remove(&ip);
+                self.recycle(subnets, ip);
             }
         }
         let mut out = Vec::new();

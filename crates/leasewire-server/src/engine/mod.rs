@@ -266,7 +266,7 @@ impl Engine {
         let ip = match (m.options.server_identifier(), requested) {
             // SELECTING: the client answers an offer.
             (Some(sid), _) if sid != ctx.server_id && sid != self.settings.server_id => {
-                self.leases.withdraw_offer(&ctx.client);
+                self.leases.withdraw_offer(&self.subnets, &ctx.client);
                 return Outcome::drop(DropReason::OtherServer);
             }
             (Some(_), Some(ip)) => ip,
@@ -385,7 +385,7 @@ impl Engine {
     /// Lease expiry and the end of abandonment: the bindings to commit now.
     pub fn tick(&mut self, now: u32) -> Vec<Binding> {
         let mut out = Vec::new();
-        for mut b in self.leases.due(now) {
+        for mut b in self.leases.due(&self.subnets, now) {
             let ended = b.expires_at.unwrap_or(now);
             b.state = match b.state {
                 DhcpState::Active => DhcpState::Expired,

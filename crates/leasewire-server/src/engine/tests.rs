@@ -1,1 +1,407 @@
+//! The engine's RFC 2131 behaviour, decision by decision, with fixed times.
 
+use super::*;
+use crate::config::Config;
+use leasewire_proto::{RelayAgentInfoBuilder, sub_option};
+
+const CONFIG: &str = r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/nonexistent"
+decline-time = 1000
+offer-timeout = 30
+
+[[subnet]]
+subnet = "10.0.0.0/24"
+pools = [{ start = "10.0.0.100", end = "10.0.0.102" }]
+lease-time = 600
+[subnet.options]
+routers = ["10.0.0.1"]
+dns-servers = ["10.0.0.53"]
+[[subnet.reservation]]
+ip = "10.0.0.5"
+hw-address = "02:00:00:00:00:05"
+name = "printer"
+
+[[subnet]]
+subnet = "10.9.0.0/24"
+pools = [{ start = "10.9.0.10", end = "10.9.0.20" }]
+"#;
+
+const RELAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const T0: u32 = 1_800_000_000;
+
+fn engine() -> Engine {
+    Engine::new(&Config::parse(CONFIG).unwrap(), Vec::new())
+}
+
+fn msg(t: MessageType, mac: u8) -> Message<'static> {
+    let mut m = Message::new(Op::BootRequest);
+    m.xid = 0x1000 + mac as u32;
+    m.set_hardware_address(1, &[2, 0, 0, 0, 0, mac]);
+    m.giaddr = RELAY;
+    m.options.set_message_type(t);
+    m.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().circuit_id(b"port1").remote_id(b"sw1").build());
+    m
+}
+
+fn rx(now: u32) -> Received<'static> {
+    Received { src: SocketAddrV4::new(RELAY, 67), interface: None, now }
+}
+
+/// The decoded reply (test-only leak keeps the borrow checker out of the assertions).
+fn reply(o: &Outcome) -> Message<'static> {
+    let bytes: &'static [u8] = Box::leak(o.reply.as_ref().expect("a reply").0.clone().into_boxed_slice());
+    Message::decode(bytes).unwrap()
+}
+
+/// DISCOVER then REQUEST (SELECTING) for one client: the ACKed address.
+fn dora(e: &mut Engine, mac: u8, now: u32) -> Ipv4Addr {
+    let offer = e.handle(&msg(MessageType::Discover, mac), rx(now));
+    let ip = reply(&offer).yiaddr;
+    let mut req = msg(MessageType::Request, mac);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, ip);
+    let ack = e.handle(&req, rx(now));
+    assert_eq!(reply(&ack).message_type(), Some(MessageType::Ack));
+    ip
+}
+
+#[test]
+fn discover_offers_a_pool_address_with_the_subnet_options() {
+    let mut e = engine();
+    let o = e.handle(&msg(MessageType::Discover, 1), rx(T0));
+    assert!(o.commit.is_empty(), "an offer is not a state change unless configured");
+    let r = reply(&o);
+    assert_eq!(r.message_type(), Some(MessageType::Offer));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 100));
+    assert_eq!(r.xid, 0x1001);
+    assert_eq!(r.options.server_identifier(), Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(r.options.lease_time(), Some(600));
+    assert_eq!(r.options.get_u32(code::RENEWAL_TIME), Some(300));
+    assert_eq!(r.options.get_u32(code::REBINDING_TIME), Some(525));
+    assert_eq!(r.options.get(code::SUBNET_MASK), Some(&[255, 255, 255, 0][..]));
+    assert_eq!(r.options.get(code::ROUTERS), Some(&[10, 0, 0, 1][..]));
+    assert_eq!(o.reply.as_ref().unwrap().1, Destination::Unicast(SocketAddrV4::new(RELAY, 67)));
+}
+
+#[test]
+fn parameter_request_list_selects_options() {
+    let mut e = engine();
+    let mut d = msg(MessageType::Discover, 1);
+    d.options.set(code::PARAMETER_REQUEST_LIST, vec![code::DOMAIN_NAME_SERVERS]);
+    let o = e.handle(&d, rx(T0));
+    let r = reply(&o);
+    assert!(r.options.contains(code::DOMAIN_NAME_SERVERS));
+    assert!(!r.options.contains(code::ROUTERS));
+    assert!(r.options.contains(code::SUBNET_MASK));
+}
+
+#[test]
+fn rfc3046_option_82_is_echoed_last_and_stored() {
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    let b = e.binding(ip).unwrap();
+    assert_eq!(b.state, DhcpState::Active);
+    assert_eq!(b.remote_id(), Some(&b"sw1"[..]));
+    let o = e.handle(&msg(MessageType::Discover, 1), rx(T0));
+    let r = reply(&o);
+    assert_eq!(r.options.iter().last().unwrap().code, code::RELAY_AGENT_INFO);
+    assert_eq!(r.options.relay_agent_info().unwrap().circuit_id(), Some(&b"port1"[..]));
+}
+
+#[test]
+fn rfc8357_relay_source_port_gets_the_reply() {
+    let mut e = engine();
+    let mut d = msg(MessageType::Discover, 1);
+    d.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().relay_source_port().build());
+    let o = e.handle(&d, Received { src: SocketAddrV4::new(RELAY, 1300), interface: None, now: T0 });
+    assert_eq!(o.reply.unwrap().1, Destination::Unicast(SocketAddrV4::new(RELAY, 1300)));
+    // Without the sub-option the reply goes to port 67 whatever the source port.
+    let o = e.handle(
+        &msg(MessageType::Discover, 2),
+        Received { src: SocketAddrV4::new(RELAY, 1300), interface: None, now: T0 },
+    );
+    assert_eq!(o.reply.unwrap().1, Destination::Unicast(SocketAddrV4::new(RELAY, 67)));
+}
+
+#[test]
+fn ack_commits_an_active_binding_with_lease_and_client() {
+    let mut e = engine();
+    let offer = e.handle(&msg(MessageType::Discover, 1), rx(T0));
+    let ip = reply(&offer).yiaddr;
+    let mut req = msg(MessageType::Request, 1);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, ip);
+    req.options.set(code::HOST_NAME, b"laptop".to_vec());
+    let o = e.handle(&req, rx(T0 + 1));
+    assert_eq!(o.commit.len(), 1);
+    let b = &o.commit[0];
+    assert_eq!(
+        (b.ip, b.state, b.state_since, b.expires_at, b.cltt),
+        (ip, DhcpState::Active, T0 + 1, Some(T0 + 601), Some(T0 + 1))
+    );
+    assert_eq!((b.htype, &b.hardware_address[..]), (1, &[2, 0, 0, 0, 0, 1][..]));
+    assert_eq!(b.option(code::HOST_NAME), Some(&b"laptop"[..]));
+    assert_eq!(reply(&o).yiaddr, ip);
+}
+
+#[test]
+fn selecting_another_server_withdraws_our_offer() {
+    let mut e = engine();
+    let ip = reply(&e.handle(&msg(MessageType::Discover, 1), rx(T0))).yiaddr;
+    let mut req = msg(MessageType::Request, 1);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 99));
+    req.options.set_ip(code::REQUESTED_IP, ip);
+    let o = e.handle(&req, rx(T0));
+    assert_eq!(o.dropped, Some(DropReason::OtherServer));
+    // The address is free again at once: once the never-used addresses are gone, it is the one left.
+    let others: Vec<Ipv4Addr> =
+        (2..=3).map(|mac| reply(&e.handle(&msg(MessageType::Discover, mac), rx(T0))).yiaddr).collect();
+    assert!(!others.contains(&ip));
+    assert_eq!(reply(&e.handle(&msg(MessageType::Discover, 4), rx(T0))).yiaddr, ip);
+}
+
+#[test]
+fn an_offer_holds_the_address_until_it_lapses() {
+    let mut e = engine();
+    let a = reply(&e.handle(&msg(MessageType::Discover, 1), rx(T0))).yiaddr;
+    let b = reply(&e.handle(&msg(MessageType::Discover, 2), rx(T0))).yiaddr;
+    assert_ne!(a, b);
+    // The same client asking again gets the same offer.
+    assert_eq!(reply(&e.handle(&msg(MessageType::Discover, 1), rx(T0 + 5))).yiaddr, a);
+    let c = reply(&e.handle(&msg(MessageType::Discover, 3), rx(T0))).yiaddr;
+    assert_eq!(e.handle(&msg(MessageType::Discover, 4), rx(T0 + 10)).dropped, Some(DropReason::PoolExhausted));
+    // After offer-timeout (30 s) the offers lapse and addresses come back.
+    e.tick(T0 + 40);
+    let d = reply(&e.handle(&msg(MessageType::Discover, 4), rx(T0 + 40))).yiaddr;
+    assert!([a, b, c].contains(&d));
+}
+
+#[test]
+fn nak_when_selecting_an_address_bound_to_another_client() {
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    let mut req = msg(MessageType::Request, 2);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, ip);
+    let o = e.handle(&req, rx(T0));
+    let r = reply(&o);
+    assert_eq!(r.message_type(), Some(MessageType::Nak));
+    assert_eq!(r.yiaddr, Ipv4Addr::UNSPECIFIED);
+    assert!(r.flags & 0x8000 != 0, "a NAK through a relay asks it to broadcast");
+    assert!(o.commit.is_empty());
+}
+
+#[test]
+fn init_reboot_rules() {
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    let reboot = |mac: u8, want: Ipv4Addr| {
+        let mut r = msg(MessageType::Request, mac);
+        r.options.set_ip(code::REQUESTED_IP, want);
+        r
+    };
+    // Its own address: ACK.
+    assert_eq!(reply(&e.handle(&reboot(1, ip), rx(T0 + 5))).message_type(), Some(MessageType::Ack));
+    // An address on another network: NAK.
+    let o = e.handle(&reboot(1, Ipv4Addr::new(192, 168, 1, 1)), rx(T0 + 5));
+    assert_eq!(reply(&o).message_type(), Some(MessageType::Nak));
+    // Another address than the one we know for it: NAK.
+    let o = e.handle(&reboot(1, Ipv4Addr::new(10, 0, 0, 101)), rx(T0 + 5));
+    assert_eq!(reply(&o).message_type(), Some(MessageType::Nak));
+    // A client we have no record of: silence (RFC 2131 §4.3.2).
+    assert_eq!(e.handle(&reboot(7, Ipv4Addr::new(10, 0, 0, 101)), rx(T0 + 5)).dropped, Some(DropReason::NoRecord));
+}
+
+#[test]
+fn renewing_extends_the_lease_and_keeps_start_time_of_state() {
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    let mut r = msg(MessageType::Request, 1);
+    r.ciaddr = ip;
+    r.giaddr = Ipv4Addr::UNSPECIFIED;
+    r.options.remove(code::RELAY_AGENT_INFO);
+    let o = e.handle(&r, Received { src: SocketAddrV4::new(ip, 68), interface: None, now: T0 + 300 });
+    let b = &o.commit[0];
+    assert_eq!((b.state_since, b.expires_at, b.cltt), (T0, Some(T0 + 900), Some(T0 + 300)));
+    assert_eq!(reply(&o).ciaddr, ip);
+    assert_eq!(o.reply.unwrap().1, Destination::Unicast(SocketAddrV4::new(ip, 68)));
+    // Another client renewing that address: NAK.
+    let mut r2 = msg(MessageType::Request, 2);
+    r2.ciaddr = ip;
+    r2.giaddr = Ipv4Addr::UNSPECIFIED;
+    let o = e.handle(&r2, Received { src: SocketAddrV4::new(ip, 68), interface: None, now: T0 + 300 });
+    assert_eq!(reply(&o).message_type(), Some(MessageType::Nak));
+    assert_eq!(o.reply.unwrap().1, Destination::Broadcast, "a NAK without relay is broadcast");
+}
+
+#[test]
+fn decline_abandons_the_address_for_decline_time() {
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    let mut d = msg(MessageType::Decline, 1);
+    d.options.set_ip(code::REQUESTED_IP, ip);
+    let o = e.handle(&d, rx(T0 + 1));
+    assert!(o.reply.is_none());
+    let b = &o.commit[0];
+    assert_eq!((b.state, b.expires_at), (DhcpState::Abandoned, Some(T0 + 1001)));
+    assert!(b.hardware_address.is_empty(), "an abandoned address belongs to no client");
+    // Not offered to anyone, not even the decliner, while abandoned.
+    for mac in 1..=3 {
+        let o = e.handle(&msg(MessageType::Discover, mac), rx(T0 + 2));
+        if let Some((bytes, ..)) = &o.reply {
+            assert_ne!(Message::decode(bytes).unwrap().yiaddr, ip);
+        }
+    }
+    // When abandonment ends, the address becomes AVAILABLE (a committed change).
+    assert!(e.tick(T0 + 1000).is_empty());
+    let due = e.tick(T0 + 1001);
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].ip, due[0].state, due[0].state_since), (ip, DhcpState::Available, T0 + 1001));
+}
+
+#[test]
+fn decline_or_release_by_a_non_holder_is_ignored() {
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    let mut d = msg(MessageType::Decline, 2);
+    d.options.set_ip(code::REQUESTED_IP, ip);
+    assert_eq!(e.handle(&d, rx(T0)).dropped, Some(DropReason::NotHolder));
+    let mut r = msg(MessageType::Release, 2);
+    r.ciaddr = ip;
+    assert_eq!(e.handle(&r, rx(T0)).dropped, Some(DropReason::NotHolder));
+    assert_eq!(e.binding(ip).unwrap().state, DhcpState::Active);
+}
+
+#[test]
+fn release_keeps_the_client_so_it_gets_the_address_back() {
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    let mut r = msg(MessageType::Release, 1);
+    r.ciaddr = ip;
+    let o = e.handle(&r, rx(T0 + 10));
+    assert!(o.reply.is_none());
+    let b = &o.commit[0];
+    assert_eq!((b.state, b.state_since, b.expires_at), (DhcpState::Released, T0 + 10, None));
+    assert_eq!(&b.hardware_address[..], &[2, 0, 0, 0, 0, 1]);
+    assert_eq!(reply(&e.handle(&msg(MessageType::Discover, 1), rx(T0 + 20))).yiaddr, ip);
+}
+
+#[test]
+fn inform_returns_configuration_without_a_lease() {
+    let mut e = engine();
+    let mut i = msg(MessageType::Inform, 1);
+    i.ciaddr = Ipv4Addr::new(10, 0, 0, 50);
+    i.giaddr = Ipv4Addr::UNSPECIFIED;
+    i.options.remove(code::RELAY_AGENT_INFO);
+    let o = e.handle(&i, Received { src: SocketAddrV4::new(i.ciaddr, 68), interface: None, now: T0 });
+    assert!(o.commit.is_empty());
+    let r = reply(&o);
+    assert_eq!(r.message_type(), Some(MessageType::Ack));
+    assert_eq!((r.yiaddr, r.ciaddr), (Ipv4Addr::UNSPECIFIED, i.ciaddr));
+    assert!(!r.options.contains(code::LEASE_TIME));
+    assert!(r.options.contains(code::ROUTERS));
+    assert_eq!(o.reply.unwrap().1, Destination::Unicast(SocketAddrV4::new(i.ciaddr, 68)));
+}
+
+#[test]
+fn leases_expire_on_time_and_not_before() {
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    assert!(e.tick(T0 + 599).is_empty());
+    let due = e.tick(T0 + 650);
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].ip, due[0].state, due[0].state_since), (ip, DhcpState::Expired, T0 + 600));
+    assert!(e.tick(T0 + 700).is_empty(), "expired once");
+    // A renewal before expiry moves the timer.
+    let ip2 = dora(&mut e, 2, T0 + 700);
+    let mut r = msg(MessageType::Request, 2);
+    r.ciaddr = ip2;
+    e.handle(&r, rx(T0 + 1000));
+    assert!(e.tick(T0 + 1301).is_empty());
+    assert_eq!(e.tick(T0 + 1600).len(), 1);
+}
+
+#[test]
+fn reservations_go_to_their_owner_only() {
+    let mut e = engine();
+    let r = reply(&e.handle(&msg(MessageType::Discover, 5), rx(T0)));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 5));
+    let ip = dora(&mut e, 5, T0);
+    assert_eq!(ip, Ipv4Addr::new(10, 0, 0, 5));
+    assert_eq!(e.binding(ip).unwrap().reserved_for.as_deref(), Some("printer"));
+    let mut req = msg(MessageType::Request, 6);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, Ipv4Addr::new(10, 0, 0, 5));
+    assert_eq!(reply(&e.handle(&req, rx(T0))).message_type(), Some(MessageType::Nak));
+}
+
+#[test]
+fn client_identifier_is_the_identity_when_present() {
+    let mut e = engine();
+    let mut d = msg(MessageType::Discover, 1);
+    d.options.set(code::CLIENT_IDENTIFIER, vec![0xff, 1, 2, 3]);
+    let a = reply(&e.handle(&d, rx(T0))).yiaddr;
+    // Same chaddr, other client-id: another client.
+    let mut d2 = msg(MessageType::Discover, 1);
+    d2.options.set(code::CLIENT_IDENTIFIER, vec![0xff, 9, 9, 9]);
+    let r = reply(&e.handle(&d2, rx(T0)));
+    assert_ne!(r.yiaddr, a);
+    assert_eq!(r.options.client_identifier(), Some(&[0xff, 9, 9, 9][..]), "RFC 6842 echo");
+}
+
+#[test]
+fn rfc3527_link_selection_chooses_the_subnet() {
+    let mut e = engine();
+    let mut d = msg(MessageType::Discover, 1);
+    let rai = RelayAgentInfoBuilder::new().sub_option(sub_option::LINK_SELECTION, &[10, 9, 0, 0]).build();
+    d.options.set(code::RELAY_AGENT_INFO, rai);
+    let o = e.handle(&d, rx(T0));
+    assert_eq!(reply(&o).yiaddr, Ipv4Addr::new(10, 9, 0, 10));
+    assert_eq!(o.reply.unwrap().1, Destination::Unicast(SocketAddrV4::new(RELAY, 67)), "still via giaddr");
+}
+
+#[test]
+fn rfc5107_server_id_override() {
+    let mut e = engine();
+    let over = Ipv4Addr::new(10, 0, 0, 2);
+    let rai = RelayAgentInfoBuilder::new().sub_option(sub_option::SERVER_ID_OVERRIDE, &over.octets()).build();
+    let mut d = msg(MessageType::Discover, 1);
+    d.options.set(code::RELAY_AGENT_INFO, rai.clone());
+    let r = reply(&e.handle(&d, rx(T0)));
+    assert_eq!(r.options.server_identifier(), Some(over));
+    let mut req = msg(MessageType::Request, 1);
+    req.options.set(code::RELAY_AGENT_INFO, rai);
+    req.options.set_ip(code::SERVER_IDENTIFIER, over);
+    req.options.set_ip(code::REQUESTED_IP, r.yiaddr);
+    assert_eq!(reply(&e.handle(&req, rx(T0))).message_type(), Some(MessageType::Ack));
+}
+
+#[test]
+fn no_subnet_and_wrong_op_are_dropped_with_reasons() {
+    let mut e = engine();
+    let mut d = msg(MessageType::Discover, 1);
+    d.giaddr = Ipv4Addr::new(192, 168, 0, 1);
+    assert_eq!(e.handle(&d, rx(T0)).dropped, Some(DropReason::NoSubnet));
+    let mut r = msg(MessageType::Discover, 1);
+    r.op = Op::BootReply;
+    assert_eq!(e.handle(&r, rx(T0)).dropped, Some(DropReason::NotARequest));
+    let mut n = msg(MessageType::Discover, 1);
+    n.options.remove(code::MESSAGE_TYPE);
+    assert_eq!(e.handle(&n, rx(T0)).dropped, Some(DropReason::NoMessageType));
+    assert_eq!(e.handle(&msg(MessageType::LeaseQuery, 1), rx(T0)).dropped, Some(DropReason::UnsupportedType));
+}
+
+#[test]
+fn restart_from_records_keeps_bindings_and_allocation_state() {
+    let mut e = engine();
+    let a = dora(&mut e, 1, T0);
+    let b = dora(&mut e, 2, T0);
+    let records: Vec<Binding> = [a, b].iter().map(|ip| e.binding(*ip).unwrap().clone()).collect();
+    let mut e2 = Engine::new(&Config::parse(CONFIG).unwrap(), records);
+    assert_eq!(reply(&e2.handle(&msg(MessageType::Discover, 1), rx(T0 + 1))).yiaddr, a);
+    let c = reply(&e2.handle(&msg(MessageType::Discover, 3), rx(T0 + 1))).yiaddr;
+    assert!(c != a && c != b);
+    assert_eq!(e2.tick(T0 + 600).len(), 2, "expiry timers are rebuilt");
+}
