@@ -70,6 +70,7 @@ fn scan_all(store: &dyn LeaseStore, filter: &ScanFilter, page: usize) -> Vec<Bin
     let mut out: Vec<BindingChange> = Vec::new();
     for rows in scan_pages(store, filter.clone(), page) {
         let rows = rows.expect("scan");
+        assert!(out.len() < 100_000, "scan paging does not advance");
         assert!(rows.len() <= page);
         out.extend(rows);
     }
@@ -79,6 +80,7 @@ fn scan_all(store: &dyn LeaseStore, filter: &ScanFilter, page: usize) -> Vec<Bin
 fn since_all(store: &dyn LeaseStore, time: u32, page: usize) -> Vec<BindingChange> {
     let mut out: Vec<BindingChange> = Vec::new();
     for rows in changed_since_pages(store, time, page) {
+        assert!(out.len() < 100_000, "changed_since paging does not advance");
         out.extend(rows.expect("changed_since"));
     }
     out
