@@ -1,0 +1,246 @@
+//! Test harness: the real `leasewire` binary, network namespaces joined by veth pairs, and a relay-agent
+//! client on loopback. Everything started here is killed by PID when its guard drops, even on failure.
+#![allow(dead_code)]
+
+pub mod relay;
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The binary under test.
+pub fn leasewire() -> &'static str {
+    env!("CARGO_BIN_EXE_leasewire")
+}
+
+/// Panics with a clear message unless we are root (network namespaces and port 67 need it; CI runs as root).
+pub fn require_root() {
+    let uid = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&uid.stdout).trim(),
+        "0",
+        "this test needs root (network namespaces); CI runs as root"
+    );
+}
+
+/// Run a command, panicking with its output on failure.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A free UDP port on 127.0.0.1 (bound and released; good enough for tests that start at once).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process killed (SIGKILL) and reaped on drop unless already waited for.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        Self { child, name: name.to_string() }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal by name (TERM, USR1, ...).
+    pub fn signal(&self, sig: &str) {
+        sh(&["kill", &format!("-{sig}"), &self.pid().to_string()]);
+    }
+
+    /// Wait for exit, at most `secs`.
+    pub fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        for _ in 0..secs * 20 {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not exit within {secs} s", self.name);
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this test process, so parallel tests do not collide.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}x{}", std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Network namespaces, deleted (after killing what runs inside) on drop.
+pub struct Netns {
+    pub names: Vec<String>,
+}
+
+impl Netns {
+    pub fn new(n: usize) -> Self {
+        require_root();
+        let names: Vec<String> = (0..n).map(|_| unique("lw")).collect();
+        for name in &names {
+            sh(&["ip", "netns", "add", name]);
+            sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
+        }
+        Self { names }
+    }
+
+    /// Join namespace `a` and `b` with a veth pair, addresses in CIDR form; returns the interface names.
+    pub fn link(&self, a: usize, a_addr: &str, b: usize, b_addr: &str) -> (String, String) {
+        let (ia, ib) = (unique("va"), unique("vb"));
+        sh(&["ip", "link", "add", &ia, "type", "veth", "peer", "name", &ib]);
+        for (i, ns, addr) in [(&ia, &self.names[a], a_addr), (&ib, &self.names[b], b_addr)] {
+            sh(&["ip", "link", "set", i, "netns", ns]);
+            sh(&["ip", "-n", ns, "addr", "add", addr, "dev", i]);
+            sh(&["ip", "-n", ns, "link", "set", i, "up"]);
+        }
+        (ia, ib)
+    }
+
+    /// A command to run inside namespace `i`.
+    pub fn cmd(&self, i: usize, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.names[i], program]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for name in &self.names {
+            // Anything still inside dies with its namespace's processes.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+}
+
+/// A running `leasewire serve` with its data directory.
+pub struct Server {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    logs: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Write `config` (with `@DATA@` replaced by a fresh data directory inside `dir`) and start the server,
+    /// optionally inside a namespace; returns once it logs that it serves.
+    pub fn start(dir: &Path, config: &str, ns: Option<(&Netns, usize)>) -> Self {
+        let data = dir.join("data");
+        let path = dir.join("server.toml");
+        std::fs::write(&path, config.replace("@DATA@", data.to_str().unwrap())).unwrap();
+        Self::start_with(dir, &path, ns)
+    }
+
+    /// Start (or restart) with an existing config file.
+    pub fn start_with(dir: &Path, path: &Path, ns: Option<(&Netns, usize)>) -> Self {
+        let mut cmd = match ns {
+            Some((n, i)) => n.cmd(i, leasewire()),
+            None => Command::new(leasewire()),
+        };
+        cmd.args(["serve", "--config", path.to_str().unwrap()])
+            .env("LEASEWIRE_LOG", "info,leasewire_server=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut proc = Proc::spawn("leasewire serve", &mut cmd);
+        let stderr = proc.child.stderr.take().unwrap();
+        let (tx, logs) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let s = Self { proc, dir: dir.to_path_buf(), config: path.to_path_buf(), logs };
+        s.wait_log("serving DHCP", 30);
+        s
+    }
+
+    /// Wait for a log line containing `needle`; returns it. Panics after `secs` with what was logged.
+    pub fn wait_log(&self, needle: &str, secs: u64) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.logs.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no log line containing {needle:?} within {secs} s; saw:\n{}", seen.join("\n"));
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) -> PathBuf {
+        self.proc.signal("TERM");
+        let status = self.proc.wait_exit(30);
+        assert!(status.success(), "server exited with {status}");
+        self.dir.join("data")
+    }
+
+    /// The lease database (open only once the server has stopped).
+    pub fn db_path(dir: &Path) -> PathBuf {
+        dir.join("data").join("leases.sqlite3")
+    }
+}
+
+/// Open a stopped server's store.
+pub fn open_store(dir: &Path) -> leasewire_store::SqliteStore {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32;
+    leasewire_store::SqliteStore::open(Server::db_path(dir), leasewire_store::OpenOptions::new(now))
+        .expect("open store")
+}
+
+/// HTTP GET on loopback (for /metrics), body only.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+/// The value of a Prometheus sample line starting with `prefix` (0 when absent).
+pub fn metric(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
