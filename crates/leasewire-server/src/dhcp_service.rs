@@ -197,6 +197,9 @@ impl DhcpService {
                 match p.await {
                     Ok(changes) => {
                         self.metrics.commit_seconds.observe(job.started.elapsed().as_secs_f64());
+                        for c in &changes {
+                            tracing::debug!(seq = c.seq, ip = %c.binding.ip, state = %c.binding.state, "binding committed");
+                        }
                         self.feed.publish(changes);
                     }
                     Err(e) => {

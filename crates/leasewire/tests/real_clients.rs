@@ -1,0 +1,188 @@
+//! Real DHCP clients nobody here wrote — ISC dhclient and busybox udhcpc — obtain, renew and release leases from
+//! `leasewire serve` across veth pairs between network namespaces, directly and through ISC dhcrelay (which
+//! adds option 82). Needs root; everything is cleaned up by PID and namespace even on failure.
+
+mod support;
+
+use leasewire_proto::DhcpState;
+use leasewire_proto::options::code;
+use leasewire_store::LeaseStore;
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use support::{Netns, Proc, Server, open_store};
+
+fn direct_config(iface: &str) -> String {
+    format!(
+        r#"
+[server]
+server-id = "10.77.0.1"
+listen = []
+interfaces = ["{iface}"]
+data-dir = "@DATA@"
+
+[[subnet]]
+subnet = "10.77.0.0/24"
+interface = "{iface}"
+pools = [{{ start = "10.77.0.100", end = "10.77.0.199" }}]
+lease-time = 600
+[subnet.options]
+routers = ["10.77.0.1"]
+"#
+    )
+}
+
+/// Spawn a client and collect its output lines (stdout and stderr).
+fn spawn_logged(name: &str, mut cmd: Command) -> (Proc, mpsc::Receiver<String>) {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut p = Proc::spawn(name, &mut cmd);
+    let (tx, rx) = mpsc::channel();
+    for out in [
+        Box::new(p.child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(p.child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    (p, rx)
+}
+
+fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, secs: u64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(needle) => return l,
+            Ok(l) => seen.push(l),
+            Err(_) => break,
+        }
+    }
+    panic!("no line containing {needle:?} in {secs} s; saw:\n{}", seen.join("\n"));
+}
+
+fn bound_ip(line: &str) -> Ipv4Addr {
+    line.split_whitespace().find_map(|w| w.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+fn dhclient(ns: &Netns, i: usize, iface: &str, dir: &std::path::Path, release: bool) -> Command {
+    let mut c = ns.cmd(i, "dhclient");
+    c.args(["-4", "-d", "-sf", "/bin/true"]);
+    c.arg("-lf").arg(dir.join("dhclient.leases"));
+    c.arg("-pf").arg(dir.join(if release { "dhclient-r.pid" } else { "dhclient.pid" }));
+    c.arg(if release { "-r" } else { "-1" });
+    c.arg(iface);
+    c
+}
+
+#[test]
+fn isc_dhclient_obtains_reboots_and_releases() {
+    let ns = Netns::new(2);
+    let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &direct_config(&srv_if), Some((&ns, 0)));
+
+    let (mut client, out) = spawn_logged("dhclient", dhclient(&ns, 1, &cli_if, dir.path(), false));
+    let ip = bound_ip(&wait_line(&out, "bound to", 60));
+    assert_eq!(ip.octets()[..3], [10, 77, 0]);
+    server.wait_log(&format!("ip={ip} state=ACTIVE"), 10);
+    client.kill9();
+
+    // INIT-REBOOT: a restarted dhclient asks for the address in its lease file and gets it.
+    let (mut client, out) = spawn_logged("dhclient", dhclient(&ns, 1, &cli_if, dir.path(), false));
+    wait_line(&out, &format!("DHCPREQUEST for {ip}"), 30);
+    assert_eq!(bound_ip(&wait_line(&out, "bound to", 60)), ip);
+    client.kill9();
+
+    // Release.
+    let (mut rel, out) = spawn_logged("dhclient -r", dhclient(&ns, 1, &cli_if, dir.path(), true));
+    wait_line(&out, "DHCPRELEASE", 30);
+    server.wait_log(&format!("ip={ip} state=RELEASED"), 10);
+    rel.kill9();
+
+    server.stop();
+    let store = open_store(dir.path());
+    let b = store.get(ip).unwrap().unwrap().binding;
+    assert_eq!(b.state, DhcpState::Released);
+    assert_eq!(b.htype, 1);
+    assert_eq!(b.hardware_address.len(), 6);
+}
+
+#[test]
+fn busybox_udhcpc_obtains_renews_and_releases() {
+    let ns = Netns::new(2);
+    let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &direct_config(&srv_if), Some((&ns, 0)));
+    // The script configures the leased address so the renewal can be unicast from it, as on a real host.
+    let script = dir.path().join("udhcpc.sh");
+    std::fs::write(&script, "#!/bin/sh\ncase \"$1\" in bound|renew) ip addr add \"$ip/24\" dev \"$interface\" 2>/dev/null;; esac\necho \"event $1 $ip\"\nexit 0\n").unwrap();
+    Command::new("chmod").arg("+x").arg(&script).status().unwrap();
+
+    let mut cmd = ns.cmd(1, "busybox");
+    cmd.args(["udhcpc", "-f", "-i", &cli_if, "-x", "hostname:bbox", "-x", "0x3d:01020000000042", "-s"]).arg(&script);
+    let (client, out) = spawn_logged("udhcpc", cmd);
+    let ip = bound_ip(&wait_line(&out, "event bound", 60));
+    server.wait_log(&format!("ip={ip} state=ACTIVE"), 10);
+
+    // SIGUSR1: renew (unicast REQUEST from the leased address, RENEWING state).
+    client.signal("USR1");
+    wait_line(&out, "event renew", 30);
+    server.wait_log(&format!("ip={ip} state=ACTIVE"), 10);
+
+    // SIGUSR2: release.
+    client.signal("USR2");
+    server.wait_log(&format!("ip={ip} state=RELEASED"), 30);
+    drop(client);
+
+    server.stop();
+    let store = open_store(dir.path());
+    let b = store.get(ip).unwrap().unwrap().binding;
+    assert_eq!(b.state, DhcpState::Released);
+    assert_eq!(b.client_id.as_deref(), Some(&[1, 2, 0, 0, 0, 0, 0x42][..]));
+    assert_eq!(b.option(code::HOST_NAME), Some(&b"bbox"[..]));
+    assert!(store.by_client_id(&[1, 2, 0, 0, 0, 0, 0x42]).unwrap().iter().any(|c| c.binding.ip == ip));
+}
+
+#[test]
+fn relayed_client_through_isc_dhcrelay_with_option_82() {
+    // server (0) -- relay (1) -- client (2)
+    let ns = Netns::new(3);
+    let (_srv_if, relay_up) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let (relay_down, cli_if) = ns.link(1, "10.88.0.1/24", 2, "10.88.0.2/24");
+    support::sh(&["ip", "-n", &ns.names[0], "route", "add", "10.88.0.0/24", "via", "10.77.0.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[server]
+server-id = "10.77.0.1"
+listen = ["10.77.0.1:67"]
+data-dir = "@DATA@"
+
+[[subnet]]
+subnet = "10.88.0.0/24"
+pools = [{ start = "10.88.0.100", end = "10.88.0.199" }]
+lease-time = 600
+"#;
+    let server = Server::start(dir.path(), config, Some((&ns, 0)));
+    let mut relay = ns.cmd(1, "dhcrelay");
+    relay.args(["-d", "-4", "-a", "-id", &relay_down, "-iu", &relay_up, "10.77.0.1"]);
+    let (_relay, relay_out) = spawn_logged("dhcrelay", relay);
+    wait_line(&relay_out, "Sending on", 10);
+
+    let (client, out) = spawn_logged("dhclient", dhclient(&ns, 2, &cli_if, dir.path(), false));
+    let ip = bound_ip(&wait_line(&out, "bound to", 60));
+    assert_eq!(ip.octets()[..3], [10, 88, 0]);
+    server.wait_log(&format!("ip={ip} state=ACTIVE"), 10);
+    drop(client);
+
+    server.stop();
+    let store = open_store(dir.path());
+    let b = store.get(ip).unwrap().unwrap().binding;
+    let rai = b.relay_agent().expect("dhcrelay -a added option 82 and we stored it");
+    assert_eq!(rai.circuit_id(), Some(relay_down.as_bytes()), "ISC dhcrelay uses the interface name as circuit-id");
+}
