@@ -1,5 +1,8 @@
 //! leasewire's Leasequery requestor.
 //!
-//! Not built yet: the tokio drivers for the requestor sessions, the replica and its sinks land here in a later
-//! step (see the README's status table).
+//! * [`leasequery`]: RFC 4388 / RFC 6148 queries over UDP, with RFC 2131 retransmission.
+//!
+//! The Active Leasequery requestor (sessions, replica, sinks) lands here in a later step.
 #![forbid(unsafe_code)]
+
+pub mod leasequery;

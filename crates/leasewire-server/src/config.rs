@@ -28,6 +28,9 @@ pub struct Config {
     /// Metrics endpoint (off unless `listen` is set).
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// Leasequery (RFC 4388, RFC 6148) over UDP: off unless requestors are allowed.
+    #[serde(default)]
+    pub leasequery: LeasequerySection,
     /// Address pools.
     #[serde(default, rename = "subnet")]
     pub subnets: Vec<SubnetConfig>,
@@ -69,6 +72,50 @@ pub struct ServerSection {
 pub struct MetricsSection {
     /// Address for the Prometheus `/metrics` endpoint; absent means off.
     pub listen: Option<SocketAddr>,
+}
+
+/// `[leasequery]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LeasequerySection {
+    /// Requestors allowed to query, as prefixes; both the source address and giaddr (where the reply goes) must
+    /// be inside. Empty: leasequery is off and queries are dropped (RFC 4388 §5: a server that does not answer
+    /// leasequery stays silent).
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Stored client options (e.g. hostname 12, vendor class 60) that may be returned when a requestor asks for
+    /// them: RFC 4388 §6.4.2's list of non-sensitive options.
+    #[serde(default = "default_disclose")]
+    pub disclose: Vec<u8>,
+    /// Options never returned to anyone, whatever else says so (e.g. 82 where circuit ids are confidential).
+    #[serde(default)]
+    pub withhold: Vec<u8>,
+    /// Queries per second accepted from one requestor (burst: twice that); 0 means no limit.
+    #[serde(default = "default_lq_rate")]
+    pub rate_limit: u32,
+    /// Answer queries about a reserved address without a lease as leased to its reserved client (RFC 7724 §8.2).
+    #[serde(default)]
+    pub reserved_as_leased: bool,
+}
+
+impl Default for LeasequerySection {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            disclose: default_disclose(),
+            withhold: Vec::new(),
+            rate_limit: default_lq_rate(),
+            reserved_as_leased: false,
+        }
+    }
+}
+
+fn default_disclose() -> Vec<u8> {
+    vec![12, 60]
+}
+
+fn default_lq_rate() -> u32 {
+    10_000
 }
 
 /// `[[subnet]]`.
@@ -218,6 +265,8 @@ pub struct Validated {
     pub raw: Config,
     /// The subnets, checked.
     pub subnets: Vec<Subnet>,
+    /// Prefixes allowed to send leasequeries.
+    pub leasequery_allow: Vec<Ipv4Net>,
 }
 
 impl Config {
@@ -230,7 +279,22 @@ impl Config {
         let subnets =
             raw.subnets.iter().enumerate().map(|(i, s)| s.validate(i, text)).collect::<Result<Vec<_>, _>>()?;
         check_overlaps(&subnets, &raw, text)?;
-        Ok(Validated { raw, subnets })
+        let mut leasequery_allow = Vec::new();
+        for (i, p) in raw.leasequery.allow.iter().enumerate() {
+            let net = p.get_ref().parse::<Ipv4Net>().or_else(|_| p.get_ref().parse::<Ipv4Addr>().map(Ipv4Net::from));
+            match net {
+                Ok(n) => leasequery_allow.push(n.trunc()),
+                Err(_) => {
+                    return err(
+                        format!("leasequery.allow[{i}]"),
+                        text,
+                        Some(p.span()),
+                        "expected an IPv4 prefix or address",
+                    );
+                }
+            }
+        }
+        Ok(Validated { raw, subnets, leasequery_allow })
     }
 
     /// Read, parse and validate a file.
@@ -457,6 +521,17 @@ impl Validated {
                 size,
                 sn.reservations.len(),
                 sn.lease_time
+            );
+        }
+        if self.leasequery_allow.is_empty() {
+            let _ = writeln!(out, "leasequery (UDP) off");
+        } else {
+            let allow: Vec<String> = self.leasequery_allow.iter().map(|n| n.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "leasequery (UDP) for {}, {} queries/s per requestor",
+                allow.join(", "),
+                self.raw.leasequery.rate_limit
             );
         }
         match self.raw.metrics.listen {

@@ -9,6 +9,8 @@
 use crate::config::Validated;
 use crate::engine::{Destination, Engine, Received};
 use crate::feed::ChangeFeed;
+use crate::leasequery::{Answer, Responder};
+use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use leasewire_proto::{Message, MessageType};
 use leasewire_store::{Binding, LeaseStore, Pending, ScanFilter};
@@ -63,6 +65,8 @@ pub struct DhcpService {
     metrics: Arc<Metrics>,
     jobs: mpsc::UnboundedSender<Work>,
     retention: u32,
+    leasequery: Responder,
+    drop_log: LogLimiter,
 }
 
 impl std::fmt::Debug for DhcpService {
@@ -101,6 +105,8 @@ impl DhcpService {
             metrics,
             jobs,
             retention: config.raw.server.retention,
+            leasequery: Responder::new(config),
+            drop_log: LogLimiter::new(Duration::from_secs(10)),
         });
         let mut sockets = Vec::new();
         for addr in &config.raw.server.listen {
@@ -170,13 +176,19 @@ impl DhcpService {
             Ok(m) => m,
             Err(e) => {
                 self.metrics.dropped("decode_error");
-                tracing::debug!(%src, error = %e, "dropped undecodable packet");
+                if let Some(suppressed) = self.drop_log.allow("decode_error") {
+                    tracing::warn!(%src, error = %e, suppressed, "dropped undecodable packet");
+                }
                 return;
             }
         };
         let t = m.message_type();
         self.metrics.received(t.map_or("none", |t| t.name()));
         let now = unix_now();
+        if t == Some(MessageType::LeaseQuery) {
+            self.leasequery(&m, src, socket, now);
+            return;
+        }
         let mut engine = self.engine();
         let outcome = engine.handle(&m, Received { src, interface: iface, now });
         if let Some(reason) = outcome.dropped {
@@ -188,6 +200,25 @@ impl DhcpService {
         let reply = outcome.reply.map(|(b, d, t)| (b, d, t, socket.clone()));
         // Queued under the engine lock, so completion order is decision order.
         let _ = self.jobs.send(Work::Job(Job { pending, started: std::time::Instant::now(), reply }));
+    }
+
+    /// RFC 4388: answered from the store at once; no binding changes, so nothing waits on a commit.
+    fn leasequery(&self, q: &Message<'_>, src: SocketAddrV4, socket: &UdpSocket, now: u32) {
+        match self.leasequery.answer(q, src, self.store.as_ref(), now) {
+            Ok(Answer { bytes, to, kind }) => match socket.try_send_to(&bytes, SocketAddr::V4(to)) {
+                Ok(_) => self.metrics.sent(kind.name()),
+                Err(e) => {
+                    self.metrics.dropped("send_error");
+                    tracing::warn!(%to, error = %e, "leasequery reply not sent");
+                }
+            },
+            Err(reason) => {
+                self.metrics.dropped(reason.label());
+                if let Some(suppressed) = self.drop_log.allow(reason.label()) {
+                    tracing::warn!(%src, reason = reason.label(), xid = q.xid, suppressed, "leasequery dropped");
+                }
+            }
+        }
     }
 
     /// Complete jobs in order: wait for durability, publish, then reply.

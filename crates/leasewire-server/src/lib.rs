@@ -11,4 +11,6 @@ pub mod config;
 pub mod dhcp_service;
 pub mod engine;
 pub mod feed;
+pub mod leasequery;
+pub mod log_limit;
 pub mod metrics;

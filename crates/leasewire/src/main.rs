@@ -3,9 +3,11 @@
 //! Only wiring, parsing and printing live here; the protocol, store, server and requestor are libraries.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 mod decode;
+mod query;
 mod serve;
 
 /// DHCPv4 Leasequery, Bulk Leasequery and Active Leasequery (RFC 4388, RFC 6926, RFC 7724).
@@ -39,6 +41,37 @@ enum Command {
     CheckConfig {
         /// The configuration file.
         config: PathBuf,
+    },
+    /// Ask a server about one binding (RFC 4388 leasequery over UDP; RFC 6148 for --remote-id).
+    #[command(group(clap::ArgGroup::new("key").required(true).args(["ip", "mac", "client_id", "remote_id"])))]
+    Query {
+        /// The server, `ADDR` or `ADDR:PORT` (port 67 by default).
+        #[arg(long)]
+        server: String,
+        /// Query by IP address.
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        /// Query by hardware address, e.g. 02:00:00:00:00:01.
+        #[arg(long)]
+        mac: Option<String>,
+        /// Hardware type for --mac (1 = Ethernet).
+        #[arg(long, default_value_t = 1)]
+        htype: u8,
+        /// Query by client identifier (option 61), hex.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Query by relay agent remote-id (option 82 sub-option 2), hex.
+        #[arg(long)]
+        remote_id: Option<String>,
+        /// The requestor address the reply goes to (default: this host's address towards the server).
+        #[arg(long)]
+        giaddr: Option<Ipv4Addr>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Give up after this many seconds (retransmitting after 4, 8, 16 ... s).
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
     },
     /// Decode DHCPv4 messages (hex, one per line or argument) and print them.
     Decode {
@@ -74,5 +107,16 @@ fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => serve::check_config(&config),
         Command::Decode { hex, framed } => decode::run(hex, framed),
+        Command::Query { server, ip, mac, htype, client_id, remote_id, giaddr, json, timeout } => {
+            use leasewire_requestor::leasequery::Query as Q;
+            let query = match (ip, mac, client_id, remote_id) {
+                (Some(ip), ..) => Q::Ip(ip),
+                (_, Some(m), ..) => Q::Mac(htype, query::parse_hex("--mac", &m)?),
+                (_, _, Some(c), _) => Q::ClientId(query::parse_hex("--client-id", &c)?),
+                (.., Some(r)) => Q::RemoteId(query::parse_hex("--remote-id", &r)?),
+                _ => unreachable!("clap requires one key"),
+            };
+            query::run(query::Args { server, query, giaddr, json, timeout: std::time::Duration::from_secs(timeout) })
+        }
     }
 }

@@ -1,0 +1,171 @@
+//! RFC 4388 leasequery from the requestor's side: build the query for one key, send it, retransmit with the
+//! RFC 2131 §4.1 back-off (LQ-6.6-4), and hand back the reply.
+
+use leasewire_proto::options::code;
+use leasewire_proto::{Message, MessageType, Op, RelayAgentInfoBuilder};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// What to ask about (LQ-6.2-6..8, RFC 6148 §4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// By address: ciaddr.
+    Ip(Ipv4Addr),
+    /// By hardware address: htype, hlen and chaddr.
+    Mac(u8, Vec<u8>),
+    /// By client identifier: option 61.
+    ClientId(Vec<u8>),
+    /// By remote-id: option 82 with only sub-option 2.
+    RemoteId(Vec<u8>),
+}
+
+/// Options a requestor asks for by default (LQ-6.2-4; 92 is required for remote-id queries by RFC 6148 §4.1).
+pub const DEFAULT_PRL: &[u8] = &[
+    code::LEASE_TIME,
+    code::RENEWAL_TIME,
+    code::REBINDING_TIME,
+    code::CLIENT_LAST_TRANSACTION_TIME,
+    code::CLIENT_IDENTIFIER,
+    code::RELAY_AGENT_INFO,
+    code::ASSOCIATED_IP,
+    code::SERVER_IDENTIFIER,
+    code::HOST_NAME,
+    code::VENDOR_CLASS,
+];
+
+/// Build a DHCPLEASEQUERY.
+///
+/// `reply_to_source_port` adds the RFC 8357 relay-source-port sub-option so a server that honours it answers
+/// at the socket's port instead of port 67 (for requestors that cannot bind port 67). It is not added to a
+/// remote-id query, whose option 82 must hold only the remote-id.
+pub fn build(query: &Query, xid: u32, giaddr: Ipv4Addr, prl: &[u8], reply_to_source_port: bool) -> Message<'static> {
+    let mut m = Message::new(Op::BootRequest);
+    m.xid = xid;
+    m.giaddr = giaddr;
+    m.options.set_message_type(MessageType::LeaseQuery);
+    match query {
+        Query::Ip(ip) => m.ciaddr = *ip,
+        Query::Mac(htype, mac) => m.set_hardware_address(*htype, mac),
+        Query::ClientId(id) => m.options.set(code::CLIENT_IDENTIFIER, id.clone()),
+        Query::RemoteId(id) => {
+            m.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().remote_id(id).build())
+        }
+    }
+    m.options.set(code::PARAMETER_REQUEST_LIST, prl.to_vec());
+    if reply_to_source_port && !matches!(query, Query::RemoteId(_)) {
+        m.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().relay_source_port().build());
+    }
+    m
+}
+
+/// RFC 2131 §4.1 retransmission: 4 s, 8 s, 16 s ... up to 64 s, each ± up to 1 s.
+///
+/// `jitter` is a value in [-1, 1] supplied by the caller (sans-IO: no hidden randomness).
+pub fn retransmit_delay(attempt: u32, jitter: f64) -> Duration {
+    let base = 4u64.saturating_mul(1 << attempt.min(4)).min(64) as f64;
+    Duration::from_secs_f64((base + jitter.clamp(-1.0, 1.0)).max(0.0))
+}
+
+/// Why a query got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Socket trouble.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Nothing came back in time.
+    #[error("no reply from {server} after {attempts} attempt(s) in {waited:?}")]
+    Timeout {
+        /// The server.
+        server: SocketAddr,
+        /// Queries sent.
+        attempts: u32,
+        /// Total time waited.
+        waited: Duration,
+    },
+}
+
+/// Send `query` from `socket` to `server` and wait for the reply with the same xid, retransmitting until
+/// `deadline` passes. Replies that do not decode or carry another xid are ignored.
+pub fn exchange(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    query: &Message<'_>,
+    total: Duration,
+) -> Result<Vec<u8>, QueryError> {
+    let mut out = Vec::new();
+    query.encode(&mut out).expect("queries are well-formed");
+    let start = Instant::now();
+    let mut attempts = 0;
+    let mut buf = [0u8; 4096];
+    let mut seed = query.xid as u64 | 1;
+    while start.elapsed() < total {
+        socket.send_to(&out, server)?;
+        attempts += 1;
+        // xorshift for the ±1 s jitter: enough to de-synchronise requestors, not a security matter.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let jitter = (seed % 2001) as f64 / 1000.0 - 1.0;
+        let wait_until = (Instant::now() + retransmit_delay(attempts - 1, jitter)).min(start + total);
+        while let Some(left) = wait_until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+            socket.set_read_timeout(Some(left))?;
+            match socket.recv_from(&mut buf) {
+                Ok((n, _)) => {
+                    if let Ok(m) = Message::decode(&buf[..n])
+                        && m.xid == query.xid
+                        && m.op == Op::BootReply
+                    {
+                        return Ok(buf[..n].to_vec());
+                    }
+                }
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Err(QueryError::Timeout { server, attempts, waited: start.elapsed() })
+}
+
+/// The local address the kernel would use to reach `server` (the natural giaddr for a requestor).
+pub fn local_address_towards(server: SocketAddrV4) -> std::io::Result<Ipv4Addr> {
+    let s = UdpSocket::bind("0.0.0.0:0")?;
+    s.connect(server)?;
+    match s.local_addr()? {
+        SocketAddr::V4(a) => Ok(*a.ip()),
+        SocketAddr::V6(_) => Err(std::io::Error::other("IPv6 route to an IPv4 server")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lq_6_6_4_backoff_doubles_to_64_seconds_with_jitter() {
+        let d: Vec<u64> = (0..7).map(|a| retransmit_delay(a, 0.0).as_secs()).collect();
+        assert_eq!(d, vec![4, 8, 16, 32, 64, 64, 64]);
+        assert_eq!(retransmit_delay(0, -1.0), Duration::from_secs(3));
+        assert_eq!(retransmit_delay(1, 1.0), Duration::from_secs(9));
+    }
+
+    #[test]
+    fn lq_6_2_query_forms() {
+        let g = Ipv4Addr::new(10, 0, 0, 2);
+        let by_ip = build(&Query::Ip(Ipv4Addr::new(10, 0, 0, 9)), 1, g, DEFAULT_PRL, false);
+        assert_eq!((by_ip.ciaddr, by_ip.hlen, by_ip.giaddr), (Ipv4Addr::new(10, 0, 0, 9), 0, g));
+        assert!(by_ip.options.client_identifier().is_none());
+        let by_mac = build(&Query::Mac(1, vec![2, 0, 0, 0, 0, 1]), 2, g, DEFAULT_PRL, false);
+        assert_eq!(
+            (by_mac.ciaddr, by_mac.htype, by_mac.hardware_address()),
+            (Ipv4Addr::UNSPECIFIED, 1, &[2, 0, 0, 0, 0, 1][..])
+        );
+        let by_id = build(&Query::ClientId(vec![1, 2, 3]), 3, g, DEFAULT_PRL, false);
+        assert_eq!((by_id.hlen, by_id.options.client_identifier()), (0, Some(&[1, 2, 3][..])));
+        // LQR-4.1-1: option 82 with only the remote-id, 92 requested, even when asked for the source port.
+        let by_rid = build(&Query::RemoteId(b"sw1".to_vec()), 4, g, DEFAULT_PRL, true);
+        assert!(by_rid.options.relay_agent_info().unwrap().is_remote_id_only());
+        assert!(by_rid.options.parameter_request_list().unwrap().contains(&code::ASSOCIATED_IP));
+        let sp = build(&Query::Ip(Ipv4Addr::new(10, 0, 0, 9)), 5, g, DEFAULT_PRL, true);
+        assert!(sp.options.relay_agent_info().unwrap().has_relay_source_port());
+    }
+}
