@@ -1,0 +1,340 @@
+//! RFC 4388 / RFC 6148 server requirements, by ID, through the responder and a real SQLite store.
+
+use leasewire_proto::options::code;
+use leasewire_proto::{DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder};
+use leasewire_server::config::Config;
+use leasewire_server::leasequery::{Answer, LqDrop, Responder};
+use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+const T: u32 = 1_800_000_000;
+const REQUESTOR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const MAC1: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const MAC2: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+fn config(extra: &str) -> String {
+    format!(
+        r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/nonexistent"
+[leasequery]
+allow = ["10.0.0.0/24", "192.168.5.5"]
+disclose = [12]
+rate-limit = 0
+{extra}
+[[subnet]]
+subnet = "10.0.0.0/24"
+pools = [{{ start = "10.0.0.100", end = "10.0.0.199" }}]
+lease-time = 600
+[[subnet.reservation]]
+ip = "10.0.0.5"
+hw-address = "02:00:00:00:00:05"
+name = "printer"
+"#
+    )
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    lq: Responder,
+}
+
+fn active(ip: [u8; 4], mac: [u8; 6], cltt: u32) -> Binding {
+    let mut b = Binding::new(Ipv4Addr::from(ip), DhcpState::Active, cltt);
+    b.htype = 1;
+    b.hardware_address = mac.to_vec();
+    b.client_id = Some([&[1u8][..], &mac].concat());
+    b.cltt = Some(cltt);
+    b.expires_at = Some(cltt + 600);
+    b.relay_agent_info = Some(RelayAgentInfoBuilder::new().circuit_id(b"port1").remote_id(b"sw1").build());
+    b.options = vec![(code::HOST_NAME, b"laptop".to_vec()), (code::VENDOR_CLASS, b"MSFT 5.0".to_vec())];
+    b
+}
+
+fn fixture(extra: &str) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("l.db"), OpenOptions::new(T - 1000)).unwrap();
+    let mut released = active([10, 0, 0, 102], MAC2, T - 100);
+    released.state = DhcpState::Released;
+    released.expires_at = None;
+    store
+        .commit(T - 5, vec![active([10, 0, 0, 100], MAC1, T - 30), active([10, 0, 0, 101], MAC1, T - 10), released])
+        .wait()
+        .unwrap();
+    let lq = Responder::new(&Config::parse(&config(extra)).unwrap());
+    Fixture { _dir: dir, store, lq }
+}
+
+fn query(prl: Option<&[u8]>) -> Message<'static> {
+    let mut q = Message::new(Op::BootRequest);
+    q.xid = 0xabcd;
+    q.giaddr = REQUESTOR;
+    q.options.set_message_type(MessageType::LeaseQuery);
+    if let Some(p) = prl {
+        q.options.set(code::PARAMETER_REQUEST_LIST, p.to_vec());
+    }
+    q
+}
+
+fn by_ip(ip: [u8; 4], prl: Option<&[u8]>) -> Message<'static> {
+    let mut q = query(prl);
+    q.ciaddr = Ipv4Addr::from(ip);
+    q
+}
+
+const ALL: &[u8] = &[51, 58, 59, 91, 61, 82, 12, 60, 92];
+
+impl Fixture {
+    fn ask(&self, q: &Message<'_>) -> Result<Answer, LqDrop> {
+        self.lq.answer(q, SocketAddrV4::new(REQUESTOR, 67), &self.store, T)
+    }
+
+    fn reply(&self, q: &Message<'_>) -> Message<'static> {
+        let a = self.ask(q).expect("an answer");
+        assert_eq!(a.to, SocketAddrV4::new(q.giaddr, 67), "LQ-6.4.3-1: unicast to giaddr");
+        let bytes: &'static [u8] = Box::leak(a.bytes.into_boxed_slice());
+        let m = Message::decode(bytes).unwrap();
+        assert_eq!((m.op, m.xid, m.message_type()), (Op::BootReply, q.xid, Some(a.kind)));
+        m
+    }
+}
+
+fn codes(m: &Message<'_>) -> Vec<u8> {
+    m.options.iter().map(|o| o.code).collect()
+}
+
+#[test]
+fn lq_6_4_3_2_no_reply_without_giaddr() {
+    let f = fixture("");
+    let mut q = by_ip([10, 0, 0, 100], None);
+    q.giaddr = Ipv4Addr::UNSPECIFIED;
+    assert_eq!(f.ask(&q).unwrap_err(), LqDrop::NoGiaddr);
+}
+
+#[test]
+fn lq_7_5_only_configured_requestors_and_reply_addresses() {
+    let f = fixture("");
+    let q = by_ip([10, 0, 0, 100], None);
+    assert_eq!(
+        f.lq.answer(&q, SocketAddrV4::new(Ipv4Addr::new(172, 16, 0, 1), 67), &f.store, T).unwrap_err(),
+        LqDrop::NotAllowed
+    );
+    // A spoofed giaddr outside the list would turn us into a reflector.
+    let mut q2 = q.clone();
+    q2.giaddr = Ipv4Addr::new(172, 16, 0, 1);
+    assert_eq!(f.ask(&q2).unwrap_err(), LqDrop::NotAllowed);
+    // A single address in the list works.
+    let mut q3 = q.clone();
+    q3.giaddr = Ipv4Addr::new(192, 168, 5, 5);
+    assert!(f.lq.answer(&q3, SocketAddrV4::new(Ipv4Addr::new(192, 168, 5, 5), 67), &f.store, T).is_ok());
+}
+
+#[test]
+fn lq_5_4_silent_when_leasequery_is_not_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("l.db"), OpenOptions::new(T)).unwrap();
+    let text = config("").replace("allow = [\"10.0.0.0/24\", \"192.168.5.5\"]", "");
+    let lq = Responder::new(&Config::parse(&text).unwrap());
+    assert_eq!(
+        lq.answer(&by_ip([10, 0, 0, 100], None), SocketAddrV4::new(REQUESTOR, 67), &store, T).unwrap_err(),
+        LqDrop::Disabled
+    );
+}
+
+#[test]
+fn lq_6_3_2_exactly_one_key() {
+    let f = fixture("");
+    assert_eq!(f.ask(&query(None)).unwrap_err(), LqDrop::NoKey);
+    let mut q = by_ip([10, 0, 0, 100], None);
+    q.set_hardware_address(1, &MAC1);
+    assert_eq!(f.ask(&q).unwrap_err(), LqDrop::SeveralKeys);
+    let mut q = by_ip([10, 0, 0, 100], None);
+    q.options.set(code::CLIENT_IDENTIFIER, vec![1, 2]);
+    assert_eq!(f.ask(&q).unwrap_err(), LqDrop::SeveralKeys);
+}
+
+#[test]
+fn lqr_5_1_option_82_with_another_key_is_that_kind_of_query() {
+    let f = fixture("");
+    let mut q = by_ip([10, 0, 0, 100], None);
+    q.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().remote_id(b"other").build());
+    assert_eq!(f.reply(&q).ciaddr, Ipv4Addr::new(10, 0, 0, 100));
+}
+
+#[test]
+fn lq_6_4_3_query_by_ip_of_a_leased_address_is_active() {
+    let f = fixture("");
+    let r = f.reply(&by_ip([10, 0, 0, 100], Some(ALL)));
+    assert_eq!(r.message_type(), Some(MessageType::LeaseActive));
+    assert_eq!(r.ciaddr, Ipv4Addr::new(10, 0, 0, 100), "LQ-6.4.1-1");
+    assert_eq!((r.htype, r.hardware_address()), (1, &MAC1[..]), "LQ-6.4.2-4: the owner's MAC");
+    assert_eq!(r.options.server_identifier(), Some(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(r.options.lease_time(), Some(570), "LQ-6.4.2-7: seconds remaining");
+    assert_eq!(r.options.get_u32(code::RENEWAL_TIME), Some(270), "LQ-6.4.2-8");
+    assert_eq!(r.options.get_u32(code::REBINDING_TIME), Some(495));
+    assert_eq!(r.options.client_last_transaction_time(), Some(30), "LQ-6.1-2: seconds in the past");
+    assert_eq!(r.options.client_identifier(), Some(&[1, 2, 0, 0, 0, 0, 1][..]), "LQ-6.4.2-5");
+    assert_eq!(r.options.relay_agent_info().unwrap().circuit_id(), Some(&b"port1"[..]), "LQ-6.4.2-9");
+    assert!(!r.options.contains(code::ASSOCIATED_IP), "no 92 for a query by IP");
+}
+
+#[test]
+fn lq_6_4_2_11_only_non_sensitive_stored_options() {
+    let f = fixture("");
+    let r = f.reply(&by_ip([10, 0, 0, 100], Some(ALL)));
+    assert_eq!(r.options.get(code::HOST_NAME), Some(&b"laptop"[..]), "12 is on the disclose list");
+    assert!(!r.options.contains(code::VENDOR_CLASS), "60 is not");
+    let f = fixture("withhold = [82, 91]");
+    let r = f.reply(&by_ip([10, 0, 0, 100], Some(ALL)));
+    assert!(!r.options.contains(code::RELAY_AGENT_INFO) && !r.options.contains(91), "withheld");
+}
+
+#[test]
+fn lq_6_4_2_9_options_follow_the_parameter_request_list() {
+    let f = fixture("");
+    let r = f.reply(&by_ip([10, 0, 0, 100], Some(&[51])));
+    assert_eq!(codes(&r), vec![53, 54, 51]);
+    // LQ-6.2-5: without a list, what a DHCPREQUEST would get, plus the leasequery essentials.
+    let r = f.reply(&by_ip([10, 0, 0, 100], None));
+    assert_eq!(codes(&r), vec![53, 54, 51, 58, 59, 91, 61, 82]);
+}
+
+#[test]
+fn lq_6_4_1_unassigned_for_managed_and_unknown_for_the_rest() {
+    let f = fixture("");
+    // Released: managed, not leased.
+    let r = f.reply(&by_ip([10, 0, 0, 102], Some(ALL)));
+    assert_eq!(r.message_type(), Some(MessageType::LeaseUnassigned));
+    assert_eq!(r.ciaddr, Ipv4Addr::new(10, 0, 0, 102));
+    assert_eq!(codes(&r), vec![53, 54], "LQ-6.4.2-1: nothing else (no 51 without a valid lease, LQ-6.4.2-7)");
+    // In a pool, never leased.
+    assert_eq!(f.reply(&by_ip([10, 0, 0, 150], Some(ALL))).message_type(), Some(MessageType::LeaseUnassigned));
+    // A reservation is managed too.
+    assert_eq!(f.reply(&by_ip([10, 0, 0, 5], Some(ALL))).message_type(), Some(MessageType::LeaseUnassigned));
+    // Outside the pools, and outside every subnet: unknown, with no other option (LQ-6.4-2).
+    for ip in [[10, 0, 0, 50], [192, 0, 2, 1]] {
+        let r = f.reply(&by_ip(ip, Some(ALL)));
+        assert_eq!(r.message_type(), Some(MessageType::LeaseUnknown));
+        assert_eq!(codes(&r), vec![53]);
+    }
+}
+
+#[test]
+fn lq_6_3_4_giaddr_does_not_restrict_the_query() {
+    let f = fixture("");
+    let mut q = by_ip([10, 0, 0, 100], None);
+    q.giaddr = Ipv4Addr::new(192, 168, 5, 5);
+    let a = f.lq.answer(&q, SocketAddrV4::new(Ipv4Addr::new(192, 168, 5, 5), 67), &f.store, T).unwrap();
+    assert_eq!(a.kind, MessageType::LeaseActive);
+}
+
+#[test]
+fn lq_6_4_1_6_query_by_mac_picks_the_latest_transaction_and_lists_the_others() {
+    let f = fixture("");
+    let mut q = query(Some(ALL));
+    q.set_hardware_address(1, &MAC1);
+    let r = f.reply(&q);
+    assert_eq!(r.message_type(), Some(MessageType::LeaseActive));
+    assert_eq!(r.ciaddr, Ipv4Addr::new(10, 0, 0, 101), "LQ-5-2: latest client-last-transaction-time");
+    assert_eq!(r.options.associated_ips().collect::<Vec<_>>(), vec![Ipv4Addr::new(10, 0, 0, 100)], "LQ-6.4.2-6");
+    // LQ-5-7: a MAC without an active lease is unknown.
+    let mut q = query(Some(ALL));
+    q.set_hardware_address(1, &MAC2);
+    assert_eq!(f.reply(&q).message_type(), Some(MessageType::LeaseUnknown));
+    // LQ-6.4.2-6 "whether requested or not".
+    let mut q = query(Some(&[51]));
+    q.set_hardware_address(1, &MAC1);
+    assert!(f.reply(&q).options.contains(code::ASSOCIATED_IP));
+}
+
+#[test]
+fn lq_6_3_1_query_by_client_identifier() {
+    let f = fixture("");
+    let mut q = query(Some(ALL));
+    q.options.set(code::CLIENT_IDENTIFIER, vec![1, 2, 0, 0, 0, 0, 1]);
+    let r = f.reply(&q);
+    assert_eq!((r.message_type(), r.ciaddr), (Some(MessageType::LeaseActive), Ipv4Addr::new(10, 0, 0, 101)));
+    let mut q = query(Some(ALL));
+    q.options.set(code::CLIENT_IDENTIFIER, vec![1, 9, 9]);
+    assert_eq!(codes(&f.reply(&q)), vec![53]);
+}
+
+#[test]
+fn lqr_4_query_by_remote_id() {
+    let f = fixture("");
+    let mut q = query(Some(ALL));
+    q.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().remote_id(b"sw1").build());
+    let r = f.reply(&q);
+    assert_eq!(
+        (r.message_type(), r.ciaddr),
+        (Some(MessageType::LeaseActive), Ipv4Addr::new(10, 0, 0, 101)),
+        "LQR-4.4-1"
+    );
+    // LQR-4.3-1: every other address that came with that remote-id (the released one too).
+    let mut assoc: Vec<Ipv4Addr> = r.options.associated_ips().collect();
+    assoc.sort();
+    assert_eq!(assoc, vec![Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 0, 0, 102)]);
+    // LQR-4.3-2: UNKNOWN echoes the option 82 and nothing else.
+    let mut q = query(Some(ALL));
+    let rai = RelayAgentInfoBuilder::new().remote_id(b"nobody").build();
+    q.options.set(code::RELAY_AGENT_INFO, rai.clone());
+    let r = f.reply(&q);
+    assert_eq!(r.message_type(), Some(MessageType::LeaseUnknown));
+    assert_eq!(codes(&r), vec![53, 82]);
+    assert_eq!(r.options.get(code::RELAY_AGENT_INFO), Some(&rai[..]));
+}
+
+#[test]
+fn lq_3_1_a_query_changes_nothing() {
+    let f = fixture("");
+    let before = (f.store.last_seq().unwrap(), f.store.get(Ipv4Addr::new(10, 0, 0, 100)).unwrap());
+    for ip in [[10, 0, 0, 100], [10, 0, 0, 150], [192, 0, 2, 1]] {
+        f.reply(&by_ip(ip, Some(ALL)));
+    }
+    assert_eq!(before, (f.store.last_seq().unwrap(), f.store.get(Ipv4Addr::new(10, 0, 0, 100)).unwrap()));
+}
+
+#[test]
+fn lq_7_4_per_requestor_rate_limit() {
+    let text = config("").replace("rate-limit = 0", "rate-limit = 5");
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("l.db"), OpenOptions::new(T)).unwrap();
+    let lq = Responder::new(&Config::parse(&text).unwrap());
+    let q = by_ip([10, 0, 0, 100], None);
+    let results: Vec<bool> =
+        (0..20).map(|_| lq.answer(&q, SocketAddrV4::new(REQUESTOR, 67), &store, T).is_ok()).collect();
+    let answered = results.iter().filter(|ok| **ok).count();
+    assert!((10..=11).contains(&answered), "burst of twice the rate, then dropped: {answered}");
+    // Another requestor has its own bucket.
+    let mut q2 = q.clone();
+    q2.giaddr = Ipv4Addr::new(10, 0, 0, 3);
+    assert!(lq.answer(&q2, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 3), 67), &store, T).is_ok());
+}
+
+#[test]
+fn alq_8_2_4_reserved_addresses_can_answer_as_leased() {
+    let f = fixture("reserved-as-leased = true");
+    let r = f.reply(&by_ip([10, 0, 0, 5], Some(ALL)));
+    assert_eq!(r.message_type(), Some(MessageType::LeaseActive));
+    assert_eq!(r.hardware_address(), &[2, 0, 0, 0, 0, 5]);
+    assert!(!r.options.contains(code::LEASE_TIME), "no lease, so no lease time");
+}
+
+#[test]
+fn rfc8357_source_port_reply_for_requestors_without_port_67() {
+    let f = fixture("");
+    let mut q = by_ip([10, 0, 0, 100], None);
+    q.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().relay_source_port().build());
+    let a = f.lq.answer(&q, SocketAddrV4::new(REQUESTOR, 40000), &f.store, T).unwrap();
+    assert_eq!(a.to, SocketAddrV4::new(REQUESTOR, 40000));
+}
+
+#[test]
+fn expired_lease_not_yet_reclaimed_is_not_reported_as_leased() {
+    let f = fixture("");
+    let a =
+        f.lq.answer(&by_ip([10, 0, 0, 100], Some(ALL)), SocketAddrV4::new(REQUESTOR, 67), &f.store, T + 1000).unwrap();
+    assert_eq!(a.kind, MessageType::LeaseUnassigned);
+}
