@@ -265,10 +265,13 @@ impl Responder {
     /// LQ-6.4.1-3..7, LQR-4.4-1: the client's active binding with the latest transaction, the others as
     /// associated-ip; UNKNOWN when it has no active binding.
     fn by_client(&self, q: &Message<'_>, key: &QueryKey, candidates: Vec<BindingChange>, now: u32) -> Message<'static> {
+        // For a MAC query, a binding whose client is identified by that MAC (RFC 2131 §4.2: no client-id) is a
+        // better answer than one that merely came from it with a client-id of its own; ISC dhcpd agrees.
+        let identified_by_key = |b: &Binding| !matches!(key, QueryKey::Hardware(..)) || b.client_id.is_none();
         let chosen = candidates
             .iter()
             .filter(|c| is_leased(&c.binding, now))
-            .max_by_key(|c| (c.binding.cltt.unwrap_or(0), c.seq))
+            .max_by_key(|c| (identified_by_key(&c.binding), c.binding.cltt.unwrap_or(0), c.seq))
             .map(|c| c.binding.clone());
         let Some(b) = chosen else { return self.unknown(q, matches!(key, QueryKey::RemoteId(_))) };
         let others: Vec<Ipv4Addr> = candidates.iter().map(|c| c.binding.ip).filter(|ip| *ip != b.ip).collect();

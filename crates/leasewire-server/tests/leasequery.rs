@@ -338,3 +338,17 @@ fn expired_lease_not_yet_reclaimed_is_not_reported_as_leased() {
         f.lq.answer(&by_ip([10, 0, 0, 100], Some(ALL)), SocketAddrV4::new(REQUESTOR, 67), &f.store, T + 1000).unwrap();
     assert_eq!(a.kind, MessageType::LeaseUnassigned);
 }
+
+#[test]
+fn lq_6_4_1_3_mac_query_prefers_the_client_identified_by_that_mac() {
+    let f = fixture("");
+    // An older lease for a client with no client-id (so identified by MAC1, RFC 2131 §4.2).
+    let mut b = active([10, 0, 0, 103], MAC1, T - 200);
+    b.client_id = None;
+    f.store.commit(T - 4, vec![b]).wait().unwrap();
+    let mut q = query(Some(ALL));
+    q.set_hardware_address(1, &MAC1);
+    let r = f.reply(&q);
+    assert_eq!(r.ciaddr, Ipv4Addr::new(10, 0, 0, 103));
+    assert_eq!(r.options.associated_ips().count(), 2);
+}
