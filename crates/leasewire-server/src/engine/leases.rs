@@ -38,6 +38,8 @@ pub struct Leases {
     /// (subnet, client) -> address of the client's most recent binding in that subnet.
     by_client: HashMap<(usize, ClientKey), Ipv4Addr>,
     offers: HashMap<Ipv4Addr, Offer>,
+    /// client -> address offered to it, so a repeated DISCOVER finds its offer without a scan.
+    offers_by_client: HashMap<ClientKey, Ipv4Addr>,
     /// (when, address) for leases and abandoned addresses that end; checked against the record when due.
     timers: BTreeSet<(u32, Ipv4Addr)>,
     offer_timers: BTreeSet<(u32, Ipv4Addr)>,
@@ -81,10 +83,17 @@ impl Leases {
 
     /// The address offered to this client and still held, if any.
     pub fn offered_to(&self, client: &ClientKey, subnets: &[Subnet], subnet: usize, now: u32) -> Option<Ipv4Addr> {
-        self.offers
-            .iter()
-            .find(|(ip, o)| &o.client == client && o.until > now && subnets[subnet].net.contains(*ip))
-            .map(|(ip, _)| *ip)
+        let ip = *self.offers_by_client.get(client)?;
+        let o = self.offers.get(&ip)?;
+        (&o.client == client && o.until > now && subnets[subnet].net.contains(&ip)).then_some(ip)
+    }
+
+    fn remove_offer(&mut self, ip: Ipv4Addr) -> Option<Offer> {
+        let o = self.offers.remove(&ip)?;
+        if self.offers_by_client.get(&o.client) == Some(&ip) {
+            self.offers_by_client.remove(&o.client);
+        }
+        Some(o)
     }
 
     /// Record (or replace) a binding, keeping indexes and timers in step. `subnet` is the binding's subnet.
@@ -110,7 +119,7 @@ impl Leases {
         {
             self.pools[s].recycled.push_back(u32::from(b.ip));
         }
-        self.offers.remove(&b.ip);
+        self.remove_offer(b.ip);
         self.records.insert(b.ip, b);
     }
 
@@ -126,16 +135,19 @@ impl Leases {
 
     /// Hold an address for a client until `until`.
     pub fn offer(&mut self, ip: Ipv4Addr, client: ClientKey, until: u32) {
+        if let Some(old) = self.offers_by_client.insert(client.clone(), ip)
+            && old != ip
+        {
+            self.offers.remove(&old);
+        }
         self.offers.insert(ip, Offer { client, until });
         self.offer_timers.insert((until, ip));
     }
 
     /// Drop a client's offer (it chose another server); the address is free again at once.
     pub fn withdraw_offer(&mut self, subnets: &[Subnet], client: &ClientKey) {
-        let withdrawn: Vec<Ipv4Addr> =
-            self.offers.iter().filter(|(_, o)| &o.client == client).map(|(ip, _)| *ip).collect();
-        for ip in withdrawn {
-            self.offers.remove(&ip);
+        if let Some(ip) = self.offers_by_client.get(client).copied() {
+            self.remove_offer(ip);
             self.recycle(subnets, ip);
         }
     }
@@ -227,7 +239,7 @@ impl Leases {
             }
             self.offer_timers.pop_first();
             if self.offers.get(&ip).is_some_and(|o| o.until <= now) {
-                self.offers.remove(&ip);
+                self.remove_offer(ip);
                 self.recycle(subnets, ip);
             }
         }

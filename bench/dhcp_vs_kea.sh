@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# DORA/s of `leasewire serve` and Kea 2.2 (memfile) under the same perfdhcp load, side by side.
+#
+#   sudo bench/dhcp_vs_kea.sh [seconds-per-step] [rates...]
+#
+# Two network namespaces joined by a veth pair: perfdhcp acts as a relay (giaddr 10.77.0.2) in one, the server
+# listens on 10.77.0.1:67 in the other. For each rate, perfdhcp runs DORA for SECONDS seconds with a million
+# distinct clients; a step passes when both exchanges drop < 0.1 %. Prints one line per server and rate.
+# Needs root, perfdhcp and kea-dhcp4 (Debian: kea-admin, kea-dhcp4-server), and a release build of leasewire.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+shift || true
+RATES=${*:-"4000 8000 12000 16000 20000 24000 28000"}
+BIN=${LEASEWIRE:-target/release/leasewire}
+[ -x "$BIN" ] || cargo build --release -p leasewire
+WORK=$(mktemp -d)
+S=lwbs$$ C=lwbc$$
+cleanup() {
+  for ns in $S $C; do
+    for p in $(ip netns pids $ns 2>/dev/null); do kill -9 $p 2>/dev/null || true; done
+    ip netns del $ns 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+ip netns add $S; ip netns add $C
+ip link add vs$$ type veth peer name vc$$
+ip link set vs$$ netns $S; ip link set vc$$ netns $C
+ip -n $S addr add 10.77.0.1/24 dev vs$$; ip -n $C addr add 10.77.0.2/24 dev vc$$
+for n in $S $C; do ip -n $n link set lo up; done
+ip -n $S link set vs$$ up; ip -n $C link set vc$$ up
+
+cat > "$WORK/leasewire.toml" <<TOML
+[server]
+server-id = "10.77.0.1"
+listen = ["10.77.0.1:67"]
+data-dir = "$WORK/lw-data"
+[[subnet]]
+subnet = "10.0.0.0/8"
+pools = [{ start = "10.128.0.0", end = "10.255.255.254" }]
+lease-time = 3600
+TOML
+
+kea_conf() { # $1 = threads (0: single-threaded)
+  local mt='"multi-threading": { "enable-multi-threading": false },'
+  [ "$1" -gt 0 ] && mt="\"multi-threading\": { \"enable-multi-threading\": true, \"thread-pool-size\": $1, \"packet-queue-size\": 64 },"
+  cat > "$WORK/kea.json" <<JSON
+{ "Dhcp4": {
+  "interfaces-config": { "interfaces": [ "vs$$/10.77.0.1" ], "dhcp-socket-type": "udp" },
+  $mt
+  "lease-database": { "type": "memfile", "persist": true, "name": "$WORK/kea-leases.csv", "lfc-interval": 0 },
+  "valid-lifetime": 3600,
+  "subnet4": [ { "subnet": "10.0.0.0/8", "pools": [ { "pool": "10.128.0.0 - 10.255.255.254" } ] } ],
+  "loggers": [ { "name": "kea-dhcp4", "severity": "WARN", "output_options": [ { "output": "$WORK/kea.log" } ] } ]
+} }
+JSON
+}
+
+step() { # $1 = label, $2 = rate
+  local out rate d1 d2
+  out=$(ip netns exec $C perfdhcp -4 -l 10.77.0.2 -r "$2" -R 1000000 -p "$SECS" 10.77.0.1 2>&1 || true)
+  rate=$(echo "$out" | awk '/^Rate:/ {print $2; exit}')
+  d1=$(echo "$out" | awk '/DISCOVER-OFFER/ {f=1} f && /drops ratio/ {print $3; exit}' | tr -d '%')
+  d2=$(echo "$out" | awk '/REQUEST-ACK/ {f=1} f && /drops ratio/ {print $3; exit}' | tr -d '%')
+  local ok=PASS
+  awk -v a="${d1:-100}" -v b="${d2:-100}" 'BEGIN { exit !(a < 0.1 && b < 0.1) }' || ok=fail
+  printf '%-22s target %6s/s  achieved %9s DORA/s  drops offer %6s%%  ack %6s%%  %s\n' "$1" "$2" "${rate:-?}" "${d1:-?}" "${d2:-?}" "$ok"
+}
+
+run_server() { # $1 = label, $2... = command
+  local label=$1; shift
+  for r in $RATES; do
+    rm -rf "$WORK/lw-data" "$WORK/kea-leases.csv"*
+    ip netns exec $S "$@" >"$WORK/server.log" 2>&1 &
+    local pid=$!
+    sleep 1.5
+    step "$label" "$r"
+    kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true
+  done
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores; $SECS s per step; perfdhcp $(perfdhcp -v 2>&1 | head -1)"
+run_server "leasewire (durable)" env LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/leasewire.toml"
+# Kea wants its pid and lock files under /run/kea unless told otherwise.
+kea_conf 0; run_server "kea 2.2 1 thread" env KEA_PIDFILE_DIR="$WORK" KEA_LOCKFILE_DIR="$WORK" kea-dhcp4 -c "$WORK/kea.json"
+kea_conf 2; run_server "kea 2.2 2 threads" env KEA_PIDFILE_DIR="$WORK" KEA_LOCKFILE_DIR="$WORK" kea-dhcp4 -c "$WORK/kea.json"
