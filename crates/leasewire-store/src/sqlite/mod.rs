@@ -5,6 +5,7 @@
 //! * Opening tells our files from foreign, damaged and newer ones and never reinitialises an existing file
 //!   (see `open`).
 
+mod checkpoint;
 mod open;
 mod read;
 mod schema;
@@ -76,8 +77,11 @@ impl SqliteStore {
         let readers = (0..options.readers.max(1)).map(|_| open::open_reader(&path)).collect::<Result<Vec<_>, _>>()?;
         let shared =
             Arc::new(Shared { last_seq: AtomicU64::new(counters.last_seq), horizon: AtomicU32::new(counters.horizon) });
+        let checkpointer =
+            checkpoint::Checkpointer::spawn(open::open_checkpointer(&path)?).map_err(|e| StoreError::io(&path, e))?;
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(path.clone(), conn, counters, shared.clone(), options.max_group_bindings);
+        let writer =
+            Writer::new(path.clone(), conn, counters, shared.clone(), options.max_group_bindings, Some(checkpointer));
         let handle = std::thread::Builder::new()
             .name("leasewire-store-writer".into())
             .spawn(move || writer.run(rx))
@@ -226,5 +230,27 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// The binary search over the seq index must find exactly the first record changed at or after T, with
+    /// gaps in the sequence (overwritten and forgotten records) and long runs of equal times.
+    #[test]
+    fn first_seq_since_matches_a_linear_search() {
+        use leasewire_proto::DhcpState;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("leases.db"), OpenOptions::new(1000)).unwrap();
+        let ip = |n: u32| Ipv4Addr::from(0x0a00_0000 + n);
+        for k in 0..300u32 {
+            // Times advance in bursts: many commits share a second, some seconds have none.
+            let now = 1000 + (k / 7) * 3;
+            store.commit(now, vec![Binding::new(ip(k % 120), DhcpState::Active, now)]).wait().unwrap();
+        }
+        store.forget(&[ip(5), ip(77), ip(119)]).wait().unwrap();
+        let all = store.changes_after_seq(0, 1000).unwrap();
+        for t in 990..1140 {
+            let expected = all.iter().filter(|c| c.time >= t).map(|c| c.seq as i64).min();
+            let got = store.readers.with(&store.path, |c| read::first_seq_since(c, t)).unwrap();
+            assert_eq!(got, expected, "time {t}");
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! The rule: only an absent or empty file becomes a new store. Anything else that is not recognisably ours
 //! is an error naming the file; nothing is ever reinitialised in place.
 
-use super::schema::{APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, meta};
+use super::schema::{APPLICATION_ID, MIGRATIONS, PAGE_SIZE, SCHEMA_VERSION, meta};
 use crate::error::StoreError;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::ffi::OsString;
@@ -69,6 +69,17 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         })
         .map_err(|e| StoreError::sqlite(path, e))?;
     conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+/// Open the checkpointer's connection. `synchronous = FULL` makes the checkpoint fsync the database file
+/// before the WAL may be reused.
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::sqlite(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS.into()))
+        .and_then(|()| conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA cache_size = -1024;"))
+        .map_err(|e| StoreError::sqlite(path, e))?;
     Ok(conn)
 }
 
@@ -141,6 +152,8 @@ fn configure_writer(path: &Path, conn: &Connection) -> Result<(), StoreError> {
          PRAGMA journal_size_limit = 67108864;",
     )
     .map_err(|e| damaged(path, e))?;
+    // The checkpointer thread copies the WAL into the database; commits never wait for it.
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(|e| damaged(path, e))?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(())
 }
@@ -236,6 +249,7 @@ fn create(path: &Path, now: u32) -> Result<(), StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(&tmp, flags)?;
         conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE};"))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         for sql in MIGRATIONS {
             tx.execute_batch(sql)?;

@@ -143,9 +143,8 @@ static SCAN_REMOTE_ID: LazyLock<String> = LazyLock::new(|| scan_sql("remote_id =
 static SCAN_HWADDR: LazyLock<String> = LazyLock::new(|| scan_sql("hwaddr = ?5 AND htype = ?6 AND"));
 static SCAN_CLIENT_ID: LazyLock<String> = LazyLock::new(|| scan_sql("client_id = ?5 AND"));
 
-/// The first change at or after a time: by the (time, seq) index, and because times are non-decreasing in
-/// seq order, the smallest seq among records changed at or after it.
-const FIRST_SEQ_SINCE: &str = "SELECT seq FROM binding WHERE time >= ?1 ORDER BY time, seq LIMIT 1";
+/// The record with the smallest seq at or above `?1`: one probe of [`first_seq_since`]'s binary search.
+const SEQ_PROBE: &str = "SELECT seq, time FROM binding WHERE seq >= ?1 ORDER BY seq LIMIT 1";
 static FROM_SEQ: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {COLUMNS} FROM binding WHERE seq >= ?1 AND +time >= ?2 ORDER BY seq LIMIT ?3"));
 static AFTER_SEQ: LazyLock<String> =
@@ -219,17 +218,46 @@ pub(crate) fn changed_since(
     if n == 0 {
         return Ok(Vec::new());
     }
-    let first: Option<i64> = {
-        let mut stmt = conn.prepare_cached(FIRST_SEQ_SINCE)?;
-        let mut rows = stmt.query([time])?;
-        rows.next()?.map(|r| r.get(0)).transpose()?
-    };
-    let Some(first) = first else { return Ok(Vec::new()) };
+    let Some(first) = first_seq_since(conn, time)? else { return Ok(Vec::new()) };
     let from = match after_seq {
         Some(s) => first.max(i64::try_from(s).unwrap_or(i64::MAX).saturating_add(1)),
         None => first,
     };
     collect(conn, &FROM_SEQ, params![from, time, limit(n)])
+}
+
+/// The smallest seq among records whose latest change is at or after `time`, `None` if there is none.
+///
+/// Times are non-decreasing in seq order (every commit's time is at least the previous one's), so the
+/// records changed at or after `time` are exactly those from some seq on: binary search for it on the seq
+/// index, O(log n) index probes.
+pub(crate) fn first_seq_since(conn: &Connection, time: u32) -> rusqlite::Result<Option<i64>> {
+    let mut probe = conn.prepare_cached(SEQ_PROBE)?;
+    let mut at = |seq: i64| -> rusqlite::Result<Option<(i64, u32)>> {
+        let mut rows = probe.query([seq])?;
+        rows.next()?.map(|r| Ok((r.get(0)?, r.get(1)?))).transpose()
+    };
+    // Invariant: every record with seq < lo changed before `time`; `found` is the smallest seq known to
+    // have changed at or after it, and no record lies in [hi, found) that we have not seen.
+    let Some((mut lo, first_time)) = at(0)? else { return Ok(None) };
+    if first_time >= time {
+        return Ok(Some(lo));
+    }
+    let mut found = None;
+    let last: Option<i64> = conn.prepare_cached("SELECT max(seq) FROM binding")?.query_row([], |r| r.get(0))?;
+    let mut hi = last.map_or(lo, |s| s.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match at(mid)? {
+            Some((seq, t)) if t >= time => {
+                found = Some(seq);
+                hi = mid;
+            }
+            Some((seq, _)) => lo = seq + 1,
+            None => hi = mid,
+        }
+    }
+    Ok(found)
 }
 
 pub(crate) fn changes_after_seq(conn: &Connection, seq: u64, n: usize) -> rusqlite::Result<Vec<BindingChange>> {
@@ -259,7 +287,7 @@ pub(crate) fn all_queries() -> Vec<(&'static str, String)> {
         ("scan_remote_id", SCAN_REMOTE_ID.clone()),
         ("scan_hwaddr", SCAN_HWADDR.clone()),
         ("scan_client_id", SCAN_CLIENT_ID.clone()),
-        ("first_seq_since", FIRST_SEQ_SINCE.to_owned()),
+        ("seq_probe", SEQ_PROBE.to_owned()),
         ("from_seq", FROM_SEQ.clone()),
         ("after_seq", AFTER_SEQ.clone()),
     ]

@@ -18,8 +18,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // skip them. Every secondary index implicitly ends in the rowid, which makes "key = ? AND ip > ?
     // ORDER BY ip" a range scan of the index (keyset paging of RFC 6926 scans).
     //
-    // `seq`/`time` are the latest change. Times are non-decreasing in seq order, so the (time, seq) index
-    // finds the first change at or after T and the seq index walks on from there.
+    // `seq`/`time` are the latest change. Times are non-decreasing in seq order, so "changed at or after T"
+    // is a suffix of the seq index, found by binary search on it: no index on `time`, whose entry would
+    // be one more random page rewritten in the WAL for every renewal.
+    //
+    // 1 KiB pages: a renewal rewrites a few random pages (table leaf, old seq index entry) and the WAL
+    // carries whole pages, so small pages cut the bytes fsynced per binding by 4 against the default
+    // 4 KiB; measured 1.7x the group-commit throughput on this machine.
     r#"
     CREATE TABLE meta (
         key   TEXT PRIMARY KEY NOT NULL,
@@ -46,13 +51,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
 
     CREATE UNIQUE INDEX binding_seq ON binding (seq);
-    CREATE INDEX binding_time ON binding (time, seq);
     CREATE INDEX binding_hwaddr ON binding (hwaddr, htype) WHERE hwaddr IS NOT NULL;
     CREATE INDEX binding_client_id ON binding (client_id) WHERE client_id IS NOT NULL;
     CREATE INDEX binding_remote_id ON binding (remote_id) WHERE remote_id IS NOT NULL;
     CREATE INDEX binding_relay_id ON binding (relay_id) WHERE relay_id IS NOT NULL;
     "#,
 ];
+
+/// The page size of new stores (set before the first table is created; see the schema comment).
+pub(crate) const PAGE_SIZE: u32 = 1024;
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
