@@ -107,45 +107,96 @@ fn report_size(path: &Path, n: u32) {
     );
 }
 
+/// How committers drive the store.
+#[derive(Clone, Copy, PartialEq)]
+enum Drive {
+    /// N OS threads, each committing one binding and blocking until it is durable, then the next.
+    Threads,
+    /// One thread keeping N single-binding commits in flight (the DHCP engine's pipelined use: commit,
+    /// hand the `Pending` to a completer task, go on with the next client).
+    InFlight,
+}
+
+/// What is committed.
+#[derive(Clone, Copy, PartialEq)]
+enum Work {
+    /// Renewals of random existing leases (the steady state of a DHCP server).
+    Renew,
+    /// First leases of new clients at new addresses (every lookup key is new, so every index grows).
+    New,
+}
+
 fn durable_commits(c: &mut Criterion) {
-    let mut group = c.benchmark_group("durable_commit");
-    group.sample_size(10).measurement_time(Duration::from_secs(8)).warm_up_time(Duration::from_secs(1));
-    group.throughput(Throughput::Elements(1));
     let existing = if full_run() { 100_000 } else { 1_000 };
-    for committers in [1u64, 8, 64] {
-        let dir = tempfile::tempdir_in(env_dir()).unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path().join("leases.db"), OpenOptions::new(T0)).unwrap());
-        populate(&*store, existing);
-        let mut round = 0u32;
-        // One element = one binding committed by one committer and acknowledged after fsync; committers
-        // renew random existing leases, each waiting for its own commit before the next.
-        group.bench_function(BenchmarkId::new("committers", committers), |b| {
-            b.iter_custom(|iters| {
-                round += 1;
-                let per = iters.div_ceil(committers);
-                let barrier = Arc::new(Barrier::new(committers as usize + 1));
-                let threads: Vec<_> = (0..committers)
-                    .map(|t| {
-                        let store = store.clone();
-                        let barrier = barrier.clone();
-                        std::thread::spawn(move || {
+    for (name, drive, work) in [
+        ("durable_commit_renew_threads", Drive::Threads, Work::Renew),
+        ("durable_commit_renew_inflight", Drive::InFlight, Work::Renew),
+        ("durable_commit_new_threads", Drive::Threads, Work::New),
+    ] {
+        let mut group = c.benchmark_group(name);
+        group.sample_size(10).measurement_time(Duration::from_secs(6)).warm_up_time(Duration::from_secs(1));
+        group.throughput(Throughput::Elements(1));
+        for committers in [1u64, 8, 64] {
+            let dir = tempfile::tempdir_in(env_dir()).unwrap();
+            let store = Arc::new(SqliteStore::open(dir.path().join("leases.db"), OpenOptions::new(T0)).unwrap());
+            populate(&*store, existing);
+            let next_new = Arc::new(std::sync::atomic::AtomicU32::new(existing));
+            let mut round = 0u32;
+            // One element = one binding committed and acknowledged after fsync.
+            group.bench_function(BenchmarkId::new("committers", committers), |b| {
+                b.iter_custom(|iters| {
+                    round += 1;
+                    let pick = {
+                        let next_new = next_new.clone();
+                        move |k: u64| match work {
+                            Work::Renew => scramble(k as u32 ^ round.rotate_left(20)) % existing,
+                            Work::New => next_new.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                        }
+                    };
+                    let now = T0 + round;
+                    match drive {
+                        Drive::Threads => {
+                            let per = iters.div_ceil(committers);
+                            let barrier = Arc::new(Barrier::new(committers as usize + 1));
+                            let threads: Vec<_> = (0..committers)
+                                .map(|t| {
+                                    let (store, barrier, pick) = (store.clone(), barrier.clone(), pick.clone());
+                                    std::thread::spawn(move || {
+                                        barrier.wait();
+                                        for k in 0..per {
+                                            let i = pick(t * per + k);
+                                            store.commit(now, vec![lease(i, now)]).wait().unwrap();
+                                        }
+                                    })
+                                })
+                                .collect();
                             barrier.wait();
-                            for k in 0..per {
-                                let i = scramble((t * per + k) as u32 ^ round) % existing;
-                                store.commit(T0 + round, vec![lease(i, T0 + round)]).wait().unwrap();
+                            let start = Instant::now();
+                            threads.into_iter().for_each(|t| t.join().unwrap());
+                            // `per * committers` may exceed `iters` by up to committers - 1.
+                            start.elapsed().mul_f64(iters as f64 / (per * committers) as f64)
+                        }
+                        Drive::InFlight => {
+                            let start = Instant::now();
+                            let mut in_flight = std::collections::VecDeque::with_capacity(committers as usize);
+                            for k in 0..iters {
+                                if in_flight.len() == committers as usize {
+                                    let p: leasewire_store::PendingCommit = in_flight.pop_front().unwrap();
+                                    p.wait().unwrap();
+                                }
+                                in_flight.push_back(store.commit(now, vec![lease(pick(k), now)]));
                             }
-                        })
-                    })
-                    .collect();
-                barrier.wait();
-                let start = Instant::now();
-                threads.into_iter().for_each(|t| t.join().unwrap());
-                // `per * committers` may exceed `iters` by up to committers - 1: report the time per commit.
-                start.elapsed().mul_f64(iters as f64 / (per * committers) as f64)
-            })
-        });
+                            in_flight.into_iter().for_each(|p| {
+                                p.wait().unwrap();
+                            });
+                            start.elapsed()
+                        }
+                    }
+                })
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 fn lookups(c: &mut Criterion) {

@@ -59,13 +59,15 @@ pub(crate) fn open_writer(path: &Path, now: u32, verify_integrity: bool) -> Resu
 }
 
 /// Open a reader connection on an existing store (after [`open_writer`] validated it).
-pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open_reader(path: &Path, mmap_bytes: u64) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::sqlite(path, e))?;
     conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS.into()))
         .and_then(|()| {
             // Readers never write; `query_only` turns a bug that tries into an error instead of a lock.
-            conn.execute_batch("PRAGMA query_only = ON; PRAGMA cache_size = -16384;")
+            conn.execute_batch(&format!(
+                "PRAGMA query_only = ON; PRAGMA cache_size = -16384; PRAGMA mmap_size = {mmap_bytes};"
+            ))
         })
         .map_err(|e| StoreError::sqlite(path, e))?;
     conn.set_prepared_statement_cache_capacity(32);
