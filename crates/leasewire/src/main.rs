@@ -3,9 +3,10 @@
 //! Only wiring, parsing and printing live here; the protocol, store, server and requestor are libraries.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+mod bench;
 mod decode;
 mod query;
 mod serve;
@@ -73,6 +74,9 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Load tools for benchmarks (populate a store, generate leasequery load, echo).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Decode DHCPv4 messages (hex, one per line or argument) and print them.
     Decode {
         /// Hex-encoded messages; read from standard input when none is given.
@@ -80,6 +84,52 @@ enum Command {
         /// The input is TCP framing (2-octet length prefix) rather than bare datagrams.
         #[arg(long)]
         framed: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Fill a data directory's lease store with active bindings.
+    Populate {
+        /// The data directory (as in the server's config).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// First address.
+        #[arg(long)]
+        first: Ipv4Addr,
+        /// Number of bindings.
+        #[arg(long)]
+        count: u32,
+        /// Lease time of the bindings, seconds.
+        #[arg(long, default_value_t = 86_400)]
+        lease_time: u32,
+    },
+    /// Send leasequeries by IP for `count` addresses from `first`, `window` outstanding, for `seconds`.
+    Leasequery {
+        /// The server, `ADDR` or `ADDR:PORT`.
+        #[arg(long)]
+        server: String,
+        /// Our address (the reply goes to giaddr:67).
+        #[arg(long)]
+        giaddr: Ipv4Addr,
+        /// First address to ask about.
+        #[arg(long)]
+        first: Ipv4Addr,
+        /// How many addresses to cycle through.
+        #[arg(long)]
+        count: u32,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Queries outstanding at once.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+    },
+    /// Answer leasequeries instantly (measures the generator's ceiling).
+    Echo {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
     },
 }
 
@@ -107,6 +157,20 @@ fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => serve::check_config(&config),
         Command::Decode { hex, framed } => decode::run(hex, framed),
+        Command::Bench(b) => match b {
+            BenchCommand::Populate { data_dir, first, count, lease_time } => {
+                bench::populate(&data_dir, first, count, lease_time)
+            }
+            BenchCommand::Leasequery { server, giaddr, first, count, seconds, window } => bench::leasequery(
+                query::parse_server(&server)?,
+                giaddr,
+                first,
+                count,
+                std::time::Duration::from_secs(seconds),
+                window,
+            ),
+            BenchCommand::Echo { listen } => bench::echo(listen),
+        },
         Command::Query { server, ip, mac, htype, client_id, remote_id, giaddr, json, timeout } => {
             use leasewire_requestor::leasequery::Query as Q;
             let query = match (ip, mac, client_id, remote_id) {

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# RFC 4388 leasequeries answered per second, and latency, at 100k bindings: leasewire vs ISC dhcpd 4.4.3, with
+# the same generator (`leasewire bench leasequery`), whose own ceiling is measured against `leasewire bench echo`.
+#
+#   sudo bench/leasequery_vs_isc.sh [seconds] [window]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-10}
+WINDOW=${2:-128}
+N=100000
+BIN=${LEASEWIRE:-target/release/leasewire}
+[ -x "$BIN" ] || cargo build --release -p leasewire
+BIN=$(realpath "$BIN")
+WORK=$(mktemp -d)
+S=lwqs$$ C=lwqc$$
+cleanup() {
+  for ns in $S $C; do
+    for p in $(ip netns pids $ns 2>/dev/null); do kill -9 $p 2>/dev/null || true; done
+    ip netns del $ns 2>/dev/null || true
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+ip netns add $S; ip netns add $C
+ip link add qs$$ type veth peer name qc$$
+ip link set qs$$ netns $S; ip link set qc$$ netns $C
+ip -n $S addr add 10.64.0.1/10 dev qs$$; ip -n $C addr add 10.64.0.2/10 dev qc$$
+for n in $S $C; do ip -n $n link set lo up; done
+ip -n $S link set qs$$ up; ip -n $C link set qc$$ up
+
+gen() { ip netns exec $C "$BIN" bench leasequery --server 10.64.0.1 --giaddr 10.64.0.2 --first 10.65.0.0 --count $N --seconds "$SECS" --window "$WINDOW"; }
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $N bindings, window $WINDOW, $SECS s"
+printf 'generator ceiling (echo):  '
+ip netns exec $S "$BIN" bench echo --listen 10.64.0.1:67 & E=$!; sleep 0.5
+gen; kill $E; wait $E 2>/dev/null || true
+
+# ISC dhcpd with N active leases in its lease file.
+python3 - "$WORK/dhcpd.leases" $N <<'PY'
+import sys, ipaddress, time
+path, n = sys.argv[1], int(sys.argv[2])
+t = time.gmtime(); e = time.gmtime(time.time() + 86400)
+fmt = lambda x: time.strftime("%w %Y/%m/%d %H:%M:%S", x)
+base = int(ipaddress.IPv4Address("10.65.0.0"))
+with open(path, "w") as f:
+    for i in range(n):
+        ip = ipaddress.IPv4Address(base + i)
+        mac = ":".join(f"{b:02x}" for b in [2, 0, (i >> 24) & 255, (i >> 16) & 255, (i >> 8) & 255, i & 255])
+        f.write(f"lease {ip} {{\n  starts {fmt(t)};\n  ends {fmt(e)};\n  cltt {fmt(t)};\n  binding state active;\n"
+                f"  next binding state free;\n  hardware ethernet {mac};\n}}\n")
+PY
+cat > "$WORK/dhcpd.conf" <<CONF
+authoritative;
+ping-check false;
+allow leasequery;
+default-lease-time 86400;
+max-lease-time 86400;
+subnet 10.64.0.0 netmask 255.192.0.0 { range 10.65.0.0 10.66.255.255; }
+CONF
+ip netns exec $S dhcpd -4 -f -q -cf "$WORK/dhcpd.conf" -lf "$WORK/dhcpd.leases" -pf "$WORK/dhcpd.pid" qs$$ >/dev/null 2>&1 & I=$!
+sleep 3
+printf 'ISC dhcpd 4.4.3:           '
+gen; kill $I; wait $I 2>/dev/null || true
+
+"$BIN" bench populate --data-dir "$WORK/lw" --first 10.65.0.0 --count $N >/dev/null
+cat > "$WORK/lw.toml" <<TOML
+[server]
+server-id = "10.64.0.1"
+listen = ["10.64.0.1:67"]
+data-dir = "$WORK/lw"
+[leasequery]
+allow = ["10.64.0.0/10"]
+rate-limit = 0
+[[subnet]]
+subnet = "10.64.0.0/10"
+pools = [{ start = "10.65.0.0", end = "10.66.255.255" }]
+TOML
+ip netns exec $S env LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/lw.toml" & L=$!
+sleep 2
+printf 'leasewire:                 '
+gen; kill $L; wait $L 2>/dev/null || true

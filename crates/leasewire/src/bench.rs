@@ -1,0 +1,155 @@
+//! `leasewire bench`: load tools for measuring servers (ours and others) on a lab network.
+//!
+//! * `populate` fills a data directory's lease store with N active bindings (for query benchmarks).
+//! * `leasequery` sends RFC 4388 queries with a fixed window outstanding and reports answers/s and latency.
+//! * `echo` answers every datagram at once, to show the load generator's own ceiling.
+
+use anyhow::{Context, bail};
+use leasewire_proto::{DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder};
+use leasewire_requestor::leasequery::{self, Query};
+use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Active bindings for `count` addresses from `first`, committed in large batches.
+pub fn populate(data_dir: &Path, first: Ipv4Addr, count: u32, lease_time: u32) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    let now = leasewire_server::dhcp_service::unix_now();
+    let store = SqliteStore::open(data_dir.join(crate::serve::DB_FILE), OpenOptions::new(now))?;
+    let start = Instant::now();
+    let base = u32::from(first);
+    let mut n = 0;
+    while n < count {
+        let batch: Vec<Binding> =
+            (n..count.min(n + 10_000)).map(|i| binding(Ipv4Addr::from(base + i), i, now, lease_time)).collect();
+        n += batch.len() as u32;
+        store.commit(now, batch).wait()?;
+    }
+    println!("{count} bindings from {first} in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn binding(ip: Ipv4Addr, i: u32, now: u32, lease_time: u32) -> Binding {
+    let mut b = Binding::new(ip, DhcpState::Active, now);
+    let mac = [2, 0, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+    b.htype = 1;
+    b.hardware_address = mac.to_vec();
+    b.cltt = Some(now);
+    b.expires_at = Some(now + lease_time);
+    b.relay_agent_info = Some(
+        RelayAgentInfoBuilder::new()
+            .circuit_id(format!("port{}", i % 48).as_bytes())
+            .remote_id(&mac)
+            .relay_id(format!("relay{}", i % 16).as_bytes())
+            .build(),
+    );
+    b
+}
+
+/// Query addresses `first .. first+count` round-robin for `duration`, keeping `window` queries outstanding.
+pub fn leasequery(
+    server: SocketAddrV4,
+    giaddr: Ipv4Addr,
+    first: Ipv4Addr,
+    count: u32,
+    duration: Duration,
+    window: usize,
+) -> anyhow::Result<()> {
+    let (socket, source_port) = match UdpSocket::bind((giaddr, 67)) {
+        Ok(s) => (s, false),
+        Err(_) => (UdpSocket::bind((giaddr, 0)).with_context(|| format!("bind {giaddr}"))?, true),
+    };
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let window = window.clamp(1, 4096);
+    let mut sent_at: Vec<Option<Instant>> = vec![None; window];
+    let mut latencies: Vec<u32> = Vec::with_capacity(1 << 20);
+    let (mut sent, mut answered, mut lost) = (0u64, 0u64, 0u64);
+    let mut next = 0u32;
+    let mut buf = [0u8; 2048];
+    let mut out = Vec::with_capacity(512);
+    let mut send =
+        |slot: usize, sent_at: &mut Vec<Option<Instant>>, next: &mut u32, sent: &mut u64| -> anyhow::Result<()> {
+            let ip = Ipv4Addr::from(u32::from(first) + *next % count);
+            *next = next.wrapping_add(1);
+            // The slot is in the xid, so a reply finds its send time without a map.
+            let xid = (*next << 12) | slot as u32;
+            let q = leasequery::build(&Query::Ip(ip), xid, giaddr, &[51, 91, 82], source_port);
+            out.clear();
+            q.encode(&mut out)?;
+            socket.send_to(&out, server)?;
+            sent_at[slot] = Some(Instant::now());
+            *sent += 1;
+            Ok(())
+        };
+    let start = Instant::now();
+    for slot in 0..window {
+        send(slot, &mut sent_at, &mut next, &mut sent)?;
+    }
+    while start.elapsed() < duration {
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                let Ok(m) = Message::decode(&buf[..n]) else { continue };
+                let slot = (m.xid & 0xfff) as usize;
+                if m.op != Op::BootReply || slot >= window {
+                    continue;
+                }
+                if let Some(t) = sent_at[slot].take() {
+                    latencies.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                    answered += 1;
+                    if !matches!(m.message_type(), Some(MessageType::LeaseActive)) {
+                        bail!("unexpected reply {:?} for {}: populate the server first", m.message_type(), m.ciaddr);
+                    }
+                    send(slot, &mut sent_at, &mut next, &mut sent)?;
+                }
+            }
+            Err(_) => {
+                // A quiet spell: count what is outstanding as lost and refill the window.
+                for slot in 0..window {
+                    if sent_at[slot].is_some_and(|t| t.elapsed() > Duration::from_millis(200)) {
+                        lost += 1;
+                        send(slot, &mut sent_at, &mut next, &mut sent)?;
+                    }
+                }
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "sent {sent} answered {answered} lost {lost} in {secs:.1} s: {:.0} answers/s, latency p50 {} µs p99 {} µs max {} µs (window {window})",
+        answered as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+        latencies.last().copied().unwrap_or(0)
+    );
+    Ok(())
+}
+
+/// Answer every DHCPLEASEQUERY with a DHCPLEASEACTIVE for its ciaddr, as fast as possible, at giaddr:67 (or the
+/// source port when asked with RFC 8357): the generator's ceiling with a server that does no work.
+pub fn echo(listen: SocketAddr) -> anyhow::Result<()> {
+    let socket = UdpSocket::bind(listen)?;
+    let mut buf = [0u8; 2048];
+    let mut out = Vec::with_capacity(512);
+    loop {
+        let (n, from) = socket.recv_from(&mut buf)?;
+        let Ok(q) = Message::decode(&buf[..n]) else { continue };
+        let mut r = Message::new(Op::BootReply);
+        r.xid = q.xid;
+        r.ciaddr = q.ciaddr;
+        r.giaddr = q.giaddr;
+        r.options.set_message_type(MessageType::LeaseActive);
+        out.clear();
+        r.encode(&mut out)?;
+        let port =
+            if q.options.relay_agent_info().is_some_and(|r| r.has_relay_source_port()) { from.port() } else { 67 };
+        socket.send_to(&out, SocketAddrV4::new(q.giaddr, port))?;
+    }
+}
