@@ -196,22 +196,40 @@ impl DhcpService {
             tracing::debug!(%src, reason = reason.label(), xid = m.xid, "no reply");
             return;
         }
-        let pending = (!outcome.commit.is_empty()).then(|| self.store.commit(now, outcome.commit));
+        if outcome.commit.is_empty() {
+            // Nothing to make durable (OFFER, NAK, INFORM): answer at once rather than behind other commits.
+            drop(engine);
+            if let Some((bytes, dest, t)) = outcome.reply {
+                self.send_now(socket, &bytes, dest, t);
+            }
+            return;
+        }
+        let pending = Some(self.store.commit(now, outcome.commit));
         let reply = outcome.reply.map(|(b, d, t)| (b, d, t, socket.clone()));
         // Queued under the engine lock, so completion order is decision order.
         let _ = self.jobs.send(Work::Job(Job { pending, started: std::time::Instant::now(), reply }));
     }
 
+    /// Send without waiting; a full socket buffer is a drop (the client retransmits).
+    fn send_now(&self, socket: &UdpSocket, bytes: &[u8], dest: Destination, t: MessageType) {
+        let to = socket_addr(dest);
+        match socket.try_send_to(bytes, to) {
+            Ok(_) => self.metrics.sent(t.name()),
+            Err(e) => self.send_failed(to, &e),
+        }
+    }
+
+    fn send_failed(&self, to: SocketAddr, e: &std::io::Error) {
+        self.metrics.dropped("send_error");
+        if let Some(suppressed) = self.drop_log.allow("send_error") {
+            tracing::warn!(%to, error = %e, suppressed, "send failed");
+        }
+    }
+
     /// RFC 4388: answered from the store at once; no binding changes, so nothing waits on a commit.
     fn leasequery(&self, q: &Message<'_>, src: SocketAddrV4, socket: &UdpSocket, now: u32) {
         match self.leasequery.answer(q, src, self.store.as_ref(), now) {
-            Ok(Answer { bytes, to, kind }) => match socket.try_send_to(&bytes, SocketAddr::V4(to)) {
-                Ok(_) => self.metrics.sent(kind.name()),
-                Err(e) => {
-                    self.metrics.dropped("send_error");
-                    tracing::warn!(%to, error = %e, "leasequery reply not sent");
-                }
-            },
+            Ok(Answer { bytes, to, kind }) => self.send_now(socket, &bytes, Destination::Unicast(to), kind),
             Err(reason) => {
                 self.metrics.dropped(reason.label());
                 if let Some(suppressed) = self.drop_log.allow(reason.label()) {
@@ -241,16 +259,10 @@ impl DhcpService {
                 }
             }
             if let Some((bytes, dest, t, socket)) = job.reply {
-                let to = match dest {
-                    Destination::Unicast(a) => SocketAddr::V4(a),
-                    Destination::Broadcast => SocketAddr::from((Ipv4Addr::BROADCAST, 68)),
-                };
+                let to = socket_addr(dest);
                 match socket.send_to(&bytes, to).await {
                     Ok(_) => self.metrics.sent(t.name()),
-                    Err(e) => {
-                        self.metrics.dropped("send_error");
-                        tracing::warn!(%to, error = %e, "send failed");
-                    }
+                    Err(e) => self.send_failed(to, &e),
                 }
             }
         }
@@ -301,6 +313,13 @@ impl DhcpService {
             let label = crate::metrics::LeaseLabel { subnet: "all".into(), state: state.name().into() };
             self.metrics.leases.get_or_create(&label).set(count as i64);
         }
+    }
+}
+
+fn socket_addr(dest: Destination) -> SocketAddr {
+    match dest {
+        Destination::Unicast(a) => SocketAddr::V4(a),
+        Destination::Broadcast => SocketAddr::from((Ipv4Addr::BROADCAST, 68)),
     }
 }
 
