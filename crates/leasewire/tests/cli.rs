@@ -1,0 +1,65 @@
+//! The command line's promises: the shipped examples validate, errors name key and line, the README's first
+//! command works, `--help` lists the subcommands.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn leasewire(args: &[&str]) -> std::process::Output {
+    Command::new(support::leasewire()).args(args).current_dir(repo()).output().unwrap()
+}
+
+#[test]
+fn shipped_examples_pass_check_config() {
+    let out = leasewire(&["check-config", "examples/lab.toml"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("subnet 127.0.0.0/8: 65535 pool address(es)"), "{text}");
+    assert!(text.contains("leasequery (UDP) for 127.0.0.0/8"), "{text}");
+}
+
+#[test]
+fn check_config_names_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = std::fs::read_to_string(repo().join("examples/lab.toml")).unwrap().replace("127.1.255.254", "10.0.0.1");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, &bad).unwrap();
+    let line = bad.lines().position(|l| l.contains("10.0.0.1")).unwrap() + 1;
+    let out = leasewire(&["check-config", path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("line {line}: subnet[0].pools[0].end: 10.0.0.1 is outside 127.0.0.0/8")), "{err}");
+}
+
+#[test]
+fn readme_first_command_decodes_the_isc_replies() {
+    let hex = std::fs::read(repo().join("examples/isc-leasequery-replies.hex")).unwrap();
+    let mut child = Command::new(support::leasewire())
+        .arg("decode")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&hex).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for t in ["DHCPLEASEACTIVE", "DHCPLEASEUNASSIGNED", "DHCPLEASEUNKNOWN"] {
+        assert!(text.contains(t), "{text}");
+    }
+    assert!(text.contains("option  82: 1=70:6f:72:74:31 2=73:77:31"), "{text}");
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let text = String::from_utf8_lossy(&leasewire(&["--help"]).stdout).into_owned();
+    for c in ["serve", "check-config", "query", "decode", "bench"] {
+        assert!(text.contains(c), "{c} missing from --help:\n{text}");
+    }
+}
