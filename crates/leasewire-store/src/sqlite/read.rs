@@ -120,13 +120,10 @@ fn limit(n: usize) -> i64 {
 
 static GET: LazyLock<String> = LazyLock::new(|| format!("SELECT {COLUMNS} FROM binding WHERE ip = ?1"));
 static BY_HWADDR: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {COLUMNS} FROM binding WHERE hwaddr = ?1 AND htype = ?2 ORDER BY seq DESC"));
-static BY_CLIENT_ID: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {COLUMNS} FROM binding WHERE client_id = ?1 ORDER BY seq DESC"));
-static BY_REMOTE_ID: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {COLUMNS} FROM binding WHERE remote_id = ?1 ORDER BY seq DESC"));
-static BY_RELAY_ID: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {COLUMNS} FROM binding WHERE relay_id = ?1 ORDER BY seq DESC"));
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM binding WHERE hwaddr = ?1 AND htype = ?2"));
+static BY_CLIENT_ID: LazyLock<String> = LazyLock::new(|| format!("SELECT {COLUMNS} FROM binding WHERE client_id = ?1"));
+static BY_REMOTE_ID: LazyLock<String> = LazyLock::new(|| format!("SELECT {COLUMNS} FROM binding WHERE remote_id = ?1"));
+static BY_RELAY_ID: LazyLock<String> = LazyLock::new(|| format!("SELECT {COLUMNS} FROM binding WHERE relay_id = ?1"));
 
 /// Scans: `?1` after-address, `?2`/`?3` change-time bounds, `?4` limit, `?5`/`?6` the key. The unary `+`
 /// on `time` keeps the planner from choosing the time index (and then sorting by address) for a bounded
@@ -158,7 +155,14 @@ pub(crate) fn by_hardware_address(conn: &Connection, htype: u8, addr: &[u8]) -> 
     if addr.is_empty() {
         return Ok(Vec::new());
     }
-    collect(conn, &BY_HWADDR, params![addr, htype])
+    newest_first(collect(conn, &BY_HWADDR, params![addr, htype])?)
+}
+
+/// Lookups return few records; sorting them here saves SQLite's sorter set-up, which costs more than the
+/// index seeks for a one-record answer.
+fn newest_first(mut changes: Vec<BindingChange>) -> rusqlite::Result<Vec<BindingChange>> {
+    changes.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+    Ok(changes)
 }
 
 /// Which secondary key to look up by.
@@ -176,7 +180,7 @@ pub(crate) fn by_key(conn: &Connection, key: Key, value: &[u8]) -> rusqlite::Res
         Key::RemoteId => &BY_REMOTE_ID,
         Key::RelayId => &BY_RELAY_ID,
     };
-    collect(conn, sql, [value])
+    newest_first(collect(conn, sql, [value])?)
 }
 
 pub(crate) fn scan(
