@@ -161,7 +161,7 @@ pub(crate) fn by_hardware_address(conn: &Connection, htype: u8, addr: &[u8]) -> 
 /// Lookups return few records; sorting them here saves SQLite's sorter set-up, which costs more than the
 /// index seeks for a one-record answer.
 fn newest_first(mut changes: Vec<BindingChange>) -> rusqlite::Result<Vec<BindingChange>> {
-    changes.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+    changes.sort_unstable_by_key(|c| std::cmp::Reverse(c.seq));
     Ok(changes)
 }
 
