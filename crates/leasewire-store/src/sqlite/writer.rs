@@ -100,6 +100,10 @@ pub(crate) struct Writer {
 /// Ask the checkpointer for a pass every this many group commits (besides its own period).
 const CHECKPOINT_EVERY_GROUPS: u64 = 32;
 
+/// If the WAL still grew past this (the checkpointer cannot keep up with a sustained burst), the writer
+/// checkpoints itself, on the commit path, so the log and recovery time stay bounded.
+const WAL_LIMIT_BYTES: u64 = 256 << 20;
+
 impl Writer {
     pub(crate) fn new(
         path: PathBuf,
@@ -158,6 +162,11 @@ impl Writer {
                 if self.groups % CHECKPOINT_EVERY_GROUPS == 0 {
                     if let Some(c) = &self.checkpointer {
                         c.nudge();
+                    }
+                    let wal = super::open::sidecar(&self.path, "-wal");
+                    if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES) {
+                        // Best effort: a failure leaves the WAL as it is, which loses nothing.
+                        let _ = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                     }
                 }
                 self.shared.last_seq.store(self.counters.last_seq, Ordering::SeqCst);
