@@ -9,6 +9,7 @@
 //! code runs under tokio, in tests with simulated time, and inside fuzzers.
 #![forbid(unsafe_code)]
 
+mod binding;
 mod dhcp_state;
 mod error;
 pub mod framing;
@@ -19,6 +20,7 @@ mod relay_agent;
 mod status;
 mod vss;
 
+pub use binding::{Binding, BindingChange, BindingProblem, MAX_HARDWARE_ADDRESS_LEN};
 pub use dhcp_state::{DataSource, DhcpState};
 pub use error::{DecodeError, EncodeError, OptionError};
 pub use message::{BOOTP_MIN_LEN, DhcpOption, EncodeSettings, HEADER_LEN, MAGIC_COOKIE, Message, Op, Options};

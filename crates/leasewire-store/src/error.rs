@@ -1,6 +1,6 @@
 //! What can go wrong with the lease store, precisely enough for an operator to act on it.
 
-use leasewire_proto::OptionError;
+pub use leasewire_proto::BindingProblem;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -110,33 +110,6 @@ pub enum StoreError {
     /// The store was closed (or its writer thread is gone) before the operation completed.
     #[error("lease store is closed")]
     Closed,
-}
-
-/// What is wrong with a binding handed to `commit`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BindingProblem {
-    /// `chaddr` holds at most 16 octets, so a longer hardware address cannot have come from a client.
-    #[error("hardware address of {0} octets exceeds the 16-octet chaddr field")]
-    HardwareAddressTooLong(usize),
-    /// The stored option 82 does not have RFC 3046's sub-option structure, so its relay-id and remote-id
-    /// could not be indexed.
-    #[error("relay agent information (option 82) is malformed: {0}")]
-    RelayAgentInfo(OptionError),
-    /// Stored options must be in strictly ascending code order (one entry per code).
-    #[error("stored option {code} is out of order or repeated (options must be in ascending code order)")]
-    OptionsNotAscending {
-        /// The first offending option code.
-        code: u8,
-    },
-    /// A stored option value longer than 65535 octets cannot be stored (nor sent).
-    #[error("stored option {code} has {len} octets, more than 65535")]
-    OptionTooLong {
-        /// The option code.
-        code: u8,
-        /// Its length.
-        len: usize,
-    },
 }
 
 impl StoreError {

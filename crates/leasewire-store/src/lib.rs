@@ -26,8 +26,8 @@ mod pending;
 pub mod sqlite;
 mod store;
 
-pub use binding::{Binding, BindingChange, MAX_HARDWARE_ADDRESS_LEN};
 pub use error::{BindingProblem, StoreError};
+pub use leasewire_proto::{Binding, BindingChange, MAX_HARDWARE_ADDRESS_LEN};
 pub use pending::{Pending, PendingCommit};
 pub use sqlite::{OpenOptions, SqliteStore};
 pub use store::{DEFAULT_RETENTION_SECS, Forgotten, LeaseStore, ScanFilter, ScanKey, changed_since_pages, scan_pages};

@@ -1,8 +1,8 @@
 //! The [`LeaseStore`] trait: every leasequery flavour as a view of one lease-state database.
 
-use crate::binding::{Binding, BindingChange};
 use crate::error::StoreError;
 use crate::pending::{Pending, PendingCommit};
+use crate::{Binding, BindingChange};
 use std::net::Ipv4Addr;
 
 /// How long a released, expired or otherwise non-ACTIVE record is kept before

@@ -13,10 +13,10 @@ mod writer;
 
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
-use crate::binding::{Binding, BindingChange};
 use crate::error::StoreError;
 use crate::pending::{Pending, PendingCommit};
 use crate::store::{Forgotten, LeaseStore, ScanFilter};
+use crate::{Binding, BindingChange};
 use read::{Key, Readers};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

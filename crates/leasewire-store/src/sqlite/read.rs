@@ -4,9 +4,10 @@
 //! leasequery responders do not queue behind group commits.
 
 use super::schema::COLUMNS;
-use crate::binding::{Binding, BindingChange, decode_options};
+use crate::binding::decode_options;
 use crate::error::StoreError;
 use crate::store::{ScanFilter, ScanKey};
+use crate::{Binding, BindingChange};
 use leasewire_proto::{DataSource, DhcpState};
 use rusqlite::types::{Type, ValueRef};
 use rusqlite::{Connection, Row, params};
