@@ -13,10 +13,12 @@ mod binding;
 mod dhcp_state;
 mod error;
 pub mod framing;
+pub mod lq_reply;
 mod message;
 mod message_type;
 pub mod options;
 mod relay_agent;
+pub mod session;
 mod status;
 mod vss;
 

@@ -1,0 +1,172 @@
+//! Building DHCPLEASEACTIVE / DHCPLEASEUNASSIGNED replies from a [`Binding`] for Bulk (RFC 6926 §8.3) and
+//! Active (RFC 7724 §8.2, same contents) Leasequery.
+
+use crate::options::code;
+use crate::{Binding, DataSource, Message, MessageType, Op, StatusCode};
+use std::net::Ipv4Addr;
+
+/// Options sent when a query has no parameter request list: the ones RFC 6926 §7.2 says a requestor should
+/// ask for (152, 51, 153, 91) plus state, source, client identifier and relay agent information, which a
+/// requestor needs to make sense of a binding.
+pub const DEFAULT_PRL: &[u8] = &[
+    code::BASE_TIME,
+    code::LEASE_TIME,
+    code::START_TIME_OF_STATE,
+    code::CLIENT_LAST_TRANSACTION_TIME,
+    code::DHCP_STATE,
+    code::DATA_SOURCE,
+    code::CLIENT_IDENTIFIER,
+    code::RELAY_AGENT_INFO,
+];
+
+/// What governs the replies to one query.
+#[derive(Debug, Clone)]
+pub struct ReplyPolicy {
+    /// Option 54, sent in the first reply of each query only (BLQ-7.3-5, BLQ-8.3-2).
+    pub server_id: Ipv4Addr,
+    /// Stored client options that may be returned when asked for (RFC 4388's non-sensitive list).
+    pub disclose: Vec<u8>,
+    /// Options never returned.
+    pub withhold: Vec<u8>,
+}
+
+/// Build the reply about `b` for the query `xid` asking for `prl` (BLQ-8.3): the message type follows the
+/// state (BLQ-8.3-3); times are relative to `base_time` (BLQ-6.2.3-2); never associated-ip (BLQ-5-3).
+pub fn binding_reply(
+    b: &Binding,
+    xid: u32,
+    prl: &[u8],
+    base_time: u32,
+    first: bool,
+    policy: &ReplyPolicy,
+) -> Message<'static> {
+    let mut r = Message::new(Op::BootReply);
+    r.xid = xid;
+    r.ciaddr = b.ip;
+    // BLQ-7.3-7: ACTIVE carries the client; UNASSIGNED may carry the last client bound to the address.
+    r.set_hardware_address(b.htype, &b.hardware_address);
+    r.options.set_message_type(b.state.reply_type());
+    if first {
+        r.options.set_ip(code::SERVER_IDENTIFIER, policy.server_id);
+    }
+    let since = |t: u32| base_time.saturating_sub(t).to_be_bytes().to_vec();
+    for &c in prl {
+        if policy.withhold.contains(&c) || r.options.contains(c) {
+            continue;
+        }
+        let value = match c {
+            code::BASE_TIME => Some(base_time.to_be_bytes().to_vec()),
+            code::START_TIME_OF_STATE => Some(since(b.state_since)),
+            code::CLIENT_LAST_TRANSACTION_TIME => b.cltt.map(since),
+            // BLQ-8.3-7: for any state with a timeout, while it lasts.
+            code::LEASE_TIME => {
+                b.expires_at.and_then(|e| e.checked_sub(base_time)).filter(|s| *s > 0).map(|s| s.to_be_bytes().to_vec())
+            }
+            code::DHCP_STATE => Some(vec![b.state.code()]),
+            // BLQ-8.3-8: only when a flag is set; absence means local.
+            code::DATA_SOURCE => (b.data_source != DataSource::LOCAL).then(|| vec![b.data_source.0]),
+            code::CLIENT_IDENTIFIER => b.client_id.clone(),
+            code::RELAY_AGENT_INFO => b.relay_agent_info.clone(),
+            code::ASSOCIATED_IP | code::SERVER_IDENTIFIER => None,
+            c if policy.disclose.contains(&c) => b.option(c).map(<[u8]>::to_vec),
+            _ => None,
+        };
+        if let Some(v) = value {
+            r.options.set(c, v);
+        }
+    }
+    r
+}
+
+/// DHCPLEASEQUERYDONE for `xid`, with a status-code only when the query did not succeed (BLQ-8.2-2).
+pub fn done(xid: u32, status: Option<(StatusCode, &str)>, server_id: Option<Ipv4Addr>) -> Message<'static> {
+    status_message(MessageType::LeaseQueryDone, xid, status, server_id)
+}
+
+/// A message of type `t` carrying only an optional status (DONE, DHCPLEASEQUERYSTATUS, DHCPTLS).
+pub fn status_message(
+    t: MessageType,
+    xid: u32,
+    status: Option<(StatusCode, &str)>,
+    server_id: Option<Ipv4Addr>,
+) -> Message<'static> {
+    let mut r = Message::new(Op::BootReply);
+    r.xid = xid;
+    r.options.set_message_type(t);
+    if let Some(sid) = server_id {
+        r.options.set_ip(code::SERVER_IDENTIFIER, sid);
+    }
+    if let Some((c, text)) = status {
+        r.options.set_status(c, text);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DhcpState;
+
+    fn policy() -> ReplyPolicy {
+        ReplyPolicy { server_id: Ipv4Addr::new(10, 0, 0, 1), disclose: vec![12], withhold: vec![] }
+    }
+
+    fn active() -> Binding {
+        let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 9), DhcpState::Active, 1000);
+        b.htype = 1;
+        b.hardware_address = vec![2, 0, 0, 0, 0, 9];
+        b.cltt = Some(1050);
+        b.expires_at = Some(1600);
+        b.client_id = Some(vec![1, 2, 0, 0, 0, 0, 9]);
+        b.relay_agent_info = Some(vec![1, 1, b'x']);
+        b.options = vec![(12, b"host".to_vec()), (60, b"vc".to_vec())];
+        b
+    }
+
+    #[test]
+    fn blq_8_3_times_are_relative_to_base_time() {
+        let all = [152, 51, 153, 91, 156, 157, 61, 82, 12, 60, 92];
+        let r = binding_reply(&active(), 7, &all, 1100, true, &policy());
+        assert_eq!(r.message_type(), Some(MessageType::LeaseActive));
+        assert_eq!((r.xid, r.ciaddr), (7, Ipv4Addr::new(10, 0, 0, 9)));
+        let o = &r.options;
+        assert_eq!(o.base_time(), Some(1100), "BLQ-8.3-5");
+        assert_eq!(o.lease_time(), Some(500), "BLQ-8.3-7");
+        assert_eq!(o.start_time_of_state(), Some(100), "BLQ-8.3-6 / BLQ-6.2.4-2");
+        assert_eq!(o.client_last_transaction_time(), Some(50), "BLQ-8.3-9");
+        assert_eq!(o.dhcp_state(), Some(Ok(DhcpState::Active)), "BLQ-8.3-4");
+        assert!(!o.contains(157), "BLQ-8.3-8: local data needs no data-source");
+        assert!(!o.contains(92), "BLQ-5-3: never associated-ip");
+        assert_eq!(o.get(12), Some(&b"host"[..]));
+        assert!(!o.contains(60), "not on the disclose list");
+        assert_eq!(o.server_identifier(), Some(Ipv4Addr::new(10, 0, 0, 1)));
+        let later = binding_reply(&active(), 7, &all, 1100, false, &policy());
+        assert!(!later.options.contains(54), "BLQ-7.3-5: server-id in the first reply only");
+    }
+
+    #[test]
+    fn blq_8_3_3_non_active_states_are_unassigned_with_their_state() {
+        for s in DhcpState::ALL.into_iter().filter(|s| *s != DhcpState::Active) {
+            let mut b = active();
+            b.state = s;
+            b.expires_at = None;
+            b.data_source = DataSource::REMOTE;
+            let r = binding_reply(&b, 1, DEFAULT_PRL, 1100, false, &policy());
+            assert_eq!(r.message_type(), Some(MessageType::LeaseUnassigned));
+            assert_eq!(r.options.dhcp_state(), Some(Ok(s)));
+            assert!(r.options.lease_time().is_none());
+            assert_eq!(r.options.data_source(), Some(DataSource::REMOTE), "BLQ-8.3-8");
+        }
+    }
+
+    #[test]
+    fn withheld_options_stay_out_and_done_carries_status_only_on_failure() {
+        let mut p = policy();
+        p.withhold = vec![82];
+        assert!(!binding_reply(&active(), 1, DEFAULT_PRL, 1100, false, &p).options.contains(82));
+        assert!(!done(5, None, None).options.contains(151), "BLQ-8.2-2");
+        let d = done(5, Some((StatusCode::NotAllowed, "x")), None);
+        assert_eq!(d.options.status_code(), Some(StatusCode::NotAllowed));
+        assert_eq!(d.message_type(), Some(MessageType::LeaseQueryDone));
+    }
+}

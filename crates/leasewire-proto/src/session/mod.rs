@@ -1,0 +1,4 @@
+//! Sans-IO sessions for Leasequery over TCP: they take bytes, store pages and time, and return what to do.
+
+pub mod bulk_query;
+pub mod server;

@@ -1,0 +1,404 @@
+//! The server side of a Leasequery TCP connection (RFC 6926, RFC 7724 §8.1.1) as a sans-IO state machine.
+//!
+//! The driver feeds it what arrives ([`ServerSession::receive`]), the store pages it asked for
+//! ([`ServerSession::page`]), progress of its writes ([`ServerSession::transmitted`]) and the time; it drains
+//! [`ServerSession::poll_output`] for bytes to write, store fetches to run, or a close. The session never
+//! touches a socket, a store or a clock.
+//!
+//! Flow control: the session produces output only when the driver has taken what was produced before, and
+//! reads at most `max_queries` queries ahead (BLQ-8.4-1), so memory per connection is bounded whatever the
+//! size of the result or the speed of the peer.
+
+use super::bulk_query::{BulkKey, BulkQuery, VpnScope};
+use crate::framing::{FrameDecoder, encode_frame};
+use crate::lq_reply::{DEFAULT_PRL, ReplyPolicy, binding_reply, done, status_message};
+use crate::{Binding, BindingChange, DhcpState, Message, MessageType, StatusCode};
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// RFC 6926 §6.3: BULK_LQ_DATA_TIMEOUT.
+pub const BULK_LQ_DATA_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Settings of a server session.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// What replies may contain.
+    pub policy: ReplyPolicy,
+    /// Queries processed at once on one connection (BLQ-7.7-2, BLQ-8.4-1).
+    pub max_queries: usize,
+    /// BULK_LQ_DATA_TIMEOUT: no progress in either direction for this long closes the connection.
+    pub data_timeout: Duration,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+    /// Bindings per store page, and messages per output step.
+    pub page_size: usize,
+    /// The configured addresses (inclusive ranges, ascending, disjoint) for "all configured addresses".
+    pub configured: Arc<[(u32, u32)]>,
+    /// start-time-of-state reported for configured addresses that were never leased.
+    pub available_since: u32,
+}
+
+/// What a store fetch asks for: one page in address order after `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    /// The query it is for.
+    pub xid: u32,
+    /// The key to scan by.
+    pub key: BulkKey,
+    /// Changed on or after.
+    pub changed_on_or_after: Option<u32>,
+    /// Changed on or before.
+    pub changed_on_or_before: Option<u32>,
+    /// Keyset paging: addresses strictly after this one.
+    pub after: Option<Ipv4Addr>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// What the driver should do next.
+#[derive(Debug)]
+pub enum Output {
+    /// Write these bytes (one or more frames).
+    Transmit(Vec<u8>),
+    /// Run this store scan and hand the page back with [`ServerSession::page`].
+    Fetch(Fetch),
+    /// Close the connection (gracefully: RFC 6926 §8.5).
+    Close(CloseReason),
+}
+
+/// Why the session closed the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A message type not allowed on this connection (RFC 7724 §8.1.1).
+    ForbiddenMessage(MessageType),
+    /// Bytes that are not a valid frame or message.
+    BadInput(String),
+    /// BULK_LQ_DATA_TIMEOUT passed without progress.
+    Timeout,
+    /// The peer closed its side (BLQ-8.5-5).
+    PeerClosed,
+    /// The server is shutting down (BLQ-8.5-4).
+    Shutdown,
+    /// The store failed (BLQ-8.5-4).
+    StoreFailed,
+}
+
+/// One query being answered.
+#[derive(Debug)]
+struct Running {
+    q: BulkQuery,
+    prl: Vec<u8>,
+    sent_first: bool,
+    /// Records fetched and not yet sent.
+    buffer: VecDeque<Binding>,
+    /// Last address fetched from the store (keyset cursor).
+    store_after: Option<Ipv4Addr>,
+    store_exhausted: bool,
+    /// For "all configured addresses": the next address not yet reported (u64 so it can pass 255.255.255.255).
+    synth_next: u64,
+    /// Whether never-leased configured addresses are reported (all-addresses query without time bounds).
+    synthesize: bool,
+}
+
+/// The server session.
+#[derive(Debug)]
+pub struct ServerSession {
+    cfg: ServerConfig,
+    frames: FrameDecoder,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    queries: VecDeque<Running>,
+    fetching: Option<u32>,
+    last_progress: Instant,
+    closing: Option<CloseReason>,
+    closed: bool,
+}
+
+impl ServerSession {
+    /// A session for a connection accepted at `now`.
+    pub fn new(cfg: ServerConfig, now: Instant) -> Self {
+        Self {
+            frames: FrameDecoder::new(cfg.max_frame),
+            cfg,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            queries: VecDeque::new(),
+            fetching: None,
+            last_progress: now,
+            closing: None,
+            closed: false,
+        }
+    }
+
+    /// Bytes arrived from the peer.
+    pub fn receive(&mut self, bytes: &[u8], now: Instant) {
+        if !bytes.is_empty() {
+            self.last_progress = now;
+        }
+        self.rx.extend_from_slice(bytes);
+    }
+
+    /// The peer closed its sending side.
+    pub fn peer_closed(&mut self) {
+        self.close(CloseReason::PeerClosed);
+    }
+
+    /// The driver wrote `n` bytes (any progress resets the data timeout).
+    pub fn transmitted(&mut self, n: usize, now: Instant) {
+        if n > 0 {
+            self.last_progress = now;
+        }
+    }
+
+    /// Whether the driver should read more: not while enough unprocessed input is buffered (BLQ-8.4-1).
+    pub fn wants_read(&self) -> bool {
+        self.closing.is_none() && self.rx.len() < self.cfg.max_frame + 2
+    }
+
+    /// Whether the session has finished (after `Output::Close`).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// When [`ServerSession::handle_timeout`] should be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.closed).then(|| self.last_progress + self.cfg.data_timeout)
+    }
+
+    /// Time passed: close after BULK_LQ_DATA_TIMEOUT without progress (BLQ-8.1-5, BLQ-8.2-1, BLQ-8.5-2).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.last_progress + self.cfg.data_timeout {
+            self.tx.clear();
+            self.close(CloseReason::Timeout);
+        }
+    }
+
+    /// The server is shutting down: end every running query with QueryTerminated (BLQ-8.5-4), then close.
+    pub fn shutdown(&mut self) {
+        for r in std::mem::take(&mut self.queries) {
+            self.push(&done(r.q.xid, Some((StatusCode::QueryTerminated, "server shutting down")), None));
+        }
+        self.close(CloseReason::Shutdown);
+    }
+
+    /// The store answered a fetch. An error ends the query with UnspecFail (BLQ-8.2-3).
+    pub fn page(&mut self, xid: u32, page: Result<Vec<BindingChange>, String>) {
+        if self.fetching == Some(xid) {
+            self.fetching = None;
+        }
+        let limit = self.cfg.page_size;
+        let Some(i) = self.queries.iter().position(|r| r.q.xid == xid) else { return };
+        match page {
+            Ok(page) => {
+                let r = &mut self.queries[i];
+                r.store_exhausted = page.len() < limit;
+                if let Some(last) = page.last() {
+                    r.store_after = Some(last.binding.ip);
+                }
+                r.buffer.extend(page.into_iter().map(|c| c.binding));
+            }
+            Err(e) => {
+                let r = self.queries.remove(i).expect("index found above");
+                self.push(&done(r.q.xid, Some((StatusCode::UnspecFail, &format!("lease store: {e}"))), None));
+            }
+        }
+    }
+
+    /// The next thing for the driver to do, or `None` to wait for input, a page or the timeout.
+    pub fn poll_output(&mut self, base_time: u32) -> Option<Output> {
+        if self.closed {
+            return None;
+        }
+        if !self.tx.is_empty() {
+            return Some(Output::Transmit(std::mem::take(&mut self.tx)));
+        }
+        if let Some(reason) = self.closing.clone() {
+            self.closed = true;
+            return Some(Output::Close(reason));
+        }
+        self.read_queries();
+        if self.closing.is_some() || !self.tx.is_empty() {
+            return self.poll_output(base_time);
+        }
+        // Round-robin: the front query does one step, then goes to the back (BLQ-7.7-3: no query waits for
+        // another to finish).
+        for _ in 0..self.queries.len() {
+            let mut r = self.queries.pop_front()?;
+            let step = self.step(&mut r, base_time);
+            match step {
+                Step::Done => {
+                    self.push(&done(r.q.xid, None, (!r.sent_first).then_some(self.cfg.policy.server_id)));
+                }
+                Step::Sent => self.queries.push_back(r),
+                Step::Fetch(f) => {
+                    self.queries.push_back(r);
+                    self.fetching = Some(f.xid);
+                    return Some(Output::Fetch(f));
+                }
+                Step::Wait => self.queries.push_back(r),
+            }
+            if !self.tx.is_empty() {
+                return Some(Output::Transmit(std::mem::take(&mut self.tx)));
+            }
+        }
+        None
+    }
+
+    fn step(&mut self, r: &mut Running, base_time: u32) -> Step {
+        if r.q.vpn == VpnScope::Other {
+            // No address of ours is in another VPN (BLQ-8.2-9).
+            return Step::Done;
+        }
+        let mut sent = 0;
+        while sent < self.cfg.page_size {
+            let next_record = r.buffer.front().map(|b| u32::from(b.ip) as u64);
+            // Never-leased configured addresses below the next record (or all of them once the store is done).
+            if r.synthesize {
+                let bound = match (next_record, r.store_exhausted) {
+                    (Some(ip), _) => ip,
+                    (None, true) => 1 << 32,
+                    (None, false) => r.synth_next,
+                };
+                if let Some(ip) = next_configured(&self.cfg.configured, r.synth_next).filter(|ip| *ip < bound) {
+                    let b = Binding::new(Ipv4Addr::from(ip as u32), DhcpState::Available, self.cfg.available_since);
+                    self.reply(r, &b, base_time);
+                    r.synth_next = ip + 1;
+                    sent += 1;
+                    continue;
+                }
+            }
+            match r.buffer.pop_front() {
+                Some(b) => {
+                    r.synth_next = u32::from(b.ip) as u64 + 1;
+                    self.reply(r, &b, base_time);
+                    sent += 1;
+                }
+                None if r.store_exhausted => {
+                    if r.synthesize && next_configured(&self.cfg.configured, r.synth_next).is_some() {
+                        continue;
+                    }
+                    return if sent > 0 { Step::Sent } else { Step::Done };
+                }
+                None => {
+                    if sent > 0 {
+                        return Step::Sent;
+                    }
+                    if self.fetching.is_some() {
+                        return Step::Wait;
+                    }
+                    return Step::Fetch(Fetch {
+                        xid: r.q.xid,
+                        key: r.q.key.clone(),
+                        changed_on_or_after: r.q.changed_on_or_after,
+                        changed_on_or_before: r.q.changed_on_or_before,
+                        after: r.store_after,
+                        limit: self.cfg.page_size,
+                    });
+                }
+            }
+        }
+        Step::Sent
+    }
+
+    fn reply(&mut self, r: &mut Running, b: &Binding, base_time: u32) {
+        let m = binding_reply(b, r.q.xid, &r.prl, base_time, !r.sent_first, &self.cfg.policy);
+        r.sent_first = true;
+        self.push(&m);
+    }
+
+    fn push(&mut self, m: &Message<'_>) {
+        // Our own replies are well-formed and far below 65535 octets.
+        encode_frame(m, &mut self.tx).expect("replies encode");
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.closing.is_none() {
+            self.closing = Some(reason);
+        }
+    }
+
+    /// Parse buffered frames while fewer than `max_queries` queries run.
+    fn read_queries(&mut self) {
+        let mut used = 0;
+        while self.queries.len() < self.cfg.max_queries.max(1) && self.closing.is_none() {
+            let frame = match self.frames.decode(&self.rx[used..]) {
+                Ok(Some((frame, n))) => {
+                    used += n;
+                    frame.to_vec()
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    self.close(CloseReason::BadInput(e.to_string()));
+                    break;
+                }
+            };
+            let m = match Message::decode(&frame) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.close(CloseReason::BadInput(e.to_string()));
+                    break;
+                }
+            };
+            self.handle_message(&m);
+        }
+        self.rx.drain(..used);
+    }
+
+    fn handle_message(&mut self, m: &Message<'_>) {
+        match m.message_type() {
+            Some(MessageType::BulkLeaseQuery) => match BulkQuery::parse(m) {
+                _ if self.queries.iter().any(|r| r.q.xid == m.xid) => {
+                    self.push(&done(
+                        m.xid,
+                        Some((StatusCode::MalformedQuery, "xid already in use on this connection")),
+                        None,
+                    ));
+                }
+                Ok(q) => {
+                    let synthesize = q.key == BulkKey::All && !q.has_time_bounds();
+                    let prl = q.prl.clone().unwrap_or_else(|| DEFAULT_PRL.to_vec());
+                    self.queries.push_back(Running {
+                        q,
+                        prl,
+                        sent_first: false,
+                        buffer: VecDeque::new(),
+                        store_after: None,
+                        store_exhausted: false,
+                        synth_next: 0,
+                        synthesize,
+                    });
+                }
+                Err((status, text)) => self.push(&done(m.xid, Some((status, text)), Some(self.cfg.policy.server_id))),
+            },
+            // Until Active Leasequery is configured, TLS is refused (RFC 7724 §8.1: the server answers
+            // DHCPTLS with TLSConnectionRefused when it cannot do TLS).
+            Some(MessageType::Tls) => {
+                let status = Some((StatusCode::TlsConnectionRefused, "TLS is not configured"));
+                self.push(&status_message(MessageType::Tls, m.xid, status, None));
+            }
+            // RFC 7724 §8.1.1: anything else not supported on this connection closes it.
+            other => self.close(CloseReason::ForbiddenMessage(other.unwrap_or(MessageType::Unknown(0)))),
+        }
+    }
+}
+
+enum Step {
+    /// Replies were produced.
+    Sent,
+    /// The query needs a store page.
+    Fetch(Fetch),
+    /// Another query's page is being fetched.
+    Wait,
+    /// Nothing more to send: DONE.
+    Done,
+}
+
+/// The lowest configured address ≥ `from`.
+fn next_configured(ranges: &[(u32, u32)], from: u64) -> Option<u64> {
+    ranges.iter().find(|(_, hi)| *hi as u64 >= from).map(|(lo, _)| (*lo as u64).max(from))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,422 @@
+//! RFC 6926 server requirements, by ID, driven through the sans-IO session with an in-memory store and a fake
+//! clock.
+
+use super::*;
+use crate::framing::encode_frame;
+use crate::options::code;
+use crate::{DataSource, Op, RelayAgentInfoBuilder};
+
+const T0: u32 = 1_800_000_000;
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 0, last)
+}
+
+fn cfg(page_size: usize, max_queries: usize) -> ServerConfig {
+    ServerConfig {
+        policy: ReplyPolicy { server_id: ip(1), disclose: vec![12], withhold: vec![] },
+        max_queries,
+        data_timeout: BULK_LQ_DATA_TIMEOUT,
+        max_frame: 16 * 1024,
+        page_size,
+        configured: Arc::from(vec![(u32::from(ip(1)), u32::from(ip(10)))]),
+        available_since: T0 - 1000,
+    }
+}
+
+fn binding(last: u8, state: DhcpState, mac: u8, time: u32) -> BindingChange {
+    let mut b = Binding::new(ip(last), state, time);
+    b.htype = 1;
+    b.hardware_address = vec![2, 0, 0, 0, 0, mac];
+    b.client_id = Some(vec![1, mac]);
+    b.cltt = Some(time);
+    b.relay_agent_info = Some(RelayAgentInfoBuilder::new().remote_id(&[mac]).relay_id(b"relay-A").build());
+    if state == DhcpState::Active {
+        b.expires_at = Some(time + 600);
+    }
+    BindingChange { seq: time as u64, time, binding: b }
+}
+
+/// The store the tests run against: records in address order and the scan semantics of `LeaseStore::scan`.
+struct FakeStore(Vec<BindingChange>);
+
+impl FakeStore {
+    fn standard() -> Self {
+        Self(vec![
+            binding(3, DhcpState::Active, 3, T0 - 100),
+            binding(5, DhcpState::Released, 5, T0 - 50),
+            binding(7, DhcpState::Active, 3, T0 - 10),
+            binding(50, DhcpState::Active, 9, T0 - 5),
+        ])
+    }
+
+    fn scan(&self, f: &Fetch) -> Vec<BindingChange> {
+        self.0
+            .iter()
+            .filter(|c| f.after.is_none_or(|a| c.binding.ip > a))
+            .filter(|c| f.changed_on_or_after.is_none_or(|t| c.time >= t))
+            .filter(|c| f.changed_on_or_before.is_none_or(|t| c.time <= t))
+            .filter(|c| match &f.key {
+                BulkKey::All => true,
+                BulkKey::Mac { htype, addr } => c.binding.htype == *htype && &c.binding.hardware_address == addr,
+                BulkKey::ClientId(id) => c.binding.client_id.as_ref() == Some(id),
+                BulkKey::RemoteId(id) => c.binding.remote_id() == Some(&id[..]),
+                BulkKey::RelayId(id) => c.binding.relay_id() == Some(&id[..]),
+            })
+            .take(f.limit)
+            .cloned()
+            .collect()
+    }
+}
+
+fn frame(m: &Message<'_>) -> Vec<u8> {
+    let mut b = Vec::new();
+    encode_frame(m, &mut b).unwrap();
+    b
+}
+
+fn query(xid: u32) -> Message<'static> {
+    let mut q = Message::new(Op::BootRequest);
+    q.xid = xid;
+    q.options.set_message_type(MessageType::BulkLeaseQuery);
+    q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156, 157, 61, 82]);
+    q
+}
+
+struct Run {
+    replies: Vec<Message<'static>>,
+    closed: Option<CloseReason>,
+    fetches: Vec<Fetch>,
+}
+
+/// Drive the session until it waits; decode everything it wrote.
+fn drive(s: &mut ServerSession, store: &FakeStore) -> Run {
+    let mut run = Run { replies: Vec::new(), closed: None, fetches: Vec::new() };
+    let d = FrameDecoder::new(65535);
+    while let Some(out) = s.poll_output(T0) {
+        match out {
+            Output::Transmit(bytes) => {
+                let mut rest = &bytes[..];
+                while let Some((body, n)) = d.decode(rest).unwrap() {
+                    let owned: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
+                    run.replies.push(Message::decode(owned).unwrap());
+                    rest = &rest[n..];
+                }
+                assert!(rest.is_empty(), "whole frames only");
+            }
+            Output::Fetch(f) => {
+                let page = store.scan(&f);
+                run.fetches.push(f.clone());
+                s.page(f.xid, Ok(page));
+            }
+            Output::Close(r) => run.closed = Some(r),
+        }
+    }
+    run
+}
+
+fn ask(q: &Message<'_>, store: &FakeStore, page: usize) -> Run {
+    let now = Instant::now();
+    let mut s = ServerSession::new(cfg(page, 4), now);
+    s.receive(&frame(q), now);
+    drive(&mut s, store)
+}
+
+fn types(run: &Run) -> Vec<(Ipv4Addr, MessageType)> {
+    run.replies.iter().map(|m| (m.ciaddr, m.message_type().unwrap())).collect()
+}
+
+#[test]
+fn blq_8_2_8_all_configured_addresses_exactly_once() {
+    for page in [1, 2, 3, 1000] {
+        let run = ask(&query(1), &FakeStore::standard(), page);
+        let got = types(&run);
+        let mut expected: Vec<(Ipv4Addr, MessageType)> = (1..=10)
+            .map(|i| (ip(i), if i == 3 || i == 7 { MessageType::LeaseActive } else { MessageType::LeaseUnassigned }))
+            .collect();
+        // A record outside the pools is still ours (BLQ-8.2-8 "every configured address with a binding").
+        expected.push((ip(50), MessageType::LeaseActive));
+        expected.push((Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone));
+        assert_eq!(got, expected, "page size {page}");
+        assert!(run.replies.iter().all(|m| m.xid == 1), "BLQ-7.1-3");
+        let done = run.replies.last().unwrap();
+        assert!(!done.options.contains(code::STATUS_CODE), "BLQ-8.2-2: no status on success");
+        let never = &run.replies[0];
+        assert_eq!(never.options.dhcp_state(), Some(Ok(DhcpState::Available)));
+        assert_eq!(never.options.start_time_of_state(), Some(1000));
+        assert_eq!(run.replies[4].options.dhcp_state(), Some(Ok(DhcpState::Released)), "BLQ-8.3-4");
+    }
+}
+
+#[test]
+fn blq_7_3_5_server_identifier_in_the_first_reply_only() {
+    let run = ask(&query(1), &FakeStore::standard(), 2);
+    let with: Vec<bool> = run.replies.iter().map(|m| m.options.contains(code::SERVER_IDENTIFIER)).collect();
+    assert!(with[0]);
+    assert!(with[1..].iter().all(|w| !w));
+}
+
+#[test]
+fn blq_8_3_active_reply_contents() {
+    let run = ask(&query(1), &FakeStore::standard(), 1000);
+    let a = run.replies.iter().find(|m| m.ciaddr == ip(3)).unwrap();
+    assert_eq!(a.hardware_address(), &[2, 0, 0, 0, 0, 3]);
+    assert_eq!(a.options.base_time(), Some(T0));
+    assert_eq!(a.options.lease_time(), Some(500));
+    assert_eq!(a.options.start_time_of_state(), Some(100));
+    assert_eq!(a.options.client_last_transaction_time(), Some(100));
+    assert_eq!(a.options.client_identifier(), Some(&[1, 3][..]));
+    assert!(a.options.relay_agent_info().is_some());
+    assert!(!a.options.contains(code::ASSOCIATED_IP), "BLQ-5-3");
+}
+
+#[test]
+fn blq_8_2_8_queries_by_key_return_only_matching_bindings() {
+    let store = FakeStore::standard();
+    let mut by_mac = query(2);
+    by_mac.set_hardware_address(1, &[2, 0, 0, 0, 0, 3]);
+    assert_eq!(
+        types(&ask(&by_mac, &store, 1))[..2],
+        [(ip(3), MessageType::LeaseActive), (ip(7), MessageType::LeaseActive)]
+    );
+    let mut by_cid = query(3);
+    by_cid.options.set(code::CLIENT_IDENTIFIER, vec![1, 9]);
+    assert_eq!(types(&ask(&by_cid, &store, 10)).len(), 2);
+    let mut by_rid = query(4);
+    by_rid.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().remote_id(&[5]).build());
+    assert_eq!(types(&ask(&by_rid, &store, 10))[0], (ip(5), MessageType::LeaseUnassigned));
+    let mut by_relay = query(5);
+    by_relay.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().relay_id(b"relay-A").build());
+    let run = ask(&by_relay, &store, 3);
+    assert_eq!(run.replies.len(), 5, "four bindings and DONE");
+    assert!(run.fetches.iter().all(|f| f.key == BulkKey::RelayId(b"relay-A".to_vec())));
+}
+
+#[test]
+fn blq_8_2_4_nothing_matches_means_done_alone() {
+    let mut q = query(9);
+    q.set_hardware_address(1, &[2, 9, 9, 9, 9, 9]);
+    let run = ask(&q, &FakeStore::standard(), 10);
+    assert_eq!(types(&run), vec![(Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)]);
+    assert!(!run.replies[0].options.contains(code::STATUS_CODE));
+    assert!(run.replies[0].options.contains(code::SERVER_IDENTIFIER), "the first (only) message carries 54");
+}
+
+#[test]
+fn blq_8_2_9_time_qualifiers_restrict_and_stop_synthesis() {
+    let mut q = query(1);
+    q.options.set_u32(code::QUERY_START_TIME, T0 - 60);
+    q.options.set_u32(code::QUERY_END_TIME, T0 - 8);
+    let run = ask(&q, &FakeStore::standard(), 10);
+    assert_eq!(
+        types(&run),
+        vec![
+            (ip(5), MessageType::LeaseUnassigned),
+            (ip(7), MessageType::LeaseActive),
+            (Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)
+        ]
+    );
+    assert_eq!(run.fetches[0].changed_on_or_after, Some(T0 - 60));
+    assert_eq!(run.fetches[0].changed_on_or_before, Some(T0 - 8));
+}
+
+#[test]
+fn blq_8_2_9_vpn_qualifier() {
+    let mut other = query(1);
+    other.options.set(code::VSS, vec![0, b'v', b'p', b'n']);
+    assert_eq!(types(&ask(&other, &FakeStore::standard(), 10)).len(), 1, "no address of ours is in that VPN");
+    let mut all = query(1);
+    all.options.set(code::VSS, vec![254]);
+    assert_eq!(types(&ask(&all, &FakeStore::standard(), 10)).len(), 12);
+}
+
+#[test]
+fn blq_8_2_6_nonzero_ciaddr_yiaddr_siaddr_is_malformed() {
+    for field in 0..3 {
+        let mut q = query(1);
+        match field {
+            0 => q.ciaddr = ip(3),
+            1 => q.yiaddr = ip(3),
+            _ => q.siaddr = ip(3),
+        }
+        let run = ask(&q, &FakeStore::standard(), 10);
+        assert_eq!(run.replies.len(), 1);
+        assert_eq!(run.replies[0].message_type(), Some(MessageType::LeaseQueryDone));
+        assert_eq!(run.replies[0].options.status_code(), Some(StatusCode::MalformedQuery));
+    }
+}
+
+#[test]
+fn blq_8_2_7_two_primary_queries_are_not_allowed() {
+    let mut q = query(1);
+    q.set_hardware_address(1, &[2, 0, 0, 0, 0, 3]);
+    q.options.set(code::CLIENT_IDENTIFIER, vec![1, 3]);
+    assert_eq!(ask(&q, &FakeStore::standard(), 10).replies[0].options.status_code(), Some(StatusCode::NotAllowed));
+    let mut q = query(1);
+    q.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().remote_id(b"r").relay_id(b"R").build());
+    assert_eq!(ask(&q, &FakeStore::standard(), 10).replies[0].options.status_code(), Some(StatusCode::NotAllowed));
+}
+
+#[test]
+fn blq_7_7_pipelined_queries_interleave_and_each_ends_with_done() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(cfg(1, 4), now);
+    let mut bytes = frame(&query(11));
+    let mut by_mac = query(12);
+    by_mac.set_hardware_address(1, &[2, 0, 0, 0, 0, 3]);
+    bytes.extend(frame(&by_mac));
+    s.receive(&bytes, now);
+    let run = drive(&mut s, &FakeStore::standard());
+    let xids: Vec<u32> = run.replies.iter().map(|m| m.xid).collect();
+    let first_12 = xids.iter().position(|x| *x == 12).unwrap();
+    let last_11 = xids.iter().rposition(|x| *x == 11).unwrap();
+    assert!(first_12 < last_11, "BLQ-7.7-3: replies interleave: {xids:?}");
+    for xid in [11, 12] {
+        let mine: Vec<&Message<'_>> = run.replies.iter().filter(|m| m.xid == xid).collect();
+        assert_eq!(mine.last().unwrap().message_type(), Some(MessageType::LeaseQueryDone));
+        assert_eq!(mine.iter().filter(|m| m.message_type() == Some(MessageType::LeaseQueryDone)).count(), 1);
+    }
+}
+
+#[test]
+fn blq_8_4_1_reads_no_more_queries_than_it_processes() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(cfg(1, 1), now);
+    let mut bytes = frame(&query(21));
+    bytes.extend(frame(&query(22)));
+    s.receive(&bytes, now);
+    // The first step of query 21 goes out before 22 is even parsed.
+    let first = s.poll_output(T0);
+    assert!(matches!(first, Some(Output::Fetch(Fetch { xid: 21, .. }))));
+    assert!(!s.rx.is_empty(), "22 stays unread while 21 runs");
+    s.page(21, Ok(vec![]));
+    let run = drive(&mut s, &FakeStore::standard());
+    let order: Vec<u32> = run.replies.iter().map(|m| m.xid).collect();
+    let first_22 = order.iter().position(|x| *x == 22).unwrap();
+    assert!(order[..first_22].iter().all(|x| *x == 21), "{order:?}");
+}
+
+#[test]
+fn duplicate_xid_on_a_connection_is_refused() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(cfg(1, 4), now);
+    let mut bytes = frame(&query(5));
+    bytes.extend(frame(&query(5)));
+    s.receive(&bytes, now);
+    let run = drive(&mut s, &FakeStore::standard());
+    assert!(run.replies.iter().any(|m| m.options.status_code() == Some(StatusCode::MalformedQuery)));
+}
+
+#[test]
+fn blq_u_1_other_message_types_close_the_connection_without_reply() {
+    for t in [
+        MessageType::Discover,
+        MessageType::Request,
+        MessageType::LeaseQuery,
+        MessageType::LeaseActive,
+        MessageType::Unknown(99),
+    ] {
+        let mut m = query(1);
+        m.options.set_message_type(t);
+        let run = ask(&m, &FakeStore::standard(), 10);
+        assert!(run.replies.is_empty(), "{t}");
+        assert_eq!(run.closed, Some(CloseReason::ForbiddenMessage(t)));
+    }
+}
+
+#[test]
+fn dhcptls_is_refused_until_tls_is_configured() {
+    let mut m = query(77);
+    m.options = crate::Options::new();
+    m.options.set_message_type(MessageType::Tls);
+    let run = ask(&m, &FakeStore::standard(), 10);
+    assert_eq!(run.replies[0].message_type(), Some(MessageType::Tls));
+    assert_eq!(run.replies[0].options.status_code(), Some(StatusCode::TlsConnectionRefused));
+    assert!(run.closed.is_none());
+}
+
+#[test]
+fn bad_frames_close_the_connection() {
+    let now = Instant::now();
+    for bytes in [vec![0u8, 0], vec![0xff, 0xff], {
+        let mut f = frame(&query(1));
+        f[2 + 236] = 0; // magic cookie
+        f
+    }] {
+        let mut s = ServerSession::new(cfg(10, 4), now);
+        s.receive(&bytes, now);
+        assert!(matches!(drive(&mut s, &FakeStore::standard()).closed, Some(CloseReason::BadInput(_))));
+    }
+}
+
+#[test]
+fn blq_8_5_2_data_timeout_closes_a_silent_or_blocked_connection() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(cfg(10, 4), t0);
+    // Half a frame, then silence (slowloris).
+    s.receive(&[0x01], t0);
+    assert_eq!(s.poll_timeout(), Some(t0 + BULK_LQ_DATA_TIMEOUT));
+    s.handle_timeout(t0 + BULK_LQ_DATA_TIMEOUT - Duration::from_secs(1));
+    assert!(drive(&mut s, &FakeStore::standard()).closed.is_none());
+    // Progress moves the deadline.
+    s.receive(&[0x2c], t0 + Duration::from_secs(100));
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(400)));
+    s.handle_timeout(t0 + Duration::from_secs(400));
+    assert_eq!(drive(&mut s, &FakeStore::standard()).closed, Some(CloseReason::Timeout));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn blq_8_5_4_shutdown_terminates_running_queries() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(cfg(1, 4), now);
+    s.receive(&frame(&query(31)), now);
+    assert!(matches!(s.poll_output(T0), Some(Output::Fetch(_))));
+    s.shutdown();
+    let run = drive(&mut s, &FakeStore::standard());
+    assert_eq!(run.replies.last().unwrap().options.status_code(), Some(StatusCode::QueryTerminated));
+    assert_eq!(run.closed, Some(CloseReason::Shutdown));
+}
+
+#[test]
+fn blq_8_2_3_store_failure_ends_the_query_with_unspecfail() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(cfg(1, 4), now);
+    s.receive(&frame(&query(41)), now);
+    let Some(Output::Fetch(f)) = s.poll_output(T0) else { panic!("a fetch") };
+    s.page(f.xid, Err("disk on fire".into()));
+    let run = drive(&mut s, &FakeStore::standard());
+    assert_eq!(run.replies[0].options.status_code(), Some(StatusCode::UnspecFail));
+}
+
+#[test]
+fn output_is_produced_a_page_at_a_time() {
+    let now = Instant::now();
+    let mut c = cfg(2, 4);
+    c.configured = Arc::from(vec![(0x0a00_0000, 0x0a00_ffff)]);
+    let mut s = ServerSession::new(c, now);
+    s.receive(&frame(&query(1)), now);
+    let mut biggest = 0;
+    let mut total = 0;
+    while let Some(out) = s.poll_output(T0) {
+        match out {
+            Output::Transmit(b) => {
+                biggest = biggest.max(b.len());
+                total += 1;
+            }
+            Output::Fetch(f) => s.page(f.xid, Ok(vec![])),
+            Output::Close(_) => break,
+        }
+    }
+    assert!(biggest < 2 * 400, "one step holds at most page_size messages: {biggest}");
+    assert!(total > 30_000);
+}
+
+#[test]
+fn data_source_remote_is_reported() {
+    let mut store = FakeStore::standard();
+    store.0[0].binding.data_source = DataSource::REMOTE;
+    let run = ask(&query(1), &store, 10);
+    let m = run.replies.iter().find(|m| m.ciaddr == ip(3)).unwrap();
+    assert_eq!(m.options.data_source(), Some(DataSource::REMOTE));
+}
