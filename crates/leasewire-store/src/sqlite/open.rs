@@ -4,6 +4,7 @@
 //! The rule: only an absent or empty file becomes a new store. Anything else that is not recognisably ours
 //! is an error naming the file; nothing is ever reinitialised in place.
 
+use super::memory::{KeyHasher, Mem};
 use super::schema::{APPLICATION_ID, MIGRATIONS, PAGE_SIZE, SCHEMA_VERSION, meta};
 use crate::error::StoreError;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -25,8 +26,15 @@ pub(crate) struct Counters {
     pub horizon: u32,
 }
 
-/// Open (or create) the store at `path` and return the writer connection and the persisted counters.
-pub(crate) fn open_writer(path: &Path, now: u32, verify_integrity: bool) -> Result<(Connection, Counters), StoreError> {
+/// Open (or create) the store at `path` and return the writer connection, the persisted counters and the
+/// records loaded into memory.
+pub(crate) fn open_writer(
+    path: &Path,
+    now: u32,
+    verify_integrity: bool,
+    mmap_bytes: u64,
+    hasher: KeyHasher,
+) -> Result<(Connection, Counters, Mem), StoreError> {
     let wal = sidecar(path, "-wal");
     let is_new = match std::fs::metadata(path) {
         Ok(m) if !m.is_file() => return Err(StoreError::NotADatabase { path: path.to_owned() }),
@@ -54,11 +62,17 @@ pub(crate) fn open_writer(path: &Path, now: u32, verify_integrity: bool) -> Resu
             return Err(StoreError::corrupt(path, format!("integrity check failed: {}", problems.join("; "))));
         }
     }
-    let counters = read_counters(path, &conn)?;
-    Ok((conn, counters))
+    let loaded = {
+        // Its own connection, mapping the file for the one pass, closed (and unmapped) afterwards.
+        let reader = open_reader(path, mmap_bytes)?;
+        super::read::load(path, &reader, hasher)?
+    };
+    let counters = read_counters(path, &conn, loaded.max_seq, loaded.max_time)?;
+    Ok((conn, counters, loaded.mem))
 }
 
-/// Open a reader connection on an existing store (after [`open_writer`] validated it).
+/// Open a read-only connection on an existing store (after the writer connection validated it): for the
+/// load at open and for integrity checks.
 pub(crate) fn open_reader(path: &Path, mmap_bytes: u64) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| StoreError::sqlite(path, e))?;
@@ -177,7 +191,12 @@ fn migrate(path: &Path, conn: &Connection) -> Result<(), StoreError> {
     run().map_err(|e| StoreError::sqlite(path, e))
 }
 
-fn read_counters(path: &Path, conn: &Connection) -> Result<Counters, StoreError> {
+fn read_counters(
+    path: &Path,
+    conn: &Connection,
+    max_seq: Option<u64>,
+    max_time: Option<u32>,
+) -> Result<Counters, StoreError> {
     let get = |key: &str| -> Result<i64, StoreError> {
         conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get::<_, i64>(0))
             .optional()
@@ -195,12 +214,7 @@ fn read_counters(path: &Path, conn: &Connection) -> Result<Counters, StoreError>
     time(meta::CREATED_AT)?;
 
     // The counters must cover every record, or seqs would be reused and times go backwards.
-    let (max_seq, max_time): (Option<i64>, Option<i64>) = conn
-        .query_row("SELECT (SELECT max(seq) FROM binding), (SELECT max(time) FROM binding)", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .map_err(|e| damaged(path, e))?;
-    if max_seq.is_some_and(|s| s > last_seq as i64) || max_time.is_some_and(|t| t > i64::from(counters.last_time)) {
+    if max_seq.is_some_and(|s| s > last_seq) || max_time.is_some_and(|t| t > counters.last_time) {
         return Err(StoreError::corrupt(
             path,
             format!(

@@ -1,35 +1,55 @@
 //! The writer thread: group commit.
 //!
 //! One thread owns the only writing connection. It takes the first queued request, drains whatever else is
-//! queued behind it, applies all of it in one transaction, fsyncs once, and only then answers every
-//! request. Under load many committers share one fsync, so throughput grows with concurrency instead of
-//! being capped at one commit per fsync.
+//! queued behind it, applies all of it in one transaction, fsyncs once, then applies the changes to the
+//! in-memory copy readers are served from, and only then answers every request. Under load many
+//! committers share one fsync, so throughput grows with concurrency instead of being capped at one commit
+//! per fsync.
+//!
+//! What the file gets per change is one row upserted into the table keyed by address: no secondary index,
+//! so a new lease at the next free address touches the same few pages as the other new leases of its
+//! group, and a renewal rewrites one table leaf.
 
 use super::checkpoint::Checkpointer;
+use super::memory::{self, KeyHasher, Mem, Op, Rec, View};
 use super::open::Counters;
-use super::read::{decode_row, first_seq_since, map_read_error};
-use super::schema::{COLUMNS, meta};
-use crate::binding::encode_options;
+use super::read::map_read_error;
+use super::schema::meta;
 use crate::error::StoreError;
 use crate::pending::Completer;
 use crate::store::Forgotten;
 use crate::{Binding, BindingChange};
 use leasewire_proto::DhcpState;
 use rusqlite::{Connection, TransactionBehavior, params};
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
+use std::sync::{Arc, RwLock};
 
-/// State the writer publishes to readers without a database round trip.
+/// State the writer publishes to readers.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// The highest durable sequence number.
+    /// The highest durable sequence number (published after the change is in `mem`).
     pub last_seq: AtomicU64,
     /// The history horizon. Raised *before* the removing transaction commits, so a reader that can see a
     /// removal also sees the raised horizon (conservative: at worst a catch-up gets DataMissing needlessly).
     pub horizon: AtomicU32,
+    /// The current records and indexes, as of the last durable commit.
+    pub mem: RwLock<Mem>,
+}
+
+impl Shared {
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, Mem> {
+        // The writer never panics while holding the lock with `mem` half-updated (`apply` only does map
+        // operations), so a poisoned lock still guards a consistent state.
+        self.mem.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Mem> {
+        self.mem.write().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// A write for the writer thread.
@@ -50,39 +70,16 @@ impl Request {
     }
 }
 
-enum Work {
-    Commit { now: u32, bindings: Vec<Binding> },
-    Forget { ips: Vec<Ipv4Addr> },
-    ForgetExpired { now: u32, retention_secs: u32, limit: usize },
-}
-
-enum Reply {
-    Commit(Completer<Vec<BindingChange>>),
-    Forget(Completer<Forgotten>),
-}
-
-enum Outcome {
-    Committed(Vec<BindingChange>),
-    Removed(Vec<BindingChange>),
-}
-
 const UPSERT: &str = "INSERT INTO binding (ip, seq, time, state, state_since, expires_at, cltt, htype, data_source, \
-    hwaddr, client_id, relay_agent_info, remote_id, relay_id, options, reserved_for) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+    hwaddr, client_id, relay_agent_info, options, reserved_for) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
     ON CONFLICT (ip) DO UPDATE SET seq = excluded.seq, time = excluded.time, state = excluded.state, \
     state_since = excluded.state_since, expires_at = excluded.expires_at, cltt = excluded.cltt, \
     htype = excluded.htype, data_source = excluded.data_source, hwaddr = excluded.hwaddr, \
-    client_id = excluded.client_id, relay_agent_info = excluded.relay_agent_info, remote_id = excluded.remote_id, \
-    relay_id = excluded.relay_id, options = excluded.options, reserved_for = excluded.reserved_for";
+    client_id = excluded.client_id, relay_agent_info = excluded.relay_agent_info, options = excluded.options, \
+    reserved_for = excluded.reserved_for";
 
-/// The common case, a renewal or state change that keeps every lookup key: update the record without
-/// touching the hardware-address, client-id, remote-id and relay-id indexes (SQLite maintains only the
-/// indexes whose columns an UPDATE sets). Saves up to four random index pages per binding in the WAL.
-const UPDATE_SAME_KEYS: &str = "UPDATE binding SET seq = ?2, time = ?3, state = ?4, state_since = ?5, \
-    expires_at = ?6, cltt = ?7, data_source = ?8, relay_agent_info = ?9, options = ?10, reserved_for = ?11 \
-    WHERE ip = ?1";
-
-const KEYS_OF: &str = "SELECT htype, hwaddr, client_id, remote_id, relay_id FROM binding WHERE ip = ?1";
+const DELETE: &str = "DELETE FROM binding WHERE ip = ?1";
 
 const SET_META: &str = "UPDATE meta SET value = ?2 WHERE key = ?1";
 
@@ -92,6 +89,7 @@ pub(crate) struct Writer {
     conn: Connection,
     counters: Counters,
     shared: Arc<Shared>,
+    hasher: KeyHasher,
     max_group: usize,
     failed: Option<Arc<StoreError>>,
     checkpointer: Option<Checkpointer>,
@@ -105,16 +103,43 @@ const CHECKPOINT_EVERY_GROUPS: u64 = 32;
 /// checkpoints itself, on the commit path, so the log and recovery time stay bounded.
 const WAL_LIMIT_BYTES: u64 = 256 << 20;
 
+/// One transaction's worth of requests: a run of commits, or one forget.
+enum Batch {
+    Commits(Vec<(u32, Vec<Binding>, Completer<Vec<BindingChange>>)>),
+    Forget(Forgetting, Completer<Forgotten>),
+}
+
+enum Forgetting {
+    Ips(Vec<Ipv4Addr>),
+    Expired { now: u32, retention_secs: u32, limit: usize },
+}
+
+enum TransactError {
+    BeforeCommit(StoreError),
+    AtCommit(StoreError),
+}
+
 impl Writer {
     pub(crate) fn new(
         path: PathBuf,
         conn: Connection,
         counters: Counters,
         shared: Arc<Shared>,
+        hasher: KeyHasher,
         max_group: usize,
         checkpointer: Option<Checkpointer>,
     ) -> Self {
-        Self { path, conn, counters, shared, max_group: max_group.max(1), failed: None, checkpointer, groups: 0 }
+        Self {
+            path,
+            conn,
+            counters,
+            shared,
+            hasher,
+            max_group: max_group.max(1),
+            failed: None,
+            checkpointer,
+            groups: 0,
+        }
     }
 
     /// Serve requests until every sender is gone, then close the connection.
@@ -139,83 +164,201 @@ impl Writer {
         let _ = self.conn.close();
     }
 
+    /// Commits share one transaction; a forget (rare: maintenance) gets its own, so it decides what to
+    /// remove from the state every earlier request left.
     fn run_group(&mut self, group: Vec<Request>) {
-        let (work, replies): (Vec<Work>, Vec<Reply>) = group
-            .into_iter()
-            .map(|r| match r {
-                Request::Commit { now, bindings, done } => (Work::Commit { now, bindings }, Reply::Commit(done)),
-                Request::Forget { ips, done } => (Work::Forget { ips }, Reply::Forget(done)),
-                Request::ForgetExpired { now, retention_secs, limit, done } => {
-                    (Work::ForgetExpired { now, retention_secs, limit }, Reply::Forget(done))
+        let mut commits = Vec::new();
+        for request in group {
+            match request {
+                Request::Commit { now, bindings, done } => commits.push((now, bindings, done)),
+                Request::Forget { ips, done } => {
+                    self.run_batch(Batch::Commits(std::mem::take(&mut commits)));
+                    self.run_batch(Batch::Forget(Forgetting::Ips(ips), done));
                 }
-            })
-            .unzip();
+                Request::ForgetExpired { now, retention_secs, limit, done } => {
+                    self.run_batch(Batch::Commits(std::mem::take(&mut commits)));
+                    self.run_batch(Batch::Forget(Forgetting::Expired { now, retention_secs, limit }, done));
+                }
+            }
+        }
+        self.run_batch(Batch::Commits(commits));
+    }
 
+    fn run_batch(&mut self, batch: Batch) {
+        if matches!(&batch, Batch::Commits(c) if c.is_empty()) {
+            return;
+        }
         if let Some(cause) = &self.failed {
             let err = StoreError::WriterFailed { path: self.path.clone(), cause: cause.clone() };
-            return replies.into_iter().for_each(|r| r.fail(err.clone()));
+            return batch.fail(err);
         }
-
         let before = self.counters;
-        match self.transact(work) {
-            Ok(outcomes) => {
-                self.groups += 1;
-                if self.groups % CHECKPOINT_EVERY_GROUPS == 0 {
-                    if let Some(c) = &self.checkpointer {
-                        c.nudge();
-                    }
-                    let wal = super::open::sidecar(&self.path, "-wal");
-                    if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES) {
-                        // Best effort: a failure leaves the WAL as it is, which loses nothing.
-                        let _ = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                    }
-                }
+        let mut batch = batch;
+        let result = match &mut batch {
+            Batch::Commits(commits) => self.commit(commits).map(|(ops, changes)| (ops, Outcome::Committed(changes))),
+            Batch::Forget(what, _) => self.forget(what).map(|(ops, removed)| (ops, Outcome::Removed(removed))),
+        };
+        match result {
+            Ok((ops, outcome)) => {
+                // Durable: now readers may see it, and then the committers may learn it.
+                self.shared.write().apply(ops);
                 self.shared.last_seq.store(self.counters.last_seq, Ordering::SeqCst);
+                self.after_commit();
                 let horizon = self.counters.horizon;
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    match (reply, outcome) {
-                        (Reply::Commit(done), Outcome::Committed(changes)) => done.complete(Ok(changes)),
-                        (Reply::Forget(done), Outcome::Removed(removed)) => {
-                            done.complete(Ok(Forgotten { removed, horizon }))
+                match (batch, outcome) {
+                    (Batch::Commits(commits), Outcome::Committed(changes)) => {
+                        for ((_, _, done), changes) in commits.into_iter().zip(changes) {
+                            done.complete(Ok(changes));
                         }
-                        // `transact` yields one outcome of the request's own kind per request.
-                        (reply, _) => reply.fail(StoreError::Closed),
                     }
+                    (Batch::Forget(_, done), Outcome::Removed(removed)) => {
+                        done.complete(Ok(Forgotten { removed, horizon }))
+                    }
+                    // Each batch yields an outcome of its own kind.
+                    (batch, _) => batch.fail(StoreError::Closed),
                 }
             }
             Err(TransactError::BeforeCommit(err)) => {
-                // Rolled back: nothing of the group happened, the store is as it was.
+                // Rolled back: nothing of the batch happened, the store is as it was.
                 self.counters = before;
-                replies.into_iter().for_each(|r| r.fail(err.clone()));
+                batch.fail(err);
             }
             Err(TransactError::AtCommit(err)) => {
-                // A failed COMMIT (typically fsync) leaves durability unknown: stop writing.
+                // A failed COMMIT (typically fsync) leaves durability unknown: stop writing. Readers keep
+                // the state of the last durable commit.
                 self.counters = before;
                 let err = Arc::new(err);
                 self.failed = Some(err.clone());
-                let err = StoreError::WriterFailed { path: self.path.clone(), cause: err };
-                replies.into_iter().for_each(|r| r.fail(err.clone()));
+                batch.fail(StoreError::WriterFailed { path: self.path.clone(), cause: err });
             }
         }
     }
 
-    fn transact(&mut self, work: Vec<Work>) -> Result<Vec<Outcome>, TransactError> {
-        let path = self.path.clone();
-        let before = self.counters;
-        let sql = |e: rusqlite::Error| TransactError::BeforeCommit(map_read_error(&path, e));
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(sql)?;
-        let mut outcomes = Vec::with_capacity(work.len());
-        for item in work {
-            outcomes.push(match item {
-                Work::Commit { now, bindings } => {
-                    Outcome::Committed(apply_commit(&tx, &mut self.counters, now, bindings).map_err(sql)?)
-                }
-                Work::Forget { ips } => Outcome::Removed(apply_forget(&tx, &mut self.counters, &ips).map_err(sql)?),
-                Work::ForgetExpired { now, retention_secs, limit } => Outcome::Removed(
-                    apply_forget_expired(&tx, &mut self.counters, now, retention_secs, limit).map_err(sql)?,
-                ),
-            });
+    fn after_commit(&mut self) {
+        self.groups += 1;
+        if self.groups % CHECKPOINT_EVERY_GROUPS == 0 {
+            if let Some(c) = &self.checkpointer {
+                c.nudge();
+            }
+            let wal = super::open::sidecar(&self.path, "-wal");
+            if std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES) {
+                // Best effort: a failure leaves the WAL as it is, which loses nothing.
+                let _ = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
         }
+    }
+
+    /// Write a run of commits (taking their bindings); return the memory changes and each request's
+    /// committed changes.
+    #[allow(clippy::type_complexity)]
+    fn commit(
+        &mut self,
+        commits: &mut [(u32, Vec<Binding>, Completer<Vec<BindingChange>>)],
+    ) -> Result<(Vec<Op>, Vec<Vec<BindingChange>>), TransactError> {
+        let n = commits.iter().map(|c| c.1.len()).sum();
+        let mut ops = Vec::with_capacity(n);
+        let mut changes = Vec::with_capacity(commits.len());
+        let path = self.path.clone();
+        let sql = |e: rusqlite::Error| TransactError::BeforeCommit(map_read_error(&path, e));
+        let before = self.counters;
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(sql)?;
+        {
+            let mut upsert = tx.prepare_cached(UPSERT).map_err(sql)?;
+            for (now, bindings, _) in commits.iter_mut() {
+                let mut these = Vec::with_capacity(bindings.len());
+                for binding in std::mem::take(bindings) {
+                    let b = &binding;
+                    let seq = self.counters.last_seq + 1;
+                    let time = (*now).max(self.counters.last_time);
+                    let ip = u32::from(b.ip);
+                    let (data, options) = memory::encode_binding(b);
+                    let hwaddr = (!b.hardware_address.is_empty()).then_some(b.hardware_address.as_slice());
+                    upsert
+                        .execute(params![
+                            ip,
+                            seq as i64,
+                            time,
+                            b.state.code(),
+                            b.state_since,
+                            b.expires_at,
+                            b.cltt,
+                            b.htype,
+                            b.data_source.0,
+                            hwaddr,
+                            b.client_id,
+                            b.relay_agent_info,
+                            options,
+                            b.reserved_for,
+                        ])
+                        .map_err(sql)?;
+                    self.counters.last_seq = seq;
+                    self.counters.last_time = time;
+                    ops.push(Op::Put { ip, rec: Rec { seq, time, data }, keys: self.hasher.keys_of_binding(b) });
+                    these.push(BindingChange { seq, time, binding });
+                }
+                changes.push(these);
+            }
+        }
+        self.finish(tx, before)?;
+        Ok((ops, changes))
+    }
+
+    /// Write one forget; return the memory changes and the removed records, oldest change first.
+    fn forget(&mut self, what: &Forgetting) -> Result<(Vec<Op>, Vec<BindingChange>), TransactError> {
+        let corrupt = |e: super::memory::ReadError| {
+            TransactError::BeforeCommit(StoreError::corrupt(&self.path, format!("record of {}: {}", e.ip, e.detail)))
+        };
+        let removed = {
+            let mem = self.shared.read();
+            let ips: Vec<u32> = match what {
+                Forgetting::Ips(ips) => {
+                    let mut seen = HashSet::new();
+                    ips.iter().map(|&ip| u32::from(ip)).filter(|&ip| seen.insert(ip)).collect()
+                }
+                Forgetting::Expired { now, retention_secs, limit } => {
+                    let Some(cutoff) = now.checked_sub(*retention_secs) else { return Ok((Vec::new(), Vec::new())) };
+                    mem.oldest_before(cutoff, *limit, |v: &View<'_>| {
+                        v.state() != Some(DhcpState::Active) && v.expires_at().is_none_or(|e| e <= *now)
+                    })
+                }
+            };
+            let mut removed = Vec::with_capacity(ips.len());
+            for ip in ips {
+                if let Some(change) = mem.get(Ipv4Addr::from(ip)).map_err(corrupt)? {
+                    removed.push(change);
+                }
+            }
+            removed.sort_unstable_by_key(|c| c.seq);
+            removed
+        };
+        if removed.is_empty() {
+            return Ok((Vec::new(), removed));
+        }
+        let path = self.path.clone();
+        let sql = |e: rusqlite::Error| TransactError::BeforeCommit(map_read_error(&path, e));
+        let before = self.counters;
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(sql)?;
+        let mut ops = Vec::with_capacity(removed.len());
+        {
+            let mut delete = tx.prepare_cached(DELETE).map_err(sql)?;
+            for c in &removed {
+                let ip = u32::from(c.binding.ip);
+                delete.execute([ip]).map_err(sql)?;
+                ops.push(Op::Remove { ip });
+            }
+        }
+        // A removed record that changed at t leaves changes at t unrepresented: the horizon moves past t.
+        if let Some(latest) = removed.iter().map(|c| c.time).max() {
+            self.counters.horizon = self.counters.horizon.max(latest.saturating_add(1));
+        }
+        self.finish(tx, before)?;
+        Ok((ops, removed))
+    }
+
+    /// Persist the counters and commit (fsync).
+    fn finish(&self, tx: rusqlite::Transaction<'_>, before: Counters) -> Result<(), TransactError> {
+        let path = self.path.clone();
+        let sql = |e: rusqlite::Error| TransactError::BeforeCommit(map_read_error(&path, e));
         let c = self.counters;
         if c != before {
             let mut set = tx.prepare_cached(SET_META).map_err(sql)?;
@@ -232,139 +375,20 @@ impl Writer {
         if c.horizon != before.horizon {
             self.shared.horizon.fetch_max(c.horizon, Ordering::SeqCst);
         }
-        tx.commit().map_err(|e| TransactError::AtCommit(StoreError::sqlite(&path, e)))?;
-        Ok(outcomes)
+        tx.commit().map_err(|e| TransactError::AtCommit(StoreError::sqlite(&path, e)))
     }
 }
 
-enum TransactError {
-    BeforeCommit(StoreError),
-    AtCommit(StoreError),
+enum Outcome {
+    Committed(Vec<Vec<BindingChange>>),
+    Removed(Vec<BindingChange>),
 }
 
-impl Reply {
+impl Batch {
     fn fail(self, err: StoreError) {
         match self {
-            Self::Commit(done) => done.complete(Err(err)),
-            Self::Forget(done) => done.complete(Err(err)),
+            Self::Commits(commits) => commits.into_iter().for_each(|(_, _, done)| done.complete(Err(err.clone()))),
+            Self::Forget(_, done) => done.complete(Err(err)),
         }
-    }
-}
-
-fn apply_commit(
-    conn: &Connection,
-    counters: &mut Counters,
-    now: u32,
-    bindings: Vec<Binding>,
-) -> rusqlite::Result<Vec<BindingChange>> {
-    let mut upsert = conn.prepare_cached(UPSERT)?;
-    let mut update = conn.prepare_cached(UPDATE_SAME_KEYS)?;
-    let mut keys_of = conn.prepare_cached(KEYS_OF)?;
-    let mut changes = Vec::with_capacity(bindings.len());
-    for binding in bindings {
-        let seq = counters.last_seq + 1;
-        let time = now.max(counters.last_time);
-        let b = &binding;
-        let ip = u32::from(b.ip);
-        let hwaddr = (!b.hardware_address.is_empty()).then_some(b.hardware_address.as_slice());
-        let options = (!b.options.is_empty()).then(|| encode_options(&b.options));
-        let (remote_id, relay_id) = (b.remote_id(), b.relay_id());
-        let same_keys = {
-            let mut rows = keys_of.query([ip])?;
-            match rows.next()? {
-                Some(row) => {
-                    row.get::<_, u8>(0)? == b.htype
-                        && row.get_ref(1)?.as_blob_or_null()? == hwaddr
-                        && row.get_ref(2)?.as_blob_or_null()? == b.client_id.as_deref()
-                        && row.get_ref(3)?.as_blob_or_null()? == remote_id
-                        && row.get_ref(4)?.as_blob_or_null()? == relay_id
-                }
-                None => false,
-            }
-        };
-        if same_keys {
-            update.execute(params![
-                ip,
-                seq as i64,
-                time,
-                b.state.code(),
-                b.state_since,
-                b.expires_at,
-                b.cltt,
-                b.data_source.0,
-                b.relay_agent_info,
-                options,
-                b.reserved_for,
-            ])?;
-        } else {
-            upsert.execute(params![
-                ip,
-                seq as i64,
-                time,
-                b.state.code(),
-                b.state_since,
-                b.expires_at,
-                b.cltt,
-                b.htype,
-                b.data_source.0,
-                hwaddr,
-                b.client_id,
-                b.relay_agent_info,
-                remote_id,
-                relay_id,
-                options,
-                b.reserved_for,
-            ])?;
-        }
-        counters.last_seq = seq;
-        counters.last_time = time;
-        changes.push(BindingChange { seq, time, binding });
-    }
-    Ok(changes)
-}
-
-fn apply_forget(conn: &Connection, counters: &mut Counters, ips: &[Ipv4Addr]) -> rusqlite::Result<Vec<BindingChange>> {
-    let mut delete = conn.prepare_cached(&format!("DELETE FROM binding WHERE ip = ?1 RETURNING {COLUMNS}"))?;
-    let mut removed = Vec::new();
-    for ip in ips {
-        let mut rows = delete.query([u32::from(*ip)])?;
-        while let Some(row) = rows.next()? {
-            removed.push(decode_row(row)?);
-        }
-    }
-    raise_horizon(counters, &removed);
-    Ok(removed)
-}
-
-fn apply_forget_expired(
-    conn: &Connection,
-    counters: &mut Counters,
-    now: u32,
-    retention_secs: u32,
-    limit: usize,
-) -> rusqlite::Result<Vec<BindingChange>> {
-    let Some(cutoff) = now.checked_sub(retention_secs) else { return Ok(Vec::new()) };
-    // Records changed before `cutoff` are a prefix of the seq order (times never decrease along it).
-    let end = first_seq_since(conn, cutoff)?.unwrap_or(i64::MAX);
-    let mut delete = conn.prepare_cached(&format!(
-        "DELETE FROM binding WHERE ip IN (SELECT ip FROM binding WHERE seq < ?1 AND +time < ?2 AND state != ?3 \
-         AND (expires_at IS NULL OR expires_at <= ?4) ORDER BY seq LIMIT ?5) RETURNING {COLUMNS}"
-    ))?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut removed = Vec::new();
-    let mut rows = delete.query(params![end, cutoff, DhcpState::Active.code(), now, limit])?;
-    while let Some(row) = rows.next()? {
-        removed.push(decode_row(row)?);
-    }
-    drop(rows);
-    removed.sort_unstable_by_key(|c| c.seq);
-    raise_horizon(counters, &removed);
-    Ok(removed)
-}
-
-/// A removed record that changed at t leaves changes at t unrepresented: the horizon moves past t.
-fn raise_horizon(counters: &mut Counters, removed: &[BindingChange]) {
-    if let Some(latest) = removed.iter().map(|c| c.time).max() {
-        counters.horizon = counters.horizon.max(latest.saturating_add(1));
     }
 }

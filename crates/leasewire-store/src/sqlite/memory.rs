@@ -1,0 +1,644 @@
+//! The in-memory copy of the store: every current record in a compact encoding, plus the indexes that
+//! serve lookups and scans (by address, by sequence number, and by the four lookup keys).
+//!
+//! SQLite is the durable form (one row per address, no secondary index); this is what reads are served
+//! from. The writer thread is its only mutator and applies a group's changes only after the group's
+//! transaction is durable, so readers never see a change that could still be lost.
+//!
+//! Memory: a record is one heap block (~20 octets of fixed fields plus the variable ones) in a
+//! `BTreeMap` by address; the sequence index holds 16 octets per record; each lookup key is one `u64` in a
+//! `BTreeSet` (32 bits of a keyed hash of the key, then the address), so a key lookup yields candidate
+//! addresses in address order and is confirmed against the record itself (a hash collision only costs a
+//! comparison).
+
+use crate::binding::{decode_options, encode_options};
+use crate::store::{ScanFilter, ScanKey};
+use crate::{Binding, BindingChange};
+use leasewire_proto::{DataSource, DhcpState, RelayAgentInfo};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{BuildHasher, RandomState};
+use std::net::Ipv4Addr;
+
+/// One current record: its latest change's sequence number and time, and the binding, encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rec {
+    pub seq: u64,
+    pub time: u32,
+    /// `OK` then the fields (see [`encode`]), or `DAMAGED` then a UTF-8 description of what is wrong with
+    /// the row in the file (reads of it fail with `StoreError::Corrupt`).
+    pub data: Box<[u8]>,
+}
+
+const OK: u8 = 0;
+const DAMAGED: u8 = 1;
+
+const HAS_EXPIRES: u8 = 1;
+const HAS_CLTT: u8 = 2;
+const HAS_CLIENT_ID: u8 = 4;
+const HAS_RAI: u8 = 8;
+const HAS_RESERVED: u8 = 16;
+
+/// Fixed part: tag, state, htype, data source, flags, state_since, expires_at, cltt.
+const FIXED: usize = 5 + 12;
+
+fn put_len(out: &mut Vec<u8>, mut n: usize) {
+    // LEB128: one octet for the usual short values.
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn take_len(data: &mut &[u8]) -> Option<usize> {
+    let mut n = 0usize;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = data.split_first()?;
+        *data = rest;
+        n |= usize::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(n);
+        }
+    }
+    None
+}
+
+fn take<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = take_len(data)?;
+    let (value, rest) = (data.get(..len)?, &data[len..]);
+    *data = rest;
+    Some(value)
+}
+
+/// Encode a binding (already validated) with its options blob as [`encode_options`] makes it.
+pub(crate) fn encode(b: &Binding, options_blob: &[u8]) -> Box<[u8]> {
+    let len = FIXED
+        + 1
+        + b.hardware_address.len()
+        + b.client_id.as_ref().map_or(0, |v| v.len() + 2)
+        + b.relay_agent_info.as_ref().map_or(0, |v| v.len() + 2)
+        + options_blob.len()
+        + 3
+        + b.reserved_for.as_ref().map_or(0, |v| v.len() + 2);
+    let mut out = Vec::with_capacity(len);
+    let mut flags = 0;
+    for (present, flag) in [
+        (b.expires_at.is_some(), HAS_EXPIRES),
+        (b.cltt.is_some(), HAS_CLTT),
+        (b.client_id.is_some(), HAS_CLIENT_ID),
+        (b.relay_agent_info.is_some(), HAS_RAI),
+        (b.reserved_for.is_some(), HAS_RESERVED),
+    ] {
+        if present {
+            flags |= flag;
+        }
+    }
+    out.extend_from_slice(&[OK, b.state.code(), b.htype, b.data_source.0, flags]);
+    for t in [b.state_since, b.expires_at.unwrap_or(0), b.cltt.unwrap_or(0)] {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    for field in [
+        Some(b.hardware_address.as_slice()),
+        b.client_id.as_deref(),
+        b.relay_agent_info.as_deref(),
+        Some(options_blob),
+        b.reserved_for.as_deref().map(str::as_bytes),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        put_len(&mut out, field.len());
+        out.extend_from_slice(field);
+    }
+    out.into_boxed_slice()
+}
+
+/// A record whose row in the file could not be decoded: kept (so lookups report it as damaged instead of
+/// pretending it is absent) but in no key index.
+pub(crate) fn damaged(detail: &str) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(1 + detail.len());
+    out.push(DAMAGED);
+    out.extend_from_slice(detail.as_bytes());
+    out.into_boxed_slice()
+}
+
+/// The fields of an encoded record, borrowed.
+pub(crate) struct View<'a> {
+    state: u8,
+    htype: u8,
+    data_source: u8,
+    flags: u8,
+    times: [u32; 3],
+    hw: &'a [u8],
+    client_id: Option<&'a [u8]>,
+    rai: Option<&'a [u8]>,
+    options: &'a [u8],
+    reserved: Option<&'a [u8]>,
+}
+
+/// Why a record cannot be read.
+pub(crate) enum Unreadable {
+    /// The row in the file was damaged when it was loaded.
+    Damaged(String),
+    /// The in-memory encoding is malformed (a bug; never produced by [`encode`]).
+    Malformed,
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn parse(data: &'a [u8]) -> Result<Self, Unreadable> {
+        match data.split_first() {
+            Some((&OK, _)) => Self::parse_ok(data).ok_or(Unreadable::Malformed),
+            Some((&DAMAGED, detail)) => Err(Unreadable::Damaged(String::from_utf8_lossy(detail).into_owned())),
+            _ => Err(Unreadable::Malformed),
+        }
+    }
+
+    fn parse_ok(data: &'a [u8]) -> Option<Self> {
+        let fixed = data.get(..FIXED)?;
+        let time = |i: usize| u32::from_le_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
+        let flags = fixed[4];
+        let mut rest = &data[FIXED..];
+        let hw = take(&mut rest)?;
+        let mut opt = |flag: u8| if flags & flag != 0 { take(&mut rest).map(Some) } else { Some(None) };
+        let client_id = opt(HAS_CLIENT_ID)?;
+        let rai = opt(HAS_RAI)?;
+        let options = take(&mut rest)?;
+        let reserved = if flags & HAS_RESERVED != 0 { Some(take(&mut rest)?) } else { None };
+        Some(Self {
+            state: fixed[1],
+            htype: fixed[2],
+            data_source: fixed[3],
+            flags,
+            times: [time(5), time(9), time(13)],
+            hw,
+            client_id,
+            rai,
+            options,
+            reserved,
+        })
+    }
+
+    fn relay_agent(&self) -> Option<RelayAgentInfo<'a>> {
+        RelayAgentInfo::parse(self.rai?).ok()
+    }
+
+    pub(crate) fn state(&self) -> Option<DhcpState> {
+        DhcpState::from_code(self.state)
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<u32> {
+        (self.flags & HAS_EXPIRES != 0).then_some(self.times[1])
+    }
+
+    /// Whether the record carries `key` (the reference semantics are [`ScanFilter::matches`]).
+    pub(crate) fn has_key(&self, key: &ScanKey) -> bool {
+        match key {
+            ScanKey::All => true,
+            ScanKey::RelayId(id) => self.relay_agent().and_then(|r| r.relay_id()) == Some(id.as_slice()),
+            ScanKey::RemoteId(id) => self.relay_agent().and_then(|r| r.remote_id()) == Some(id.as_slice()),
+            ScanKey::HardwareAddress { htype, addr } => !addr.is_empty() && self.htype == *htype && self.hw == *addr,
+            ScanKey::ClientId(id) => self.client_id == Some(id.as_slice()),
+        }
+    }
+
+    pub(crate) fn binding(&self, ip: Ipv4Addr) -> Option<Binding> {
+        Some(Binding {
+            ip,
+            htype: self.htype,
+            hardware_address: self.hw.to_vec(),
+            client_id: self.client_id.map(<[u8]>::to_vec),
+            state: DhcpState::from_code(self.state)?,
+            state_since: self.times[0],
+            expires_at: self.expires_at(),
+            cltt: (self.flags & HAS_CLTT != 0).then_some(self.times[2]),
+            relay_agent_info: self.rai.map(<[u8]>::to_vec),
+            data_source: DataSource(self.data_source),
+            options: decode_options(self.options)?,
+            reserved_for: match self.reserved {
+                Some(r) => Some(String::from_utf8(r.to_vec()).ok()?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// The four lookup-key indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyKind {
+    Hardware = 0,
+    ClientId = 1,
+    RemoteId = 2,
+    RelayId = 3,
+}
+
+/// The 32-bit keyed hashes of a record's lookup keys, by [`KeyKind`].
+pub(crate) type Keys = [Option<u32>; 4];
+
+/// Hashes lookup keys. The key is random per process, so clients cannot choose colliding keys on purpose.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyHasher(RandomState);
+
+impl KeyHasher {
+    fn hash(&self, kind: KeyKind, extra: u8, bytes: &[u8]) -> u32 {
+        let h = self.0.hash_one((kind as u8, extra, bytes));
+        (h >> 32) as u32 ^ h as u32
+    }
+
+    pub(crate) fn hardware(&self, htype: u8, addr: &[u8]) -> Option<u32> {
+        (!addr.is_empty()).then(|| self.hash(KeyKind::Hardware, htype, addr))
+    }
+
+    pub(crate) fn of(&self, kind: KeyKind, id: &[u8]) -> u32 {
+        self.hash(kind, 0, id)
+    }
+
+    /// The keys of a binding.
+    pub(crate) fn keys_of_binding(&self, b: &Binding) -> Keys {
+        [
+            self.hardware(b.htype, &b.hardware_address),
+            b.client_id.as_deref().map(|id| self.of(KeyKind::ClientId, id)),
+            b.remote_id().map(|id| self.of(KeyKind::RemoteId, id)),
+            b.relay_id().map(|id| self.of(KeyKind::RelayId, id)),
+        ]
+    }
+
+    /// The keys of an encoded record (none for a damaged one).
+    pub(crate) fn keys_of(&self, data: &[u8]) -> Keys {
+        let Ok(v) = View::parse(data) else { return [None; 4] };
+        let rai = v.relay_agent();
+        [
+            self.hardware(v.htype, v.hw),
+            v.client_id.map(|id| self.of(KeyKind::ClientId, id)),
+            rai.as_ref().and_then(|r| r.remote_id()).map(|id| self.of(KeyKind::RemoteId, id)),
+            rai.as_ref().and_then(|r| r.relay_id()).map(|id| self.of(KeyKind::RelayId, id)),
+        ]
+    }
+
+    /// The index and hash to scan for a scan key; `None` for [`ScanKey::All`], `Some(None)` for a key that
+    /// matches nothing (an empty hardware address).
+    fn of_scan_key(&self, key: &ScanKey) -> Option<Option<(KeyKind, u32)>> {
+        Some(match key {
+            ScanKey::All => return None,
+            ScanKey::RelayId(id) => Some((KeyKind::RelayId, self.of(KeyKind::RelayId, id))),
+            ScanKey::RemoteId(id) => Some((KeyKind::RemoteId, self.of(KeyKind::RemoteId, id))),
+            ScanKey::ClientId(id) => Some((KeyKind::ClientId, self.of(KeyKind::ClientId, id))),
+            ScanKey::HardwareAddress { htype, addr } => self.hardware(*htype, addr).map(|h| (KeyKind::Hardware, h)),
+        })
+    }
+}
+
+fn entry(hash: u32, ip: u32) -> u64 {
+    u64::from(hash) << 32 | u64::from(ip)
+}
+
+/// A change for [`Mem::apply`], prepared by the writer outside the lock.
+pub(crate) enum Op {
+    Put { ip: u32, rec: Rec, keys: Keys },
+    Remove { ip: u32 },
+}
+
+/// Why a read failed; the store turns it into a `StoreError` naming the file.
+pub(crate) struct ReadError {
+    pub ip: Ipv4Addr,
+    pub detail: String,
+}
+
+fn read_error(ip: Ipv4Addr, e: Unreadable) -> ReadError {
+    let detail = match e {
+        Unreadable::Damaged(d) => d,
+        Unreadable::Malformed => "malformed in-memory record".into(),
+    };
+    ReadError { ip, detail }
+}
+
+/// The current records and their indexes.
+#[derive(Debug, Default)]
+pub(crate) struct Mem {
+    records: BTreeMap<u32, Rec>,
+    /// seq -> (address, time) of every record's latest change.
+    by_seq: BTreeMap<u64, (u32, u32)>,
+    keys: [BTreeSet<u64>; 4],
+    hasher: KeyHasher,
+}
+
+/// Builds a [`Mem`] from rows in address order (the load at open).
+pub(crate) struct Loader {
+    records: Vec<(u32, Rec)>,
+    by_seq: Vec<(u64, (u32, u32))>,
+    keys: [Vec<u64>; 4],
+    hasher: KeyHasher,
+}
+
+impl Loader {
+    pub(crate) fn new(hasher: KeyHasher) -> Self {
+        Self { records: Vec::new(), by_seq: Vec::new(), keys: Default::default(), hasher }
+    }
+
+    /// Add a record; addresses must come in ascending order.
+    pub(crate) fn push(&mut self, ip: u32, rec: Rec, keys: Keys) {
+        for (index, key) in self.keys.iter_mut().zip(keys) {
+            if let Some(h) = key {
+                index.push(entry(h, ip));
+            }
+        }
+        self.by_seq.push((rec.seq, (ip, rec.time)));
+        self.records.push((ip, rec));
+    }
+
+    pub(crate) fn hasher(&self) -> &KeyHasher {
+        &self.hasher
+    }
+
+    /// The finished state, or the first sequence number two records share (a damaged file).
+    pub(crate) fn finish(mut self) -> Result<Mem, u64> {
+        self.by_seq.sort_unstable_by_key(|e| e.0);
+        if let Some(w) = self.by_seq.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(w[0].0);
+        }
+        let keys = self.keys.map(|mut v| {
+            v.sort_unstable();
+            v.into_iter().collect()
+        });
+        Ok(Mem {
+            records: self.records.into_iter().collect(),
+            by_seq: self.by_seq.into_iter().collect(),
+            keys,
+            hasher: self.hasher,
+        })
+    }
+}
+
+impl Mem {
+    /// The number of records.
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn change(&self, ip: u32) -> Result<Option<BindingChange>, ReadError> {
+        let Some(rec) = self.records.get(&ip) else { return Ok(None) };
+        let ip = Ipv4Addr::from(ip);
+        let view = View::parse(&rec.data).map_err(|e| read_error(ip, e))?;
+        let binding = view.binding(ip).ok_or_else(|| read_error(ip, Unreadable::Malformed))?;
+        Ok(Some(BindingChange { seq: rec.seq, time: rec.time, binding }))
+    }
+
+    pub(crate) fn get(&self, ip: Ipv4Addr) -> Result<Option<BindingChange>, ReadError> {
+        self.change(u32::from(ip))
+    }
+
+    /// Records whose `key` is `key`, at addresses above `after`, in address order, passing `keep`; at most
+    /// `limit`.
+    fn by_index(
+        &self,
+        kind: KeyKind,
+        hash: u32,
+        key: &ScanKey,
+        after: Option<u32>,
+        limit: usize,
+        keep: impl Fn(&Rec) -> bool,
+    ) -> Result<Vec<BindingChange>, ReadError> {
+        let from = match after {
+            Some(ip) if ip == u32::MAX => return Ok(Vec::new()),
+            Some(ip) => entry(hash, ip + 1),
+            None => entry(hash, 0),
+        };
+        let mut out = Vec::new();
+        for &e in self.keys[kind as usize].range(from..=entry(hash, u32::MAX)) {
+            if out.len() == limit {
+                break;
+            }
+            let ip = e as u32;
+            let Some(rec) = self.records.get(&ip) else { continue };
+            if !keep(rec) {
+                continue;
+            }
+            let addr = Ipv4Addr::from(ip);
+            let view = View::parse(&rec.data).map_err(|e| read_error(addr, e))?;
+            if !view.has_key(key) {
+                continue; // a hash collision
+            }
+            let binding = view.binding(addr).ok_or_else(|| read_error(addr, Unreadable::Malformed))?;
+            out.push(BindingChange { seq: rec.seq, time: rec.time, binding });
+        }
+        Ok(out)
+    }
+
+    /// Every record with this key, newest change first.
+    pub(crate) fn lookup(&self, key: &ScanKey) -> Result<Vec<BindingChange>, ReadError> {
+        let Some(Some((kind, hash))) = self.hasher.of_scan_key(key) else { return Ok(Vec::new()) };
+        let mut out = self.by_index(kind, hash, key, None, usize::MAX, |_| true)?;
+        out.sort_unstable_by_key(|c| std::cmp::Reverse(c.seq));
+        Ok(out)
+    }
+
+    pub(crate) fn scan(
+        &self,
+        filter: &ScanFilter,
+        after: Option<Ipv4Addr>,
+        limit: usize,
+    ) -> Result<Vec<BindingChange>, ReadError> {
+        let lo = filter.changed_on_or_after.unwrap_or(0);
+        let hi = filter.changed_on_or_before.unwrap_or(u32::MAX);
+        if limit == 0 || lo > hi {
+            return Ok(Vec::new());
+        }
+        let in_window = |rec: &Rec| rec.time >= lo && rec.time <= hi;
+        let after = after.map(u32::from);
+        match self.hasher.of_scan_key(&filter.key) {
+            Some(None) => Ok(Vec::new()),
+            Some(Some((kind, hash))) => self.by_index(kind, hash, &filter.key, after, limit, in_window),
+            None => {
+                let range = match after {
+                    Some(u32::MAX) => return Ok(Vec::new()),
+                    Some(ip) => self.records.range(ip + 1..),
+                    None => self.records.range(..),
+                };
+                let mut out = Vec::with_capacity(limit.min(4096));
+                for (&ip, rec) in range {
+                    if out.len() == limit {
+                        break;
+                    }
+                    if !in_window(rec) {
+                        continue;
+                    }
+                    let addr = Ipv4Addr::from(ip);
+                    let view = View::parse(&rec.data).map_err(|e| read_error(addr, e))?;
+                    let binding = view.binding(addr).ok_or_else(|| read_error(addr, Unreadable::Malformed))?;
+                    out.push(BindingChange { seq: rec.seq, time: rec.time, binding });
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// The smallest seq among records whose latest change is at or after `time`.
+    ///
+    /// Times are non-decreasing in seq order, so those records are exactly the ones from some seq on: a
+    /// binary search over the sequence numbers, probing the seq index, O(log² n).
+    pub(crate) fn first_seq_since(&self, time: u32) -> Option<u64> {
+        let at = |seq: u64| self.by_seq.range(seq..).next().map(|(&s, &(_, t))| (s, t));
+        let (mut lo, first_time) = at(0)?;
+        if first_time >= time {
+            return Some(lo);
+        }
+        let mut hi = self.by_seq.last_key_value().map_or(lo, |(&s, _)| s.saturating_add(1));
+        let mut found = None;
+        // Invariant: every record with seq < lo changed before `time`; `found` is the smallest seq known
+        // to have changed at or after it, and no record lies in [hi, found) that we have not seen.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match at(mid) {
+                Some((seq, t)) if t >= time => {
+                    found = Some(seq);
+                    hi = mid;
+                }
+                Some((seq, _)) => lo = seq + 1,
+                None => hi = mid,
+            }
+        }
+        found
+    }
+
+    /// Up to `limit` records in seq order from seq `from` on, keeping those changed at or after `time`.
+    pub(crate) fn changes_from(&self, from: u64, time: u32, limit: usize) -> Result<Vec<BindingChange>, ReadError> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for (_, &(ip, t)) in self.by_seq.range(from..) {
+            if out.len() == limit {
+                break;
+            }
+            if t < time {
+                continue;
+            }
+            if let Some(change) = self.change(ip)? {
+                out.push(change);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records changed before `cutoff`, oldest change first, that pass `pick`; at most `limit`.
+    pub(crate) fn oldest_before(&self, cutoff: u32, limit: usize, pick: impl Fn(&View<'_>) -> bool) -> Vec<u32> {
+        let mut out = Vec::new();
+        for &(ip, t) in self.by_seq.values() {
+            if out.len() >= limit || t >= cutoff {
+                break;
+            }
+            let Some(rec) = self.records.get(&ip) else { continue };
+            if View::parse(&rec.data).is_ok_and(|v| pick(&v)) {
+                out.push(ip);
+            }
+        }
+        out
+    }
+
+    /// Apply durable changes in order.
+    pub(crate) fn apply(&mut self, ops: Vec<Op>) {
+        for op in ops {
+            match op {
+                Op::Put { ip, rec, keys } => {
+                    self.by_seq.insert(rec.seq, (ip, rec.time));
+                    let old = self.records.insert(ip, rec);
+                    let old_keys = match &old {
+                        Some(old) => {
+                            self.by_seq.remove(&old.seq);
+                            self.hasher.keys_of(&old.data)
+                        }
+                        None => [None; 4],
+                    };
+                    if old_keys != keys {
+                        for ((index, old), new) in self.keys.iter_mut().zip(old_keys).zip(keys) {
+                            if old != new {
+                                if let Some(h) = old {
+                                    index.remove(&entry(h, ip));
+                                }
+                                if let Some(h) = new {
+                                    index.insert(entry(h, ip));
+                                }
+                            }
+                        }
+                    }
+                }
+                Op::Remove { ip } => {
+                    if let Some(old) = self.records.remove(&ip) {
+                        self.by_seq.remove(&old.seq);
+                        for (index, key) in self.keys.iter_mut().zip(self.hasher.keys_of(&old.data)) {
+                            if let Some(h) = key {
+                                index.remove(&entry(h, ip));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every index entry agrees with the records (for tests).
+    #[cfg(test)]
+    pub(crate) fn check_consistent(&self) {
+        assert_eq!(self.by_seq.len(), self.records.len());
+        let mut keys: [BTreeSet<u64>; 4] = Default::default();
+        for (&ip, rec) in &self.records {
+            assert_eq!(self.by_seq.get(&rec.seq), Some(&(ip, rec.time)));
+            for (index, key) in keys.iter_mut().zip(self.hasher.keys_of(&rec.data)) {
+                if let Some(h) = key {
+                    index.insert(entry(h, ip));
+                }
+            }
+        }
+        assert_eq!(keys, self.keys);
+    }
+}
+
+/// Encode a binding for memory and return its options blob for the file.
+pub(crate) fn encode_binding(b: &Binding) -> (Box<[u8]>, Option<Vec<u8>>) {
+    let options = encode_options(&b.options);
+    let data = encode(b, &options);
+    (data, (!b.options.is_empty()).then_some(options))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasewire_proto::RelayAgentInfoBuilder;
+
+    #[test]
+    fn records_round_trip_and_expose_their_keys() {
+        let ip = Ipv4Addr::new(10, 1, 2, 3);
+        let mut b = Binding::new(ip, DhcpState::Active, 100);
+        let bare = b.clone();
+        b.htype = 1;
+        b.hardware_address = vec![1, 2, 3, 4, 5, 6];
+        b.client_id = Some(vec![]);
+        b.expires_at = Some(0);
+        b.cltt = Some(7);
+        b.relay_agent_info = Some(RelayAgentInfoBuilder::new().remote_id(b"rem").relay_id(b"rel").build());
+        b.data_source = DataSource::REMOTE;
+        b.options = vec![(12, vec![b'h'; 300]), (60, vec![])];
+        b.reserved_for = Some("res".into());
+        let h = KeyHasher::default();
+        for b in [bare, b] {
+            let (data, _) = encode_binding(&b);
+            let view = View::parse(&data).ok().unwrap();
+            assert_eq!(view.binding(ip).as_ref(), Some(&b));
+            assert_eq!(h.keys_of(&data), h.keys_of_binding(&b));
+        }
+        assert!(matches!(View::parse(&damaged("bad state")), Err(Unreadable::Damaged(d)) if d == "bad state"));
+        assert_eq!(h.keys_of(&damaged("x")), [None; 4]);
+    }
+
+    #[test]
+    fn lengths_use_leb128() {
+        for n in [0usize, 1, 127, 128, 300, 65_535, 1 << 20] {
+            let mut out = Vec::new();
+            put_len(&mut out, n);
+            let mut s = out.as_slice();
+            assert_eq!(take_len(&mut s), Some(n));
+            assert!(s.is_empty());
+        }
+        assert_eq!(take_len(&mut &[0x80u8][..]), None);
+    }
+}
