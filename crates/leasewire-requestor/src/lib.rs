@@ -5,4 +5,5 @@
 //! The Active Leasequery requestor (sessions, replica, sinks) lands here in a later step.
 #![forbid(unsafe_code)]
 
+pub mod bulk;
 pub mod leasequery;

@@ -31,6 +31,9 @@ pub struct Config {
     /// Leasequery (RFC 4388, RFC 6148) over UDP: off unless requestors are allowed.
     #[serde(default)]
     pub leasequery: LeasequerySection,
+    /// Bulk Leasequery (RFC 6926) over TCP: off unless requestors are allowed.
+    #[serde(default)]
+    pub bulk_leasequery: BulkSection,
     /// Address pools.
     #[serde(default, rename = "subnet")]
     pub subnets: Vec<SubnetConfig>,
@@ -116,6 +119,66 @@ fn default_disclose() -> Vec<u8> {
 
 fn default_lq_rate() -> u32 {
     10_000
+}
+
+/// `[bulk-leasequery]`: the TCP listener shared by Bulk (and, later, Active) Leasequery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BulkSection {
+    /// TCP addresses to listen on (RFC 6926 §6.3: port 67 by default).
+    #[serde(default = "default_tcp_listen")]
+    pub listen: Vec<SocketAddr>,
+    /// Requestors allowed to connect, as prefixes; anything else is closed at once (BLQ-8.1-3). Empty: off.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// BULK_LQ_MAX_CONNS: connections at once; more are closed at once (BLQ-8.1-2).
+    #[serde(default = "default_max_conns")]
+    pub max_connections: usize,
+    /// Connections at once from one requestor address (RFC 6926 §9).
+    #[serde(default = "default_max_conns_per_requestor")]
+    pub max_connections_per_requestor: usize,
+    /// Queries processed at once on one connection (BLQ-7.7-2).
+    #[serde(default = "default_max_queries")]
+    pub max_queries_per_connection: usize,
+    /// BULK_LQ_DATA_TIMEOUT in seconds (RFC default 300; lower values are NOT RECOMMENDED).
+    #[serde(default = "default_data_timeout")]
+    pub data_timeout: u64,
+    /// Largest frame accepted from a requestor, octets (a query is a few hundred; RFC maximum 65535).
+    #[serde(default = "default_max_frame")]
+    pub max_frame: usize,
+}
+
+impl Default for BulkSection {
+    fn default() -> Self {
+        Self {
+            listen: default_tcp_listen(),
+            allow: Vec::new(),
+            max_connections: default_max_conns(),
+            max_connections_per_requestor: default_max_conns_per_requestor(),
+            max_queries_per_connection: default_max_queries(),
+            data_timeout: default_data_timeout(),
+            max_frame: default_max_frame(),
+        }
+    }
+}
+
+fn default_tcp_listen() -> Vec<SocketAddr> {
+    vec!["0.0.0.0:67".parse().expect("valid")]
+}
+fn default_max_conns() -> usize {
+    10
+}
+fn default_max_conns_per_requestor() -> usize {
+    4
+}
+fn default_max_queries() -> usize {
+    4
+}
+fn default_data_timeout() -> u64 {
+    300
+}
+fn default_max_frame() -> usize {
+    leasewire_proto::framing::DEFAULT_MAX_FRAME
 }
 
 /// `[[subnet]]`.
@@ -267,6 +330,10 @@ pub struct Validated {
     pub subnets: Vec<Subnet>,
     /// Prefixes allowed to send leasequeries.
     pub leasequery_allow: Vec<Ipv4Net>,
+    /// Prefixes allowed to open Bulk Leasequery connections.
+    pub bulk_allow: Vec<Ipv4Net>,
+    /// Warnings about settings that work but go against an RFC recommendation.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -279,22 +346,25 @@ impl Config {
         let subnets =
             raw.subnets.iter().enumerate().map(|(i, s)| s.validate(i, text)).collect::<Result<Vec<_>, _>>()?;
         check_overlaps(&subnets, &raw, text)?;
-        let mut leasequery_allow = Vec::new();
-        for (i, p) in raw.leasequery.allow.iter().enumerate() {
-            let net = p.get_ref().parse::<Ipv4Net>().or_else(|_| p.get_ref().parse::<Ipv4Addr>().map(Ipv4Net::from));
-            match net {
-                Ok(n) => leasequery_allow.push(n.trunc()),
-                Err(_) => {
-                    return err(
-                        format!("leasequery.allow[{i}]"),
-                        text,
-                        Some(p.span()),
-                        "expected an IPv4 prefix or address",
-                    );
-                }
-            }
+        let leasequery_allow = prefixes(&raw.leasequery.allow, "leasequery.allow", text)?;
+        let bulk_allow = prefixes(&raw.bulk_leasequery.allow, "bulk-leasequery.allow", text)?;
+        let mut warnings = Vec::new();
+        let b = &raw.bulk_leasequery;
+        if b.data_timeout < default_data_timeout() {
+            warnings.push(format!(
+                "bulk-leasequery.data-timeout = {} is below BULK_LQ_DATA_TIMEOUT (300 s), which RFC 6926 §6.3 does not recommend",
+                b.data_timeout
+            ));
         }
-        Ok(Validated { raw, subnets, leasequery_allow })
+        if b.max_connections == 0 || b.max_queries_per_connection == 0 {
+            return err(
+                "bulk-leasequery".into(),
+                text,
+                None,
+                "max-connections and max-queries-per-connection must be at least 1",
+            );
+        }
+        Ok(Validated { raw, subnets, leasequery_allow, bulk_allow, warnings })
     }
 
     /// Read, parse and validate a file.
@@ -306,6 +376,17 @@ impl Config {
         })?;
         Self::parse(&text)
     }
+}
+
+fn prefixes(list: &[Spanned<String>], key: &str, text: &str) -> Result<Vec<Ipv4Net>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let net = p.get_ref().parse::<Ipv4Net>().or_else(|_| p.get_ref().parse::<Ipv4Addr>().map(Ipv4Net::from));
+            net.map(|n| n.trunc())
+                .or_else(|_| err(format!("{key}[{i}]"), text, Some(p.span()), "expected an IPv4 prefix or address"))
+        })
+        .collect()
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -533,6 +614,25 @@ impl Validated {
                 allow.join(", "),
                 self.raw.leasequery.rate_limit
             );
+        }
+        if self.bulk_allow.is_empty() {
+            let _ = writeln!(out, "bulk leasequery (TCP) off");
+        } else {
+            let b = &self.raw.bulk_leasequery;
+            let listen: Vec<String> = b.listen.iter().map(|a| a.to_string()).collect();
+            let allow: Vec<String> = self.bulk_allow.iter().map(|n| n.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "bulk leasequery (TCP) on {} for {}, at most {} connections ({} per requestor), data timeout {} s",
+                listen.join(", "),
+                allow.join(", "),
+                b.max_connections,
+                b.max_connections_per_requestor,
+                b.data_timeout
+            );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
         }
         match self.raw.metrics.listen {
             Some(a) => {

@@ -14,3 +14,4 @@ pub mod feed;
 pub mod leasequery;
 pub mod log_limit;
 pub mod metrics;
+pub mod tcp_service;

@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 mod bench;
+mod bulk;
 mod decode;
 mod query;
 mod serve;
@@ -72,6 +73,43 @@ enum Command {
         json: bool,
         /// Give up after this many seconds (retransmitting after 4, 8, 16 ... s).
         #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Fetch many bindings at once (RFC 6926 Bulk Leasequery over TCP).
+    #[command(group(clap::ArgGroup::new("bulk_key").args(["all", "mac", "client_id", "relay_id", "remote_id"])))]
+    Bulk {
+        /// The server, `ADDR` or `ADDR:PORT` (port 67 by default).
+        #[arg(long)]
+        server: String,
+        /// All configured addresses (the default).
+        #[arg(long)]
+        all: bool,
+        /// Bindings of a hardware address, e.g. 02:00:00:00:00:01.
+        #[arg(long)]
+        mac: Option<String>,
+        /// Hardware type for --mac.
+        #[arg(long, default_value_t = 1)]
+        htype: u8,
+        /// Bindings of a client identifier (hex).
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Bindings behind a relay agent identifier (RFC 6925, hex).
+        #[arg(long)]
+        relay_id: Option<String>,
+        /// Bindings with a relay agent remote-id (hex).
+        #[arg(long)]
+        remote_id: Option<String>,
+        /// Only bindings changed at or after this time (seconds since 1970, server clock).
+        #[arg(long)]
+        since: Option<u32>,
+        /// Only bindings changed at or before this time.
+        #[arg(long)]
+        until: Option<u32>,
+        /// One JSON object per binding.
+        #[arg(long)]
+        json: bool,
+        /// BULK_LQ_DATA_TIMEOUT: give up after this many seconds without data.
+        #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
     /// Load tools for benchmarks (populate a store, generate leasequery load, echo).
@@ -157,6 +195,18 @@ fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => serve::check_config(&config),
         Command::Decode { hex, framed } => decode::run(hex, framed),
+        Command::Bulk { server, all: _, mac, htype, client_id, relay_id, remote_id, since, until, json, timeout } => {
+            use leasewire_proto::session::bulk_query::BulkKey;
+            let key = match (mac, client_id, relay_id, remote_id) {
+                (Some(m), ..) => BulkKey::Mac { htype, addr: query::parse_hex("--mac", &m)? },
+                (_, Some(c), ..) => BulkKey::ClientId(query::parse_hex("--client-id", &c)?),
+                (_, _, Some(r), _) => BulkKey::RelayId(query::parse_hex("--relay-id", &r)?),
+                (.., Some(r)) => BulkKey::RemoteId(query::parse_hex("--remote-id", &r)?),
+                _ => BulkKey::All,
+            };
+            let server = std::net::SocketAddr::V4(query::parse_server(&server)?);
+            bulk::run(server, key, since, until, json, std::time::Duration::from_secs(timeout))
+        }
         Command::Bench(b) => match b {
             BenchCommand::Populate { data_dir, first, count, lease_time } => {
                 bench::populate(&data_dir, first, count, lease_time)

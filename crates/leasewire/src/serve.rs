@@ -5,6 +5,7 @@ use leasewire_server::config::Config;
 use leasewire_server::dhcp_service::{DhcpService, unix_now};
 use leasewire_server::feed::ChangeFeed;
 use leasewire_server::metrics::Metrics;
+use leasewire_server::tcp_service::TcpService;
 use leasewire_store::{LeaseStore, OpenOptions, SqliteStore};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,12 +37,20 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             });
             tracing::info!(%addr, "metrics on /metrics");
         }
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
         let (running, done) =
-            DhcpService::start(&config, store.clone(), ChangeFeed::default(), metrics, stop_rx).await?;
+            DhcpService::start(&config, store.clone(), ChangeFeed::default(), metrics.clone(), stop_rx.clone()).await?;
+        let (tcp_addrs, tcp_done) = TcpService::start(&config, store.clone(), metrics, stop_rx).await?;
+        if !tcp_addrs.is_empty() {
+            tracing::info!(addrs = ?tcp_addrs, "serving bulk leasequery");
+        }
         tracing::info!(addrs = ?running.local_addrs, "serving DHCP");
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight commits");
         let _ = stop_tx.send(true);
+        let _ = tcp_done.await;
         let _ = done.await;
         drop(running);
         tracing::info!("stopped");

@@ -32,6 +32,7 @@ impl Relay {
         let rai = RelayAgentInfoBuilder::new()
             .circuit_id(format!("port-{}", mac[5]).as_bytes())
             .remote_id(&mac)
+            .relay_id(b"relay-A")
             .relay_source_port()
             .build();
         m.options.set(code::RELAY_AGENT_INFO, rai);

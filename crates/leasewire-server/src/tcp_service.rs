@@ -1,0 +1,303 @@
+//! The tokio driver of Leasequery over TCP (RFC 6926, RFC 7724 §8.1): accept with limits and access control,
+//! then run one sans-IO [`ServerSession`] per connection, fetching store pages on the blocking pool.
+
+use crate::config::Validated;
+use crate::dhcp_service::unix_now;
+use crate::log_limit::LogLimiter;
+use crate::metrics::Metrics;
+use ipnet::Ipv4Net;
+use leasewire_proto::lq_reply::ReplyPolicy;
+use leasewire_proto::session::bulk_query::BulkKey;
+use leasewire_proto::session::server::{CloseReason, Fetch, Output, ServerConfig, ServerSession};
+use leasewire_store::{LeaseStore, ScanFilter, ScanKey};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+/// Limits and access rules of the listener.
+#[derive(Debug, Clone)]
+struct Limits {
+    allow: Vec<Ipv4Net>,
+    per_requestor: usize,
+    data_timeout: Duration,
+}
+
+/// The Leasequery TCP service.
+pub struct TcpService {
+    session: ServerConfig,
+    limits: Limits,
+    store: Arc<dyn LeaseStore>,
+    metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
+    per_requestor: Mutex<HashMap<IpAddr, usize>>,
+    log: LogLimiter,
+}
+
+impl std::fmt::Debug for TcpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpService").finish_non_exhaustive()
+    }
+}
+
+impl TcpService {
+    /// Bind the configured addresses and serve until `shutdown` turns true; returns the bound addresses and a
+    /// handle that ends when every connection has closed. Nothing is started when no requestor is allowed.
+    pub async fn start(
+        config: &Validated,
+        store: Arc<dyn LeaseStore>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<(Vec<SocketAddr>, tokio::task::JoinHandle<()>)> {
+        let b = &config.raw.bulk_leasequery;
+        if config.bulk_allow.is_empty() {
+            return Ok((Vec::new(), tokio::spawn(async {})));
+        }
+        let mut configured: Vec<(u32, u32)> = config.subnets.iter().flat_map(|s| s.pools.iter().copied()).collect();
+        configured.extend(
+            config.subnets.iter().flat_map(|s| s.reservations.iter().map(|r| (u32::from(r.ip), u32::from(r.ip)))),
+        );
+        configured.sort_unstable();
+        configured.dedup();
+        let lq = &config.raw.leasequery;
+        let service = Arc::new(TcpService {
+            session: ServerConfig {
+                policy: ReplyPolicy {
+                    server_id: config.raw.server.server_id,
+                    disclose: lq.disclose.clone(),
+                    withhold: lq.withhold.clone(),
+                },
+                max_queries: b.max_queries_per_connection,
+                data_timeout: Duration::from_secs(b.data_timeout),
+                max_frame: b.max_frame,
+                page_size: 1000,
+                configured: Arc::from(merge_ranges(configured)),
+                available_since: store.history_horizon().unwrap_or(0),
+            },
+            limits: Limits {
+                allow: config.bulk_allow.clone(),
+                per_requestor: b.max_connections_per_requestor,
+                data_timeout: Duration::from_secs(b.data_timeout),
+            },
+            store,
+            metrics,
+            slots: Arc::new(Semaphore::new(b.max_connections)),
+            per_requestor: Mutex::new(HashMap::new()),
+            log: LogLimiter::new(Duration::from_secs(10)),
+        });
+        let mut listeners = Vec::new();
+        for addr in &b.listen {
+            let l =
+                TcpListener::bind(addr).await.map_err(|e| std::io::Error::new(e.kind(), format!("TCP {addr}: {e}")))?;
+            listeners.push(l);
+        }
+        let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let handle = tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for l in listeners {
+                tasks.spawn(service.clone().accept_loop(l, shutdown.clone()));
+            }
+            while tasks.join_next().await.is_some() {}
+        });
+        Ok((addrs, handle))
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = stopped(&mut shutdown) => break,
+                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            };
+            if let Some(reason) = self.admit(peer) {
+                self.metrics.dropped(reason);
+                if let Some(suppressed) = self.log.allow(reason) {
+                    tracing::warn!(%peer, reason, suppressed, "leasequery connection refused");
+                }
+                // Closed at once (BLQ-8.1-2, BLQ-8.1-3): dropping the stream sends FIN.
+                drop(stream);
+                continue;
+            }
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                self.release(peer);
+                self.metrics.dropped("bulk_max_connections");
+                if let Some(suppressed) = self.log.allow("bulk_max_connections") {
+                    tracing::warn!(%peer, suppressed, "leasequery connection refused: BULK_LQ_MAX_CONNS reached");
+                }
+                drop(stream);
+                continue;
+            };
+            let me = self.clone();
+            let sd = shutdown.clone();
+            conns.spawn(async move {
+                me.connection(stream, peer, sd).await;
+                me.release(peer);
+                drop(permit);
+            });
+        }
+        // Shutdown: every session sends QueryTerminated and closes (they watch the same signal).
+        while conns.join_next().await.is_some() {}
+    }
+
+    /// `Some(reason)` when the peer may not connect (not allowed, or too many connections from it).
+    fn admit(&self, peer: SocketAddr) -> Option<&'static str> {
+        let IpAddr::V4(v4) = peer.ip() else { return Some("bulk_not_allowed") };
+        if !self.limits.allow.iter().any(|n| n.contains(&v4)) {
+            return Some("bulk_not_allowed");
+        }
+        let mut per = self.per_requestor.lock().unwrap_or_else(|p| p.into_inner());
+        let n = per.entry(peer.ip()).or_default();
+        if *n >= self.limits.per_requestor {
+            return Some("bulk_max_connections_per_requestor");
+        }
+        *n += 1;
+        None
+    }
+
+    fn release(&self, peer: SocketAddr) {
+        let mut per = self.per_requestor.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per.get_mut(&peer.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&peer.ip());
+            }
+        }
+    }
+
+    async fn connection(&self, stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let mut s = ServerSession::new(self.session.clone(), tokio::time::Instant::now().into_std());
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut shutting_down = *shutdown.borrow();
+        if shutting_down {
+            s.shutdown();
+        }
+        loop {
+            while let Some(out) = s.poll_output(unix_now()) {
+                // A shutdown is noticed between writes too, not only while waiting for input: a long answer
+                // must end with QueryTerminated rather than run to completion (BLQ-8.5-4).
+                if !shutting_down && *shutdown.borrow() {
+                    shutting_down = true;
+                    s.shutdown();
+                }
+                match out {
+                    Output::Transmit(bytes) => {
+                        // BLQ-8.2-1: blocked longer than the data timeout while sending: give up.
+                        match tokio::time::timeout(self.limits.data_timeout, wr.write_all(&bytes)).await {
+                            Ok(Ok(())) => s.transmitted(bytes.len(), tokio::time::Instant::now().into_std()),
+                            Ok(Err(_)) => s.peer_closed(),
+                            Err(_) => {
+                                s.handle_timeout(tokio::time::Instant::now().into_std() + self.limits.data_timeout)
+                            }
+                        }
+                    }
+                    Output::Fetch(f) => {
+                        let page = self.fetch(f.clone()).await;
+                        s.page(f.xid, page);
+                    }
+                    Output::Close(reason) => {
+                        match &reason {
+                            CloseReason::PeerClosed | CloseReason::Shutdown => {
+                                tracing::debug!(%peer, ?reason, "leasequery connection closed")
+                            }
+                            _ => {
+                                let label = close_label(&reason);
+                                self.metrics.dropped(label);
+                                if let Some(suppressed) = self.log.allow(label) {
+                                    tracing::warn!(%peer, ?reason, suppressed, "leasequery connection closed");
+                                }
+                            }
+                        }
+                        let _ = wr.shutdown().await;
+                        return;
+                    }
+                }
+            }
+            let deadline = s.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                r = rd.read(&mut buf), if s.wants_read() => match r {
+                    Ok(0) | Err(_) => s.peer_closed(),
+                    Ok(n) => s.receive(&buf[..n], tokio::time::Instant::now().into_std()),
+                },
+                _ = sleep_until(deadline) => s.handle_timeout(tokio::time::Instant::now().into_std()),
+                _ = stopped(&mut shutdown), if !shutting_down => {
+                    shutting_down = true;
+                    s.shutdown();
+                }
+            }
+        }
+    }
+
+    async fn fetch(&self, f: Fetch) -> Result<Vec<leasewire_store::BindingChange>, String> {
+        let store = self.store.clone();
+        let key = match f.key {
+            BulkKey::All => ScanKey::All,
+            BulkKey::Mac { htype, addr } => ScanKey::HardwareAddress { htype, addr },
+            BulkKey::ClientId(id) => ScanKey::ClientId(id),
+            BulkKey::RemoteId(id) => ScanKey::RemoteId(id),
+            BulkKey::RelayId(id) => ScanKey::RelayId(id),
+        };
+        let mut filter = ScanFilter::new(key);
+        filter.changed_on_or_after = f.changed_on_or_after;
+        filter.changed_on_or_before = f.changed_on_or_before;
+        tokio::task::spawn_blocking(move || store.scan(&filter, f.after, f.limit).map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    }
+}
+
+/// Resolves once the shutdown flag is set (the watch guard is dropped before returning, keeping callers Send).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn close_label(r: &CloseReason) -> &'static str {
+    match r {
+        CloseReason::ForbiddenMessage(_) => "bulk_forbidden_message",
+        CloseReason::BadInput(_) => "bulk_bad_input",
+        CloseReason::Timeout => "bulk_data_timeout",
+        CloseReason::StoreFailed => "bulk_store_failed",
+        CloseReason::PeerClosed | CloseReason::Shutdown => "bulk_closed",
+    }
+}
+
+/// Sorted ranges with overlaps and adjacency merged.
+fn merge_ranges(sorted: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(sorted.len());
+    for (lo, hi) in sorted {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_ranges;
+
+    #[test]
+    fn ranges_merge() {
+        assert_eq!(merge_ranges(vec![(1, 5), (3, 8), (9, 9), (20, 30)]), vec![(1, 9), (20, 30)]);
+    }
+}

@@ -1,0 +1,246 @@
+//! The Leasequery TCP listener over real loopback sockets: limits, access control, forbidden messages,
+//! the data timeout (on tokio's paused clock), shutdown, and a full bulk exchange through the store.
+
+use leasewire_proto::framing::{FrameDecoder, encode_frame};
+use leasewire_proto::options::code;
+use leasewire_proto::{DhcpState, Message, MessageType, Op, StatusCode};
+use leasewire_server::config::Config;
+use leasewire_server::metrics::Metrics;
+use leasewire_server::tcp_service::TcpService;
+use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+struct Listener {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn listener(extra: &str, pool_end: &str) -> Listener {
+    let text = format!(
+        r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/nonexistent"
+[bulk-leasequery]
+listen = ["127.0.0.1:0"]
+allow = ["127.0.0.0/8"]
+{extra}
+[[subnet]]
+subnet = "10.0.0.0/16"
+pools = [{{ start = "10.0.0.1", end = "{pool_end}" }}]
+"#
+    );
+    let config = Config::parse(&text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("l.db"), OpenOptions::new(1_800_000_000)).unwrap();
+    let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 2), DhcpState::Active, 1_800_000_000);
+    b.htype = 1;
+    b.hardware_address = vec![2, 0, 0, 0, 0, 2];
+    b.expires_at = Some(1_900_000_000);
+    store.commit(1_800_000_000, vec![b]).wait().unwrap();
+    let store: Arc<dyn LeaseStore> = Arc::new(store);
+    let (stop, rx) = watch::channel(false);
+    let (addrs, done) = TcpService::start(&config, store, Arc::new(Metrics::new()), rx).await.unwrap();
+    Listener { addr: addrs[0], stop, done, _dir: dir }
+}
+
+fn frame(m: &Message<'_>) -> Vec<u8> {
+    let mut b = Vec::new();
+    encode_frame(m, &mut b).unwrap();
+    b
+}
+
+fn bulk_query(xid: u32) -> Message<'static> {
+    let mut q = Message::new(Op::BootRequest);
+    q.xid = xid;
+    q.options.set_message_type(MessageType::BulkLeaseQuery);
+    q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 156, 51]);
+    q
+}
+
+/// Read frames until the peer closes or `until` says stop; returns the messages (owned bytes).
+async fn read_messages(s: &mut TcpStream, until: impl FnMut(&Message<'_>) -> bool) -> (Vec<Vec<u8>>, bool) {
+    read_messages_buf(s, &mut Vec::new(), until).await
+}
+
+/// The same, keeping unread bytes in `buf` for the next call.
+async fn read_messages_buf(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    mut until: impl FnMut(&Message<'_>) -> bool,
+) -> (Vec<Vec<u8>>, bool) {
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        while let Some((body, n)) = FrameDecoder::default().decode(buf).unwrap() {
+            let body = body.to_vec();
+            buf.drain(..n);
+            let stop = until(&Message::decode(&body).unwrap());
+            out.push(body);
+            if stop {
+                return (out, false);
+            }
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return (out, true),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn msg(b: &[u8]) -> Message<'_> {
+    Message::decode(b).unwrap()
+}
+
+#[tokio::test]
+async fn blq_8_2_8_full_exchange_over_tcp_reports_every_configured_address_once() {
+    let l = listener("", "10.0.3.255").await;
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    s.write_all(&frame(&bulk_query(9))).await.unwrap();
+    let (msgs, closed) = read_messages(&mut s, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert!(!closed);
+    // 10.0.0.1 ..= 10.0.3.255, then DONE.
+    assert_eq!(msgs.len(), 1023 + 1);
+    let mut seen = std::collections::HashSet::new();
+    for b in &msgs[..1023] {
+        let m = msg(b);
+        assert!(seen.insert(m.ciaddr), "BLQ-8.2-5: {} twice", m.ciaddr);
+        let expected = if m.ciaddr == Ipv4Addr::new(10, 0, 0, 2) {
+            MessageType::LeaseActive
+        } else {
+            MessageType::LeaseUnassigned
+        };
+        assert_eq!(m.message_type(), Some(expected));
+        assert!(m.options.base_time().is_some());
+    }
+    // The connection stays open for more queries (RFC 6926 §7.7); a second one on it works too.
+    s.write_all(&frame(&bulk_query(10))).await.unwrap();
+    let (msgs, _) = read_messages(&mut s, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert_eq!(msg(msgs.last().unwrap()).xid, 10);
+    let _ = l.stop.send(true);
+    l.done.await.unwrap();
+}
+
+#[tokio::test]
+async fn blq_8_1_2_connections_over_the_limit_are_closed_at_once() {
+    let l = listener("max-connections = 2\nmax-connections-per-requestor = 10", "10.0.0.10").await;
+    let _a = TcpStream::connect(l.addr).await.unwrap();
+    let _b = TcpStream::connect(l.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut c = TcpStream::connect(l.addr).await.unwrap();
+    let mut one = [0u8; 1];
+    let r = tokio::time::timeout(Duration::from_secs(5), c.read(&mut one)).await.expect("closed, not left hanging");
+    assert!(matches!(r, Ok(0) | Err(_)), "the third connection is closed");
+    // A freed slot is usable again.
+    drop(_a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut d = TcpStream::connect(l.addr).await.unwrap();
+    d.write_all(&frame(&bulk_query(1))).await.unwrap();
+    let (msgs, _) = read_messages(&mut d, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert_eq!(msgs.len(), 11);
+}
+
+#[tokio::test]
+async fn rfc6926_9_per_requestor_limit_and_allow_list() {
+    let l = listener("max-connections-per-requestor = 1", "10.0.0.10").await;
+    let _a = TcpStream::connect(l.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut b = TcpStream::connect(l.addr).await.unwrap();
+    let mut one = [0u8; 1];
+    assert!(matches!(tokio::time::timeout(Duration::from_secs(5), b.read(&mut one)).await.unwrap(), Ok(0) | Err(_)));
+
+    // BLQ-8.1-3 / BLQ-9-5: a source outside the allow list is closed at once.
+    let text = "allow = [\"127.0.0.1/32\"]";
+    let l2 = {
+        let mut l = listener("", "10.0.0.10").await;
+        // Rebuild with a narrower list on a second listener.
+        let _ = l.stop.send(true);
+        let cfg = Config::parse(&format!(
+            "[server]\nserver-id = \"10.0.0.1\"\ndata-dir = \"/x\"\n[bulk-leasequery]\nlisten = [\"127.0.0.1:0\"]\n{text}\n"
+        ))
+        .unwrap();
+        let store: Arc<dyn LeaseStore> =
+            Arc::new(SqliteStore::open(l._dir.path().join("m.db"), OpenOptions::new(1)).unwrap());
+        let (stop, rx) = watch::channel(false);
+        let (addrs, done) = TcpService::start(&cfg, store, Arc::new(Metrics::new()), rx).await.unwrap();
+        l.addr = addrs[0];
+        l.stop = stop;
+        l.done = done;
+        l
+    };
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = sock.connect(l2.addr).await.unwrap();
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(5), other.read(&mut one)).await.unwrap(),
+        Ok(0) | Err(_)
+    ));
+}
+
+#[tokio::test]
+async fn blq_u_1_a_dhcp_client_message_closes_the_connection() {
+    let l = listener("", "10.0.0.10").await;
+    for t in [MessageType::Discover, MessageType::LeaseQuery] {
+        let mut s = TcpStream::connect(l.addr).await.unwrap();
+        let mut m = bulk_query(3);
+        m.options.set_message_type(t);
+        s.write_all(&frame(&m)).await.unwrap();
+        let (msgs, closed) = read_messages(&mut s, |_| false).await;
+        assert!(closed && msgs.is_empty(), "{t}: closed without a reply");
+    }
+}
+
+#[tokio::test]
+async fn oversize_and_zero_length_frames_close_the_connection() {
+    let l = listener("", "10.0.0.10").await;
+    for prefix in [[0u8, 0], [0xff, 0xff]] {
+        let mut s = TcpStream::connect(l.addr).await.unwrap();
+        s.write_all(&prefix).await.unwrap();
+        let (msgs, closed) = read_messages(&mut s, |_| false).await;
+        assert!(closed && msgs.is_empty());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn blq_8_1_5_silent_and_half_frame_connections_time_out() {
+    let l = listener("", "10.0.0.10").await;
+    let mut silent = TcpStream::connect(l.addr).await.unwrap();
+    let mut half = TcpStream::connect(l.addr).await.unwrap();
+    half.write_all(&[0x01]).await.unwrap();
+    // Just before BULK_LQ_DATA_TIMEOUT both are still open...
+    tokio::time::sleep(Duration::from_secs(299)).await;
+    let mut one = [0u8; 1];
+    assert!(tokio::time::timeout(Duration::from_millis(10), silent.read(&mut one)).await.is_err(), "still open");
+    // ...and after it both are closed (the paused clock jumps; no real waiting).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for s in [&mut silent, &mut half] {
+        assert!(matches!(s.read(&mut one).await, Ok(0) | Err(_)));
+    }
+}
+
+#[tokio::test]
+async fn blq_8_5_4_shutdown_sends_query_terminated() {
+    let l = listener("", "10.0.255.255").await;
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    s.write_all(&frame(&bulk_query(5))).await.unwrap();
+    // Read a little of the 65k-address answer, then shut the server down.
+    let mut buf = Vec::new();
+    let (first, _) = read_messages_buf(&mut s, &mut buf, |_| true).await;
+    assert_eq!(first.len(), 1);
+    let _ = l.stop.send(true);
+    let (msgs, closed) =
+        read_messages_buf(&mut s, &mut buf, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    let last = msg(msgs.last().expect("a final message"));
+    assert_eq!(last.message_type(), Some(MessageType::LeaseQueryDone));
+    assert_eq!(last.options.status_code(), Some(StatusCode::QueryTerminated));
+    assert!(msgs.len() < 65_000, "ended early");
+    let _ = closed;
+    l.done.await.unwrap();
+}
