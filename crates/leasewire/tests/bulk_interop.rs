@@ -127,3 +127,55 @@ mod hex {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
 }
+
+#[test]
+fn leasewire_bulk_against_an_independent_scapy_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let bindings = serde_json::json!([
+        {"ip": "10.9.0.5", "mac": "020000000005", "state": 2, "start": 100, "expires": 500, "relay_id": "72656c6179"},
+        {"ip": "10.9.0.6", "mac": "020000000006", "state": 4, "start": 30},
+        {"ip": "10.9.0.7", "mac": "020000000007", "state": 2, "start": 5, "expires": 595, "relay_id": "6f74686572"},
+    ]);
+    let path = dir.path().join("bindings.json");
+    std::fs::write(&path, bindings.to_string()).unwrap();
+    let port = free_tcp_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/bulk_server.py");
+    let mut server = support::Proc::spawn(
+        "bulk_server.py",
+        Command::new("python3").arg(script).arg(port.to_string()).arg(&path).stdout(std::process::Stdio::piped()),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.child.stdout.as_mut().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+
+    let run = |args: &[&str]| -> Vec<Value> {
+        let mut a = vec!["bulk", "--server"];
+        let server = format!("127.0.0.1:{port}");
+        a.push(&server);
+        a.extend_from_slice(args);
+        a.push("--json");
+        let out = Command::new(support::leasewire()).args(&a).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let all = run(&[]);
+    assert_eq!(all.len(), 3);
+    let a = &all[0];
+    assert_eq!(
+        (a["ip"].as_str(), a["state"].as_str(), a["mac"].as_str()),
+        (Some("10.9.0.5"), Some("ACTIVE"), Some("02:00:00:00:00:05"))
+    );
+    // BLQ-7.4: absolute times from base-time and the relative options.
+    let base = a["base_time"].as_u64().unwrap();
+    assert_eq!(a["state_since"].as_u64().unwrap(), base - 100);
+    assert_eq!(a["expires_at"].as_u64().unwrap(), base + 500);
+    assert_eq!(a["server_id"].as_str(), Some("192.0.2.1"));
+    assert_eq!(all[2]["server_id"].as_str(), Some("192.0.2.1"), "BLQ-7.3-6: cached for later replies");
+    assert_eq!(all[1]["state"].as_str(), Some("RELEASED"));
+    let by_relay = run(&["--relay-id", "72656c6179"]);
+    assert_eq!(by_relay.len(), 1);
+    assert_eq!(by_relay[0]["ip"].as_str(), Some("10.9.0.5"));
+    let by_mac = run(&["--mac", "02:00:00:00:00:07"]);
+    assert_eq!(by_mac.len(), 1);
+}
