@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Bulk Leasequery throughput end to end on loopback: `leasewire bulk --all` and `--relay-id` against
+# `leasewire serve` holding N bindings; requestor and server CPU seconds and peak memory.
+#
+#   bench/bulk.sh [N...]        (default: 100000 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=${*:-"100000 1000000"}
+BIN=${LEASEWIRE:-target/release/leasewire}
+[ -x "$BIN" ] || cargo build --release -p leasewire
+BIN=$(realpath "$BIN")
+WORK=$(mktemp -d)
+trap 'kill $SRV 2>/dev/null || true; rm -rf "$WORK"' EXIT
+SRV=
+cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }   # utime + stime, seconds (USER_HZ 100)
+hwm() { awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$1/status"; }
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores"
+for N in $SIZES; do
+  rm -rf "$WORK/data"
+  "$BIN" bench populate --data-dir "$WORK/data" --first 10.0.0.0 --count "$N" >/dev/null
+  LAST=$(python3 -c "import ipaddress; print(ipaddress.IPv4Address(int(ipaddress.IPv4Address('10.0.0.0')) + $N - 1))")
+  cat > "$WORK/s.toml" <<TOML
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:16767"]
+data-dir = "$WORK/data"
+[bulk-leasequery]
+listen = ["127.0.0.1:16767"]
+allow = ["127.0.0.0/8"]
+[[subnet]]
+subnet = "10.0.0.0/8"
+pools = [{ start = "10.0.0.0", end = "$LAST" }]
+TOML
+  LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/s.toml" & SRV=$!
+  sleep 2
+  for q in "--all" "--relay-id $(printf relay3 | xxd -p)"; do
+    before=$(cpu $SRV)
+    /usr/bin/time -f "%e s wall, requestor %U+%S s CPU, %M KiB peak" "$BIN" bulk --server 127.0.0.1:16767 $q --json \
+      >/dev/null 2>"$WORK/err" || true
+    after=$(cpu $SRV)
+    printf '%8s bindings %-22s %s | %s | server %.2f s CPU\n' "$N" "$q" "$(grep binding "$WORK/err")" \
+      "$(tail -1 "$WORK/err")" "$(echo "$after - $before" | bc)"
+  done
+  echo "         server peak memory $(hwm $SRV)"
+  kill $SRV; wait $SRV 2>/dev/null || true
+done
