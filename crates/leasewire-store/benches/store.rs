@@ -5,7 +5,7 @@
 //! table is 10k bindings so the smoke run stays fast.
 #![allow(missing_docs)]
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use leasewire_proto::RelayAgentInfoBuilder;
 use leasewire_store::{Binding, DhcpState, LeaseStore, OpenOptions, ScanFilter, SqliteStore};
 use std::hint::black_box;
@@ -86,6 +86,7 @@ fn big() -> &'static Big {
             populate(&store, n);
         }
         report_size(&path, n);
+        report_open(&path, n);
         let store = SqliteStore::open(&path, OpenOptions::new(T0)).unwrap();
         Big { _dir: dir, store, n }
     })
@@ -105,6 +106,47 @@ fn report_size(path: &Path, n: u32) {
         "bytes on disk: {bytes} for {n} bindings = {:.0} bytes/binding (database file after checkpoint)",
         bytes as f64 / f64::from(n)
     );
+}
+
+/// The environment variable that makes the bench binary a child that only opens a store (see
+/// [`report_open`]).
+const OPEN_CHILD_ENV: &str = "LEASEWIRE_BENCH_OPEN_CHILD";
+
+/// Resident set size of this process, from /proc/self/status.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+/// Open time and memory of a store of `n` bindings, measured in a fresh process (this binary re-executed),
+/// so memory freed by earlier benchmarks cannot hide part of the growth.
+fn report_open(path: &Path, n: u32) {
+    for _ in 0..2 {
+        let out =
+            std::process::Command::new(std::env::current_exe().unwrap()).env(OPEN_CHILD_ENV, path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let report = String::from_utf8_lossy(&out.stdout);
+        let mut words = report.split_whitespace().map(|w| w.parse::<f64>().unwrap());
+        let (secs, before, after) = (words.next().unwrap(), words.next().unwrap(), words.next().unwrap());
+        eprintln!(
+            "open of {n} bindings: {secs:.2} s; RSS {:.0} MiB -> {:.0} MiB = {:.0} bytes/binding in memory",
+            before / 1048576.0,
+            after / 1048576.0,
+            (after - before) / f64::from(n)
+        );
+    }
+}
+
+/// The child of [`report_open`]: open, print "seconds rss_before rss_after", keep the store until then.
+fn open_child(path: &str) {
+    let before = rss_bytes();
+    let start = Instant::now();
+    let store = SqliteStore::open(path, OpenOptions::new(T0)).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert!(store.len().unwrap() > 0);
+    println!("{secs} {before} {}", rss_bytes());
+    drop(store);
 }
 
 /// How committers drive the store.
@@ -262,4 +304,11 @@ fn scans(c: &mut Criterion) {
 }
 
 criterion_group!(benches, durable_commits, lookups, scans);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(path) = std::env::var_os(OPEN_CHILD_ENV) {
+        return open_child(&path.to_string_lossy());
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
