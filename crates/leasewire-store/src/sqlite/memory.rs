@@ -18,6 +18,7 @@ use leasewire_proto::{DataSource, DhcpState, RelayAgentInfo};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 /// One current record: its latest change's sequence number and time, and the binding, encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +26,35 @@ pub(crate) struct Rec {
     pub seq: u64,
     pub time: u32,
     /// `OK` then the fields (see [`encode`]), or `DAMAGED` then a UTF-8 description of what is wrong with
-    /// the row in the file (reads of it fail with `StoreError::Corrupt`).
-    pub data: Box<[u8]>,
+    /// the row in the file (reads of it fail with `StoreError::Corrupt`). Shared, so a read copies a
+    /// reference under the lock and decodes after releasing it.
+    pub data: Arc<[u8]>,
+}
+
+/// A record found by a read, taken out of the lock undecoded.
+pub(crate) struct Hit {
+    ip: u32,
+    seq: u64,
+    time: u32,
+    data: Arc<[u8]>,
+}
+
+impl Hit {
+    fn new(ip: u32, rec: &Rec) -> Self {
+        Self { ip, seq: rec.seq, time: rec.time, data: rec.data.clone() }
+    }
+
+    pub(crate) fn decode(&self) -> Result<BindingChange, ReadError> {
+        let ip = Ipv4Addr::from(self.ip);
+        let view = View::parse(&self.data).map_err(|e| read_error(ip, e))?;
+        let binding = view.binding(ip).ok_or_else(|| read_error(ip, Unreadable::Malformed))?;
+        Ok(BindingChange { seq: self.seq, time: self.time, binding })
+    }
+}
+
+/// Decode what a read found (outside the lock).
+pub(crate) fn decode(hits: Vec<Hit>) -> Result<Vec<BindingChange>, ReadError> {
+    hits.iter().map(Hit::decode).collect()
 }
 
 const OK: u8 = 0;
@@ -75,7 +103,7 @@ fn take<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
 }
 
 /// Encode a binding (already validated) with its options blob as [`encode_options`] makes it.
-pub(crate) fn encode(b: &Binding, options_blob: &[u8]) -> Box<[u8]> {
+pub(crate) fn encode(b: &Binding, options_blob: &[u8]) -> Arc<[u8]> {
     let len = FIXED
         + 1
         + b.hardware_address.len()
@@ -114,16 +142,16 @@ pub(crate) fn encode(b: &Binding, options_blob: &[u8]) -> Box<[u8]> {
         put_len(&mut out, field.len());
         out.extend_from_slice(field);
     }
-    out.into_boxed_slice()
+    out.into()
 }
 
 /// A record whose row in the file could not be decoded: kept (so lookups report it as damaged instead of
 /// pretending it is absent) but in no key index.
-pub(crate) fn damaged(detail: &str) -> Box<[u8]> {
+pub(crate) fn damaged(detail: &str) -> Arc<[u8]> {
     let mut out = Vec::with_capacity(1 + detail.len());
     out.push(DAMAGED);
     out.extend_from_slice(detail.as_bytes());
-    out.into_boxed_slice()
+    out.into()
 }
 
 /// The fields of an encoded record, borrowed.
@@ -378,16 +406,9 @@ impl Mem {
         self.records.len()
     }
 
-    fn change(&self, ip: u32) -> Result<Option<BindingChange>, ReadError> {
-        let Some(rec) = self.records.get(&ip) else { return Ok(None) };
-        let ip = Ipv4Addr::from(ip);
-        let view = View::parse(&rec.data).map_err(|e| read_error(ip, e))?;
-        let binding = view.binding(ip).ok_or_else(|| read_error(ip, Unreadable::Malformed))?;
-        Ok(Some(BindingChange { seq: rec.seq, time: rec.time, binding }))
-    }
-
-    pub(crate) fn get(&self, ip: Ipv4Addr) -> Result<Option<BindingChange>, ReadError> {
-        self.change(u32::from(ip))
+    pub(crate) fn get(&self, ip: Ipv4Addr) -> Option<Hit> {
+        let ip = u32::from(ip);
+        self.records.get(&ip).map(|rec| Hit::new(ip, rec))
     }
 
     /// Records whose `key` is `key`, at addresses above `after`, in address order, passing `keep`; at most
@@ -400,9 +421,9 @@ impl Mem {
         after: Option<u32>,
         limit: usize,
         keep: impl Fn(&Rec) -> bool,
-    ) -> Result<Vec<BindingChange>, ReadError> {
+    ) -> Vec<Hit> {
         let from = match after {
-            Some(ip) if ip == u32::MAX => return Ok(Vec::new()),
+            Some(u32::MAX) => return Vec::new(),
             Some(ip) => entry(hash, ip + 1),
             None => entry(hash, 0),
         };
@@ -413,64 +434,40 @@ impl Mem {
             }
             let ip = e as u32;
             let Some(rec) = self.records.get(&ip) else { continue };
-            if !keep(rec) {
-                continue;
+            // A hash collision, or outside the window. Damaged records are in no key index.
+            if keep(rec) && View::parse(&rec.data).is_ok_and(|v| v.has_key(key)) {
+                out.push(Hit::new(ip, rec));
             }
-            let addr = Ipv4Addr::from(ip);
-            let view = View::parse(&rec.data).map_err(|e| read_error(addr, e))?;
-            if !view.has_key(key) {
-                continue; // a hash collision
-            }
-            let binding = view.binding(addr).ok_or_else(|| read_error(addr, Unreadable::Malformed))?;
-            out.push(BindingChange { seq: rec.seq, time: rec.time, binding });
         }
-        Ok(out)
+        out
     }
 
     /// Every record with this key, newest change first.
-    pub(crate) fn lookup(&self, key: &ScanKey) -> Result<Vec<BindingChange>, ReadError> {
-        let Some(Some((kind, hash))) = self.hasher.of_scan_key(key) else { return Ok(Vec::new()) };
-        let mut out = self.by_index(kind, hash, key, None, usize::MAX, |_| true)?;
-        out.sort_unstable_by_key(|c| std::cmp::Reverse(c.seq));
-        Ok(out)
+    pub(crate) fn lookup(&self, key: &ScanKey) -> Vec<Hit> {
+        let Some(Some((kind, hash))) = self.hasher.of_scan_key(key) else { return Vec::new() };
+        let mut out = self.by_index(kind, hash, key, None, usize::MAX, |_| true);
+        out.sort_unstable_by_key(|h| std::cmp::Reverse(h.seq));
+        out
     }
 
-    pub(crate) fn scan(
-        &self,
-        filter: &ScanFilter,
-        after: Option<Ipv4Addr>,
-        limit: usize,
-    ) -> Result<Vec<BindingChange>, ReadError> {
+    pub(crate) fn scan(&self, filter: &ScanFilter, after: Option<Ipv4Addr>, limit: usize) -> Vec<Hit> {
         let lo = filter.changed_on_or_after.unwrap_or(0);
         let hi = filter.changed_on_or_before.unwrap_or(u32::MAX);
         if limit == 0 || lo > hi {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         let in_window = |rec: &Rec| rec.time >= lo && rec.time <= hi;
         let after = after.map(u32::from);
         match self.hasher.of_scan_key(&filter.key) {
-            Some(None) => Ok(Vec::new()),
+            Some(None) => Vec::new(),
             Some(Some((kind, hash))) => self.by_index(kind, hash, &filter.key, after, limit, in_window),
             None => {
                 let range = match after {
-                    Some(u32::MAX) => return Ok(Vec::new()),
+                    Some(u32::MAX) => return Vec::new(),
                     Some(ip) => self.records.range(ip + 1..),
                     None => self.records.range(..),
                 };
-                let mut out = Vec::with_capacity(limit.min(4096));
-                for (&ip, rec) in range {
-                    if out.len() == limit {
-                        break;
-                    }
-                    if !in_window(rec) {
-                        continue;
-                    }
-                    let addr = Ipv4Addr::from(ip);
-                    let view = View::parse(&rec.data).map_err(|e| read_error(addr, e))?;
-                    let binding = view.binding(addr).ok_or_else(|| read_error(addr, Unreadable::Malformed))?;
-                    out.push(BindingChange { seq: rec.seq, time: rec.time, binding });
-                }
-                Ok(out)
+                range.filter(|(_, rec)| in_window(rec)).take(limit).map(|(&ip, rec)| Hit::new(ip, rec)).collect()
             }
         }
     }
@@ -504,20 +501,13 @@ impl Mem {
     }
 
     /// Up to `limit` records in seq order from seq `from` on, keeping those changed at or after `time`.
-    pub(crate) fn changes_from(&self, from: u64, time: u32, limit: usize) -> Result<Vec<BindingChange>, ReadError> {
-        let mut out = Vec::with_capacity(limit.min(4096));
-        for (_, &(ip, t)) in self.by_seq.range(from..) {
-            if out.len() == limit {
-                break;
-            }
-            if t < time {
-                continue;
-            }
-            if let Some(change) = self.change(ip)? {
-                out.push(change);
-            }
-        }
-        Ok(out)
+    pub(crate) fn changes_from(&self, from: u64, time: u32, limit: usize) -> Vec<Hit> {
+        self.by_seq
+            .range(from..)
+            .filter(|(_, (_, t))| *t >= time)
+            .filter_map(|(_, &(ip, _))| self.records.get(&ip).map(|rec| Hit::new(ip, rec)))
+            .take(limit)
+            .collect()
     }
 
     /// Records changed before `cutoff`, oldest change first, that pass `pick`; at most `limit`.
@@ -594,7 +584,7 @@ impl Mem {
 }
 
 /// Encode a binding for memory and return its options blob for the file.
-pub(crate) fn encode_binding(b: &Binding) -> (Box<[u8]>, Option<Vec<u8>>) {
+pub(crate) fn encode_binding(b: &Binding) -> (Arc<[u8]>, Option<Vec<u8>>) {
     let options = encode_options(&b.options);
     let data = encode(b, &options);
     (data, (!b.options.is_empty()).then_some(options))

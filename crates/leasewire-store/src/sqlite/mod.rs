@@ -131,8 +131,14 @@ impl SqliteStore {
         StoreError::corrupt(&self.path, format!("record of {}: {}", e.ip, e.detail))
     }
 
+    /// Decode what a read took out of the lock.
+    fn decode(&self, hits: Vec<memory::Hit>) -> Result<Vec<BindingChange>, StoreError> {
+        memory::decode(hits).map_err(|e| self.corrupt(e))
+    }
+
     fn lookup(&self, key: &ScanKey) -> Result<Vec<BindingChange>, StoreError> {
-        self.shared.read().lookup(key).map_err(|e| self.corrupt(e))
+        let hits = self.shared.read().lookup(key);
+        self.decode(hits)
     }
 
     fn send<T>(&self, make: impl FnOnce(crate::pending::Completer<T>) -> Request) -> Pending<T> {
@@ -168,7 +174,8 @@ impl LeaseStore for SqliteStore {
     }
 
     fn get(&self, ip: Ipv4Addr) -> Result<Option<BindingChange>, StoreError> {
-        self.shared.read().get(ip).map_err(|e| self.corrupt(e))
+        let hit = self.shared.read().get(ip);
+        hit.map(|h| h.decode()).transpose().map_err(|e| self.corrupt(e))
     }
 
     fn by_hardware_address(&self, htype: u8, addr: &[u8]) -> Result<Vec<BindingChange>, StoreError> {
@@ -193,24 +200,29 @@ impl LeaseStore for SqliteStore {
         after: Option<Ipv4Addr>,
         limit: usize,
     ) -> Result<Vec<BindingChange>, StoreError> {
-        self.shared.read().scan(filter, after, limit).map_err(|e| self.corrupt(e))
+        let hits = self.shared.read().scan(filter, after, limit);
+        self.decode(hits)
     }
 
     fn changed_since(&self, time: u32, after_seq: Option<u64>, limit: usize) -> Result<Vec<BindingChange>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mem = self.shared.read();
-        let Some(first) = mem.first_seq_since(time) else { return Ok(Vec::new()) };
-        let from = after_seq.map_or(first, |s| first.max(s.saturating_add(1)));
-        mem.changes_from(from, time, limit).map_err(|e| self.corrupt(e))
+        let hits = {
+            let mem = self.shared.read();
+            let Some(first) = mem.first_seq_since(time) else { return Ok(Vec::new()) };
+            let from = after_seq.map_or(first, |s| first.max(s.saturating_add(1)));
+            mem.changes_from(from, time, limit)
+        };
+        self.decode(hits)
     }
 
     fn changes_after_seq(&self, seq: u64, limit: usize) -> Result<Vec<BindingChange>, StoreError> {
         if limit == 0 || seq == u64::MAX {
             return Ok(Vec::new());
         }
-        self.shared.read().changes_from(seq + 1, 0, limit).map_err(|e| self.corrupt(e))
+        let hits = self.shared.read().changes_from(seq + 1, 0, limit);
+        self.decode(hits)
     }
 
     fn history_horizon(&self) -> Result<u32, StoreError> {

@@ -322,12 +322,9 @@ impl Writer {
                     })
                 }
             };
-            let mut removed = Vec::with_capacity(ips.len());
-            for ip in ips {
-                if let Some(change) = mem.get(Ipv4Addr::from(ip)).map_err(corrupt)? {
-                    removed.push(change);
-                }
-            }
+            let hits = ips.into_iter().filter_map(|ip| mem.get(Ipv4Addr::from(ip))).collect();
+            drop(mem);
+            let mut removed = memory::decode(hits).map_err(corrupt)?;
             removed.sort_unstable_by_key(|c| c.seq);
             removed
         };
