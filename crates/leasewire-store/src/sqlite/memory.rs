@@ -102,42 +102,66 @@ fn take<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(value)
 }
 
+/// The fields of a record, borrowed: from a [`Binding`] (commits) or straight from a row (the load).
+pub(crate) struct Parts<'a> {
+    pub state: DhcpState,
+    pub htype: u8,
+    pub data_source: u8,
+    pub state_since: u32,
+    pub expires_at: Option<u32>,
+    pub cltt: Option<u32>,
+    pub hw: &'a [u8],
+    pub client_id: Option<&'a [u8]>,
+    pub rai: Option<&'a [u8]>,
+    /// As [`encode_options`] makes it.
+    pub options: &'a [u8],
+    pub reserved: Option<&'a str>,
+}
+
 /// Encode a binding (already validated) with its options blob as [`encode_options`] makes it.
 pub(crate) fn encode(b: &Binding, options_blob: &[u8]) -> Arc<[u8]> {
+    encode_parts(&Parts {
+        state: b.state,
+        htype: b.htype,
+        data_source: b.data_source.0,
+        state_since: b.state_since,
+        expires_at: b.expires_at,
+        cltt: b.cltt,
+        hw: &b.hardware_address,
+        client_id: b.client_id.as_deref(),
+        rai: b.relay_agent_info.as_deref(),
+        options: options_blob,
+        reserved: b.reserved_for.as_deref(),
+    })
+}
+
+pub(crate) fn encode_parts(p: &Parts<'_>) -> Arc<[u8]> {
     let len = FIXED
         + 1
-        + b.hardware_address.len()
-        + b.client_id.as_ref().map_or(0, |v| v.len() + 2)
-        + b.relay_agent_info.as_ref().map_or(0, |v| v.len() + 2)
-        + options_blob.len()
+        + p.hw.len()
+        + p.client_id.map_or(0, |v| v.len() + 2)
+        + p.rai.map_or(0, |v| v.len() + 2)
+        + p.options.len()
         + 3
-        + b.reserved_for.as_ref().map_or(0, |v| v.len() + 2);
+        + p.reserved.map_or(0, |v| v.len() + 2);
     let mut out = Vec::with_capacity(len);
     let mut flags = 0;
     for (present, flag) in [
-        (b.expires_at.is_some(), HAS_EXPIRES),
-        (b.cltt.is_some(), HAS_CLTT),
-        (b.client_id.is_some(), HAS_CLIENT_ID),
-        (b.relay_agent_info.is_some(), HAS_RAI),
-        (b.reserved_for.is_some(), HAS_RESERVED),
+        (p.expires_at.is_some(), HAS_EXPIRES),
+        (p.cltt.is_some(), HAS_CLTT),
+        (p.client_id.is_some(), HAS_CLIENT_ID),
+        (p.rai.is_some(), HAS_RAI),
+        (p.reserved.is_some(), HAS_RESERVED),
     ] {
         if present {
             flags |= flag;
         }
     }
-    out.extend_from_slice(&[OK, b.state.code(), b.htype, b.data_source.0, flags]);
-    for t in [b.state_since, b.expires_at.unwrap_or(0), b.cltt.unwrap_or(0)] {
+    out.extend_from_slice(&[OK, p.state.code(), p.htype, p.data_source, flags]);
+    for t in [p.state_since, p.expires_at.unwrap_or(0), p.cltt.unwrap_or(0)] {
         out.extend_from_slice(&t.to_le_bytes());
     }
-    for field in [
-        Some(b.hardware_address.as_slice()),
-        b.client_id.as_deref(),
-        b.relay_agent_info.as_deref(),
-        Some(options_blob),
-        b.reserved_for.as_deref().map(str::as_bytes),
-    ]
-    .into_iter()
-    .flatten()
+    for field in [Some(p.hw), p.client_id, p.rai, Some(p.options), p.reserved.map(str::as_bytes)].into_iter().flatten()
     {
         put_len(&mut out, field.len());
         out.extend_from_slice(field);

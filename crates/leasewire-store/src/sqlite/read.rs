@@ -11,6 +11,7 @@ use rusqlite::types::{Type, ValueRef};
 use rusqlite::{Connection, Row};
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// A value in the file that no write of ours produces means the file is damaged, not that SQLite failed.
 pub(crate) fn map_read_error(path: &Path, e: rusqlite::Error) -> StoreError {
@@ -69,6 +70,66 @@ pub(crate) fn decode_row(row: &Row<'_>) -> rusqlite::Result<BindingChange> {
     })
 }
 
+/// Encode a row selected with [`COLUMNS`] for memory without building a `Binding`; `None` if any field is
+/// not what [`decode_row`] accepts.
+fn encode_row(row: &Row<'_>) -> Option<Arc<[u8]>> {
+    let int = |col: usize| -> Option<Option<i64>> {
+        match row.get_ref(col).ok()? {
+            ValueRef::Null => Some(None),
+            ValueRef::Integer(i) => Some(Some(i)),
+            _ => None,
+        }
+    };
+    let time = |col: usize| -> Option<Option<u32>> {
+        match int(col)? {
+            Some(i) => u32::try_from(i).ok().map(Some),
+            None => Some(None),
+        }
+    };
+    let octet = |col: usize| u8::try_from(int(col)??).ok();
+    let blob = |col: usize| -> Option<Option<&[u8]>> {
+        match row.get_ref(col).ok()? {
+            ValueRef::Null => Some(None),
+            ValueRef::Blob(b) => Some(Some(b)),
+            _ => None,
+        }
+    };
+    let options = blob(12)?.unwrap_or_default();
+    if !options_well_formed(options) {
+        return None;
+    }
+    let reserved = match row.get_ref(13).ok()? {
+        ValueRef::Null => None,
+        ValueRef::Text(t) => Some(std::str::from_utf8(t).ok()?),
+        _ => return None,
+    };
+    Some(memory::encode_parts(&memory::Parts {
+        state: DhcpState::from_code(octet(3)?)?,
+        state_since: time(4)??,
+        expires_at: time(5)?,
+        cltt: time(6)?,
+        htype: octet(7)?,
+        data_source: octet(8)?,
+        hw: blob(9)?.unwrap_or_default(),
+        client_id: blob(10)?,
+        rai: blob(11)?,
+        options,
+        reserved,
+    }))
+}
+
+/// Whether an options blob decodes (see [`decode_options`]), without allocating.
+fn options_well_formed(mut blob: &[u8]) -> bool {
+    while let [_, hi, lo, rest @ ..] = blob {
+        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+        if rest.len() < len {
+            return false;
+        }
+        blob = &rest[len..];
+    }
+    blob.is_empty()
+}
+
 /// What the load found besides the records: the highest seq and time of any record, to check against the
 /// persisted counters.
 pub(crate) struct Loaded {
@@ -102,16 +163,33 @@ pub(crate) fn load(path: &Path, conn: &Connection, hasher: KeyHasher) -> Result<
         previous = Some(ip);
         max_seq = max_seq.max(Some(seq));
         max_time = max_time.max(Some(time));
-        let (data, keys) = match decode_row(row) {
-            Ok(change) => {
-                let (data, _) = memory::encode_binding(&change.binding);
-                (data, loader.hasher().keys_of_binding(&change.binding))
-            }
-            Err(e) => (memory::damaged(&format!("unreadable record: {e}")), [None; 4]),
+        let data = match encode_row(row) {
+            Some(data) => data,
+            // The slow path names what is wrong.
+            None => match decode_row(row) {
+                Ok(change) => memory::encode_binding(&change.binding).0,
+                Err(e) => memory::damaged(&format!("unreadable record: {e}")),
+            },
         };
+        let keys = loader.hasher().keys_of(&data);
         loader.push(ip, Rec { seq, time, data }, keys);
     }
     let mem =
         loader.finish().map_err(|seq| StoreError::corrupt(path, format!("two records have sequence number {seq}")))?;
     Ok(Loaded { mem, max_seq, max_time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_well_formed_agrees_with_decode_options() {
+        let good = crate::binding::encode_options(&[(12, b"host".to_vec()), (60, vec![]), (77, vec![7; 300])]);
+        for end in 0..=good.len() {
+            let blob = &good[..end];
+            assert_eq!(options_well_formed(blob), decode_options(blob).is_some(), "{blob:?}");
+        }
+        assert!(!options_well_formed(&[12, 0]));
+    }
 }
