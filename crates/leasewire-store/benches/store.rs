@@ -303,7 +303,69 @@ fn scans(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, durable_commits, lookups, scans);
+/// Lookups while one thread keeps 256 new-lease commits in flight into the same 1M store (the leasequery
+/// responder during a perfdhcp run): the writer holds the lock for a moment after every group. Runs last,
+/// because it adds bindings to the shared store. Prints latency percentiles besides criterion's mean.
+fn lookups_during_commits(c: &mut Criterion) {
+    let big = big();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let committer = {
+        let (stop, committed) = (stop.clone(), committed.clone());
+        std::thread::spawn(move || {
+            let mut in_flight = std::collections::VecDeque::new();
+            // New clients far above the table's addresses and keys.
+            let mut i = 0x0100_0000u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if in_flight.len() == 256 {
+                    let p: leasewire_store::PendingCommit = in_flight.pop_front().unwrap();
+                    p.wait().unwrap();
+                    committed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                in_flight.push_back(big.store.commit(T0 + 1, vec![lease(i, T0 + 1)]));
+                i += 1;
+            }
+            in_flight.into_iter().for_each(|p| drop(p.wait().unwrap()));
+        })
+    };
+    let mut group = c.benchmark_group(format!("lookup_{}_during_new_lease_commits", big.n));
+    let mut samples: Vec<Duration> = Vec::new();
+    let mut k = 0u32;
+    let start = Instant::now();
+    group.bench_function("by_address", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                k = k.wrapping_add(1);
+                let t = Instant::now();
+                let hit = big.store.get(ip_of(scramble(k) % big.n)).unwrap();
+                let took = t.elapsed();
+                black_box(hit.expect("present"));
+                total += took;
+                if samples.len() < 10_000_000 {
+                    samples.push(took);
+                }
+            }
+            total
+        })
+    });
+    group.finish();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    committer.join().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "lookups during commits ({:.0} new leases/s acknowledged meanwhile): p50 {:?} p99 {:?} p99.9 {:?} max {:?}",
+        committed.load(std::sync::atomic::Ordering::Relaxed) as f64 / secs,
+        at(0.5),
+        at(0.99),
+        at(0.999),
+        at(1.0)
+    );
+}
+
+criterion_group!(benches, durable_commits, lookups, scans, lookups_during_commits);
 
 fn main() {
     if let Some(path) = std::env::var_os(OPEN_CHILD_ENV) {
