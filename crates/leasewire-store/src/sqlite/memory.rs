@@ -550,7 +550,7 @@ impl Mem {
     }
 
     /// Apply durable changes in order.
-    pub(crate) fn apply(&mut self, ops: Vec<Op>) {
+    pub(crate) fn apply(&mut self, ops: impl IntoIterator<Item = Op>) {
         for op in ops {
             match op {
                 Op::Put { ip, rec, keys } => {
