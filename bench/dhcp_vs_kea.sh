@@ -24,6 +24,8 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# The same socket-buffer ceiling for every server and for perfdhcp (the default 208 KiB queue overflows).
+sysctl -qw net.core.rmem_max=8388608 net.core.wmem_max=8388608 net.core.rmem_default=4194304 net.core.wmem_default=4194304
 ip netns add $S; ip netns add $C
 ip link add vs$$ type veth peer name vc$$
 ip link set vs$$ netns $S; ip link set vc$$ netns $C

@@ -337,12 +337,19 @@ fn load_all(store: &dyn LeaseStore) -> Result<Vec<Binding>, leasewire_store::Sto
     Ok(out)
 }
 
+/// Requested socket buffer size for the DHCP sockets.
+const SOCKET_BUFFER: usize = 4 << 20;
+
 fn open_socket(addr: SocketAddr, iface: Option<&str>) -> Result<UdpSocket, ServeError> {
     let what = iface.map_or_else(|| addr.to_string(), |i| format!("{addr} on {i}"));
     let fail = |source| ServeError::Listen { what: what.clone(), source };
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
     s.set_reuse_address(true).map_err(fail)?;
     s.set_broadcast(true).map_err(fail)?;
+    // Bursts (a relay restarting, a perfdhcp run) overflow the default ~200 KiB queue and the kernel drops
+    // datagrams before we see them; ask for more (the kernel caps it at net.core.rmem_max/wmem_max).
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
     if let Some(i) = iface {
         s.bind_device(Some(i.as_bytes())).map_err(fail)?;
         s.set_reuse_port(true).map_err(fail)?;
