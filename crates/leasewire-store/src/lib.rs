@@ -15,7 +15,8 @@
 //! ([`LeaseStore::commit`]) and resolve only once durable, so the DHCP engine acknowledges a client only
 //! for a lease that survives a crash.
 //!
-//! [`SqliteStore`] is the embedded default (one file, WAL, group commit). Times are `u32` Unix seconds
+//! [`SqliteStore`] is the embedded default (one file, WAL, group commit; every current record is also
+//! kept in memory, loaded at open, and lookups and scans are served from there). Times are `u32` Unix seconds
 //! throughout, the unit of the wire's base-time, and are always passed in by the caller: nothing here
 //! reads a clock.
 #![forbid(unsafe_code)]
