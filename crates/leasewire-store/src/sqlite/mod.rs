@@ -505,4 +505,49 @@ mod tests {
         let store = SqliteStore::open(&path, OpenOptions::new(T0)).unwrap();
         assert_eq!(store.get(ip(9)).unwrap(), Some(c));
     }
+
+    /// A populated version-1 file (five secondary indexes, remote-id and relay-id columns) migrates in
+    /// place at open and keeps every record.
+    #[test]
+    fn a_version_1_file_migrates_and_keeps_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leases.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(&format!("PRAGMA page_size = {};", schema::PAGE_SIZE)).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.execute_batch(&format!(
+                "PRAGMA application_id = {}; PRAGMA user_version = 1; PRAGMA journal_mode = WAL;
+                 INSERT INTO meta VALUES ('created_at', {T0}), ('horizon', {T0}), ('last_seq', 7),
+                                         ('last_time', {T0});
+                 INSERT INTO binding (ip, seq, time, state, state_since, htype, data_source, hwaddr, client_id,
+                                      relay_agent_info, remote_id, relay_id, options)
+                 VALUES ({}, 7, {T0}, 2, {T0}, 1, 1, x'020000000001', x'01', x'0203726d31', x'726d31', NULL,
+                         x'0c000168');",
+                schema::APPLICATION_ID as i32,
+                u32::from(ip(1)),
+            ))
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path, OpenOptions::new(T0)).unwrap();
+        let c = store.get(ip(1)).unwrap().unwrap();
+        assert_eq!((c.seq, c.time, c.binding.state), (7, T0, DhcpState::Active));
+        assert_eq!(c.binding.remote_id(), Some(&b"rm1"[..]));
+        assert_eq!(c.binding.option(12), Some(&b"h"[..]));
+        assert_eq!(store.by_remote_id(b"rm1").unwrap(), vec![c.clone()]);
+        assert_eq!(store.by_hardware_address(1, &[2, 0, 0, 0, 0, 1]).unwrap(), vec![c]);
+        assert_eq!(store.last_seq().unwrap(), 7);
+        store.commit(T0, vec![Binding::new(ip(2), DhcpState::Active, T0)]).wait().unwrap();
+        assert!(store.integrity_check().unwrap().is_empty());
+        drop(store);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let indexes: u32 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'binding'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(indexes, 0);
+    }
 }
