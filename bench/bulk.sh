@@ -32,11 +32,13 @@ allow = ["127.0.0.0/8"]
 subnet = "10.0.0.0/8"
 pools = [{ start = "10.0.0.0", end = "$LAST" }]
 TOML
+  t0=$(date +%s.%N)
   LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/s.toml" & SRV=$!
-  sleep 2
-  for q in "--all" "--relay-id $(printf relay3 | xxd -p)"; do
+  until (exec 3<>/dev/tcp/127.0.0.1/16767) 2>/dev/null; do sleep 0.1; done
+  printf '%8s bindings: server ready in %.1f s (store open + engine load)\n' "$N" "$(echo "$(date +%s.%N) - $t0" | bc)"
+  for q in "--all --count" "--all --json" "--relay-id $(printf relay3 | xxd -p) --json"; do
     before=$(cpu $SRV)
-    /usr/bin/time -f "%e s wall, requestor %U+%S s CPU, %M KiB peak" "$BIN" bulk --server 127.0.0.1:16767 $q --json \
+    /usr/bin/time -f "%e s wall, requestor %U+%S s CPU, %M KiB peak" "$BIN" bulk --server 127.0.0.1:16767 $q \
       >/dev/null 2>"$WORK/err" || true
     after=$(cpu $SRV)
     printf '%8s bindings %-22s %s | %s | server %.2f s CPU\n' "$N" "$q" "$(grep binding "$WORK/err")" \

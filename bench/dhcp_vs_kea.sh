@@ -83,7 +83,9 @@ run_server() { # $1 = label, $2... = command
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; $SECS s per step; perfdhcp $(perfdhcp -v 2>&1 | head -1)"
-run_server "leasewire (durable)" env LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/leasewire.toml"
+ONLY=${ONLY:-all}
+[ "$ONLY" = kea ] || run_server "leasewire (durable)" env LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/leasewire.toml"
+[ "$ONLY" = leasewire ] && exit 0
 # Kea wants its pid and lock files under /run/kea unless told otherwise.
 kea_conf 0; run_server "kea 2.2 1 thread" env KEA_PIDFILE_DIR="$WORK" KEA_LOCKFILE_DIR="$WORK" kea-dhcp4 -c "$WORK/kea.json"
 kea_conf 2; run_server "kea 2.2 2 threads" env KEA_PIDFILE_DIR="$WORK" KEA_LOCKFILE_DIR="$WORK" kea-dhcp4 -c "$WORK/kea.json"

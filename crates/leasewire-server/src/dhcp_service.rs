@@ -13,7 +13,7 @@ use crate::leasequery::{Answer, Responder};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use leasewire_proto::{Message, MessageType};
-use leasewire_store::{Binding, LeaseStore, Pending, ScanFilter};
+use leasewire_store::{LeaseStore, Pending, ScanFilter};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
@@ -94,9 +94,17 @@ impl DhcpService {
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
-        let records = load_all(store.as_ref())?;
-        tracing::info!(bindings = records.len(), "loaded lease store");
+        // Streamed page by page into the engine, so loading never holds a second copy of every binding.
+        let mut failed = None;
+        let records = leasewire_store::scan_pages(store.as_ref(), ScanFilter::all(), 10_000)
+            .map_while(|page| page.map_err(|e| failed = Some(e)).ok())
+            .flatten()
+            .map(|c| c.binding);
         let engine = Engine::new(config, records);
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        tracing::info!(bindings = store.len().unwrap_or(0), "loaded lease store");
         let (jobs, job_rx) = mpsc::unbounded_channel();
         let service = Arc::new(DhcpService {
             engine: Mutex::new(engine),
@@ -321,20 +329,6 @@ fn socket_addr(dest: Destination) -> SocketAddr {
         Destination::Unicast(a) => SocketAddr::V4(a),
         Destination::Broadcast => SocketAddr::from((Ipv4Addr::BROADCAST, 68)),
     }
-}
-
-/// Every record in the store, page by page.
-fn load_all(store: &dyn LeaseStore) -> Result<Vec<Binding>, leasewire_store::StoreError> {
-    let mut out = Vec::new();
-    let filter = ScanFilter::all();
-    let mut after = None;
-    loop {
-        let page = store.scan(&filter, after, 10_000)?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.binding.ip);
-        out.extend(page.into_iter().map(|c| c.binding));
-    }
-    Ok(out)
 }
 
 /// Requested socket buffer size for the DHCP sockets.

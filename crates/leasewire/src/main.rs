@@ -106,8 +106,11 @@ enum Command {
         #[arg(long)]
         until: Option<u32>,
         /// One JSON object per binding.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "count")]
         json: bool,
+        /// Print only the summary (count, duration, rate, status).
+        #[arg(long)]
+        count: bool,
         /// BULK_LQ_DATA_TIMEOUT: give up after this many seconds without data.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
@@ -195,7 +198,20 @@ fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => serve::check_config(&config),
         Command::Decode { hex, framed } => decode::run(hex, framed),
-        Command::Bulk { server, all: _, mac, htype, client_id, relay_id, remote_id, since, until, json, timeout } => {
+        Command::Bulk {
+            server,
+            all: _,
+            mac,
+            htype,
+            client_id,
+            relay_id,
+            remote_id,
+            since,
+            until,
+            json,
+            count,
+            timeout,
+        } => {
             use leasewire_proto::session::bulk_query::BulkKey;
             let key = match (mac, client_id, relay_id, remote_id) {
                 (Some(m), ..) => BulkKey::Mac { htype, addr: query::parse_hex("--mac", &m)? },
@@ -205,7 +221,14 @@ fn main() -> anyhow::Result<()> {
                 _ => BulkKey::All,
             };
             let server = std::net::SocketAddr::V4(query::parse_server(&server)?);
-            bulk::run(server, key, since, until, json, std::time::Duration::from_secs(timeout))
+            let mode = if count {
+                bulk::Output::Count
+            } else if json {
+                bulk::Output::Json
+            } else {
+                bulk::Output::Table
+            };
+            bulk::run(server, key, since, until, mode, std::time::Duration::from_secs(timeout))
         }
         Command::Bench(b) => match b {
             BenchCommand::Populate { data_dir, first, count, lease_time } => {

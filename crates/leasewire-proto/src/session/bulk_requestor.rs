@@ -159,14 +159,16 @@ impl BulkRequestor {
         if !bytes.is_empty() {
             self.last_progress = now;
         }
-        self.rx.extend_from_slice(bytes);
+        // Decode frames in place: the buffer is taken out of `self` while its frames are handled.
+        let mut rx = std::mem::take(&mut self.rx);
+        rx.extend_from_slice(bytes);
         let mut used = 0;
         loop {
-            match self.frames.decode(&self.rx[used..]) {
+            match self.frames.decode(&rx[used..]) {
                 Ok(Some((frame, n))) => {
-                    let frame = frame.to_vec();
+                    let result = self.handle_frame(frame);
                     used += n;
-                    if let Err(e) = self.handle_frame(&frame) {
+                    if let Err(e) = result {
                         self.failed = Some(e);
                         break;
                     }
@@ -178,7 +180,8 @@ impl BulkRequestor {
                 }
             }
         }
-        self.rx.drain(..used);
+        rx.drain(..used);
+        self.rx = rx;
     }
 
     /// The next event.
