@@ -191,7 +191,7 @@ impl DhcpService {
             }
         };
         let t = m.message_type();
-        self.metrics.received(t.map_or("none", |t| t.name()));
+        self.metrics.received(t);
         let now = unix_now();
         if t == Some(MessageType::LeaseQuery) {
             self.leasequery(&m, src, socket, now);
@@ -222,7 +222,7 @@ impl DhcpService {
     fn send_now(&self, socket: &UdpSocket, bytes: &[u8], dest: Destination, t: MessageType) {
         let to = socket_addr(dest);
         match socket.try_send_to(bytes, to) {
-            Ok(_) => self.metrics.sent(t.name()),
+            Ok(_) => self.metrics.sent(t),
             Err(e) => self.send_failed(to, &e),
         }
     }
@@ -269,7 +269,7 @@ impl DhcpService {
             if let Some((bytes, dest, t, socket)) = job.reply {
                 let to = socket_addr(dest);
                 match socket.send_to(&bytes, to).await {
-                    Ok(_) => self.metrics.sent(t.name()),
+                    Ok(_) => self.metrics.sent(t),
                     Err(e) => self.send_failed(to, &e),
                 }
             }

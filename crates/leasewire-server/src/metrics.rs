@@ -47,6 +47,10 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Failed commits (the reply was not sent).
     pub commit_errors: Counter,
+    /// Per message type code (0 = none/unknown), the counters of `packets_in` / `packets_out`, created once
+    /// so the per-packet path neither allocates a label nor takes the family's lock.
+    received_by_code: Vec<Counter>,
+    sent_by_code: Vec<Counter>,
     registry: Registry,
 }
 
@@ -72,7 +76,27 @@ impl Metrics {
         registry.register("leases", "Bindings by subnet and state", leases.clone());
         registry.register("commit_seconds", "Durable commit latency", commit_seconds.clone());
         registry.register("commit_errors", "Commits that failed (no reply was sent)", commit_errors.clone());
-        Self { packets_in, packets_out, drops, leases, commit_seconds, commit_errors, registry }
+        let per_code = |family: &Family<TypeLabel, Counter>| -> Vec<Counter> {
+            (0..=18u8)
+                .map(|c| {
+                    let name = if c == 0 { "none" } else { leasewire_proto::MessageType::from_code(c).name() };
+                    family.get_or_create(&TypeLabel { r#type: name.to_string() }).clone()
+                })
+                .collect()
+        };
+        let received_by_code = per_code(&packets_in);
+        let sent_by_code = per_code(&packets_out);
+        Self {
+            packets_in,
+            packets_out,
+            drops,
+            leases,
+            commit_seconds,
+            commit_errors,
+            received_by_code,
+            sent_by_code,
+            registry,
+        }
     }
 
     /// Count a dropped packet.
@@ -80,14 +104,26 @@ impl Metrics {
         self.drops.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
     }
 
-    /// Count a received packet.
-    pub fn received(&self, t: &str) {
-        self.packets_in.get_or_create(&TypeLabel { r#type: t.to_string() }).inc();
+    /// Count a received packet by its message type (None: no option 53).
+    pub fn received(&self, t: Option<leasewire_proto::MessageType>) {
+        Self::count(&self.received_by_code, &self.packets_in, t);
     }
 
     /// Count a sent packet.
-    pub fn sent(&self, t: &str) {
-        self.packets_out.get_or_create(&TypeLabel { r#type: t.to_string() }).inc();
+    pub fn sent(&self, t: leasewire_proto::MessageType) {
+        Self::count(&self.sent_by_code, &self.packets_out, Some(t));
+    }
+
+    fn count(fast: &[Counter], family: &Family<TypeLabel, Counter>, t: Option<leasewire_proto::MessageType>) {
+        let code = t.map_or(0, |t| t.code()) as usize;
+        match fast.get(code) {
+            Some(c) if !matches!(t, Some(leasewire_proto::MessageType::Unknown(_))) => {
+                c.inc();
+            }
+            _ => {
+                family.get_or_create(&TypeLabel { r#type: format!("UNKNOWN({code})") }).inc();
+            }
+        }
     }
 
     /// The text exposition format.
