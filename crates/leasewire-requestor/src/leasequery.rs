@@ -6,18 +6,8 @@ use leasewire_proto::{Message, MessageType, Op, RelayAgentInfoBuilder};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
-/// What to ask about (LQ-6.2-6..8, RFC 6148 §4.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Query {
-    /// By address: ciaddr.
-    Ip(Ipv4Addr),
-    /// By hardware address: htype, hlen and chaddr.
-    Mac(u8, Vec<u8>),
-    /// By client identifier: option 61.
-    ClientId(Vec<u8>),
-    /// By remote-id: option 82 with only sub-option 2.
-    RemoteId(Vec<u8>),
-}
+/// What to ask about: the RFC's query forms, shared with the server.
+pub use leasewire_proto::leasequery::QueryKey as Query;
 
 /// Options a requestor asks for by default (LQ-6.2-4; 92 is required for remote-id queries by RFC 6148 §4.1).
 pub const DEFAULT_PRL: &[u8] = &[
@@ -45,7 +35,7 @@ pub fn build(query: &Query, xid: u32, giaddr: Ipv4Addr, prl: &[u8], reply_to_sou
     m.options.set_message_type(MessageType::LeaseQuery);
     match query {
         Query::Ip(ip) => m.ciaddr = *ip,
-        Query::Mac(htype, mac) => m.set_hardware_address(*htype, mac),
+        Query::Hardware(htype, mac) => m.set_hardware_address(*htype, mac),
         Query::ClientId(id) => m.options.set(code::CLIENT_IDENTIFIER, id.clone()),
         Query::RemoteId(id) => {
             m.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().remote_id(id).build())
@@ -154,7 +144,7 @@ mod tests {
         let by_ip = build(&Query::Ip(Ipv4Addr::new(10, 0, 0, 9)), 1, g, DEFAULT_PRL, false);
         assert_eq!((by_ip.ciaddr, by_ip.hlen, by_ip.giaddr), (Ipv4Addr::new(10, 0, 0, 9), 0, g));
         assert!(by_ip.options.client_identifier().is_none());
-        let by_mac = build(&Query::Mac(1, vec![2, 0, 0, 0, 0, 1]), 2, g, DEFAULT_PRL, false);
+        let by_mac = build(&Query::Hardware(1, vec![2, 0, 0, 0, 0, 1]), 2, g, DEFAULT_PRL, false);
         assert_eq!(
             (by_mac.ciaddr, by_mac.htype, by_mac.hardware_address()),
             (Ipv4Addr::UNSPECIFIED, 1, &[2, 0, 0, 0, 0, 1][..])

@@ -3,6 +3,7 @@
 
 use crate::config::{Subnet, Validated};
 use ipnet::Ipv4Net;
+use leasewire_proto::leasequery::{KeyError, QueryKey};
 use leasewire_proto::options::code;
 use leasewire_proto::{DhcpState, Message, MessageType, Op};
 use leasewire_store::{Binding, BindingChange, LeaseStore, StoreError};
@@ -53,44 +54,6 @@ impl LqDrop {
             Self::NoKey => "leasequery_no_key",
             Self::SeveralKeys => "leasequery_several_keys",
             Self::StoreError => "leasequery_store_error",
-        }
-    }
-}
-
-/// What a query asks about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum QueryKey {
-    /// By IP address (ciaddr).
-    Ip(Ipv4Addr),
-    /// By htype + chaddr.
-    Hardware(u8, Vec<u8>),
-    /// By client identifier (option 61).
-    ClientId(Vec<u8>),
-    /// By relay agent remote-id (RFC 6148: option 82 holding only sub-option 2).
-    RemoteId(Vec<u8>),
-}
-
-impl QueryKey {
-    /// Classify a DHCPLEASEQUERY (LQ-6.3-2, LQR-5-1).
-    pub fn of(q: &Message<'_>) -> Result<Self, LqDrop> {
-        let hw = q.hardware_address();
-        let mut keys = Vec::new();
-        if !q.ciaddr.is_unspecified() {
-            keys.push(Self::Ip(q.ciaddr));
-        }
-        if !hw.is_empty() && hw.iter().any(|&b| b != 0) {
-            keys.push(Self::Hardware(q.htype, hw.to_vec()));
-        }
-        if let Some(id) = q.options.client_identifier() {
-            keys.push(Self::ClientId(id.to_vec()));
-        }
-        match keys.len() {
-            1 => Ok(keys.remove(0)),
-            0 => match q.options.relay_agent_info() {
-                Some(r) if r.is_remote_id_only() => Ok(Self::RemoteId(r.remote_id().unwrap_or_default().to_vec())),
-                _ => Err(LqDrop::NoKey),
-            },
-            _ => Err(LqDrop::SeveralKeys),
         }
     }
 }
@@ -185,7 +148,10 @@ impl Responder {
         if !self.limiter.lock().unwrap_or_else(|p| p.into_inner()).allow(*src.ip(), Instant::now()) {
             return Err(LqDrop::RateLimited);
         }
-        let key = QueryKey::of(q)?;
+        let key = QueryKey::of(q).map_err(|e| match e {
+            KeyError::NoKey => LqDrop::NoKey,
+            KeyError::SeveralKeys => LqDrop::SeveralKeys,
+        })?;
         let reply = self.reply(q, &key, store, now).map_err(|e| {
             tracing::warn!(error = %e, "leasequery: store lookup failed");
             LqDrop::StoreError

@@ -248,7 +248,7 @@ fn main() -> anyhow::Result<()> {
             use leasewire_requestor::leasequery::Query as Q;
             let query = match (ip, mac, client_id, remote_id) {
                 (Some(ip), ..) => Q::Ip(ip),
-                (_, Some(m), ..) => Q::Mac(htype, query::parse_hex("--mac", &m)?),
+                (_, Some(m), ..) => Q::Hardware(htype, query::parse_hex("--mac", &m)?),
                 (_, _, Some(c), _) => Q::ClientId(query::parse_hex("--client-id", &c)?),
                 (.., Some(r)) => Q::RemoteId(query::parse_hex("--remote-id", &r)?),
                 _ => unreachable!("clap requires one key"),

@@ -23,13 +23,7 @@ impl Engine {
     pub(super) fn reply(&self, ctx: &Ctx<'_, '_>, t: MessageType, ip: Ipv4Addr) -> (Vec<u8>, Destination, MessageType) {
         let m = ctx.m;
         let subnet = &self.subnets[ctx.subnet];
-        let mut r = Message::new(Op::BootReply);
-        r.htype = m.htype;
-        r.hlen = m.hlen;
-        r.chaddr = m.chaddr;
-        r.xid = m.xid;
-        r.flags = m.flags;
-        r.giaddr = m.giaddr;
+        let mut r = reply_header(m);
         r.yiaddr = ip;
         if t == MessageType::Ack {
             r.ciaddr = m.ciaddr;
@@ -56,12 +50,7 @@ impl Engine {
 
     pub(super) fn nak(&self, ctx: &Ctx<'_, '_>, why: &str) -> Outcome {
         let m = ctx.m;
-        let mut r = Message::new(Op::BootReply);
-        r.htype = m.htype;
-        r.hlen = m.hlen;
-        r.chaddr = m.chaddr;
-        r.xid = m.xid;
-        r.giaddr = m.giaddr;
+        let mut r = reply_header(m);
         // RFC 2131 §4.3.2: a NAK through a relay asks the relay to broadcast it.
         r.flags = if m.giaddr.is_unspecified() { m.flags } else { m.flags | 0x8000 };
         r.options.set_message_type(MessageType::Nak);
@@ -71,6 +60,18 @@ impl Engine {
         let dest = destination(m, ctx.rx.src, MessageType::Nak);
         Outcome { reply: Some((encode(&r, m), dest, MessageType::Nak)), ..Default::default() }
     }
+}
+
+/// RFC 2131 Table 3: what every reply copies from the request.
+fn reply_header<'a>(m: &Message<'_>) -> Message<'a> {
+    let mut r = Message::new(Op::BootReply);
+    r.htype = m.htype;
+    r.hlen = m.hlen;
+    r.chaddr = m.chaddr;
+    r.xid = m.xid;
+    r.flags = m.flags;
+    r.giaddr = m.giaddr;
+    r
 }
 
 /// RFC 6842: echo the client identifier; RFC 3046: echo relay agent information.
