@@ -61,7 +61,7 @@ JSON
 
 step() { # $1 = label, $2 = rate
   local out rate d1 d2
-  out=$(ip netns exec $C perfdhcp -4 -l 10.77.0.2 -r "$2" -R 1000000 -p "$SECS" 10.77.0.1 2>&1 || true)
+  out=$(ip netns exec $C $GEN_PIN perfdhcp -4 -l 10.77.0.2 -r "$2" -R 1000000 -p "$SECS" 10.77.0.1 2>&1 || true)
   rate=$(echo "$out" | awk '/^Rate:/ {print $2; exit}')
   d1=$(echo "$out" | awk '/DISCOVER-OFFER/ {f=1} f && /drops ratio/ {print $3; exit}' | tr -d '%')
   d2=$(echo "$out" | awk '/REQUEST-ACK/ {f=1} f && /drops ratio/ {print $3; exit}' | tr -d '%')
@@ -74,7 +74,7 @@ run_server() { # $1 = label, $2... = command
   local label=$1; shift
   for r in $RATES; do
     rm -rf "$WORK/lw-data" "$WORK/kea-leases.csv"*
-    ip netns exec $S "$@" >"$WORK/server.log" 2>&1 &
+    ip netns exec $S $SRV_PIN "$@" >"$WORK/server.log" 2>&1 &
     local pid=$!
     sleep 1.5
     step "$label" "$r"
@@ -84,6 +84,9 @@ run_server() { # $1 = label, $2... = command
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; $SECS s per step; perfdhcp $(perfdhcp -v 2>&1 | head -1)"
 ONLY=${ONLY:-all}
+# PIN=1: the server on CPU 0 and perfdhcp on CPU 1, so the generator cannot take the server's core.
+GEN_PIN= SRV_PIN=
+if [ "${PIN:-0}" = 1 ]; then GEN_PIN="taskset -c 1"; SRV_PIN="taskset -c 0"; echo "# pinned: server CPU 0, perfdhcp CPU 1"; fi
 [ "$ONLY" = kea ] || run_server "leasewire (durable)" env LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/leasewire.toml"
 [ "$ONLY" = leasewire ] && exit 0
 # Kea wants its pid and lock files under /run/kea unless told otherwise.
