@@ -317,8 +317,15 @@ impl DhcpService {
 
     fn update_lease_gauges(&self) {
         let engine = self.engine();
-        for (state, count) in engine.count_by_state() {
-            let label = crate::metrics::LeaseLabel { subnet: "all".into(), state: state.name().into() };
+        // States that emptied since the last update must read 0, not their old count.
+        for s in engine.subnets() {
+            for state in leasewire_proto::DhcpState::ALL {
+                let label = crate::metrics::LeaseLabel { subnet: s.net.to_string(), state: state.name().into() };
+                self.metrics.leases.get_or_create(&label).set(0);
+            }
+        }
+        for ((subnet, state), count) in engine.count_by_state() {
+            let label = crate::metrics::LeaseLabel { subnet, state: state.name().into() };
             self.metrics.leases.get_or_create(&label).set(count as i64);
         }
     }

@@ -67,15 +67,6 @@ impl Leases {
         self.records.get(&ip)
     }
 
-    /// Records by state, for metrics.
-    pub fn count_by_state(&self) -> HashMap<DhcpState, usize> {
-        let mut m = HashMap::new();
-        for b in self.records.values() {
-            *m.entry(b.state).or_default() += 1;
-        }
-        m
-    }
-
     /// The address of the client's current or most recent binding in a subnet.
     pub fn client_address(&self, subnet: usize, client: &ClientKey) -> Option<Ipv4Addr> {
         self.by_client.get(&(subnet, client.clone())).copied()

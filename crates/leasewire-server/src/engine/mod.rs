@@ -171,9 +171,14 @@ impl Engine {
         self.leases.get(ip)
     }
 
-    /// Records by state, for metrics.
-    pub fn count_by_state(&self) -> std::collections::HashMap<DhcpState, usize> {
-        self.leases.count_by_state()
+    /// Records by subnet (its prefix, or "other" for addresses outside every subnet) and state, for metrics.
+    pub fn count_by_state(&self) -> std::collections::HashMap<(String, DhcpState), usize> {
+        let mut out = std::collections::HashMap::new();
+        for b in self.leases.iter() {
+            let subnet = self.subnet_of(b.ip).map_or_else(|| "other".to_string(), |i| self.subnets[i].net.to_string());
+            *out.entry((subnet, b.state)).or_default() += 1;
+        }
+        out
     }
 
     fn subnet_of(&self, ip: Ipv4Addr) -> Option<usize> {

@@ -405,3 +405,17 @@ fn restart_from_records_keeps_bindings_and_allocation_state() {
     assert!(c != a && c != b);
     assert_eq!(e2.tick(T0 + 600).len(), 2, "expiry timers are rebuilt");
 }
+
+#[test]
+fn lease_counts_by_subnet_and_state_for_metrics() {
+    let mut e = engine();
+    let a = dora(&mut e, 1, T0);
+    dora(&mut e, 2, T0);
+    let mut r = msg(MessageType::Release, 1);
+    r.ciaddr = a;
+    e.handle(&r, rx(T0 + 1));
+    let counts = e.count_by_state();
+    assert_eq!(counts.get(&("10.0.0.0/24".to_string(), DhcpState::Active)), Some(&1));
+    assert_eq!(counts.get(&("10.0.0.0/24".to_string(), DhcpState::Released)), Some(&1));
+    assert_eq!(counts.len(), 2);
+}
