@@ -34,6 +34,9 @@ pub struct Config {
     /// Bulk Leasequery (RFC 6926) over TCP: off unless requestors are allowed.
     #[serde(default)]
     pub bulk_leasequery: BulkSection,
+    /// Active Leasequery (RFC 7724) on the same TCP listener: off unless enabled (ALQ-8.1-2).
+    #[serde(default)]
+    pub active_leasequery: ActiveSection,
     /// Address pools.
     #[serde(default, rename = "subnet")]
     pub subnets: Vec<SubnetConfig>,
@@ -179,6 +182,50 @@ fn default_data_timeout() -> u64 {
 }
 fn default_max_frame() -> usize {
     leasewire_proto::framing::DEFAULT_MAX_FRAME
+}
+
+/// `[active-leasequery]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ActiveSection {
+    /// Turn Active Leasequery on (RFC 7724 §8.1: it must be off by default).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Run without TLS. Secure mode (TLS with mutual authentication) is the default once enabled (ALQ-8.1-4);
+    /// insecure mode needs this separate setting (ALQ-8.1-5).
+    #[serde(default)]
+    pub insecure: bool,
+    /// ACTIVE_LQ_IDLE_TIMEOUT, seconds (RFC default 60): a keep-alive after this long without sending.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u64,
+    /// ACTIVE_LQ_SEND_TIMEOUT, seconds (RFC default 120): a write blocked this long closes the connection.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout: u64,
+    /// Addresses with unsent changes a requestor may have queued before it counts as too slow and is closed.
+    #[serde(default = "default_max_backlog")]
+    pub max_backlog: usize,
+}
+
+impl Default for ActiveSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            insecure: false,
+            idle_timeout: default_idle_timeout(),
+            send_timeout: default_send_timeout(),
+            max_backlog: default_max_backlog(),
+        }
+    }
+}
+
+fn default_idle_timeout() -> u64 {
+    60
+}
+fn default_send_timeout() -> u64 {
+    120
+}
+fn default_max_backlog() -> usize {
+    65_536
 }
 
 /// `[[subnet]]`.
@@ -355,6 +402,28 @@ impl Config {
                 "bulk-leasequery.data-timeout = {} is below BULK_LQ_DATA_TIMEOUT (300 s), which RFC 6926 §6.3 does not recommend",
                 b.data_timeout
             ));
+        }
+        let a = &raw.active_leasequery;
+        if a.enabled && !a.insecure {
+            return err(
+                "active-leasequery.insecure".into(),
+                text,
+                None,
+                "secure mode (DHCPTLS with mutual TLS) is the default once Active Leasequery is enabled and is not available in this version; set insecure = true to run it without TLS on a trusted network",
+            );
+        }
+        if a.enabled && raw.bulk_leasequery.allow.is_empty() {
+            return err(
+                "active-leasequery.enabled".into(),
+                text,
+                None,
+                "Active Leasequery uses the bulk-leasequery listener: set bulk-leasequery.allow",
+            );
+        }
+        for (key, value, default) in [("idle-timeout", a.idle_timeout, 60), ("send-timeout", a.send_timeout, 120)] {
+            if value < default {
+                warnings.push(format!("active-leasequery.{key} = {value} is below the RFC 7724 default ({default} s), which §5.3 says should not be used"));
+            }
         }
         if b.max_connections == 0 || b.max_queries_per_connection == 0 {
             return err(
@@ -631,6 +700,16 @@ impl Validated {
                 b.data_timeout
             );
         }
+        let a = &self.raw.active_leasequery;
+        if a.enabled {
+            let _ = writeln!(
+                out,
+                "active leasequery ON, insecure mode (no TLS), keep-alive {} s, send timeout {} s, backlog {} addresses",
+                a.idle_timeout, a.send_timeout, a.max_backlog
+            );
+        } else {
+            let _ = writeln!(out, "active leasequery off");
+        }
         for w in &self.warnings {
             let _ = writeln!(out, "warning: {w}");
         }
@@ -694,6 +773,22 @@ hw-address = "02:00:00:00:00:05"
 
         let e = Config::parse(&GOOD.replace("hw-address = \"02:00:00:00:00:05\"", "hw-address = \"zz\"")).unwrap_err();
         assert_eq!(e.key, "subnet[0].reservation[0].hw-address");
+    }
+
+    #[test]
+    fn alq_8_1_active_leasequery_off_by_default_and_insecure_needs_its_own_setting() {
+        let v = Config::parse(GOOD).unwrap();
+        assert!(!v.raw.active_leasequery.enabled);
+        let bulk = "[bulk-leasequery]\nallow = [\"10.0.0.0/24\"]\n";
+        let e = Config::parse(&format!("{GOOD}{bulk}[active-leasequery]\nenabled = true\n")).unwrap_err();
+        assert_eq!(e.key, "active-leasequery.insecure");
+        let v = Config::parse(&format!(
+            "{GOOD}{bulk}[active-leasequery]\nenabled = true\ninsecure = true\nidle-timeout = 30\n"
+        ))
+        .unwrap();
+        assert!(v.raw.active_leasequery.enabled);
+        assert!(v.warnings.iter().any(|w| w.contains("idle-timeout = 30")), "ALQ-5.3-4: {:?}", v.warnings);
+        assert!(v.summary().contains("active leasequery ON, insecure mode"));
     }
 
     #[test]

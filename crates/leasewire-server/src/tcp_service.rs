@@ -3,10 +3,12 @@
 
 use crate::config::Validated;
 use crate::dhcp_service::unix_now;
+use crate::feed::ChangeFeed;
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use ipnet::Ipv4Net;
 use leasewire_proto::lq_reply::ReplyPolicy;
+use leasewire_proto::session::active::{ActiveConfig, ChangesFetch};
 use leasewire_proto::session::bulk_query::BulkKey;
 use leasewire_proto::session::server::{CloseReason, Fetch, Output, ServerConfig, ServerSession};
 use leasewire_store::{LeaseStore, ScanFilter, ScanKey};
@@ -23,7 +25,6 @@ use tokio::sync::{Semaphore, watch};
 struct Limits {
     allow: Vec<Ipv4Net>,
     per_requestor: usize,
-    data_timeout: Duration,
 }
 
 /// The Leasequery TCP service.
@@ -31,6 +32,7 @@ pub struct TcpService {
     session: ServerConfig,
     limits: Limits,
     store: Arc<dyn LeaseStore>,
+    feed: ChangeFeed,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
     per_requestor: Mutex<HashMap<IpAddr, usize>>,
@@ -49,6 +51,7 @@ impl TcpService {
     pub async fn start(
         config: &Validated,
         store: Arc<dyn LeaseStore>,
+        feed: ChangeFeed,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<(Vec<SocketAddr>, tokio::task::JoinHandle<()>)> {
@@ -76,13 +79,18 @@ impl TcpService {
                 page_size: 1000,
                 configured: Arc::from(merge_ranges(configured)),
                 available_since: store.history_horizon().unwrap_or(0),
+                active: config.raw.active_leasequery.enabled.then(|| {
+                    let a = &config.raw.active_leasequery;
+                    ActiveConfig {
+                        idle_timeout: Duration::from_secs(a.idle_timeout),
+                        send_timeout: Duration::from_secs(a.send_timeout),
+                        max_backlog: a.max_backlog,
+                    }
+                }),
             },
-            limits: Limits {
-                allow: config.bulk_allow.clone(),
-                per_requestor: b.max_connections_per_requestor,
-                data_timeout: Duration::from_secs(b.data_timeout),
-            },
+            limits: Limits { allow: config.bulk_allow.clone(), per_requestor: b.max_connections_per_requestor },
             store,
+            feed,
             metrics,
             slots: Arc::new(Semaphore::new(b.max_connections)),
             per_requestor: Mutex::new(HashMap::new()),
@@ -181,11 +189,17 @@ impl TcpService {
         let mut s = ServerSession::new(self.session.clone(), tokio::time::Instant::now().into_std());
         let mut buf = vec![0u8; 16 * 1024];
         let mut shutting_down = *shutdown.borrow();
+        // Subscribed the moment the Active query is accepted, before its catch-up scan, so no change falls
+        // between the scan and the live stream (duplicates are harmless, gaps are not).
+        let mut live: Option<tokio::sync::broadcast::Receiver<Arc<leasewire_store::BindingChange>>> = None;
         if shutting_down {
             s.shutdown();
         }
         loop {
             while let Some(out) = s.poll_output(unix_now()) {
+                if live.is_none() && s.is_active() {
+                    live = Some(self.feed.subscribe());
+                }
                 // A shutdown is noticed between writes too, not only while waiting for input: a long answer
                 // must end with QueryTerminated rather than run to completion (BLQ-8.5-4).
                 if !shutting_down && *shutdown.borrow() {
@@ -194,18 +208,21 @@ impl TcpService {
                 }
                 match out {
                     Output::Transmit(bytes) => {
-                        // BLQ-8.2-1: blocked longer than the data timeout while sending: give up.
-                        match tokio::time::timeout(self.limits.data_timeout, wr.write_all(&bytes)).await {
+                        // BLQ-8.2-1 / ALQ-8.2-1: blocked longer than the data (bulk) or send (active) timeout
+                        // while sending: give up.
+                        match tokio::time::timeout(s.write_timeout(), wr.write_all(&bytes)).await {
                             Ok(Ok(())) => s.transmitted(bytes.len(), tokio::time::Instant::now().into_std()),
                             Ok(Err(_)) => s.peer_closed(),
-                            Err(_) => {
-                                s.handle_timeout(tokio::time::Instant::now().into_std() + self.limits.data_timeout)
-                            }
+                            Err(_) => s.write_blocked(),
                         }
                     }
                     Output::Fetch(f) => {
                         let page = self.fetch(f.clone()).await;
                         s.page(f.xid, page);
+                    }
+                    Output::FetchChanges(f) => {
+                        let page = self.fetch_changes(f).await;
+                        s.changes_page(page);
                     }
                     Output::Close(reason) => {
                         match &reason {
@@ -225,6 +242,9 @@ impl TcpService {
                     }
                 }
             }
+            if live.is_none() && s.is_active() {
+                live = Some(self.feed.subscribe());
+            }
             let deadline = s.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 r = rd.read(&mut buf), if s.wants_read() => match r {
@@ -232,12 +252,30 @@ impl TcpService {
                     Ok(n) => s.receive(&buf[..n], tokio::time::Instant::now().into_std()),
                 },
                 _ = sleep_until(deadline) => s.handle_timeout(tokio::time::Instant::now().into_std()),
+                r = next_change(&mut live) => match r {
+                    Ok(change) => s.live(&change),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => s.lagged(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => live = None,
+                },
                 _ = stopped(&mut shutdown), if !shutting_down => {
                     shutting_down = true;
                     s.shutdown();
                 }
             }
         }
+    }
+
+    /// A catch-up page, then whether the history still reaches back to query-start-time (checked after the
+    /// read, so a horizon that moved during the read is noticed).
+    async fn fetch_changes(&self, f: ChangesFetch) -> Result<(Vec<leasewire_store::BindingChange>, bool), String> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let page = store.changed_since(f.since, f.after_seq, f.limit).map_err(|e| e.to_string())?;
+            let coverable = store.can_catch_up_from(f.since).map_err(|e| e.to_string())?;
+            Ok((page, coverable))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
     }
 
     async fn fetch(&self, f: Fetch) -> Result<Vec<leasewire_store::BindingChange>, String> {
@@ -263,6 +301,16 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// The next live change, or never when not subscribed.
+async fn next_change(
+    rx: &mut Option<tokio::sync::broadcast::Receiver<Arc<leasewire_store::BindingChange>>>,
+) -> Result<Arc<leasewire_store::BindingChange>, tokio::sync::broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -276,7 +324,9 @@ fn close_label(r: &CloseReason) -> &'static str {
         CloseReason::BadInput(_) => "bulk_bad_input",
         CloseReason::Timeout => "bulk_data_timeout",
         CloseReason::StoreFailed => "bulk_store_failed",
-        CloseReason::PeerClosed | CloseReason::Shutdown => "bulk_closed",
+        CloseReason::PeerClosed | CloseReason::Shutdown | CloseReason::QueryTerminated => "bulk_closed",
+        CloseReason::SlowRequestor => "active_slow_requestor",
+        CloseReason::ActiveRefused => "active_refused",
     }
 }
 

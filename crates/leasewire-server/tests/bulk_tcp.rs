@@ -47,7 +47,10 @@ pools = [{{ start = "10.0.0.1", end = "{pool_end}" }}]
     store.commit(1_800_000_000, vec![b]).wait().unwrap();
     let store: Arc<dyn LeaseStore> = Arc::new(store);
     let (stop, rx) = watch::channel(false);
-    let (addrs, done) = TcpService::start(&config, store, Arc::new(Metrics::new()), rx).await.unwrap();
+    let (addrs, done) =
+        TcpService::start(&config, store, leasewire_server::feed::ChangeFeed::default(), Arc::new(Metrics::new()), rx)
+            .await
+            .unwrap();
     Listener { addr: addrs[0], stop, done, _dir: dir }
 }
 
@@ -169,7 +172,10 @@ async fn rfc6926_9_per_requestor_limit_and_allow_list() {
         let store: Arc<dyn LeaseStore> =
             Arc::new(SqliteStore::open(l._dir.path().join("m.db"), OpenOptions::new(1)).unwrap());
         let (stop, rx) = watch::channel(false);
-        let (addrs, done) = TcpService::start(&cfg, store, Arc::new(Metrics::new()), rx).await.unwrap();
+        let (addrs, done) =
+            TcpService::start(&cfg, store, leasewire_server::feed::ChangeFeed::default(), Arc::new(Metrics::new()), rx)
+                .await
+                .unwrap();
         l.addr = addrs[0];
         l.stop = stop;
         l.done = done;

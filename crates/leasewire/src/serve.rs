@@ -40,9 +40,10 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
+        let feed = ChangeFeed::default();
         let (running, done) =
-            DhcpService::start(&config, store.clone(), ChangeFeed::default(), metrics.clone(), stop_rx.clone()).await?;
-        let (tcp_addrs, tcp_done) = TcpService::start(&config, store.clone(), metrics, stop_rx).await?;
+            DhcpService::start(&config, store.clone(), feed.clone(), metrics.clone(), stop_rx.clone()).await?;
+        let (tcp_addrs, tcp_done) = TcpService::start(&config, store.clone(), feed, metrics, stop_rx).await?;
         if !tcp_addrs.is_empty() {
             tracing::info!(addrs = ?tcp_addrs, "serving bulk leasequery");
         }

@@ -9,6 +9,7 @@
 //! reads at most `max_queries` queries ahead (BLQ-8.4-1), so memory per connection is bounded whatever the
 //! size of the result or the speed of the peer.
 
+use super::active::{self, Active, ActiveConfig, CatchUp, ChangesFetch};
 use super::bulk_query::{BulkKey, BulkQuery, VpnScope};
 use crate::framing::{FrameDecoder, encode_frame};
 use crate::lq_reply::{DEFAULT_PRL, ReplyPolicy, binding_reply, done, status_message};
@@ -38,6 +39,9 @@ pub struct ServerConfig {
     pub configured: Arc<[(u32, u32)]>,
     /// start-time-of-state reported for configured addresses that were never leased.
     pub available_since: u32,
+    /// Active Leasequery settings; `None` when it is not enabled (then DHCPACTIVELEASEQUERY closes the
+    /// connection like any message this server does not support, ALQ-8.1-2).
+    pub active: Option<ActiveConfig>,
 }
 
 /// What a store fetch asks for: one page in address order after `after`.
@@ -64,6 +68,9 @@ pub enum Output {
     Transmit(Vec<u8>),
     /// Run this store scan and hand the page back with [`ServerSession::page`].
     Fetch(Fetch),
+    /// Run `changed_since` (and check the history horizon) and hand it back with
+    /// [`ServerSession::changes_page`].
+    FetchChanges(ChangesFetch),
     /// Close the connection (gracefully: RFC 6926 §8.5).
     Close(CloseReason),
 }
@@ -83,6 +90,13 @@ pub enum CloseReason {
     Shutdown,
     /// The store failed (BLQ-8.5-4).
     StoreFailed,
+    /// An Active Leasequery requestor fell too far behind the live changes (RFC 7724 §6: it recovers by
+    /// catch-up on a new connection).
+    SlowRequestor,
+    /// A DHCPACTIVELEASEQUERY was refused (malformed, or not allowed on this connection): ALQ-8.2-2.
+    ActiveRefused,
+    /// The Active Leasequery was ended with QueryTerminated (ALQ-7.4-12: the last message).
+    QueryTerminated,
 }
 
 /// One query being answered.
@@ -114,6 +128,12 @@ pub struct ServerSession {
     last_progress: Instant,
     closing: Option<CloseReason>,
     closed: bool,
+    active: Option<Active>,
+    /// When anything was last sent on an Active Leasequery connection (keep-alive timer).
+    last_sent: Instant,
+    keepalive_due: bool,
+    /// The latest base-time seen by `poll_output` (used for the QueryTerminated at shutdown).
+    clock: u32,
 }
 
 impl ServerSession {
@@ -129,7 +149,93 @@ impl ServerSession {
             last_progress: now,
             closing: None,
             closed: false,
+            active: None,
+            last_sent: now,
+            keepalive_due: false,
+            clock: 0,
         }
+    }
+
+    /// Whether an Active Leasequery runs on this connection (the driver then feeds it live changes).
+    pub fn is_active(&self) -> bool {
+        self.active.is_some()
+    }
+
+    /// How long one write may block before the connection is given up: ACTIVE_LQ_SEND_TIMEOUT on an Active
+    /// Leasequery connection (ALQ-8.2-1), BULK_LQ_DATA_TIMEOUT otherwise (BLQ-8.2-1).
+    pub fn write_timeout(&self) -> Duration {
+        match (&self.active, &self.cfg.active) {
+            (Some(_), Some(a)) => a.send_timeout,
+            _ => self.cfg.data_timeout,
+        }
+    }
+
+    /// A change was committed (from the change feed, in commit order). Queued, latest state per address.
+    pub fn live(&mut self, change: &BindingChange) {
+        let max = self.cfg.active.as_ref().map_or(0, |a| a.max_backlog);
+        if let Some(a) = &mut self.active {
+            a.backlog.insert(change.binding.ip, change.binding.clone());
+            if a.backlog.len() > max {
+                self.tx.clear();
+                self.close(CloseReason::SlowRequestor);
+            }
+        }
+    }
+
+    /// The change feed dropped changes for this connection: live data is no longer exact, so close and let
+    /// the requestor catch up.
+    pub fn lagged(&mut self) {
+        if self.active.is_some() {
+            self.tx.clear();
+            self.close(CloseReason::SlowRequestor);
+        }
+    }
+
+    /// A catch-up page: the changes and whether the store's history still covers query-start-time.
+    pub fn changes_page(&mut self, page: Result<(Vec<BindingChange>, bool), String>) {
+        let limit = self.cfg.page_size;
+        let base_time = self.clock;
+        let Some(mut a) = self.active.take() else { return };
+        a.fetching = false;
+        match page {
+            Err(e) => {
+                // ALQ-8.2-2: an error while processing ends the query.
+                let m = self.stream_status(a.xid, StatusCode::QueryTerminated, &format!("lease store: {e}"));
+                self.push(&m);
+                self.close(CloseReason::StoreFailed);
+            }
+            // ALQ-7.4.1-4 / -10: the history does not reach back: DataMissing with base-time = now, then live only.
+            Ok((_, false)) => {
+                a.catch_up = CatchUp::Finished;
+                let m = self.stream_status(a.xid, StatusCode::DataMissing, "");
+                self.push(&m);
+            }
+            Ok((changes, true)) => {
+                let done = changes.len() < limit;
+                if let (CatchUp::Running { after_seq, .. }, Some(last)) = (&mut a.catch_up, changes.last()) {
+                    *after_seq = Some(last.seq);
+                }
+                for c in &changes {
+                    let m = binding_reply(&c.binding, a.xid, &a.prl, base_time, !a.sent_first, &self.cfg.policy);
+                    a.sent_first = true;
+                    self.push(&m);
+                }
+                if done {
+                    // ALQ-8.2-9: CatchUpComplete once everything since query-start-time was sent.
+                    a.catch_up = CatchUp::Finished;
+                    let m = self.stream_status(a.xid, StatusCode::CatchUpComplete, "");
+                    self.push(&m);
+                }
+            }
+        }
+        self.active = Some(a);
+    }
+
+    /// DHCPLEASEQUERYSTATUS for the Active stream, with base-time (ALQ-7.4-11, ALQ-7.4.1-4).
+    fn stream_status(&self, xid: u32, status: StatusCode, text: &str) -> Message<'static> {
+        let mut m = status_message(MessageType::LeaseQueryStatus, xid, Some((status, text)), None);
+        m.options.set_u32(crate::options::code::BASE_TIME, self.clock);
+        m
     }
 
     /// Bytes arrived from the peer.
@@ -149,6 +255,7 @@ impl ServerSession {
     pub fn transmitted(&mut self, n: usize, now: Instant) {
         if n > 0 {
             self.last_progress = now;
+            self.last_sent = now;
         }
     }
 
@@ -164,19 +271,45 @@ impl ServerSession {
 
     /// When [`ServerSession::handle_timeout`] should be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.closed).then(|| self.last_progress + self.cfg.data_timeout)
+        let data = self.last_progress + self.cfg.data_timeout;
+        let keepalive = match (&self.active, &self.cfg.active) {
+            (Some(_), Some(a)) => Some(self.last_sent + a.idle_timeout),
+            _ => None,
+        };
+        (!self.closed).then(|| keepalive.map_or(data, |k| k.min(data)))
     }
 
     /// Time passed: close after BULK_LQ_DATA_TIMEOUT without progress (BLQ-8.1-5, BLQ-8.2-1, BLQ-8.5-2).
     pub fn handle_timeout(&mut self, now: Instant) {
+        // ALQ-7.4-2: nothing sent for ACTIVE_LQ_IDLE_TIMEOUT: ConnectionActive. It counts as sending, so an
+        // idle Active connection never reaches the data timeout while the requestor reads.
+        if let (Some(_), Some(a)) = (&self.active, &self.cfg.active)
+            && now >= self.last_sent + a.idle_timeout
+        {
+            self.keepalive_due = true;
+            self.last_sent = now;
+            return;
+        }
         if now >= self.last_progress + self.cfg.data_timeout {
             self.tx.clear();
             self.close(CloseReason::Timeout);
         }
     }
 
+    /// A write stayed blocked past [`ServerSession::write_timeout`]: give up on the connection (BLQ-8.2-1,
+    /// ALQ-8.2-1). Nothing more can be sent on it.
+    pub fn write_blocked(&mut self) {
+        self.tx.clear();
+        self.close(CloseReason::Timeout);
+    }
+
     /// The server is shutting down: end every running query with QueryTerminated (BLQ-8.5-4), then close.
     pub fn shutdown(&mut self) {
+        if let Some(a) = self.active.take() {
+            // ALQ-7.4-11/12: QueryTerminated with base-time, the last message on the connection.
+            let m = self.stream_status(a.xid, StatusCode::QueryTerminated, "server shutting down");
+            self.push(&m);
+        }
         for r in std::mem::take(&mut self.queries) {
             self.push(&done(r.q.xid, Some((StatusCode::QueryTerminated, "server shutting down")), None));
         }
@@ -211,6 +344,7 @@ impl ServerSession {
         if self.closed {
             return None;
         }
+        self.clock = base_time;
         if !self.tx.is_empty() {
             return Some(Output::Transmit(std::mem::take(&mut self.tx)));
         }
@@ -221,6 +355,9 @@ impl ServerSession {
         self.read_queries();
         if self.closing.is_some() || !self.tx.is_empty() {
             return self.poll_output(base_time);
+        }
+        if let Some(out) = self.active_step(base_time) {
+            return Some(out);
         }
         // Round-robin: the front query does one step, then goes to the back (BLQ-7.7-3: no query waits for
         // another to finish).
@@ -244,6 +381,33 @@ impl ServerSession {
             }
         }
         None
+    }
+
+    /// One step of the Active stream: a due keep-alive, then queued live changes, then the next catch-up page.
+    fn active_step(&mut self, base_time: u32) -> Option<Output> {
+        let mut a = self.active.take()?;
+        if std::mem::take(&mut self.keepalive_due) {
+            let m = self.stream_status(a.xid, StatusCode::ConnectionActive, "");
+            self.push(&m);
+        }
+        for _ in 0..self.cfg.page_size {
+            let Some((_, b)) = a.backlog.pop_first() else { break };
+            let m = binding_reply(&b, a.xid, &a.prl, base_time, !a.sent_first, &self.cfg.policy);
+            a.sent_first = true;
+            self.push(&m);
+        }
+        let fetch = match &a.catch_up {
+            CatchUp::Running { since, after_seq } if !a.fetching && self.tx.is_empty() => {
+                a.fetching = true;
+                Some(ChangesFetch { since: *since, after_seq: *after_seq, limit: self.cfg.page_size })
+            }
+            _ => None,
+        };
+        self.active = Some(a);
+        if !self.tx.is_empty() {
+            return Some(Output::Transmit(std::mem::take(&mut self.tx)));
+        }
+        fetch.map(Output::FetchChanges)
     }
 
     fn step(&mut self, r: &mut Running, base_time: u32) -> Step {
@@ -346,8 +510,55 @@ impl ServerSession {
         self.rx.drain(..used);
     }
 
+    fn start_active(&mut self, m: &Message<'_>) {
+        // ALQ-8.3-1: one query per Active connection, and none beside bulk queries.
+        if self.active.is_some() || !self.queries.is_empty() {
+            let mut s = status_message(
+                MessageType::LeaseQueryStatus,
+                m.xid,
+                Some((StatusCode::NotAllowed, "another query runs on this connection")),
+                None,
+            );
+            s.options.set_u32(crate::options::code::BASE_TIME, self.clock);
+            self.push(&s);
+            self.close(CloseReason::ActiveRefused);
+            return;
+        }
+        match active::validate(m) {
+            Err((status, text)) => {
+                let mut s = status_message(MessageType::LeaseQueryStatus, m.xid, Some((status, text)), None);
+                s.options.set_u32(crate::options::code::BASE_TIME, self.clock);
+                self.push(&s);
+                self.close(CloseReason::ActiveRefused);
+            }
+            Ok(start) => {
+                let mut prl = m.options.parameter_request_list().map_or_else(|| DEFAULT_PRL.to_vec(), <[u8]>::to_vec);
+                if !prl.contains(&crate::options::code::BASE_TIME) {
+                    prl.insert(0, crate::options::code::BASE_TIME);
+                }
+                let catch_up = match start {
+                    Some(since) => CatchUp::Running { since, after_seq: None },
+                    None => CatchUp::NotRequested,
+                };
+                self.active = Some(Active {
+                    xid: m.xid,
+                    prl,
+                    catch_up,
+                    backlog: Default::default(),
+                    fetching: false,
+                    sent_first: false,
+                });
+            }
+        }
+    }
+
     fn handle_message(&mut self, m: &Message<'_>) {
         match m.message_type() {
+            Some(MessageType::BulkLeaseQuery) if self.active.is_some() => {
+                // ALQ-8.3-1: nothing else runs on an Active Leasequery connection.
+                let status = Some((StatusCode::NotAllowed, "an active leasequery runs on this connection"));
+                self.push(&done(m.xid, status, Some(self.cfg.policy.server_id)));
+            }
             Some(MessageType::BulkLeaseQuery) => match BulkQuery::parse(m) {
                 _ if self.queries.iter().any(|r| r.q.xid == m.xid) => {
                     self.push(&done(
@@ -372,6 +583,7 @@ impl ServerSession {
                 }
                 Err((status, text)) => self.push(&done(m.xid, Some((status, text)), Some(self.cfg.policy.server_id))),
             },
+            Some(MessageType::ActiveLeaseQuery) if self.cfg.active.is_some() => self.start_active(m),
             // Until Active Leasequery is configured, TLS is refused (RFC 7724 §8.1: the server answers
             // DHCPTLS with TLSConnectionRefused when it cannot do TLS).
             Some(MessageType::Tls) => {

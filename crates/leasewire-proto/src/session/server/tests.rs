@@ -4,6 +4,7 @@
 use super::*;
 use crate::framing::encode_frame;
 use crate::options::code;
+use crate::session::active::{ACTIVE_LQ_IDLE_TIMEOUT, ACTIVE_LQ_SEND_TIMEOUT};
 use crate::{DataSource, Op, RelayAgentInfoBuilder};
 
 const T0: u32 = 1_800_000_000;
@@ -21,6 +22,7 @@ fn cfg(page_size: usize, max_queries: usize) -> ServerConfig {
         page_size,
         configured: Arc::from(vec![(u32::from(ip(1)), u32::from(ip(10)))]),
         available_since: T0 - 1000,
+        active: None,
     }
 }
 
@@ -110,6 +112,7 @@ fn drive(s: &mut ServerSession, store: &FakeStore) -> Run {
                 s.page(f.xid, Ok(page));
             }
             Output::Close(r) => run.closed = Some(r),
+            Output::FetchChanges(_) => panic!("no catch-up without an active query"),
         }
     }
     run
@@ -406,6 +409,7 @@ fn output_is_produced_a_page_at_a_time() {
             }
             Output::Fetch(f) => s.page(f.xid, Ok(vec![])),
             Output::Close(_) => break,
+            Output::FetchChanges(_) => unreachable!(),
         }
     }
     assert!(biggest < 2 * 400, "one step holds at most page_size messages: {biggest}");
@@ -419,4 +423,268 @@ fn data_source_remote_is_reported() {
     let run = ask(&query(1), &store, 10);
     let m = run.replies.iter().find(|m| m.ciaddr == ip(3)).unwrap();
     assert_eq!(m.options.data_source(), Some(DataSource::REMOTE));
+}
+
+// ---- Active Leasequery (RFC 7724 §7.4, §8.2), insecure mode -------------------------------------------
+
+fn active_cfg(max_backlog: usize) -> ServerConfig {
+    let mut c = cfg(100, 4);
+    c.active = Some(ActiveConfig { max_backlog, ..ActiveConfig::default() });
+    c
+}
+
+fn active_query(xid: u32) -> Message<'static> {
+    let mut q = Message::new(Op::BootRequest);
+    q.xid = xid;
+    q.options.set_message_type(MessageType::ActiveLeaseQuery);
+    q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156]);
+    q
+}
+
+fn change(last: u8, state: DhcpState, seq: u64) -> BindingChange {
+    let mut c = binding(last, state, last, T0 - 1);
+    c.seq = seq;
+    c
+}
+
+/// Drive with catch-up pages served from `pages` (each: changes, still coverable).
+fn drive_active(s: &mut ServerSession, pages: &mut Vec<(Vec<BindingChange>, bool)>) -> Run {
+    let mut run = Run { replies: Vec::new(), closed: None, fetches: Vec::new() };
+    let d = FrameDecoder::new(65535);
+    while let Some(out) = s.poll_output(T0) {
+        match out {
+            Output::Transmit(bytes) => {
+                let mut rest = &bytes[..];
+                while let Some((body, n)) = d.decode(rest).unwrap() {
+                    let owned: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
+                    run.replies.push(Message::decode(owned).unwrap());
+                    rest = &rest[n..];
+                }
+            }
+            Output::FetchChanges(f) => {
+                assert_eq!(f.since, T0 - 600);
+                let page = if pages.is_empty() { (vec![], true) } else { pages.remove(0) };
+                s.changes_page(Ok(page));
+            }
+            Output::Fetch(_) => panic!("no scans on an active connection"),
+            Output::Close(r) => run.closed = Some(r),
+        }
+    }
+    run
+}
+
+fn status_of(m: &Message<'_>) -> Option<StatusCode> {
+    (m.message_type() == Some(MessageType::LeaseQueryStatus)).then(|| m.options.status_code()).flatten()
+}
+
+#[test]
+fn alq_8_1_2_active_leasequery_is_off_unless_configured() {
+    let run = ask(&active_query(1), &FakeStore::standard(), 10);
+    assert!(run.replies.is_empty());
+    assert_eq!(run.closed, Some(CloseReason::ForbiddenMessage(MessageType::ActiveLeaseQuery)));
+}
+
+#[test]
+fn alq_7_3_2_and_8_2_6_malformed_active_queries_are_refused_and_closed() {
+    let now = Instant::now();
+    type Edit = Box<dyn Fn(&mut Message<'static>)>;
+    let variants: Vec<Edit> = vec![
+        Box::new(|q| q.ciaddr = ip(3)),
+        Box::new(|q| q.set_hardware_address(1, &[2, 0, 0, 0, 0, 3])),
+        Box::new(|q| q.options.set(code::CLIENT_IDENTIFIER, vec![1, 3])),
+        Box::new(|q| q.options.set_u32(code::QUERY_END_TIME, T0)),
+    ];
+    for v in variants {
+        let mut q = active_query(7);
+        v(&mut q);
+        let mut s = ServerSession::new(active_cfg(100), now);
+        s.receive(&frame(&q), now);
+        let run = drive_active(&mut s, &mut vec![]);
+        assert_eq!(run.replies.len(), 1);
+        assert_eq!(status_of(&run.replies[0]), Some(StatusCode::MalformedQuery));
+        assert_eq!(run.replies[0].xid, 7);
+        assert_eq!(run.closed, Some(CloseReason::ActiveRefused));
+    }
+}
+
+#[test]
+fn alq_7_4_live_changes_are_sent_with_the_query_xid_and_base_time() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    s.receive(&frame(&active_query(9)), now);
+    assert!(drive_active(&mut s, &mut vec![]).replies.is_empty(), "no query-start-time: nothing until a change");
+    assert!(s.is_active());
+    s.live(&change(3, DhcpState::Active, 10));
+    s.live(&change(4, DhcpState::Released, 11));
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(run.replies.len(), 2);
+    for m in &run.replies {
+        assert_eq!(m.xid, 9, "ALQ-7.1-3");
+        assert_eq!(m.options.base_time(), Some(T0), "ALQ-7.3-5");
+        assert!(!m.options.contains(code::ASSOCIATED_IP), "ALQ-7.4-14");
+        assert!(!m.ciaddr.is_unspecified(), "ALQ-7.4-5");
+    }
+    assert_eq!(run.replies[0].message_type(), Some(MessageType::LeaseActive));
+    assert_eq!(run.replies[1].message_type(), Some(MessageType::LeaseUnassigned));
+    assert!(run.replies[0].options.contains(code::SERVER_IDENTIFIER));
+    assert!(!run.replies[1].options.contains(code::SERVER_IDENTIFIER));
+}
+
+#[test]
+fn alq_6_3_a_backlog_coalesces_by_address_latest_state_wins() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    s.receive(&frame(&active_query(9)), now);
+    drive_active(&mut s, &mut vec![]);
+    s.live(&change(3, DhcpState::Active, 10));
+    s.live(&change(3, DhcpState::Released, 11));
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(run.replies.len(), 1);
+    assert_eq!(run.replies[0].options.dhcp_state(), Some(Ok(DhcpState::Released)));
+}
+
+#[test]
+fn alq_7_4_1_catch_up_then_catch_up_complete_with_live_changes_interleaved() {
+    let now = Instant::now();
+    let mut c = active_cfg(100);
+    c.page_size = 2;
+    let mut s = ServerSession::new(c, now);
+    let mut q = active_query(5);
+    q.options.set_u32(code::QUERY_START_TIME, T0 - 600);
+    s.receive(&frame(&q), now);
+    // The query is read on the first poll; a change committed after that is live.
+    assert!(matches!(s.poll_output(T0), Some(Output::FetchChanges(_))));
+    s.live(&change(9, DhcpState::Active, 30));
+    s.changes_page(Ok((vec![change(3, DhcpState::Active, 1), change(4, DhcpState::Expired, 2)], true)));
+    let run = drive_active(&mut s, &mut vec![(vec![change(5, DhcpState::Active, 3)], true)]);
+    let ips: Vec<Ipv4Addr> = run.replies.iter().filter(|m| status_of(m).is_none()).map(|m| m.ciaddr).collect();
+    assert_eq!(ips, vec![ip(3), ip(4), ip(9), ip(5)], "catch-up and live interleave (ALQ-8.2-8)");
+    let last = run.replies.last().unwrap();
+    assert_eq!(status_of(last), Some(StatusCode::CatchUpComplete), "ALQ-8.2-9");
+    assert_eq!(last.options.base_time(), Some(T0));
+    assert_eq!(run.replies.iter().filter(|m| status_of(m).is_some()).count(), 1, "sent once");
+    assert!(run.closed.is_none());
+    // After catch-up, live changes keep flowing.
+    s.live(&change(6, DhcpState::Active, 31));
+    assert_eq!(drive_active(&mut s, &mut vec![]).replies[0].ciaddr, ip(6));
+}
+
+#[test]
+fn alq_7_4_1_4_data_missing_when_history_does_not_reach_back() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    let mut q = active_query(5);
+    q.options.set_u32(code::QUERY_START_TIME, T0 - 600);
+    s.receive(&frame(&q), now);
+    let run = drive_active(&mut s, &mut vec![(vec![], false)]);
+    assert_eq!(run.replies.len(), 1, "DataMissing at once, before any data");
+    assert_eq!(status_of(&run.replies[0]), Some(StatusCode::DataMissing));
+    assert_eq!(run.replies[0].options.base_time(), Some(T0), "base-time = now");
+    // Live only from here.
+    s.live(&change(3, DhcpState::Active, 40));
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(run.replies.len(), 1);
+    assert_eq!(run.replies[0].message_type(), Some(MessageType::LeaseActive));
+}
+
+#[test]
+fn alq_7_4_1_10_data_missing_when_the_horizon_passes_during_catch_up() {
+    let now = Instant::now();
+    let mut c = active_cfg(100);
+    c.page_size = 1;
+    let mut s = ServerSession::new(c, now);
+    let mut q = active_query(5);
+    q.options.set_u32(code::QUERY_START_TIME, T0 - 600);
+    s.receive(&frame(&q), now);
+    let run = drive_active(&mut s, &mut vec![(vec![change(3, DhcpState::Active, 1)], true), (vec![], false)]);
+    let statuses: Vec<StatusCode> = run.replies.iter().filter_map(status_of).collect();
+    assert_eq!(statuses, vec![StatusCode::DataMissing]);
+    assert_eq!(run.replies.len(), 2);
+}
+
+#[test]
+fn alq_7_4_2_connection_active_after_the_idle_timeout_only() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), t0);
+    s.receive(&frame(&active_query(9)), t0);
+    drive_active(&mut s, &mut vec![]);
+    assert_eq!(s.poll_timeout(), Some(t0 + ACTIVE_LQ_IDLE_TIMEOUT));
+    s.handle_timeout(t0 + Duration::from_secs(59));
+    assert!(drive_active(&mut s, &mut vec![]).replies.is_empty());
+    s.handle_timeout(t0 + Duration::from_secs(60));
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(run.replies.len(), 1);
+    assert_eq!(status_of(&run.replies[0]), Some(StatusCode::ConnectionActive));
+    assert_eq!(run.replies[0].xid, 9);
+    // Sending data resets the idle timer.
+    s.transmitted(100, t0 + Duration::from_secs(90));
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(150)));
+    // An idle Active connection whose requestor reads is never closed by the data timeout: keep-alives are
+    // progress.
+    for k in 1..=10u64 {
+        let t = t0 + Duration::from_secs(90 + 60 * k);
+        s.handle_timeout(t);
+        assert!(drive_active(&mut s, &mut vec![]).closed.is_none());
+        s.transmitted(50, t);
+    }
+}
+
+#[test]
+fn alq_8_2_1_write_timeout_is_the_send_timeout_on_active_connections() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    assert_eq!(s.write_timeout(), BULK_LQ_DATA_TIMEOUT);
+    s.receive(&frame(&active_query(9)), now);
+    drive_active(&mut s, &mut vec![]);
+    assert_eq!(s.write_timeout(), ACTIVE_LQ_SEND_TIMEOUT);
+}
+
+#[test]
+fn a_requestor_that_falls_behind_is_closed() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(3), now);
+    s.receive(&frame(&active_query(9)), now);
+    drive_active(&mut s, &mut vec![]);
+    for i in 10..14 {
+        s.live(&change(i, DhcpState::Active, i as u64));
+    }
+    assert_eq!(drive_active(&mut s, &mut vec![]).closed, Some(CloseReason::SlowRequestor));
+    let mut s = ServerSession::new(active_cfg(3), now);
+    s.receive(&frame(&active_query(9)), now);
+    drive_active(&mut s, &mut vec![]);
+    s.lagged();
+    assert_eq!(drive_active(&mut s, &mut vec![]).closed, Some(CloseReason::SlowRequestor));
+}
+
+#[test]
+fn alq_7_4_12_shutdown_sends_query_terminated_last_then_closes() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    s.receive(&frame(&active_query(9)), now);
+    drive_active(&mut s, &mut vec![]);
+    s.live(&change(3, DhcpState::Active, 10));
+    s.shutdown();
+    let run = drive_active(&mut s, &mut vec![]);
+    let last = run.replies.last().unwrap();
+    assert_eq!(status_of(last), Some(StatusCode::QueryTerminated));
+    assert_eq!(last.options.base_time(), Some(T0), "ALQ-7.4-11");
+    assert_eq!(run.closed, Some(CloseReason::Shutdown));
+}
+
+#[test]
+fn alq_8_3_1_nothing_else_runs_on_an_active_connection() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    let mut bytes = frame(&active_query(9));
+    bytes.extend(frame(&query(10)));
+    s.receive(&bytes, now);
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(run.replies.len(), 1);
+    assert_eq!(run.replies[0].message_type(), Some(MessageType::LeaseQueryDone));
+    assert_eq!(run.replies[0].options.status_code(), Some(StatusCode::NotAllowed));
+    assert!(run.closed.is_none(), "the active query goes on");
+    s.receive(&frame(&active_query(11)), now);
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(status_of(&run.replies[0]), Some(StatusCode::NotAllowed));
+    assert_eq!(run.closed, Some(CloseReason::ActiveRefused));
 }

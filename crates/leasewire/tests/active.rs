@@ -1,0 +1,136 @@
+//! Active Leasequery (RFC 7724, insecure mode) end to end: `leasewire serve` streams the bindings its DHCP
+//! engine commits to a requestor on TCP, with catch-up, DataMissing and QueryTerminated at shutdown.
+
+mod support;
+
+use leasewire_proto::framing::{FrameDecoder, encode_frame};
+use leasewire_proto::options::code;
+use leasewire_proto::{DhcpState, Message, MessageType, Op, StatusCode};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::time::Duration;
+use support::relay::Relay;
+use support::{Server, free_udp_port};
+
+struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn open(port: u16, xid: u32, start: Option<u32>) -> Self {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut q = Message::new(Op::BootRequest);
+        q.xid = xid;
+        q.options.set_message_type(MessageType::ActiveLeaseQuery);
+        q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156, 82]);
+        if let Some(t) = start {
+            q.options.set_u32(code::QUERY_START_TIME, t);
+        }
+        let mut b = Vec::new();
+        encode_frame(&q, &mut b).unwrap();
+        s.write_all(&b).unwrap();
+        Self { s, buf: Vec::new() }
+    }
+
+    /// The next message, or None at end of stream.
+    fn next(&mut self) -> Option<Message<'static>> {
+        loop {
+            if let Some((body, n)) = FrameDecoder::default().decode(&self.buf).unwrap() {
+                let owned: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
+                self.buf.drain(..n);
+                return Some(Message::decode(owned).unwrap());
+            }
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+}
+
+fn status(m: &Message<'_>) -> Option<StatusCode> {
+    (m.message_type() == Some(MessageType::LeaseQueryStatus)).then(|| m.options.status_code()).flatten()
+}
+
+#[test]
+fn alq_live_stream_catch_up_data_missing_and_query_terminated() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_udp_port();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        r#"
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:{udp}"]
+data-dir = "@DATA@"
+[bulk-leasequery]
+listen = ["127.0.0.1:{tcp}"]
+allow = ["127.0.0.0/8"]
+[active-leasequery]
+enabled = true
+insecure = true
+[[subnet]]
+subnet = "127.0.0.0/8"
+pools = [{{ start = "127.1.0.0", end = "127.1.0.200" }}]
+"#
+    );
+    let server = Server::start(dir.path(), &config, None);
+    let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::LOCALHOST);
+
+    // Live: a requestor without query-start-time sees each committed change, with its xid and base-time.
+    let mut live = Conn::open(tcp, 0xa1, None);
+    std::thread::sleep(Duration::from_millis(200));
+    let ip = relay.dora([2, 0, 0, 0, 0, 1], 1, Ipv4Addr::LOCALHOST).unwrap();
+    let m = live.next().unwrap();
+    assert_eq!((m.message_type(), m.ciaddr, m.xid), (Some(MessageType::LeaseActive), ip, 0xa1));
+    let base = m.options.base_time().expect("ALQ-7.3-5: base-time in every reply");
+    assert!(m.options.relay_agent_info().is_some());
+    let mut rel = relay.request(MessageType::Release, [2, 0, 0, 0, 0, 1], 2);
+    rel.ciaddr = ip;
+    relay.send(&rel);
+    let m = live.next().unwrap();
+    assert_eq!(
+        (m.message_type(), m.options.dhcp_state()),
+        (Some(MessageType::LeaseUnassigned), Some(Ok(DhcpState::Released)))
+    );
+
+    // Catch-up: a requestor coming back with query-start-time gets what changed since, then CatchUpComplete.
+    let ip2 = relay.dora([2, 0, 0, 0, 0, 2], 3, Ipv4Addr::LOCALHOST).unwrap();
+    let _ = live.next().unwrap();
+    let mut back = Conn::open(tcp, 0xb2, Some(base));
+    let mut seen = Vec::new();
+    loop {
+        let m = back.next().unwrap();
+        assert_eq!(m.xid, 0xb2);
+        match status(&m) {
+            Some(StatusCode::CatchUpComplete) => break,
+            Some(other) => panic!("unexpected status {other}"),
+            None => seen.push((m.ciaddr, m.options.dhcp_state().unwrap().unwrap())),
+        }
+    }
+    assert!(seen.contains(&(ip, DhcpState::Released)), "{seen:?}");
+    assert!(seen.contains(&(ip2, DhcpState::Active)), "{seen:?}");
+
+    // DataMissing: a query-start-time before the store's history horizon (its creation).
+    let mut old = Conn::open(tcp, 0xc3, Some(1_000_000));
+    let m = old.next().unwrap();
+    assert_eq!(status(&m), Some(StatusCode::DataMissing), "ALQ-7.4.1-4: at once");
+    assert!(m.options.base_time().unwrap() >= base);
+
+    // Shutdown: QueryTerminated with base-time is the last message, then the connection closes.
+    let data = server.stop();
+    let _ = data;
+    for conn in [&mut live, &mut back, &mut old] {
+        let mut last = None;
+        while let Some(m) = conn.next() {
+            last = Some(m);
+        }
+        let last = last.expect("a final message");
+        assert_eq!(status(&last), Some(StatusCode::QueryTerminated), "ALQ-7.4-11/12");
+        assert!(last.options.base_time().is_some());
+    }
+}
