@@ -153,3 +153,50 @@ pub fn echo(listen: SocketAddr) -> anyhow::Result<()> {
         socket.send_to(&out, SocketAddrV4::new(q.giaddr, port))?;
     }
 }
+
+/// Open an Active Leasequery with query-start-time `since` and time the catch-up: bindings until
+/// CatchUpComplete (or DataMissing), and the rate.
+pub fn catch_up(server: SocketAddrV4, since: u32) -> anyhow::Result<()> {
+    use leasewire_proto::StatusCode;
+    use leasewire_proto::framing::{FrameDecoder, encode_frame};
+    use leasewire_proto::options::code;
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(server)?;
+    s.set_nodelay(true)?;
+    let mut q = Message::new(Op::BootRequest);
+    q.xid = 0xcafe;
+    q.options.set_message_type(MessageType::ActiveLeaseQuery);
+    q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156]);
+    q.options.set_u32(code::QUERY_START_TIME, since);
+    let mut out = Vec::new();
+    encode_frame(&q, &mut out)?;
+    let start = Instant::now();
+    s.write_all(&out)?;
+    let (mut buf, mut chunk, mut count) = (Vec::new(), vec![0u8; 1 << 16], 0u64);
+    let decoder = FrameDecoder::new(65535);
+    loop {
+        let mut used = 0;
+        while let Some((body, n)) = decoder.decode(&buf[used..])? {
+            used += n;
+            let m = Message::decode(body)?;
+            match m.options.status_code() {
+                Some(StatusCode::CatchUpComplete) | Some(StatusCode::DataMissing) => {
+                    let secs = start.elapsed().as_secs_f64();
+                    println!(
+                        "{count} bindings caught up in {secs:.3} s ({:.0}/s), ended by {}",
+                        count as f64 / secs,
+                        m.options.status_code().unwrap()
+                    );
+                    return Ok(());
+                }
+                _ => count += 1,
+            }
+        }
+        buf.drain(..used);
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            bail!("the server closed the connection after {count} bindings");
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}

@@ -166,6 +166,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         window: usize,
     },
+    /// Time an Active Leasequery catch-up from `since` (seconds since 1970, server clock).
+    CatchUp {
+        /// The server, `ADDR` or `ADDR:PORT`.
+        #[arg(long)]
+        server: String,
+        /// query-start-time.
+        #[arg(long)]
+        since: u32,
+    },
     /// Answer leasequeries instantly (measures the generator's ceiling).
     Echo {
         /// Address to listen on.
@@ -243,6 +252,7 @@ fn main() -> anyhow::Result<()> {
                 window,
             ),
             BenchCommand::Echo { listen } => bench::echo(listen),
+            BenchCommand::CatchUp { server, since } => bench::catch_up(query::parse_server(&server)?, since),
         },
         Command::Query { server, ip, mac, htype, client_id, remote_id, giaddr, json, timeout } => {
             use leasewire_requestor::leasequery::Query as Q;
