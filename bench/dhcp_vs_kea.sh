@@ -14,24 +14,10 @@ shift || true
 RATES=${*:-"4000 8000 12000 16000 20000 24000 28000"}
 BIN=${LEASEWIRE:-target/release/leasewire}
 [ -x "$BIN" ] || cargo build --release -p leasewire
-WORK=$(mktemp -d)
-S=lwbs$$ C=lwbc$$
-cleanup() {
-  for ns in $S $C; do
-    for p in $(ip netns pids $ns 2>/dev/null); do kill -9 $p 2>/dev/null || true; done
-    ip netns del $ns 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lab.sh"
 # The same socket-buffer ceiling for every server and for perfdhcp (the default 208 KiB queue overflows).
 sysctl -qw net.core.rmem_max=8388608 net.core.wmem_max=8388608 net.core.rmem_default=4194304 net.core.wmem_default=4194304
-ip netns add $S; ip netns add $C
-ip link add vs$$ type veth peer name vc$$
-ip link set vs$$ netns $S; ip link set vc$$ netns $C
-ip -n $S addr add 10.77.0.1/24 dev vs$$; ip -n $C addr add 10.77.0.2/24 dev vc$$
-for n in $S $C; do ip -n $n link set lo up; done
-ip -n $S link set vs$$ up; ip -n $C link set vc$$ up
+lab_up 10.77.0.1/24 10.77.0.2/24
 
 cat > "$WORK/leasewire.toml" <<TOML
 [server]
@@ -49,7 +35,7 @@ kea_conf() { # $1 = threads (0: single-threaded)
   [ "$1" -gt 0 ] && mt="\"multi-threading\": { \"enable-multi-threading\": true, \"thread-pool-size\": $1, \"packet-queue-size\": 64 },"
   cat > "$WORK/kea.json" <<JSON
 { "Dhcp4": {
-  "interfaces-config": { "interfaces": [ "vs$$/10.77.0.1" ], "dhcp-socket-type": "udp" },
+  "interfaces-config": { "interfaces": [ "$VS/10.77.0.1" ], "dhcp-socket-type": "udp" },
   $mt
   "lease-database": { "type": "memfile", "persist": true, "name": "$WORK/kea-leases.csv", "lfc-interval": 0 },
   "valid-lifetime": 3600,

@@ -11,22 +11,8 @@ N=100000
 BIN=${LEASEWIRE:-target/release/leasewire}
 [ -x "$BIN" ] || cargo build --release -p leasewire
 BIN=$(realpath "$BIN")
-WORK=$(mktemp -d)
-S=lwqs$$ C=lwqc$$
-cleanup() {
-  for ns in $S $C; do
-    for p in $(ip netns pids $ns 2>/dev/null); do kill -9 $p 2>/dev/null || true; done
-    ip netns del $ns 2>/dev/null || true
-  done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-ip netns add $S; ip netns add $C
-ip link add qs$$ type veth peer name qc$$
-ip link set qs$$ netns $S; ip link set qc$$ netns $C
-ip -n $S addr add 10.64.0.1/10 dev qs$$; ip -n $C addr add 10.64.0.2/10 dev qc$$
-for n in $S $C; do ip -n $n link set lo up; done
-ip -n $S link set qs$$ up; ip -n $C link set qc$$ up
+. "$(dirname "$0")/lab.sh"
+lab_up 10.64.0.1/10 10.64.0.2/10
 
 gen() { ip netns exec $C "$BIN" bench leasequery --server 10.64.0.1 --giaddr 10.64.0.2 --first 10.65.0.0 --count $N --seconds "$SECS" --window "$WINDOW"; }
 
@@ -57,7 +43,7 @@ default-lease-time 86400;
 max-lease-time 86400;
 subnet 10.64.0.0 netmask 255.192.0.0 { range 10.65.0.0 10.66.255.255; }
 CONF
-ip netns exec $S dhcpd -4 -f -q -cf "$WORK/dhcpd.conf" -lf "$WORK/dhcpd.leases" -pf "$WORK/dhcpd.pid" qs$$ >/dev/null 2>&1 & I=$!
+ip netns exec $S dhcpd -4 -f -q -cf "$WORK/dhcpd.conf" -lf "$WORK/dhcpd.leases" -pf "$WORK/dhcpd.pid" $VS >/dev/null 2>&1 & I=$!
 sleep 3
 printf 'ISC dhcpd 4.4.3:           '
 gen; kill $I; wait $I 2>/dev/null || true

@@ -91,8 +91,9 @@ struct Run {
     fetches: Vec<Fetch>,
 }
 
-/// Drive the session until it waits; decode everything it wrote.
-fn drive(s: &mut ServerSession, store: &FakeStore) -> Run {
+/// Drive the session until it waits; decode everything it wrote. Scans are served from `store`, catch-up
+/// pages from `pages` (each: changes, still coverable; empty and coverable when none are left).
+fn drive_with(s: &mut ServerSession, store: &FakeStore, pages: &mut Vec<(Vec<BindingChange>, bool)>) -> Run {
     let mut run = Run { replies: Vec::new(), closed: None, fetches: Vec::new() };
     let d = FrameDecoder::new(65535);
     while let Some(out) = s.poll_output(T0) {
@@ -111,11 +112,19 @@ fn drive(s: &mut ServerSession, store: &FakeStore) -> Run {
                 run.fetches.push(f.clone());
                 s.page(f.xid, Ok(page));
             }
+            Output::FetchChanges(f) => {
+                assert_eq!(f.since, T0 - 600);
+                let page = if pages.is_empty() { (vec![], true) } else { pages.remove(0) };
+                s.changes_page(Ok(page));
+            }
             Output::Close(r) => run.closed = Some(r),
-            Output::FetchChanges(_) => panic!("no catch-up without an active query"),
         }
     }
     run
+}
+
+fn drive(s: &mut ServerSession, store: &FakeStore) -> Run {
+    drive_with(s, store, &mut Vec::new())
 }
 
 fn ask(q: &Message<'_>, store: &FakeStore, page: usize) -> Run {
@@ -447,30 +456,8 @@ fn change(last: u8, state: DhcpState, seq: u64) -> BindingChange {
     c
 }
 
-/// Drive with catch-up pages served from `pages` (each: changes, still coverable).
 fn drive_active(s: &mut ServerSession, pages: &mut Vec<(Vec<BindingChange>, bool)>) -> Run {
-    let mut run = Run { replies: Vec::new(), closed: None, fetches: Vec::new() };
-    let d = FrameDecoder::new(65535);
-    while let Some(out) = s.poll_output(T0) {
-        match out {
-            Output::Transmit(bytes) => {
-                let mut rest = &bytes[..];
-                while let Some((body, n)) = d.decode(rest).unwrap() {
-                    let owned: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
-                    run.replies.push(Message::decode(owned).unwrap());
-                    rest = &rest[n..];
-                }
-            }
-            Output::FetchChanges(f) => {
-                assert_eq!(f.since, T0 - 600);
-                let page = if pages.is_empty() { (vec![], true) } else { pages.remove(0) };
-                s.changes_page(Ok(page));
-            }
-            Output::Fetch(_) => panic!("no scans on an active connection"),
-            Output::Close(r) => run.closed = Some(r),
-        }
-    }
-    run
+    drive_with(s, &FakeStore(Vec::new()), pages)
 }
 
 fn status_of(m: &Message<'_>) -> Option<StatusCode> {
