@@ -204,6 +204,23 @@ pub struct ActiveSection {
     /// Addresses with unsent changes a requestor may have queued before it counts as too slow and is closed.
     #[serde(default = "default_max_backlog")]
     pub max_backlog: usize,
+    /// TLS for secure mode (DHCPTLS, RFC 7724 §8.1).
+    pub tls: Option<TlsSection>,
+}
+
+/// `[active-leasequery.tls]`: PEM files and the requestors allowed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsSection {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// The CA that signs requestor certificates (mutual authentication, ALQ-8.1-16).
+    pub ca: PathBuf,
+    /// DNS names (subjectAltName) a requestor certificate must carry one of; empty: any the CA signed.
+    #[serde(default)]
+    pub allow_names: Vec<String>,
 }
 
 impl Default for ActiveSection {
@@ -214,6 +231,7 @@ impl Default for ActiveSection {
             idle_timeout: default_idle_timeout(),
             send_timeout: default_send_timeout(),
             max_backlog: default_max_backlog(),
+            tls: None,
         }
     }
 }
@@ -404,12 +422,12 @@ impl Config {
             ));
         }
         let a = &raw.active_leasequery;
-        if a.enabled && !a.insecure {
+        if a.enabled && !a.insecure && a.tls.is_none() {
             return err(
-                "active-leasequery.insecure".into(),
+                "active-leasequery.tls".into(),
                 text,
                 None,
-                "secure mode (DHCPTLS with mutual TLS) is the default once Active Leasequery is enabled and is not available in this version; set insecure = true to run it without TLS on a trusted network",
+                "secure mode (DHCPTLS with mutual TLS) is the default once Active Leasequery is enabled: give [active-leasequery.tls] cert, key and ca (`leasewire lab-certs` makes a set), or set insecure = true to run without TLS on a trusted network",
             );
         }
         if a.enabled && raw.bulk_leasequery.allow.is_empty() {
@@ -702,9 +720,14 @@ impl Validated {
         }
         let a = &self.raw.active_leasequery;
         if a.enabled {
+            let mode = match (&a.tls, a.insecure) {
+                (Some(t), false) => format!("secure mode (TLS required, client certificates from {})", t.ca.display()),
+                (Some(_), true) => "TLS offered, insecure mode allowed".to_string(),
+                (None, _) => "insecure mode (no TLS)".to_string(),
+            };
             let _ = writeln!(
                 out,
-                "active leasequery ON, insecure mode (no TLS), keep-alive {} s, send timeout {} s, backlog {} addresses",
+                "active leasequery ON, {mode}, keep-alive {} s, send timeout {} s, backlog {} addresses",
                 a.idle_timeout, a.send_timeout, a.max_backlog
             );
         } else {
@@ -781,7 +804,7 @@ hw-address = "02:00:00:00:00:05"
         assert!(!v.raw.active_leasequery.enabled);
         let bulk = "[bulk-leasequery]\nallow = [\"10.0.0.0/24\"]\n";
         let e = Config::parse(&format!("{GOOD}{bulk}[active-leasequery]\nenabled = true\n")).unwrap_err();
-        assert_eq!(e.key, "active-leasequery.insecure");
+        assert_eq!(e.key, "active-leasequery.tls", "secure mode is the default and needs TLS settings");
         let v = Config::parse(&format!(
             "{GOOD}{bulk}[active-leasequery]\nenabled = true\ninsecure = true\nidle-timeout = 30\n"
         ))

@@ -6,11 +6,12 @@ use crate::dhcp_service::unix_now;
 use crate::feed::ChangeFeed;
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
+use crate::tls::TlsSettings;
 use ipnet::Ipv4Net;
 use leasewire_proto::lq_reply::ReplyPolicy;
 use leasewire_proto::session::active::{ActiveConfig, ChangesFetch};
 use leasewire_proto::session::bulk_query::BulkKey;
-use leasewire_proto::session::server::{CloseReason, Fetch, Output, ServerConfig, ServerSession};
+use leasewire_proto::session::server::{CloseReason, Fetch, Output, ServerConfig, ServerSession, TlsPolicy};
 use leasewire_store::{LeaseStore, ScanFilter, ScanKey};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -33,6 +34,7 @@ pub struct TcpService {
     limits: Limits,
     store: Arc<dyn LeaseStore>,
     feed: ChangeFeed,
+    tls: Option<TlsSettings>,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
     per_requestor: Mutex<HashMap<IpAddr, usize>>,
@@ -66,6 +68,19 @@ impl TcpService {
         configured.sort_unstable();
         configured.dedup();
         let lq = &config.raw.leasequery;
+        let a = &config.raw.active_leasequery;
+        let tls = match (&a.tls, a.enabled) {
+            (Some(t), true) => Some(
+                TlsSettings::load(&t.cert, &t.key, &t.ca, t.allow_names.clone())
+                    .map_err(|e| std::io::Error::other(format!("active-leasequery.tls: {e}")))?,
+            ),
+            _ => None,
+        };
+        let tls_policy = match (&tls, a.insecure) {
+            (None, _) => TlsPolicy::Refuse,
+            (Some(_), true) => TlsPolicy::Offer,
+            (Some(_), false) => TlsPolicy::Require,
+        };
         let service = Arc::new(TcpService {
             session: ServerConfig {
                 policy: ReplyPolicy {
@@ -79,6 +94,7 @@ impl TcpService {
                 page_size: 1000,
                 configured: Arc::from(merge_ranges(configured)),
                 available_since: store.history_horizon().unwrap_or(0),
+                tls: tls_policy,
                 active: config.raw.active_leasequery.enabled.then(|| {
                     let a = &config.raw.active_leasequery;
                     ActiveConfig {
@@ -91,6 +107,7 @@ impl TcpService {
             limits: Limits { allow: config.bulk_allow.clone(), per_requestor: b.max_connections_per_requestor },
             store,
             feed,
+            tls,
             metrics,
             slots: Arc::new(Semaphore::new(b.max_connections)),
             per_requestor: Mutex::new(HashMap::new()),
@@ -185,7 +202,8 @@ impl TcpService {
 
     async fn connection(&self, stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let (rd, wr) = stream.into_split();
+        let mut io = Io::Plain(rd, wr);
         let mut s = ServerSession::new(self.session.clone(), tokio::time::Instant::now().into_std());
         let mut buf = vec![0u8; 16 * 1024];
         let mut shutting_down = *shutdown.borrow();
@@ -210,7 +228,7 @@ impl TcpService {
                     Output::Transmit(bytes) => {
                         // BLQ-8.2-1 / ALQ-8.2-1: blocked longer than the data (bulk) or send (active) timeout
                         // while sending: give up.
-                        match tokio::time::timeout(s.write_timeout(), wr.write_all(&bytes)).await {
+                        match tokio::time::timeout(s.write_timeout(), io.writer().write_all(&bytes)).await {
                             Ok(Ok(())) => s.transmitted(bytes.len(), tokio::time::Instant::now().into_std()),
                             Ok(Err(_)) => s.peer_closed(),
                             Err(_) => s.write_blocked(),
@@ -237,9 +255,17 @@ impl TcpService {
                                 }
                             }
                         }
-                        let _ = wr.shutdown().await;
+                        let _ = io.writer().shutdown().await;
                         return;
                     }
+                    Output::StartTls => match self.start_tls(io, peer).await {
+                        Some(upgraded) => {
+                            io = upgraded;
+                            s.tls_established();
+                        }
+                        // ALQ-8.1-17: no TLS connection, no connection.
+                        None => return,
+                    },
                 }
             }
             if live.is_none() && s.is_active() {
@@ -247,7 +273,7 @@ impl TcpService {
             }
             let deadline = s.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
-                r = rd.read(&mut buf), if s.wants_read() => match r {
+                r = io.reader().read(&mut buf), if s.wants_read() => match r {
                     Ok(0) | Err(_) => s.peer_closed(),
                     Ok(n) => s.receive(&buf[..n], tokio::time::Instant::now().into_std()),
                 },
@@ -263,6 +289,39 @@ impl TcpService {
                 }
             }
         }
+    }
+
+    /// The TLS handshake on the connection's TCP stream, then the requestor's name against the allow-list.
+    /// Failures are logged with their reason (unknown CA, expired, not allowed) and counted.
+    async fn start_tls(&self, io: Io, peer: SocketAddr) -> Option<Io> {
+        let Io::Plain(rd, wr) = io else { return None };
+        let tcp = rd.reunite(wr).ok()?;
+        let tls = self.tls.as_ref()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+        let refused = |reason: String| {
+            self.metrics.dropped("active_tls_failed");
+            if let Some(suppressed) = self.log.allow("active_tls_failed") {
+                tracing::warn!(%peer, %reason, suppressed, "TLS handshake refused");
+            }
+        };
+        let stream = match tokio::time::timeout(self.session.data_timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                refused(e.to_string());
+                return None;
+            }
+            Err(_) => {
+                refused("no handshake within the data timeout".into());
+                return None;
+            }
+        };
+        if let Err(reason) = tls.peer_allowed(stream.get_ref().1.peer_certificates()) {
+            refused(reason);
+            return None;
+        }
+        tracing::debug!(%peer, "TLS established");
+        let (r, w) = tokio::io::split(stream);
+        Some(Io::Tls(r, w))
     }
 
     /// A catch-up page, then whether the history still reaches back to query-start-time (checked after the
@@ -301,6 +360,30 @@ async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// The connection's byte stream: plain TCP, or TLS after DHCPTLS.
+enum Io {
+    Plain(tokio::net::tcp::OwnedReadHalf, tokio::net::tcp::OwnedWriteHalf),
+    Tls(tokio::io::ReadHalf<TlsStream>, tokio::io::WriteHalf<TlsStream>),
+}
+
+impl Io {
+    fn reader(&mut self) -> &mut (dyn tokio::io::AsyncRead + Unpin + Send) {
+        match self {
+            Io::Plain(r, _) => r,
+            Io::Tls(r, _) => r,
+        }
+    }
+
+    fn writer(&mut self) -> &mut (dyn tokio::io::AsyncWrite + Unpin + Send) {
+        match self {
+            Io::Plain(_, w) => w,
+            Io::Tls(_, w) => w,
+        }
+    }
+}
+
 /// The next live change, or never when not subscribed.
 async fn next_change(
     rx: &mut Option<tokio::sync::broadcast::Receiver<Arc<leasewire_store::BindingChange>>>,
@@ -327,6 +410,7 @@ fn close_label(r: &CloseReason) -> &'static str {
         CloseReason::PeerClosed | CloseReason::Shutdown | CloseReason::QueryTerminated => "bulk_closed",
         CloseReason::SlowRequestor => "active_slow_requestor",
         CloseReason::ActiveRefused => "active_refused",
+        CloseReason::TlsRequired => "active_tls_required",
     }
 }
 

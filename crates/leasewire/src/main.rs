@@ -115,6 +115,13 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Write a lab CA, a server certificate for 127.0.0.1/localhost and a requestor certificate (PEM) to try
+    /// Active Leasequery's mutual TLS (examples/lab-tls.toml reads them from ./certs). Not for production.
+    LabCerts {
+        /// Directory to write into.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+    },
     /// Load tools for benchmarks (populate a store, generate leasequery load, echo).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -238,6 +245,18 @@ fn main() -> anyhow::Result<()> {
                 bulk::Output::Table
             };
             bulk::run(server, key, since, until, mode, std::time::Duration::from_secs(timeout))
+        }
+        Command::LabCerts { out } => {
+            let f = leasewire_server::lab_certs::write(&out)?;
+            println!(
+                "wrote {} (CA), {} + {} (server, 127.0.0.1 and localhost), {} + {} (requestor, requestor.lab)",
+                f.ca.display(),
+                f.server_cert.display(),
+                f.server_key.display(),
+                f.requestor_cert.display(),
+                f.requestor_key.display()
+            );
+            Ok(())
         }
         Command::Bench(b) => match b {
             BenchCommand::Populate { data_dir, first, count, lease_time } => {

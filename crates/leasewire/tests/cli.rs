@@ -63,3 +63,26 @@ fn help_lists_the_subcommands() {
         assert!(text.contains(c), "{c} missing from --help:\n{text}");
     }
 }
+
+#[test]
+fn lab_certs_then_lab_tls_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(support::leasewire())
+        .args(["lab-certs", "--out", "certs"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("certs/server-key.pem")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "private keys are not world-readable");
+    std::fs::copy(repo().join("examples/lab-tls.toml"), dir.path().join("lab-tls.toml")).unwrap();
+    let out = Command::new(support::leasewire())
+        .args(["check-config", "lab-tls.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("active leasequery ON, secure mode (TLS required"), "{text}");
+}

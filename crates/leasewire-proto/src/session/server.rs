@@ -39,9 +39,33 @@ pub struct ServerConfig {
     pub configured: Arc<[(u32, u32)]>,
     /// start-time-of-state reported for configured addresses that were never leased.
     pub available_since: u32,
+    /// Whether DHCPTLS is refused, offered, or required before anything else (secure mode, ALQ-8.1-9/10).
+    pub tls: TlsPolicy,
     /// Active Leasequery settings; `None` when it is not enabled (then DHCPACTIVELEASEQUERY closes the
     /// connection like any message this server does not support, ALQ-8.1-2).
     pub active: Option<ActiveConfig>,
+}
+
+/// What the session does with DHCPTLS (RFC 7724 §8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsPolicy {
+    /// No TLS configured: DHCPTLS gets TLSConnectionRefused and the connection goes on in the clear.
+    #[default]
+    Refuse,
+    /// TLS configured and allowed but not required.
+    Offer,
+    /// Secure mode: the first message must be DHCPTLS; anything else closes the connection (ALQ-8.1-9).
+    Require,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsState {
+    Plain,
+    /// DHCPTLS answered; the handshake starts once the answer is written.
+    Accepted,
+    /// The driver runs the handshake.
+    Handshaking,
+    Established,
 }
 
 /// What a store fetch asks for: one page in address order after `after`.
@@ -71,6 +95,10 @@ pub enum Output {
     /// Run `changed_since` (and check the history horizon) and hand it back with
     /// [`ServerSession::changes_page`].
     FetchChanges(ChangesFetch),
+    /// Start the TLS handshake as server on the same TCP connection (everything written so far has been
+    /// taken); call [`ServerSession::tls_established`] when it succeeds, close the connection when it fails
+    /// (ALQ-8.1-17).
+    StartTls,
     /// Close the connection (gracefully: RFC 6926 §8.5).
     Close(CloseReason),
 }
@@ -97,6 +125,8 @@ pub enum CloseReason {
     ActiveRefused,
     /// The Active Leasequery was ended with QueryTerminated (ALQ-7.4-12: the last message).
     QueryTerminated,
+    /// Secure mode and the first message was not DHCPTLS (ALQ-8.1-9), or TLS bytes came before our answer.
+    TlsRequired,
 }
 
 /// One query being answered.
@@ -134,6 +164,8 @@ pub struct ServerSession {
     keepalive_due: bool,
     /// The latest base-time seen by `poll_output` (used for the QueryTerminated at shutdown).
     clock: u32,
+    tls: TlsState,
+    seen_first_message: bool,
 }
 
 impl ServerSession {
@@ -153,7 +185,19 @@ impl ServerSession {
             last_sent: now,
             keepalive_due: false,
             clock: 0,
+            tls: TlsState::Plain,
+            seen_first_message: false,
         }
+    }
+
+    /// The TLS handshake succeeded: messages go on inside TLS.
+    pub fn tls_established(&mut self) {
+        self.tls = TlsState::Established;
+    }
+
+    /// Whether the connection runs inside TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls == TlsState::Established
     }
 
     /// Whether an Active Leasequery runs on this connection (the driver then feeds it live changes).
@@ -261,7 +305,9 @@ impl ServerSession {
 
     /// Whether the driver should read more: not while enough unprocessed input is buffered (BLQ-8.4-1).
     pub fn wants_read(&self) -> bool {
-        self.closing.is_none() && self.rx.len() < self.cfg.max_frame + 2
+        self.closing.is_none()
+            && self.rx.len() < self.cfg.max_frame + 2
+            && !matches!(self.tls, TlsState::Accepted | TlsState::Handshaking)
     }
 
     /// Whether the session has finished (after `Output::Close`).
@@ -351,6 +397,18 @@ impl ServerSession {
         if let Some(reason) = self.closing.clone() {
             self.closed = true;
             return Some(Output::Close(reason));
+        }
+        if self.tls == TlsState::Accepted {
+            // The DHCPTLS answer is out; nothing may have come after the request (the requestor waits for it).
+            if !self.rx.is_empty() {
+                self.close(CloseReason::TlsRequired);
+                return self.poll_output(base_time);
+            }
+            self.tls = TlsState::Handshaking;
+            return Some(Output::StartTls);
+        }
+        if self.tls == TlsState::Handshaking {
+            return None;
         }
         self.read_queries();
         if self.closing.is_some() || !self.tx.is_empty() {
@@ -506,8 +564,31 @@ impl ServerSession {
                 }
             };
             self.handle_message(&m);
+            if self.tls == TlsState::Accepted {
+                break;
+            }
         }
         self.rx.drain(..used);
+    }
+
+    /// DHCPTLS (RFC 7724 §8.1): only as the first message; refused when TLS is not configured (the connection
+    /// may go on in the clear), else answered without a status and followed by the handshake.
+    fn handle_dhcptls(&mut self, m: &Message<'_>, first: bool) {
+        if !first || self.tls != TlsState::Plain {
+            self.close(CloseReason::ForbiddenMessage(MessageType::Tls));
+            return;
+        }
+        match self.cfg.tls {
+            TlsPolicy::Refuse => {
+                let status = Some((StatusCode::TlsConnectionRefused, "TLS is not configured"));
+                self.push(&status_message(MessageType::Tls, m.xid, status, None));
+            }
+            // ALQ-8.1-10/12: answer without a status-code; options in the request are ignored.
+            TlsPolicy::Offer | TlsPolicy::Require => {
+                self.push(&status_message(MessageType::Tls, m.xid, None, None));
+                self.tls = TlsState::Accepted;
+            }
+        }
     }
 
     fn start_active(&mut self, m: &Message<'_>) {
@@ -553,7 +634,17 @@ impl ServerSession {
     }
 
     fn handle_message(&mut self, m: &Message<'_>) {
-        match m.message_type() {
+        let first = !std::mem::replace(&mut self.seen_first_message, true);
+        let t = m.message_type();
+        if t == Some(MessageType::Tls) {
+            return self.handle_dhcptls(m, first);
+        }
+        // ALQ-8.1-9: in secure mode nothing but DHCPTLS may open the connection.
+        if self.cfg.tls == TlsPolicy::Require && self.tls != TlsState::Established {
+            self.close(CloseReason::TlsRequired);
+            return;
+        }
+        match t {
             Some(MessageType::BulkLeaseQuery) if self.active.is_some() => {
                 // ALQ-8.3-1: nothing else runs on an Active Leasequery connection.
                 let status = Some((StatusCode::NotAllowed, "an active leasequery runs on this connection"));
@@ -584,12 +675,6 @@ impl ServerSession {
                 Err((status, text)) => self.push(&done(m.xid, Some((status, text)), Some(self.cfg.policy.server_id))),
             },
             Some(MessageType::ActiveLeaseQuery) if self.cfg.active.is_some() => self.start_active(m),
-            // Until Active Leasequery is configured, TLS is refused (RFC 7724 §8.1: the server answers
-            // DHCPTLS with TLSConnectionRefused when it cannot do TLS).
-            Some(MessageType::Tls) => {
-                let status = Some((StatusCode::TlsConnectionRefused, "TLS is not configured"));
-                self.push(&status_message(MessageType::Tls, m.xid, status, None));
-            }
             // RFC 7724 §8.1.1: anything else not supported on this connection closes it.
             other => self.close(CloseReason::ForbiddenMessage(other.unwrap_or(MessageType::Unknown(0)))),
         }

@@ -22,6 +22,7 @@ fn cfg(page_size: usize, max_queries: usize) -> ServerConfig {
         page_size,
         configured: Arc::from(vec![(u32::from(ip(1)), u32::from(ip(10)))]),
         available_since: T0 - 1000,
+        tls: TlsPolicy::Refuse,
         active: None,
     }
 }
@@ -118,6 +119,10 @@ fn drive_with(s: &mut ServerSession, store: &FakeStore, pages: &mut Vec<(Vec<Bin
                 s.changes_page(Ok(page));
             }
             Output::Close(r) => run.closed = Some(r),
+            Output::StartTls => {
+                run.replies.push(Message::new(Op::BootReply)); // a marker: handshake requested
+                s.tls_established();
+            }
         }
     }
     run
@@ -418,7 +423,7 @@ fn output_is_produced_a_page_at_a_time() {
             }
             Output::Fetch(f) => s.page(f.xid, Ok(vec![])),
             Output::Close(_) => break,
-            Output::FetchChanges(_) => unreachable!(),
+            Output::FetchChanges(_) | Output::StartTls => unreachable!(),
         }
     }
     assert!(biggest < 2 * 400, "one step holds at most page_size messages: {biggest}");
@@ -674,4 +679,73 @@ fn alq_8_3_1_nothing_else_runs_on_an_active_connection() {
     let run = drive_active(&mut s, &mut vec![]);
     assert_eq!(status_of(&run.replies[0]), Some(StatusCode::NotAllowed));
     assert_eq!(run.closed, Some(CloseReason::ActiveRefused));
+}
+
+// ---- DHCPTLS negotiation (RFC 7724 §8.1) -------------------------------------------------------------------
+
+fn tls_request(xid: u32) -> Message<'static> {
+    let mut m = Message::new(Op::BootRequest);
+    m.xid = xid;
+    m.options.set_message_type(MessageType::Tls);
+    m
+}
+
+fn secure_cfg(policy: TlsPolicy) -> ServerConfig {
+    let mut c = active_cfg(100);
+    c.tls = policy;
+    c
+}
+
+#[test]
+fn alq_8_1_10_dhcptls_is_answered_without_status_then_the_handshake_starts() {
+    for policy in [TlsPolicy::Offer, TlsPolicy::Require] {
+        let now = Instant::now();
+        let mut s = ServerSession::new(secure_cfg(policy), now);
+        let mut req = tls_request(3);
+        req.options.set(200, vec![1, 2, 3]); // ALQ-8.1-12: options are ignored
+        s.receive(&frame(&req), now);
+        let Some(Output::Transmit(bytes)) = s.poll_output(T0) else { panic!("the DHCPTLS answer") };
+        let (body, _) = FrameDecoder::default().decode(&bytes).unwrap().unwrap();
+        let m = Message::decode(body).unwrap();
+        assert_eq!((m.message_type(), m.xid), (Some(MessageType::Tls), 3));
+        assert!(!m.options.contains(code::STATUS_CODE), "no status means: go ahead with TLS");
+        assert!(!s.wants_read(), "nothing is read until the handshake owns the stream");
+        assert!(matches!(s.poll_output(T0), Some(Output::StartTls)));
+        assert!(s.poll_output(T0).is_none(), "quiet while the driver runs the handshake");
+        s.tls_established();
+        assert!(s.is_tls() && s.wants_read());
+        s.receive(&frame(&active_query(4)), now);
+        assert!(drive_active(&mut s, &mut vec![]).closed.is_none());
+        assert!(s.is_active(), "the active query runs inside TLS");
+    }
+}
+
+#[test]
+fn alq_8_1_9_secure_mode_closes_anything_that_does_not_start_with_dhcptls() {
+    let now = Instant::now();
+    for first in [active_query(1), query(1)] {
+        let mut s = ServerSession::new(secure_cfg(TlsPolicy::Require), now);
+        s.receive(&frame(&first), now);
+        let run = drive_active(&mut s, &mut vec![]);
+        assert!(run.replies.is_empty());
+        assert_eq!(run.closed, Some(CloseReason::TlsRequired));
+    }
+}
+
+#[test]
+fn dhcptls_only_as_the_first_message_and_nothing_may_follow_it_early() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(secure_cfg(TlsPolicy::Offer), now);
+    let mut bytes = frame(&query(1));
+    bytes.extend(frame(&tls_request(2)));
+    s.receive(&bytes, now);
+    let run = drive(&mut s, &FakeStore::standard());
+    assert_eq!(run.closed, Some(CloseReason::ForbiddenMessage(MessageType::Tls)));
+
+    let mut s = ServerSession::new(secure_cfg(TlsPolicy::Require), now);
+    let mut bytes = frame(&tls_request(2));
+    bytes.extend_from_slice(&[0x16, 0x03, 0x01]); // a ClientHello sent before our answer
+    s.receive(&bytes, now);
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(run.closed, Some(CloseReason::TlsRequired));
 }

@@ -1,0 +1,210 @@
+//! Secure mode (RFC 7724 §8.1) over real sockets with real TLS: certificates made in the test (rcgen), the
+//! server's TcpService, a rustls client. Good certificate, wrong CA, no client certificate, expired
+//! certificate, a name not on the allow-list, and plaintext to a secure server.
+
+use leasewire_proto::framing::{FrameDecoder, encode_frame};
+use leasewire_proto::options::code;
+use leasewire_proto::{BindingChange, DhcpState, Message, MessageType, Op, StatusCode};
+use leasewire_server::config::Config;
+use leasewire_server::feed::ChangeFeed;
+use leasewire_server::lab_certs::{Issued, LabCa};
+use leasewire_server::metrics::Metrics;
+use leasewire_server::tcp_service::TcpService;
+use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct Lab {
+    addr: SocketAddr,
+    feed: ChangeFeed,
+    ca: LabCa,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn lab(allow_names: &str) -> Lab {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = LabCa::new("test CA").unwrap();
+    let server = ca.issue(&["localhost", "127.0.0.1"], false, false).unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("ca.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(p("server.pem"), &server.cert_pem).unwrap();
+    std::fs::write(p("server-key.pem"), &server.key_pem).unwrap();
+    let text = format!(
+        r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/nonexistent"
+[bulk-leasequery]
+listen = ["127.0.0.1:0"]
+allow = ["127.0.0.0/8"]
+[active-leasequery]
+enabled = true
+[active-leasequery.tls]
+cert = "{}"
+key = "{}"
+ca = "{}"
+allow-names = [{allow_names}]
+"#,
+        p("server.pem").display(),
+        p("server-key.pem").display(),
+        p("ca.pem").display()
+    );
+    let config = Config::parse(&text).unwrap();
+    let store: Arc<dyn LeaseStore> = Arc::new(SqliteStore::open(p("l.db"), OpenOptions::new(1_800_000_000)).unwrap());
+    let feed = ChangeFeed::default();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let (addrs, _) = TcpService::start(&config, store, feed.clone(), Arc::new(Metrics::new()), rx).await.unwrap();
+    Lab { addr: addrs[0], feed, ca, _dir: dir, _stop: stop }
+}
+
+fn frame(m: &Message<'_>) -> Vec<u8> {
+    let mut b = Vec::new();
+    encode_frame(m, &mut b).unwrap();
+    b
+}
+
+fn request(t: MessageType, xid: u32) -> Message<'static> {
+    let mut m = Message::new(Op::BootRequest);
+    m.xid = xid;
+    m.options.set_message_type(t);
+    m
+}
+
+async fn read_message(s: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        if let Some((body, n)) = FrameDecoder::default().decode(buf).unwrap() {
+            let body = body.to_vec();
+            buf.drain(..n);
+            return Some(body);
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await.expect("no hang") {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn client_config(lab: &Lab, client: Option<&Issued>, trust: &LabCa) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(trust.cert_pem().as_bytes()).unwrap()).unwrap();
+    let _ = lab;
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match client {
+        Some(c) => b
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(c.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    })
+}
+
+/// DHCPTLS, its answer, then the handshake. `Err` when the server refuses or closes.
+async fn negotiate(
+    lab: &Lab,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let mut tcp = TcpStream::connect(lab.addr).await.unwrap();
+    tcp.write_all(&frame(&request(MessageType::Tls, 1))).await.unwrap();
+    let mut buf = Vec::new();
+    let answer = read_message(&mut tcp, &mut buf).await.ok_or("closed before the DHCPTLS answer")?;
+    let m = Message::decode(&answer).unwrap();
+    assert_eq!(m.message_type(), Some(MessageType::Tls));
+    assert!(!m.options.contains(code::STATUS_CODE), "ALQ-8.1-10: no status means go ahead");
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| e.to_string())?;
+    // With TLS 1.3 a rejected client certificate shows up on the first read, not in the handshake.
+    tls.write_all(&frame(&request(MessageType::ActiveLeaseQuery, 2))).await.map_err(|e| e.to_string())?;
+    Ok(tls)
+}
+
+async fn closed(s: &mut (impl AsyncRead + AsyncWrite + Unpin)) -> bool {
+    let mut buf = Vec::new();
+    read_message(s, &mut buf).await.is_none()
+}
+
+fn change() -> BindingChange {
+    let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 7), DhcpState::Active, 1_800_000_000);
+    b.htype = 1;
+    b.hardware_address = vec![2, 0, 0, 0, 0, 7];
+    BindingChange { seq: 1, time: 1_800_000_000, binding: b }
+}
+
+#[tokio::test]
+async fn alq_8_1_15_mutual_tls_carries_the_active_stream() {
+    let lab = lab("").await;
+    let good = lab.ca.issue(&["requestor.lab"], true, false).unwrap();
+    let mut tls = negotiate(&lab, client_config(&lab, Some(&good), &lab.ca)).await.expect("handshake");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lab.feed.publish(vec![change()]);
+    let mut buf = Vec::new();
+    let m = read_message(&mut tls, &mut buf).await.expect("a live change inside TLS");
+    let m = Message::decode(&m).unwrap();
+    assert_eq!((m.message_type(), m.ciaddr, m.xid), (Some(MessageType::LeaseActive), Ipv4Addr::new(10, 0, 0, 7), 2));
+}
+
+#[tokio::test]
+async fn alq_8_1_15_a_certificate_from_another_ca_is_refused() {
+    let lab = lab("").await;
+    let other = LabCa::new("other CA").unwrap();
+    let foreign = other.issue(&["requestor.lab"], true, false).unwrap();
+    match negotiate(&lab, client_config(&lab, Some(&foreign), &lab.ca)).await {
+        Err(_) => {}
+        Ok(mut s) => assert!(closed(&mut s).await, "ALQ-8.1-17: no TLS connection, closed"),
+    }
+}
+
+#[tokio::test]
+async fn alq_8_1_16_no_client_certificate_is_refused() {
+    let lab = lab("").await;
+    match negotiate(&lab, client_config(&lab, None, &lab.ca)).await {
+        Err(_) => {}
+        Ok(mut s) => assert!(closed(&mut s).await),
+    }
+}
+
+#[tokio::test]
+async fn an_expired_client_certificate_is_refused() {
+    let lab = lab("").await;
+    let expired = lab.ca.issue(&["requestor.lab"], true, true).unwrap();
+    match negotiate(&lab, client_config(&lab, Some(&expired), &lab.ca)).await {
+        Err(_) => {}
+        Ok(mut s) => assert!(closed(&mut s).await),
+    }
+}
+
+#[tokio::test]
+async fn alq_8_1_8_a_requestor_not_on_the_allow_list_is_refused() {
+    let lab = lab("\"requestor.lab\"").await;
+    let stranger = lab.ca.issue(&["stranger.lab"], true, false).unwrap();
+    match negotiate(&lab, client_config(&lab, Some(&stranger), &lab.ca)).await {
+        Err(_) => {}
+        Ok(mut s) => assert!(closed(&mut s).await),
+    }
+    // The named one gets in.
+    let named = lab.ca.issue(&["requestor.lab"], true, false).unwrap();
+    let mut tls = negotiate(&lab, client_config(&lab, Some(&named), &lab.ca)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lab.feed.publish(vec![change()]);
+    assert!(read_message(&mut tls, &mut Vec::new()).await.is_some());
+}
+
+#[tokio::test]
+async fn alq_8_1_9_plaintext_to_a_secure_server_is_closed() {
+    let lab = lab("").await;
+    let mut tcp = TcpStream::connect(lab.addr).await.unwrap();
+    tcp.write_all(&frame(&request(MessageType::ActiveLeaseQuery, 5))).await.unwrap();
+    let mut buf = Vec::new();
+    assert!(read_message(&mut tcp, &mut buf).await.is_none(), "closed without a reply");
+    let _ = StatusCode::TlsConnectionRefused;
+}
