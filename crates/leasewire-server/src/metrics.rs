@@ -32,6 +32,20 @@ pub struct LeaseLabel {
     pub state: String,
 }
 
+/// Label: the phase of an Active stream.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    /// `live` or `catch_up`.
+    pub phase: String,
+}
+
+/// Label: how a catch-up ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `complete` or `data_missing`.
+    pub outcome: String,
+}
+
 /// All DHCP metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -47,6 +61,18 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// Failed commits (the reply was not sent).
     pub commit_errors: Counter,
+    /// Active Leasequery streams open now.
+    pub active_connections: Gauge,
+    /// Bindings sent on Active streams, by phase (`live`, `catch_up`).
+    pub active_updates: Family<PhaseLabel, Counter>,
+    /// Live changes coalesced with a queued one for the same address.
+    pub active_coalesced: Counter,
+    /// Catch-ups by outcome (`complete`, `data_missing`).
+    pub active_catch_ups: Family<OutcomeLabel, Counter>,
+    /// Deepest backlog of any Active stream at the last report.
+    pub active_backlog_max: Gauge,
+    /// TLS handshakes refused (unknown CA, expired, no certificate, not on the allow-list, timeout).
+    pub tls_failures: Counter,
     /// Per message type code (0 = none/unknown), the counters of `packets_in` / `packets_out`, created once
     /// so the per-packet path neither allocates a label nor takes the family's lock.
     received_by_code: Vec<Counter>,
@@ -84,6 +110,26 @@ impl Metrics {
                 })
                 .collect()
         };
+        let active_connections = Gauge::default();
+        let active_updates = Family::<PhaseLabel, Counter>::default();
+        let active_coalesced = Counter::default();
+        let active_catch_ups = Family::<OutcomeLabel, Counter>::default();
+        let active_backlog_max = Gauge::default();
+        let tls_failures = Counter::default();
+        registry.register("active_connections", "Active Leasequery streams open", active_connections.clone());
+        registry.register(
+            "active_updates",
+            "Bindings sent on Active Leasequery streams, by phase",
+            active_updates.clone(),
+        );
+        registry.register("active_coalesced", "Live changes coalesced with a queued one", active_coalesced.clone());
+        registry.register("active_catch_ups", "Active Leasequery catch-ups by outcome", active_catch_ups.clone());
+        registry.register(
+            "active_backlog_max",
+            "Deepest Active Leasequery backlog at the last report",
+            active_backlog_max.clone(),
+        );
+        registry.register("tls_failures", "Refused TLS handshakes", tls_failures.clone());
         let received_by_code = per_code(&packets_in);
         let sent_by_code = per_code(&packets_out);
         Self {
@@ -93,6 +139,12 @@ impl Metrics {
             leases,
             commit_seconds,
             commit_errors,
+            active_connections,
+            active_updates,
+            active_coalesced,
+            active_catch_ups,
+            active_backlog_max,
+            tls_failures,
             received_by_code,
             sent_by_code,
             registry,
@@ -123,6 +175,30 @@ impl Metrics {
             _ => {
                 family.get_or_create(&TypeLabel { r#type: format!("UNKNOWN({code})") }).inc();
             }
+        }
+    }
+
+    /// Add an Active stream's counters.
+    pub fn active(&self, s: leasewire_proto::session::server::ActiveStats, backlog: usize) {
+        let phase = |p: &str| PhaseLabel { phase: p.to_string() };
+        let outcome = |o: &str| OutcomeLabel { outcome: o.to_string() };
+        if s.live_sent > 0 {
+            self.active_updates.get_or_create(&phase("live")).inc_by(s.live_sent);
+        }
+        if s.catch_up_sent > 0 {
+            self.active_updates.get_or_create(&phase("catch_up")).inc_by(s.catch_up_sent);
+        }
+        if s.coalesced > 0 {
+            self.active_coalesced.inc_by(s.coalesced);
+        }
+        if s.catch_up_complete > 0 {
+            self.active_catch_ups.get_or_create(&outcome("complete")).inc_by(s.catch_up_complete);
+        }
+        if s.data_missing > 0 {
+            self.active_catch_ups.get_or_create(&outcome("data_missing")).inc_by(s.data_missing);
+        }
+        if backlog as i64 > self.active_backlog_max.get() {
+            self.active_backlog_max.set(backlog as i64);
         }
     }
 

@@ -166,7 +166,9 @@ impl TcpService {
             let me = self.clone();
             let sd = shutdown.clone();
             conns.spawn(async move {
-                me.connection(stream, peer, sd).await;
+                if me.connection(stream, peer, sd).await {
+                    me.metrics.active_connections.dec();
+                }
                 me.release(peer);
                 drop(permit);
             });
@@ -200,7 +202,8 @@ impl TcpService {
         }
     }
 
-    async fn connection(&self, stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) {
+    /// Serve one connection; returns whether it was counted as an Active stream.
+    async fn connection(&self, stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) -> bool {
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let mut io = Io::Plain(rd, wr);
@@ -210,6 +213,8 @@ impl TcpService {
         // Subscribed the moment the Active query is accepted, before its catch-up scan, so no change falls
         // between the scan and the live stream (duplicates are harmless, gaps are not).
         let mut live: Option<tokio::sync::broadcast::Receiver<Arc<leasewire_store::BindingChange>>> = None;
+        // Whether this connection counts in the active-connections gauge (the caller decrements it).
+        let mut gauge_held = false;
         if shutting_down {
             s.shutdown();
         }
@@ -217,6 +222,8 @@ impl TcpService {
             while let Some(out) = s.poll_output(unix_now()) {
                 if live.is_none() && s.is_active() {
                     live = Some(self.feed.subscribe());
+                    self.metrics.active_connections.inc();
+                    gauge_held = true;
                 }
                 // A shutdown is noticed between writes too, not only while waiting for input: a long answer
                 // must end with QueryTerminated rather than run to completion (BLQ-8.5-4).
@@ -256,7 +263,7 @@ impl TcpService {
                             }
                         }
                         let _ = io.writer().shutdown().await;
-                        return;
+                        return gauge_held;
                     }
                     Output::StartTls => match self.start_tls(io, peer).await {
                         Some(upgraded) => {
@@ -264,13 +271,16 @@ impl TcpService {
                             s.tls_established();
                         }
                         // ALQ-8.1-17: no TLS connection, no connection.
-                        None => return,
+                        None => return gauge_held,
                     },
                 }
             }
             if live.is_none() && s.is_active() {
                 live = Some(self.feed.subscribe());
+                self.metrics.active_connections.inc();
+                gauge_held = true;
             }
+            self.metrics.active(s.take_stats(), s.backlog());
             let deadline = s.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
                 r = io.reader().read(&mut buf), if s.wants_read() => match r {
@@ -299,7 +309,7 @@ impl TcpService {
         let tls = self.tls.as_ref()?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
         let refused = |reason: String| {
-            self.metrics.dropped("active_tls_failed");
+            self.metrics.tls_failures.inc();
             if let Some(suppressed) = self.log.allow("active_tls_failed") {
                 tracing::warn!(%peer, %reason, suppressed, "TLS handshake refused");
             }

@@ -61,6 +61,7 @@ fn alq_live_stream_catch_up_data_missing_and_query_terminated() {
     let dir = tempfile::tempdir().unwrap();
     let udp = free_udp_port();
     let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
         r#"
 [server]
@@ -73,6 +74,8 @@ allow = ["127.0.0.0/8"]
 [active-leasequery]
 enabled = true
 insecure = true
+[metrics]
+listen = "127.0.0.1:{metrics}"
 [[subnet]]
 subnet = "127.0.0.0/8"
 pools = [{{ start = "127.1.0.0", end = "127.1.0.200" }}]
@@ -120,6 +123,15 @@ pools = [{{ start = "127.1.0.0", end = "127.1.0.200" }}]
     let m = old.next().unwrap();
     assert_eq!(status(&m), Some(StatusCode::DataMissing), "ALQ-7.4.1-4: at once");
     assert!(m.options.base_time().unwrap() >= base);
+
+    // The metrics saw it all (the counters are added when a connection next waits).
+    std::thread::sleep(Duration::from_millis(300));
+    let body = support::http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, metrics)), "/metrics");
+    assert_eq!(support::metric(&body, "leasewire_dhcp_active_connections "), 3.0, "{body}");
+    assert!(support::metric(&body, "leasewire_dhcp_active_updates_total{phase=\"live\"}") >= 3.0, "{body}");
+    assert!(support::metric(&body, "leasewire_dhcp_active_updates_total{phase=\"catch_up\"}") >= 2.0, "{body}");
+    assert_eq!(support::metric(&body, "leasewire_dhcp_active_catch_ups_total{outcome=\"complete\"}"), 1.0);
+    assert_eq!(support::metric(&body, "leasewire_dhcp_active_catch_ups_total{outcome=\"data_missing\"}"), 1.0);
 
     // Shutdown: QueryTerminated with base-time is the last message, then the connection closes.
     let data = server.stop();

@@ -68,6 +68,21 @@ enum TlsState {
     Established,
 }
 
+/// Counters of an Active stream since the last [`ServerSession::take_stats`], for the driver's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ActiveStats {
+    /// DHCPLEASEACTIVE/UNASSIGNED sent for live changes.
+    pub live_sent: u64,
+    /// Live changes that replaced a queued one for the same address (coalesced, RFC 7724 §6).
+    pub coalesced: u64,
+    /// Bindings sent during catch-up.
+    pub catch_up_sent: u64,
+    /// Catch-ups that ended with CatchUpComplete.
+    pub catch_up_complete: u64,
+    /// Catch-ups that ended with DataMissing.
+    pub data_missing: u64,
+}
+
 /// What a store fetch asks for: one page in address order after `after`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetch {
@@ -166,6 +181,7 @@ pub struct ServerSession {
     clock: u32,
     tls: TlsState,
     seen_first_message: bool,
+    stats: ActiveStats,
 }
 
 impl ServerSession {
@@ -187,7 +203,18 @@ impl ServerSession {
             clock: 0,
             tls: TlsState::Plain,
             seen_first_message: false,
+            stats: ActiveStats::default(),
         }
+    }
+
+    /// The Active stream's counters since the last call (then reset).
+    pub fn take_stats(&mut self) -> ActiveStats {
+        std::mem::take(&mut self.stats)
+    }
+
+    /// Live changes queued and not yet sent.
+    pub fn backlog(&self) -> usize {
+        self.active.as_ref().map_or(0, |a| a.backlog.len())
     }
 
     /// The TLS handshake succeeded: messages go on inside TLS.
@@ -218,7 +245,9 @@ impl ServerSession {
     pub fn live(&mut self, change: &BindingChange) {
         let max = self.cfg.active.as_ref().map_or(0, |a| a.max_backlog);
         if let Some(a) = &mut self.active {
-            a.backlog.insert(change.binding.ip, change.binding.clone());
+            if a.backlog.insert(change.binding.ip, change.binding.clone()).is_some() {
+                self.stats.coalesced += 1;
+            }
             if a.backlog.len() > max {
                 self.tx.clear();
                 self.close(CloseReason::SlowRequestor);
@@ -251,6 +280,7 @@ impl ServerSession {
             // ALQ-7.4.1-4 / -10: the history does not reach back: DataMissing with base-time = now, then live only.
             Ok((_, false)) => {
                 a.catch_up = CatchUp::Finished;
+                self.stats.data_missing += 1;
                 let m = self.stream_status(a.xid, StatusCode::DataMissing, "");
                 self.push(&m);
             }
@@ -264,7 +294,9 @@ impl ServerSession {
                     a.sent_first = true;
                     self.push(&m);
                 }
+                self.stats.catch_up_sent += changes.len() as u64;
                 if done {
+                    self.stats.catch_up_complete += 1;
                     // ALQ-8.2-9: CatchUpComplete once everything since query-start-time was sent.
                     a.catch_up = CatchUp::Finished;
                     let m = self.stream_status(a.xid, StatusCode::CatchUpComplete, "");
@@ -453,6 +485,7 @@ impl ServerSession {
             let m = binding_reply(&b, a.xid, &a.prl, base_time, !a.sent_first, &self.cfg.policy);
             a.sent_first = true;
             self.push(&m);
+            self.stats.live_sent += 1;
         }
         let fetch = match &a.catch_up {
             CatchUp::Running { since, after_seq } if !a.fetching && self.tx.is_empty() => {

@@ -530,8 +530,12 @@ fn alq_6_3_a_backlog_coalesces_by_address_latest_state_wins() {
     drive_active(&mut s, &mut vec![]);
     s.live(&change(3, DhcpState::Active, 10));
     s.live(&change(3, DhcpState::Released, 11));
+    assert_eq!(s.backlog(), 1);
     let run = drive_active(&mut s, &mut vec![]);
     assert_eq!(run.replies.len(), 1);
+    let stats = s.take_stats();
+    assert_eq!((stats.live_sent, stats.coalesced), (1, 1));
+    assert_eq!(s.take_stats(), ActiveStats::default(), "taken counters reset");
     assert_eq!(run.replies[0].options.dhcp_state(), Some(Ok(DhcpState::Released)));
 }
 
@@ -555,6 +559,8 @@ fn alq_7_4_1_catch_up_then_catch_up_complete_with_live_changes_interleaved() {
     assert_eq!(status_of(last), Some(StatusCode::CatchUpComplete), "ALQ-8.2-9");
     assert_eq!(last.options.base_time(), Some(T0));
     assert_eq!(run.replies.iter().filter(|m| status_of(m).is_some()).count(), 1, "sent once");
+    let stats = s.take_stats();
+    assert_eq!((stats.catch_up_sent, stats.catch_up_complete, stats.live_sent), (3, 1, 1));
     assert!(run.closed.is_none());
     // After catch-up, live changes keep flowing.
     s.live(&change(6, DhcpState::Active, 31));
