@@ -200,3 +200,154 @@ pub fn catch_up(server: SocketAddrV4, since: u32) -> anyhow::Result<()> {
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// Active Leasequery latency: `requestors` insecure Active connections watch while `threads` relays run DORA
+/// at about `rate` ACKs per second for `seconds`. Reports the DHCPACK latency (REQUEST sent to ACK received)
+/// and the delivery latency (ACK received by the client to the change's arrival at each requestor; negative
+/// when the stream beat the client, which happens because the feed is published as soon as the commit is
+/// durable, before the ACK is sent).
+pub fn active_latency(
+    tcp: SocketAddrV4,
+    udp: SocketAddrV4,
+    requestors: usize,
+    rate: u32,
+    seconds: u64,
+    threads: usize,
+) -> anyhow::Result<()> {
+    use leasewire_proto::framing::{FrameDecoder, encode_frame};
+    use leasewire_proto::options::code;
+    use std::collections::HashMap;
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let acks: Arc<Mutex<HashMap<Ipv4Addr, Instant>>> = Arc::default();
+    let arrivals: Arc<Mutex<Vec<(Ipv4Addr, Instant)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut watchers = Vec::new();
+    for r in 0..requestors {
+        let mut s = std::net::TcpStream::connect(tcp)?;
+        let mut q = Message::new(Op::BootRequest);
+        q.xid = 0x1000 + r as u32;
+        q.options.set_message_type(MessageType::ActiveLeaseQuery);
+        q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 156]);
+        let mut out = Vec::new();
+        encode_frame(&q, &mut out)?;
+        s.write_all(&out)?;
+        s.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let (arrivals, stop) = (arrivals.clone(), stop.clone());
+        watchers.push(std::thread::spawn(move || {
+            let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 1 << 16]);
+            let mut local = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match s.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let now = Instant::now();
+                        buf.extend_from_slice(&chunk[..n]);
+                        let mut used = 0;
+                        while let Ok(Some((body, k))) = FrameDecoder::new(65535).decode(&buf[used..]) {
+                            used += k;
+                            if let Ok(m) = Message::decode(body)
+                                && m.message_type() == Some(MessageType::LeaseActive)
+                            {
+                                local.push((m.ciaddr, now));
+                            }
+                        }
+                        buf.drain(..used);
+                    }
+                    Err(_) => {}
+                }
+            }
+            arrivals.lock().unwrap().extend(local);
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let per_thread = (rate as f64 / threads as f64).max(1.0);
+    let ack_latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let start = Instant::now();
+    let mut clients = Vec::new();
+    for t in 0..threads {
+        let (acks, lat) = (acks.clone(), ack_latencies.clone());
+        clients.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            let sock = UdpSocket::bind("127.0.0.1:0")?;
+            sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+            let rai = RelayAgentInfoBuilder::new().relay_source_port().build();
+            let mut buf = [0u8; 2048];
+            let mut out = Vec::new();
+            let mut i: u32 = 0;
+            while start.elapsed() < Duration::from_secs(seconds) {
+                let due = start + Duration::from_secs_f64(i as f64 / per_thread);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                i += 1;
+                let xid = (t as u32) << 24 | i;
+                let mac = [2, 0xb, t as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+                let mut m = Message::new(Op::BootRequest);
+                m.xid = xid;
+                m.giaddr = Ipv4Addr::LOCALHOST;
+                m.set_hardware_address(1, &mac);
+                m.options.set_message_type(MessageType::Discover);
+                m.options.set(code::RELAY_AGENT_INFO, rai.clone());
+                out.clear();
+                m.encode(&mut out)?;
+                sock.send_to(&out, udp)?;
+                let Ok(n) = sock.recv(&mut buf) else { continue };
+                let Ok(offer) = Message::decode(&buf[..n]) else { continue };
+                m.options.set_message_type(MessageType::Request);
+                m.options.set_ip(code::SERVER_IDENTIFIER, *udp.ip());
+                m.options.set_ip(code::REQUESTED_IP, offer.yiaddr);
+                out.clear();
+                m.encode(&mut out)?;
+                let sent = Instant::now();
+                sock.send_to(&out, udp)?;
+                let Ok(n) = sock.recv(&mut buf) else { continue };
+                let now = Instant::now();
+                if let Ok(ack) = Message::decode(&buf[..n])
+                    && ack.message_type() == Some(MessageType::Ack)
+                {
+                    acks.lock().unwrap().insert(ack.yiaddr, now);
+                    lat.lock().unwrap().push(now.duration_since(sent).as_micros() as u64);
+                }
+            }
+            Ok(())
+        }));
+    }
+    for c in clients {
+        c.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    }
+    let achieved = acks.lock().unwrap().len() as f64 / start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in watchers {
+        let _ = w.join();
+    }
+    let acks = acks.lock().unwrap();
+    let mut delivery: Vec<i64> = arrivals
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|(ip, at)| {
+            let ack = acks.get(ip)?;
+            Some(if at >= ack {
+                at.duration_since(*ack).as_micros() as i64
+            } else {
+                -(ack.duration_since(*at).as_micros() as i64)
+            })
+        })
+        .collect();
+    delivery.sort_unstable();
+    let mut ack_lat = ack_latencies.lock().unwrap().clone();
+    ack_lat.sort_unstable();
+    let pct =
+        |v: &[i64], p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0);
+    let ack_i: Vec<i64> = ack_lat.iter().map(|x| *x as i64).collect();
+    println!(
+        "{requestors} requestor(s), {achieved:.0} ACKs/s: ACK latency p50 {} µs p99 {} µs; delivery after ACK p50 {} µs p99 {} µs ({} arrivals)",
+        pct(&ack_i, 0.5),
+        pct(&ack_i, 0.99),
+        pct(&delivery, 0.5),
+        pct(&delivery, 0.99),
+        delivery.len()
+    );
+    Ok(())
+}

@@ -182,6 +182,27 @@ enum BenchCommand {
         #[arg(long)]
         since: u32,
     },
+    /// Active Leasequery latency under DHCP load: ACK latency and change delivery to N requestors.
+    ActiveLatency {
+        /// The server's TCP leasequery address.
+        #[arg(long)]
+        tcp: String,
+        /// The server's UDP DHCP address (relayed with RFC 8357, so no port 67 is needed here).
+        #[arg(long)]
+        dhcp: String,
+        /// Active connections watching.
+        #[arg(long, default_value_t = 1)]
+        requestors: usize,
+        /// Target ACKs per second.
+        #[arg(long, default_value_t = 5000)]
+        rate: u32,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Client threads.
+        #[arg(long, default_value_t = 16)]
+        threads: usize,
+    },
     /// Answer leasequeries instantly (measures the generator's ceiling).
     Echo {
         /// Address to listen on.
@@ -272,6 +293,14 @@ fn main() -> anyhow::Result<()> {
             ),
             BenchCommand::Echo { listen } => bench::echo(listen),
             BenchCommand::CatchUp { server, since } => bench::catch_up(query::parse_server(&server)?, since),
+            BenchCommand::ActiveLatency { tcp, dhcp, requestors, rate, seconds, threads } => bench::active_latency(
+                query::parse_server(&tcp)?,
+                query::parse_server(&dhcp)?,
+                requestors,
+                rate,
+                seconds,
+                threads,
+            ),
         },
         Command::Query { server, ip, mac, htype, client_id, remote_id, giaddr, json, timeout } => {
             use leasewire_requestor::leasequery::Query as Q;
