@@ -102,6 +102,21 @@ pub struct LeasequerySection {
     /// Answer queries about a reserved address without a lease as leased to its reserved client (RFC 7724 §8.2).
     #[serde(default)]
     pub reserved_as_leased: bool,
+    /// Per-requestor rules: options never disclosed to requestors in a prefix, on top of `withhold`. The
+    /// most specific matching prefix applies. They govern UDP, Bulk and Active replies alike.
+    #[serde(default, rename = "requestor")]
+    pub requestors: Vec<RequestorRule>,
+}
+
+/// `[[leasequery.requestor]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RequestorRule {
+    /// The requestors it applies to (prefix or address).
+    pub prefix: Spanned<String>,
+    /// Options never returned to them.
+    #[serde(default)]
+    pub withhold: Vec<u8>,
 }
 
 impl Default for LeasequerySection {
@@ -112,6 +127,7 @@ impl Default for LeasequerySection {
             withhold: Vec::new(),
             rate_limit: default_lq_rate(),
             reserved_as_leased: false,
+            requestors: Vec::new(),
         }
     }
 }
@@ -397,6 +413,8 @@ pub struct Validated {
     pub leasequery_allow: Vec<Ipv4Net>,
     /// Prefixes allowed to open Bulk Leasequery connections.
     pub bulk_allow: Vec<Ipv4Net>,
+    /// Per-requestor withheld options: (prefix, options), most specific prefix first.
+    pub requestor_withhold: Vec<(Ipv4Net, Vec<u8>)>,
     /// Warnings about settings that work but go against an RFC recommendation.
     pub warnings: Vec<String>,
 }
@@ -413,6 +431,12 @@ impl Config {
         check_overlaps(&subnets, &raw, text)?;
         let leasequery_allow = prefixes(&raw.leasequery.allow, "leasequery.allow", text)?;
         let bulk_allow = prefixes(&raw.bulk_leasequery.allow, "bulk-leasequery.allow", text)?;
+        let mut requestor_withhold = Vec::new();
+        for (i, r) in raw.leasequery.requestors.iter().enumerate() {
+            let net = prefixes(std::slice::from_ref(&r.prefix), &format!("leasequery.requestor[{i}].prefix"), text)?;
+            requestor_withhold.push((net[0], r.withhold.clone()));
+        }
+        requestor_withhold.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         let mut warnings = Vec::new();
         let b = &raw.bulk_leasequery;
         if b.data_timeout < default_data_timeout() {
@@ -451,7 +475,7 @@ impl Config {
                 "max-connections and max-queries-per-connection must be at least 1",
             );
         }
-        Ok(Validated { raw, subnets, leasequery_allow, bulk_allow, warnings })
+        Ok(Validated { raw, subnets, leasequery_allow, bulk_allow, requestor_withhold, warnings })
     }
 
     /// Read, parse and validate a file.
@@ -663,6 +687,20 @@ fn check_overlaps(subnets: &[Subnet], raw: &Config, text: &str) -> Result<(), Co
 }
 
 impl Validated {
+    /// Options never disclosed to a requestor at `addr`: the global list plus the most specific
+    /// `[[leasequery.requestor]]` rule that covers it (RFC 4388 §6.4.2, RFC 7724 §8.2).
+    pub fn withheld_for(&self, addr: Ipv4Addr) -> Vec<u8> {
+        let mut out = self.raw.leasequery.withhold.clone();
+        if let Some((_, w)) = self.requestor_withhold.iter().find(|(n, _)| n.contains(&addr)) {
+            for c in w {
+                if !out.contains(c) {
+                    out.push(*c);
+                }
+            }
+        }
+        out
+    }
+
     /// A human summary of what this configuration enables (for `check-config`).
     pub fn summary(&self) -> String {
         use std::fmt::Write;

@@ -109,6 +109,8 @@ pub struct Responder {
     allow: Vec<Ipv4Net>,
     disclose: HashSet<u8>,
     withhold: HashSet<u8>,
+    /// Per-requestor additions to `withhold`, most specific prefix first.
+    per_requestor: Vec<(Ipv4Net, HashSet<u8>)>,
     reserved_as_leased: bool,
     limiter: Mutex<RateLimiter>,
 }
@@ -123,6 +125,7 @@ impl Responder {
             allow: config.leasequery_allow.clone(),
             disclose: lq.disclose.iter().copied().collect(),
             withhold: lq.withhold.iter().copied().collect(),
+            per_requestor: config.requestor_withhold.iter().map(|(n, w)| (*n, w.iter().copied().collect())).collect(),
             reserved_as_leased: lq.reserved_as_leased,
             limiter: Mutex::new(RateLimiter { rate: lq.rate_limit as f64, buckets: HashMap::new() }),
         }
@@ -152,7 +155,8 @@ impl Responder {
             KeyError::NoKey => LqDrop::NoKey,
             KeyError::SeveralKeys => LqDrop::SeveralKeys,
         })?;
-        let reply = self.reply(q, &key, store, now).map_err(|e| {
+        let withheld = self.withheld(*src.ip());
+        let reply = self.reply(q, &key, store, now, &withheld).map_err(|e| {
             tracing::warn!(error = %e, "leasequery: store lookup failed");
             LqDrop::StoreError
         })?;
@@ -182,30 +186,47 @@ impl Responder {
         })
     }
 
+    /// The options withheld from a requestor: the global list and its most specific rule.
+    fn withheld(&self, requestor: Ipv4Addr) -> HashSet<u8> {
+        let mut w = self.withhold.clone();
+        if let Some((_, extra)) = self.per_requestor.iter().find(|(n, _)| n.contains(&requestor)) {
+            w.extend(extra);
+        }
+        w
+    }
+
     fn reply(
         &self,
         q: &Message<'_>,
         key: &QueryKey,
         store: &dyn LeaseStore,
         now: u32,
+        withheld: &HashSet<u8>,
     ) -> Result<Message<'static>, StoreError> {
         let candidates = match key {
-            QueryKey::Ip(ip) => return Ok(self.by_ip(q, *ip, store.get(*ip)?, now)),
+            QueryKey::Ip(ip) => return Ok(self.by_ip(q, *ip, store.get(*ip)?, now, withheld)),
             QueryKey::Hardware(htype, hw) => {
                 store.by_hardware_address(*htype, hw)?.into_iter().filter(|c| c.binding.htype == *htype).collect()
             }
             QueryKey::ClientId(id) => store.by_client_id(id)?,
             QueryKey::RemoteId(id) => store.by_remote_id(id)?,
         };
-        Ok(self.by_client(q, key, candidates, now))
+        Ok(self.by_client(q, key, candidates, now, withheld))
     }
 
     /// LQ-6.4.1-1/2: ACTIVE if leased, UNASSIGNED if managed, UNKNOWN otherwise.
-    fn by_ip(&self, q: &Message<'_>, ip: Ipv4Addr, record: Option<BindingChange>, now: u32) -> Message<'static> {
+    fn by_ip(
+        &self,
+        q: &Message<'_>,
+        ip: Ipv4Addr,
+        record: Option<BindingChange>,
+        now: u32,
+        withheld: &HashSet<u8>,
+    ) -> Message<'static> {
         if let Some(c) = &record
             && is_leased(&c.binding, now)
         {
-            return self.active(q, &c.binding, &[], now);
+            return self.active(q, &c.binding, &[], now, withheld);
         }
         if self.reserved_as_leased
             && let Some(r) = self.subnet(ip).and_then(|s| s.reservations.iter().find(|r| r.ip == ip))
@@ -217,7 +238,7 @@ impl Responder {
             }
             b.client_id = r.client_id.clone();
             b.reserved_for = Some(r.name.clone());
-            return self.active(q, &b, &[], now);
+            return self.active(q, &b, &[], now, withheld);
         }
         if self.manages(ip) || record.is_some() {
             let mut r = reply_to(q, MessageType::LeaseUnassigned);
@@ -230,7 +251,14 @@ impl Responder {
 
     /// LQ-6.4.1-3..7, LQR-4.4-1: the client's active binding with the latest transaction, the others as
     /// associated-ip; UNKNOWN when it has no active binding.
-    fn by_client(&self, q: &Message<'_>, key: &QueryKey, candidates: Vec<BindingChange>, now: u32) -> Message<'static> {
+    fn by_client(
+        &self,
+        q: &Message<'_>,
+        key: &QueryKey,
+        candidates: Vec<BindingChange>,
+        now: u32,
+        withheld: &HashSet<u8>,
+    ) -> Message<'static> {
         // For a MAC query, a binding whose client is identified by that MAC (RFC 2131 §4.2: no client-id) is a
         // better answer than one that merely came from it with a client-id of its own; ISC dhcpd agrees.
         let identified_by_key = |b: &Binding| !matches!(key, QueryKey::Hardware(..)) || b.client_id.is_none();
@@ -241,7 +269,7 @@ impl Responder {
             .map(|c| c.binding.clone());
         let Some(b) = chosen else { return self.unknown(q, matches!(key, QueryKey::RemoteId(_))) };
         let others: Vec<Ipv4Addr> = candidates.iter().map(|c| c.binding.ip).filter(|ip| *ip != b.ip).collect();
-        self.active(q, &b, &others, now)
+        self.active(q, &b, &others, now, withheld)
     }
 
     /// LQ-6.4-2: DHCPLEASEUNKNOWN carries nothing else, except the echoed option 82 of a remote-id query
@@ -256,7 +284,14 @@ impl Responder {
     }
 
     /// LQ-6.4.2: DHCPLEASEACTIVE about `b`.
-    fn active(&self, q: &Message<'_>, b: &Binding, associated: &[Ipv4Addr], now: u32) -> Message<'static> {
+    fn active(
+        &self,
+        q: &Message<'_>,
+        b: &Binding,
+        associated: &[Ipv4Addr],
+        now: u32,
+        withheld: &HashSet<u8>,
+    ) -> Message<'static> {
         let mut r = reply_to(q, MessageType::LeaseActive);
         r.ciaddr = b.ip;
         r.set_hardware_address(b.htype, &b.hardware_address);
@@ -264,14 +299,14 @@ impl Responder {
         let requested = q.options.parameter_request_list().unwrap_or(DEFAULT_REQUEST);
         let subnet = self.subnet(b.ip);
         for &c in requested {
-            if self.withhold.contains(&c) {
+            if withheld.contains(&c) {
                 continue;
             }
             if let Some(v) = self.value(c, b, subnet, now) {
                 r.options.set(c, v);
             }
         }
-        if !associated.is_empty() && !self.withhold.contains(&code::ASSOCIATED_IP) {
+        if !associated.is_empty() && !withheld.contains(&code::ASSOCIATED_IP) {
             // LQ-6.4.2-6 / LQR-4.3-1: whether requested or not.
             r.options.set_associated_ips(associated);
         }

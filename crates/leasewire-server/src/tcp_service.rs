@@ -31,6 +31,8 @@ struct Limits {
 /// The Leasequery TCP service.
 pub struct TcpService {
     session: ServerConfig,
+    /// Per-requestor withheld options (the session's policy is adjusted per connection).
+    config: Validated,
     limits: Limits,
     store: Arc<dyn LeaseStore>,
     feed: ChangeFeed,
@@ -82,6 +84,7 @@ impl TcpService {
             (Some(_), false) => TlsPolicy::Require,
         };
         let service = Arc::new(TcpService {
+            config: config.clone(),
             session: ServerConfig {
                 policy: ReplyPolicy {
                     server_id: config.raw.server.server_id,
@@ -207,7 +210,11 @@ impl TcpService {
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let mut io = Io::Plain(rd, wr);
-        let mut s = ServerSession::new(self.session.clone(), tokio::time::Instant::now().into_std());
+        let mut cfg = self.session.clone();
+        if let IpAddr::V4(v4) = peer.ip() {
+            cfg.policy.withhold = self.config.withheld_for(v4);
+        }
+        let mut s = ServerSession::new(cfg, tokio::time::Instant::now().into_std());
         let mut buf = vec![0u8; 16 * 1024];
         let mut shutting_down = *shutdown.borrow();
         // Subscribed the moment the Active query is accepted, before its catch-up scan, so no change falls

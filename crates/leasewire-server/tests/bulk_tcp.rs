@@ -250,3 +250,26 @@ async fn blq_8_5_4_shutdown_sends_query_terminated() {
     let _ = closed;
     l.done.await.unwrap();
 }
+
+#[tokio::test]
+async fn alq_8_2_and_lq_6_4_2_11_per_requestor_withheld_options_apply_to_tcp_replies() {
+    let l = listener(
+        "[leasequery]\nwithhold = []\n[[leasequery.requestor]]\nprefix = \"127.0.0.1/32\"\nwithhold = [156]",
+        "10.0.0.3",
+    )
+    .await;
+    let mut q = bulk_query(1);
+    q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 156]);
+    // From 127.0.0.1: dhcp-state withheld.
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    s.write_all(&frame(&q)).await.unwrap();
+    let (msgs, _) = read_messages(&mut s, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert!(msgs.len() > 1 && msgs.iter().all(|b| !msg(b).options.contains(156)));
+    // From 127.0.0.2: disclosed.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = sock.connect(l.addr).await.unwrap();
+    s.write_all(&frame(&q)).await.unwrap();
+    let (msgs, _) = read_messages(&mut s, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert!(msg(&msgs[0]).options.contains(156));
+}

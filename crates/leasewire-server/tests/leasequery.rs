@@ -352,3 +352,21 @@ fn lq_6_4_1_3_mac_query_prefers_the_client_identified_by_that_mac() {
     assert_eq!(r.ciaddr, Ipv4Addr::new(10, 0, 0, 103));
     assert_eq!(r.options.associated_ips().count(), 2);
 }
+
+#[test]
+fn lq_6_4_2_11_per_requestor_withheld_options() {
+    let f = fixture(
+        "[[leasequery.requestor]]\nprefix = \"10.0.0.0/30\"\nwithhold = [82, 12]\n[[leasequery.requestor]]\nprefix = \"10.0.0.0/24\"\nwithhold = [91]\n",
+    );
+    // 10.0.0.2 is in the /30: the most specific rule applies (82 and 12 withheld, 91 disclosed).
+    let r = f.reply(&by_ip([10, 0, 0, 100], Some(ALL)));
+    assert!(!r.options.contains(code::RELAY_AGENT_INFO) && !r.options.contains(code::HOST_NAME));
+    assert!(r.options.contains(code::CLIENT_LAST_TRANSACTION_TIME));
+    // 10.0.0.9 is only in the /24.
+    let mut q = by_ip([10, 0, 0, 100], Some(ALL));
+    q.giaddr = Ipv4Addr::new(10, 0, 0, 9);
+    let a = f.lq.answer(&q, SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 67), &f.store, T).unwrap();
+    let r = Message::decode(&a.bytes).unwrap();
+    assert!(r.options.contains(code::RELAY_AGENT_INFO));
+    assert!(!r.options.contains(code::CLIENT_LAST_TRANSACTION_TIME));
+}
