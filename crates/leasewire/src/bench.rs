@@ -217,49 +217,59 @@ pub fn active_latency(
     use leasewire_proto::framing::{FrameDecoder, encode_frame};
     use leasewire_proto::options::code;
     use std::collections::HashMap;
-    use std::io::{Read, Write};
     use std::sync::{Arc, Mutex};
     let acks: Arc<Mutex<HashMap<Ipv4Addr, Instant>>> = Arc::default();
     let arrivals: Arc<Mutex<Vec<(Ipv4Addr, Instant)>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut watchers = Vec::new();
-    for r in 0..requestors {
-        let mut s = std::net::TcpStream::connect(tcp)?;
-        let mut q = Message::new(Op::BootRequest);
-        q.xid = 0x1000 + r as u32;
-        q.options.set_message_type(MessageType::ActiveLeaseQuery);
-        q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 156]);
-        let mut out = Vec::new();
-        encode_frame(&q, &mut out)?;
-        s.write_all(&out)?;
-        s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    // All requestors on one thread with one event loop: the load tool must not need a thread per connection.
+    let watcher = {
         let (arrivals, stop) = (arrivals.clone(), stop.clone());
-        watchers.push(std::thread::spawn(move || {
-            let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 1 << 16]);
-            let mut local = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match s.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        let now = Instant::now();
-                        buf.extend_from_slice(&chunk[..n]);
-                        let mut used = 0;
-                        while let Ok(Some((body, k))) = FrameDecoder::new(65535).decode(&buf[used..]) {
-                            used += k;
-                            if let Ok(m) = Message::decode(body)
-                                && m.message_type() == Some(MessageType::LeaseActive)
-                            {
-                                local.push((m.ciaddr, now));
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut tasks = tokio::task::JoinSet::new();
+                for r in 0..requestors {
+                    let mut s = tokio::net::TcpStream::connect(tcp).await?;
+                    let mut q = Message::new(Op::BootRequest);
+                    q.xid = 0x1000 + r as u32;
+                    q.options.set_message_type(MessageType::ActiveLeaseQuery);
+                    q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 156]);
+                    let mut out = Vec::new();
+                    encode_frame(&q, &mut out)?;
+                    s.write_all(&out).await?;
+                    let (arrivals, stop) = (arrivals.clone(), stop.clone());
+                    tasks.spawn(async move {
+                        let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 1 << 16]);
+                        let mut local = Vec::new();
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            match tokio::time::timeout(Duration::from_millis(200), s.read(&mut chunk)).await {
+                                Ok(Ok(0)) | Ok(Err(_)) => break,
+                                Ok(Ok(n)) => {
+                                    let now = Instant::now();
+                                    buf.extend_from_slice(&chunk[..n]);
+                                    let mut used = 0;
+                                    while let Ok(Some((body, k))) = FrameDecoder::new(65535).decode(&buf[used..]) {
+                                        used += k;
+                                        if let Ok(m) = Message::decode(body)
+                                            && m.message_type() == Some(MessageType::LeaseActive)
+                                        {
+                                            local.push((m.ciaddr, now));
+                                        }
+                                    }
+                                    buf.drain(..used);
+                                }
+                                Err(_) => {}
                             }
                         }
-                        buf.drain(..used);
-                    }
-                    Err(_) => {}
+                        arrivals.lock().unwrap().extend(local);
+                    });
                 }
-            }
-            arrivals.lock().unwrap().extend(local);
-        }));
-    }
+                while tasks.join_next().await.is_some() {}
+                anyhow::Ok(())
+            })
+        })
+    };
     std::thread::sleep(Duration::from_millis(500));
     let per_thread = (rate as f64 / threads as f64).max(1.0);
     let ack_latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
@@ -318,9 +328,7 @@ pub fn active_latency(
     let achieved = acks.lock().unwrap().len() as f64 / start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for w in watchers {
-        let _ = w.join();
-    }
+    watcher.join().map_err(|_| anyhow::anyhow!("watcher thread panicked"))??;
     let acks = acks.lock().unwrap();
     let mut delivery: Vec<i64> = arrivals
         .lock()
