@@ -296,7 +296,20 @@ impl TcpService {
                 },
                 _ = sleep_until(deadline) => s.handle_timeout(tokio::time::Instant::now().into_std()),
                 r = next_change(&mut live) => match r {
-                    Ok(change) => s.live(&change),
+                    Ok(change) => {
+                        s.live(&change);
+                        // Take whatever else is already queued, so one write carries many changes under load
+                        // (fewer wake-ups and syscalls per change).
+                        if let Some(rx) = live.as_mut() {
+                            for _ in 0..1024 {
+                                match rx.try_recv() {
+                                    Ok(c) => s.live(&c),
+                                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => s.lagged(),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => s.lagged(),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => live = None,
                 },
