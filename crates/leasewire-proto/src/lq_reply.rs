@@ -78,6 +78,106 @@ pub fn binding_reply(
     r
 }
 
+/// Write the same message as `encode_frame(&binding_reply(..))`, framed, straight into `out` without building
+/// a [`Message`]: this runs once per binding per connection (millions of times in a bulk answer, once per
+/// change per requestor on Active streams), so it allocates nothing. `binding_reply` stays the readable
+/// definition; a property test keeps the two byte-identical.
+pub fn write_binding_reply(
+    out: &mut Vec<u8>,
+    b: &Binding,
+    xid: u32,
+    prl: &[u8],
+    base_time: u32,
+    first: bool,
+    policy: &ReplyPolicy,
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0, 0]);
+    let hlen = b.hardware_address.len().min(16);
+    out.extend_from_slice(&[Op::BootReply.code(), b.htype, hlen as u8, 0]);
+    out.extend_from_slice(&xid.to_be_bytes());
+    out.extend_from_slice(&[0; 4]); // secs, flags
+    out.extend_from_slice(&b.ip.octets());
+    out.extend_from_slice(&[0; 12]); // yiaddr, siaddr, giaddr
+    out.extend_from_slice(&b.hardware_address[..hlen]);
+    out.resize(out.len() + (16 - hlen) + 64 + 128, 0);
+    out.extend_from_slice(&crate::MAGIC_COOKIE);
+    put(out, code::MESSAGE_TYPE, &[b.state.reply_type().code()]);
+    if first {
+        put(out, code::SERVER_IDENTIFIER, &policy.server_id.octets());
+    }
+    let mut written = [0u64; 4];
+    let mark = |w: &mut [u64; 4], c: u8| {
+        let seen = w[(c >> 6) as usize] & (1 << (c & 63)) != 0;
+        w[(c >> 6) as usize] |= 1 << (c & 63);
+        seen
+    };
+    mark(&mut written, code::MESSAGE_TYPE);
+    if first {
+        mark(&mut written, code::SERVER_IDENTIFIER);
+    }
+    let mut rai = None;
+    for &c in prl {
+        if policy.withhold.contains(&c) || mark(&mut written, c) {
+            continue;
+        }
+        let since = |t: u32| base_time.saturating_sub(t).to_be_bytes();
+        match c {
+            code::BASE_TIME => put(out, c, &base_time.to_be_bytes()),
+            code::START_TIME_OF_STATE => put(out, c, &since(b.state_since)),
+            code::CLIENT_LAST_TRANSACTION_TIME => {
+                if let Some(t) = b.cltt {
+                    put(out, c, &since(t));
+                }
+            }
+            code::LEASE_TIME => {
+                if let Some(s) = b.expires_at.and_then(|e| e.checked_sub(base_time)).filter(|s| *s > 0) {
+                    put(out, c, &s.to_be_bytes());
+                }
+            }
+            code::DHCP_STATE => put(out, c, &[b.state.code()]),
+            code::DATA_SOURCE => {
+                if b.data_source != DataSource::LOCAL {
+                    put(out, c, &[b.data_source.0]);
+                }
+            }
+            code::CLIENT_IDENTIFIER => {
+                if let Some(id) = &b.client_id {
+                    put(out, c, id);
+                }
+            }
+            // RFC 3046: relay agent information goes last.
+            code::RELAY_AGENT_INFO => rai = b.relay_agent_info.as_deref(),
+            code::ASSOCIATED_IP | code::SERVER_IDENTIFIER => {}
+            c if policy.disclose.contains(&c) => {
+                if let Some(v) = b.option(c) {
+                    put(out, c, v);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(r) = rai {
+        put(out, code::RELAY_AGENT_INFO, r);
+    }
+    out.push(code::END);
+    let len = (out.len() - start - 2) as u16;
+    out[start..start + 2].copy_from_slice(&len.to_be_bytes());
+}
+
+/// One option, split into pieces of at most 255 octets (RFC 3396), as the encoder writes it.
+fn put(out: &mut Vec<u8>, c: u8, data: &[u8]) {
+    if data.is_empty() {
+        out.extend_from_slice(&[c, 0]);
+        return;
+    }
+    for piece in data.chunks(255) {
+        out.push(c);
+        out.push(piece.len() as u8);
+        out.extend_from_slice(piece);
+    }
+}
+
 /// DHCPLEASEQUERYDONE for `xid`, with a status-code only when the query did not succeed (BLQ-8.2-2).
 pub fn done(xid: u32, status: Option<(StatusCode, &str)>, server_id: Option<Ipv4Addr>) -> Message<'static> {
     status_message(MessageType::LeaseQueryDone, xid, status, server_id)
@@ -157,6 +257,42 @@ mod tests {
             assert!(r.options.lease_time().is_none());
             assert_eq!(r.options.data_source(), Some(DataSource::REMOTE), "BLQ-8.3-8");
         }
+    }
+
+    #[test]
+    fn the_direct_writer_matches_the_message_builder_byte_for_byte() {
+        use crate::framing::encode_frame;
+        let mut b = active();
+        b.options = vec![(12, b"host".to_vec()), (60, vec![7; 300])];
+        let prls: [&[u8]; 5] =
+            [DEFAULT_PRL, &[82, 152, 82, 12, 60, 92, 54, 51], &[], &[157, 156, 61], &[153, 91, 51, 1, 2, 3]];
+        for state in DhcpState::ALL {
+            for prl in prls {
+                for first in [true, false] {
+                    for data_source in [DataSource::LOCAL, DataSource::REMOTE] {
+                        b.state = state;
+                        b.data_source = data_source;
+                        let mut p = policy();
+                        p.disclose = vec![12, 60];
+                        p.withhold = vec![153];
+                        let mut expected = Vec::new();
+                        encode_frame(&binding_reply(&b, 9, prl, 1100, first, &p), &mut expected).unwrap();
+                        let mut got = vec![0xaa];
+                        write_binding_reply(&mut got, &b, 9, prl, 1100, first, &p);
+                        assert_eq!(&got[1..], &expected[..], "{state} {prl:?} first={first}");
+                    }
+                }
+            }
+        }
+        // No hardware address, long client identifier, expired lease.
+        let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 1), DhcpState::Available, 5);
+        b.client_id = Some(vec![1; 300]);
+        b.expires_at = Some(1000);
+        let mut expected = Vec::new();
+        encode_frame(&binding_reply(&b, 1, DEFAULT_PRL, 1100, true, &policy()), &mut expected).unwrap();
+        let mut got = Vec::new();
+        write_binding_reply(&mut got, &b, 1, DEFAULT_PRL, 1100, true, &policy());
+        assert_eq!(got, expected);
     }
 
     #[test]

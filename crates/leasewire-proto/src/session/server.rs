@@ -12,7 +12,7 @@
 use super::active::{self, Active, ActiveConfig, CatchUp, ChangesFetch};
 use super::bulk_query::{BulkKey, BulkQuery, VpnScope};
 use crate::framing::{FrameDecoder, encode_frame};
-use crate::lq_reply::{DEFAULT_PRL, ReplyPolicy, binding_reply, done, status_message};
+use crate::lq_reply::{DEFAULT_PRL, ReplyPolicy, done, status_message, write_binding_reply};
 use crate::{Binding, BindingChange, DhcpState, Message, MessageType, StatusCode};
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -290,9 +290,16 @@ impl ServerSession {
                     *after_seq = Some(last.seq);
                 }
                 for c in &changes {
-                    let m = binding_reply(&c.binding, a.xid, &a.prl, base_time, !a.sent_first, &self.cfg.policy);
+                    write_binding_reply(
+                        &mut self.tx,
+                        &c.binding,
+                        a.xid,
+                        &a.prl,
+                        base_time,
+                        !a.sent_first,
+                        &self.cfg.policy,
+                    );
                     a.sent_first = true;
-                    self.push(&m);
                 }
                 self.stats.catch_up_sent += changes.len() as u64;
                 if done {
@@ -482,9 +489,8 @@ impl ServerSession {
         }
         for _ in 0..self.cfg.page_size {
             let Some((_, b)) = a.backlog.pop_first() else { break };
-            let m = binding_reply(&b, a.xid, &a.prl, base_time, !a.sent_first, &self.cfg.policy);
+            write_binding_reply(&mut self.tx, &b, a.xid, &a.prl, base_time, !a.sent_first, &self.cfg.policy);
             a.sent_first = true;
-            self.push(&m);
             self.stats.live_sent += 1;
         }
         let fetch = match &a.catch_up {
@@ -558,9 +564,8 @@ impl ServerSession {
     }
 
     fn reply(&mut self, r: &mut Running, b: &Binding, base_time: u32) {
-        let m = binding_reply(b, r.q.xid, &r.prl, base_time, !r.sent_first, &self.cfg.policy);
+        write_binding_reply(&mut self.tx, b, r.q.xid, &r.prl, base_time, !r.sent_first, &self.cfg.policy);
         r.sent_first = true;
-        self.push(&m);
     }
 
     fn push(&mut self, m: &Message<'_>) {
