@@ -125,35 +125,18 @@ pub fn write_binding_reply(
         match c {
             code::BASE_TIME => put(out, c, &base_time.to_be_bytes()),
             code::START_TIME_OF_STATE => put(out, c, &since(b.state_since)),
-            code::CLIENT_LAST_TRANSACTION_TIME => {
-                if let Some(t) = b.cltt {
-                    put(out, c, &since(t));
-                }
-            }
-            code::LEASE_TIME => {
-                if let Some(s) = b.expires_at.and_then(|e| e.checked_sub(base_time)).filter(|s| *s > 0) {
-                    put(out, c, &s.to_be_bytes());
-                }
+            code::CLIENT_LAST_TRANSACTION_TIME if b.cltt.is_some() => put(out, c, &since(b.cltt.unwrap_or(0))),
+            code::LEASE_TIME if lease_left(b, base_time).is_some() => {
+                put(out, c, &lease_left(b, base_time).unwrap_or(0).to_be_bytes())
             }
             code::DHCP_STATE => put(out, c, &[b.state.code()]),
-            code::DATA_SOURCE => {
-                if b.data_source != DataSource::LOCAL {
-                    put(out, c, &[b.data_source.0]);
-                }
-            }
-            code::CLIENT_IDENTIFIER => {
-                if let Some(id) = &b.client_id {
-                    put(out, c, id);
-                }
-            }
+            code::DATA_SOURCE if b.data_source != DataSource::LOCAL => put(out, c, &[b.data_source.0]),
+            code::CLIENT_IDENTIFIER if b.client_id.is_some() => put(out, c, b.client_id.as_deref().unwrap_or(&[])),
             // RFC 3046: relay agent information goes last.
             code::RELAY_AGENT_INFO => rai = b.relay_agent_info.as_deref(),
+            // Never associated-ip (BLQ-5-3); server-id only as the first reply's own option.
             code::ASSOCIATED_IP | code::SERVER_IDENTIFIER => {}
-            c if policy.disclose.contains(&c) => {
-                if let Some(v) = b.option(c) {
-                    put(out, c, v);
-                }
-            }
+            c if policy.disclose.contains(&c) && b.option(c).is_some() => put(out, c, b.option(c).unwrap_or(&[])),
             _ => {}
         }
     }
@@ -163,6 +146,11 @@ pub fn write_binding_reply(
     out.push(code::END);
     let len = (out.len() - start - 2) as u16;
     out[start..start + 2].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Seconds left of a timed state at `base_time`, if it is still running (BLQ-8.3-7).
+fn lease_left(b: &Binding, base_time: u32) -> Option<u32> {
+    b.expires_at.and_then(|e| e.checked_sub(base_time)).filter(|s| *s > 0)
 }
 
 /// One option, split into pieces of at most 255 octets (RFC 3396), as the encoder writes it.
