@@ -264,7 +264,7 @@ pub fn binding_of(m: &Message<'_>, t: MessageType) -> (Binding, Option<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lq_reply::{ReplyPolicy, binding_reply, done};
+    use crate::lq_reply::{ReplyPolicy, done, write_binding_reply};
 
     fn server_frames(msgs: &[Message<'_>]) -> Vec<u8> {
         let mut b = Vec::new();
@@ -313,11 +313,13 @@ mod tests {
         let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 5), DhcpState::Active, 1000);
         b.cltt = Some(1010);
         b.expires_at = Some(1600);
-        let first = binding_reply(&b, xid, DEFAULT_PRL, 1100, true, &policy());
         let mut b2 = b.clone();
         b2.ip = Ipv4Addr::new(10, 0, 0, 6);
-        let second = binding_reply(&b2, xid, DEFAULT_PRL, 1101, false, &policy());
-        r.receive(&server_frames(&[first, second, done(xid, None, None)]), now);
+        let mut bytes = Vec::new();
+        write_binding_reply(&mut bytes, &b, xid, DEFAULT_PRL, 1100, true, &policy());
+        write_binding_reply(&mut bytes, &b2, xid, DEFAULT_PRL, 1101, false, &policy());
+        bytes.extend(server_frames(&[done(xid, None, None)]));
+        r.receive(&bytes, now);
         let Some(Event::Binding(one)) = r.poll_event() else { panic!() };
         assert_eq!((one.binding.state_since, one.binding.cltt, one.binding.expires_at), (1000, Some(1010), Some(1600)));
         assert_eq!(one.base_time, Some(1100));
