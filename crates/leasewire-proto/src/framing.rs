@@ -111,6 +111,25 @@ pub fn encode_frame(msg: &Message<'_>, buf: &mut Vec<u8>) -> Result<(), EncodeEr
     Ok(())
 }
 
+/// The frames (prefix included) of a buffer of whole frames, as this crate's sessions produce it: a writer
+/// that must put each message in its own TLS record (RFC 7724 §5.1) writes them one by one. A trailing
+/// incomplete frame is returned as it is.
+pub fn frames(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = match rest.get(..PREFIX_LEN) {
+            Some(p) => (PREFIX_LEN + u16::from_be_bytes([p[0], p[1]]) as usize).min(rest.len()),
+            None => rest.len(),
+        };
+        let (frame, tail) = rest.split_at(n);
+        rest = tail;
+        Some(frame)
+    })
+}
+
 #[cfg(feature = "tokio-codec")]
 mod codec {
     use super::*;
@@ -200,6 +219,20 @@ mod tests {
         assert!(matches!(d.finish(&[0]), Err(FrameError::Truncated { buffered: 1, needed: 2 })));
         assert!(d.finish(&[]).is_ok());
         assert_eq!(FrameDecoder::new(1 << 20).max_frame(), 65535);
+    }
+
+    #[test]
+    fn alq_5_1_2_frames_splits_a_buffer_message_by_message() {
+        let mut m = Message::new(Op::BootReply);
+        m.options.set_message_type(MessageType::LeaseQueryStatus);
+        let mut buf = Vec::new();
+        encode_frame(&m, &mut buf).unwrap();
+        let one = buf.len();
+        encode_frame(&m, &mut buf).unwrap();
+        buf.extend_from_slice(&[0, 9, 1]);
+        let parts: Vec<usize> = frames(&buf).map(<[u8]>::len).collect();
+        assert_eq!(parts, vec![one, one, 3]);
+        assert_eq!(frames(&[]).count(), 0);
     }
 
     #[test]

@@ -242,7 +242,7 @@ impl TcpService {
                     Output::Transmit(bytes) => {
                         // BLQ-8.2-1 / ALQ-8.2-1: blocked longer than the data (bulk) or send (active) timeout
                         // while sending: give up.
-                        match tokio::time::timeout(s.write_timeout(), io.writer().write_all(&bytes)).await {
+                        match tokio::time::timeout(s.write_timeout(), io.send(&bytes)).await {
                             Ok(Ok(())) => s.transmitted(bytes.len(), tokio::time::Instant::now().into_std()),
                             Ok(Err(_)) => s.peer_closed(),
                             Err(_) => s.write_blocked(),
@@ -403,6 +403,20 @@ impl Io {
         match self {
             Io::Plain(r, _) => r,
             Io::Tls(r, _) => r,
+        }
+    }
+
+    /// Write a batch of frames. Inside TLS each DHCP message goes in its own write, so rustls seals each in its
+    /// own record (RFC 7724 §5.1: one message per TLS record).
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Io::Plain(_, w) => w.write_all(bytes).await,
+            Io::Tls(_, w) => {
+                for frame in leasewire_proto::framing::frames(bytes) {
+                    w.write_all(frame).await?;
+                }
+                w.flush().await
+            }
         }
     }
 
