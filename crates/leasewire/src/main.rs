@@ -47,24 +47,11 @@ enum Command {
     /// Ask a server about one binding (RFC 4388 leasequery over UDP; RFC 6148 for --remote-id).
     #[command(group(clap::ArgGroup::new("key").required(true).args(["ip", "mac", "client_id", "remote_id"])))]
     Query {
-        /// The server, `ADDR` or `ADDR:PORT` (port 67 by default).
-        #[arg(long)]
-        server: String,
+        #[command(flatten)]
+        target: TargetArgs,
         /// Query by IP address.
         #[arg(long)]
         ip: Option<Ipv4Addr>,
-        /// Query by hardware address, e.g. 02:00:00:00:00:01.
-        #[arg(long)]
-        mac: Option<String>,
-        /// Hardware type for --mac (1 = Ethernet).
-        #[arg(long, default_value_t = 1)]
-        htype: u8,
-        /// Query by client identifier (option 61), hex.
-        #[arg(long)]
-        client_id: Option<String>,
-        /// Query by relay agent remote-id (option 82 sub-option 2), hex.
-        #[arg(long)]
-        remote_id: Option<String>,
         /// The requestor address the reply goes to (default: this host's address towards the server).
         #[arg(long)]
         giaddr: Option<Ipv4Addr>,
@@ -78,27 +65,14 @@ enum Command {
     /// Fetch many bindings at once (RFC 6926 Bulk Leasequery over TCP).
     #[command(group(clap::ArgGroup::new("bulk_key").args(["all", "mac", "client_id", "relay_id", "remote_id"])))]
     Bulk {
-        /// The server, `ADDR` or `ADDR:PORT` (port 67 by default).
-        #[arg(long)]
-        server: String,
+        #[command(flatten)]
+        target: TargetArgs,
         /// All configured addresses (the default).
         #[arg(long)]
         all: bool,
-        /// Bindings of a hardware address, e.g. 02:00:00:00:00:01.
-        #[arg(long)]
-        mac: Option<String>,
-        /// Hardware type for --mac.
-        #[arg(long, default_value_t = 1)]
-        htype: u8,
-        /// Bindings of a client identifier (hex).
-        #[arg(long)]
-        client_id: Option<String>,
         /// Bindings behind a relay agent identifier (RFC 6925, hex).
         #[arg(long)]
         relay_id: Option<String>,
-        /// Bindings with a relay agent remote-id (hex).
-        #[arg(long)]
-        remote_id: Option<String>,
         /// Only bindings changed at or after this time (seconds since 1970, server clock).
         #[arg(long)]
         since: Option<u32>,
@@ -133,6 +107,26 @@ enum Command {
         #[arg(long)]
         framed: bool,
     },
+}
+
+/// The server and the client keys `query` and `bulk` share.
+#[derive(Debug, clap::Args)]
+struct TargetArgs {
+    /// The server, `ADDR` or `ADDR:PORT` (port 67 by default).
+    #[arg(long)]
+    server: String,
+    /// By hardware address, e.g. 02:00:00:00:00:01.
+    #[arg(long)]
+    mac: Option<String>,
+    /// Hardware type for --mac (1 = Ethernet).
+    #[arg(long, default_value_t = 1)]
+    htype: u8,
+    /// By client identifier (option 61), hex.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// By relay agent remote-id (option 82 sub-option 2), hex.
+    #[arg(long)]
+    remote_id: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,13 +230,9 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig { config } => serve::check_config(&config),
         Command::Decode { hex, framed } => decode::run(hex, framed),
         Command::Bulk {
-            server,
+            target: TargetArgs { server, mac, htype, client_id, remote_id },
             all: _,
-            mac,
-            htype,
-            client_id,
             relay_id,
-            remote_id,
             since,
             until,
             json,
@@ -302,7 +292,13 @@ fn main() -> anyhow::Result<()> {
                 threads,
             ),
         },
-        Command::Query { server, ip, mac, htype, client_id, remote_id, giaddr, json, timeout } => {
+        Command::Query {
+            target: TargetArgs { server, mac, htype, client_id, remote_id },
+            ip,
+            giaddr,
+            json,
+            timeout,
+        } => {
             use leasewire_requestor::leasequery::Query as Q;
             let query = match (ip, mac, client_id, remote_id) {
                 (Some(ip), ..) => Q::Ip(ip),
