@@ -4,6 +4,7 @@
 //! the previous value) and ACTIVE_LQ_RCV_TIMEOUT.
 
 use super::bulk_requestor::binding_of;
+use super::dhcptls;
 use crate::framing::{FrameDecoder, encode_frame};
 use crate::lq_reply::DEFAULT_PRL;
 use crate::options::code;
@@ -106,10 +107,7 @@ impl ActiveRequestor {
         };
         if secure {
             // ALQ-7.2-4: DHCPTLS first, with no options but its type.
-            let mut m = Message::new(Op::BootRequest);
-            m.xid = xid;
-            m.options.set_message_type(MessageType::Tls);
-            encode_frame(&m, &mut s.tx).expect("encodes");
+            dhcptls::write_request(xid, &mut s.tx);
         } else {
             s.send_query();
         }
@@ -205,13 +203,13 @@ impl ActiveRequestor {
         let t = m.message_type().ok_or_else(|| ActiveError::BadInput("no message type".into()))?;
         if self.state == State::AwaitTlsAnswer {
             // ALQ-7.2-5/6: only a DHCPTLS without status lets TLS proceed; anything else ends the connection.
-            return match (t, m.options.status_code()) {
-                (MessageType::Tls, None | Some(StatusCode::Success)) => {
+            return match dhcptls::answer(&m, self.xid) {
+                dhcptls::Answer::Proceed => {
                     self.state = State::Handshaking;
                     self.events.push_back(ActiveEvent::StartTls);
                     Ok(())
                 }
-                _ => Err(ActiveError::TlsRefused),
+                dhcptls::Answer::Refused => Err(ActiveError::TlsRefused),
             };
         }
         let base = m.options.base_time();

@@ -4,4 +4,5 @@ pub mod active;
 pub mod active_requestor;
 pub mod bulk_query;
 pub mod bulk_requestor;
+pub mod dhcptls;
 pub mod server;
