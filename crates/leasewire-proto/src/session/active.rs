@@ -7,7 +7,7 @@
 //! recovers by catch-up instead of the server buffering without limit.
 
 use crate::{Binding, Message, StatusCode};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -75,6 +75,10 @@ pub struct Active {
     pub fetching: bool,
     /// Whether the first reply (with server-id) went out.
     pub sent_first: bool,
+    /// During catch-up: the newest live sequence number per address. A catch-up page read before a live change
+    /// can reach the driver after that change went out; its older row is then skipped, so the requestor never
+    /// sees a binding go back in time within one second (where RFC 6926 §7.6's time rules cannot tell).
+    pub live_seq: HashMap<Ipv4Addr, u64>,
 }
 
 /// Validate a DHCPACTIVELEASEQUERY: ALQ-7.3-2 (no ciaddr, chaddr or client-id) and ALQ-8.2-6 (no

@@ -14,7 +14,7 @@ use super::bulk_query::{BulkKey, BulkQuery, VpnScope};
 use crate::framing::{FrameDecoder, encode_frame};
 use crate::lq_reply::{DEFAULT_PRL, ReplyPolicy, done, status_message, write_binding_reply};
 use crate::{Binding, BindingChange, DhcpState, Message, MessageType, StatusCode};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -245,6 +245,9 @@ impl ServerSession {
     pub fn live(&mut self, change: &BindingChange) {
         let max = self.cfg.active.as_ref().map_or(0, |a| a.max_backlog);
         if let Some(a) = &mut self.active {
+            if matches!(a.catch_up, CatchUp::Running { .. }) {
+                a.live_seq.insert(change.binding.ip, change.seq);
+            }
             if a.backlog.insert(change.binding.ip, change.binding.clone()).is_some() {
                 self.stats.coalesced += 1;
             }
@@ -289,7 +292,8 @@ impl ServerSession {
                 if let (CatchUp::Running { after_seq, .. }, Some(last)) = (&mut a.catch_up, changes.last()) {
                     *after_seq = Some(last.seq);
                 }
-                for c in &changes {
+                // A row older than a live change of the same address is stale: the live one is (or will be) sent.
+                for c in changes.iter().filter(|c| a.live_seq.get(&c.binding.ip).is_none_or(|&l| l <= c.seq)) {
                     write_binding_reply(
                         &mut self.tx,
                         &c.binding,
@@ -306,6 +310,7 @@ impl ServerSession {
                     self.stats.catch_up_complete += 1;
                     // ALQ-8.2-9: CatchUpComplete once everything since query-start-time was sent.
                     a.catch_up = CatchUp::Finished;
+                    a.live_seq = HashMap::new();
                     let m = self.stream_status(a.xid, StatusCode::CatchUpComplete, "");
                     self.push(&m);
                 }
@@ -666,6 +671,7 @@ impl ServerSession {
                     backlog: Default::default(),
                     fetching: false,
                     sent_first: false,
+                    live_seq: HashMap::new(),
                 });
             }
         }

@@ -568,6 +568,33 @@ fn alq_7_4_1_catch_up_then_catch_up_complete_with_live_changes_interleaved() {
 }
 
 #[test]
+fn alq_7_4_6_a_catch_up_row_older_than_a_live_change_is_not_sent_after_it() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    let mut q = active_query(5);
+    q.options.set_u32(code::QUERY_START_TIME, T0 - 600);
+    s.receive(&frame(&q), now);
+    assert!(matches!(s.poll_output(T0), Some(Output::FetchChanges(_))));
+    // The page was read (address 3 ACTIVE at seq 1); then address 3 was released (seq 2) and went out live.
+    s.live(&change(3, DhcpState::Released, 2));
+    let mut out = Vec::new();
+    while let Some(Output::Transmit(b)) = s.poll_output(T0) {
+        out.extend(b);
+    }
+    assert!(!out.is_empty(), "the live change went out while the page was being read");
+    s.changes_page(Ok((vec![change(3, DhcpState::Active, 1), change(4, DhcpState::Active, 1)], true)));
+    let run = drive_active(&mut s, &mut vec![]);
+    let (body, _) = FrameDecoder::default().decode(&out).unwrap().unwrap();
+    let live = Message::decode(body).unwrap();
+    let sent: Vec<(Ipv4Addr, DhcpState)> = std::iter::once(&live)
+        .chain(run.replies.iter())
+        .filter(|m| status_of(m).is_none())
+        .map(|m| (m.ciaddr, m.options.dhcp_state().unwrap().unwrap()))
+        .collect();
+    assert_eq!(sent, vec![(ip(3), DhcpState::Released), (ip(4), DhcpState::Active)], "no stale ACTIVE for .3 after");
+}
+
+#[test]
 fn alq_7_4_1_4_data_missing_when_history_does_not_reach_back() {
     let now = Instant::now();
     let mut s = ServerSession::new(active_cfg(100), now);
