@@ -1,64 +1,129 @@
-//! Bulk Leasequery (RFC 6926) from the requestor's side over a plain TCP connection: connect, send the
-//! queries, hand every event to the caller, and close gracefully when all are done (BLQ-7.8-1/2).
+//! Bulk Leasequery (RFC 6926) from the requestor's side: open a connection (in secure mode DHCPTLS and TLS
+//! first, as RFC 7724 §7.2 asks of any query to a secure server), send the queries pipelined (BLQ-7.7-1),
+//! yield every event, and close gracefully when all are done (BLQ-7.8-1/2).
 
+use crate::conn::{self, Conn, ConnError, Target};
 use leasewire_proto::session::bulk_requestor::{BulkRequest, BulkRequestor, Event, RequestorError};
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Why a bulk exchange failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BulkError {
-    /// Connecting or talking to the server failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    /// Connecting, negotiating TLS or talking to the server failed.
+    #[error(transparent)]
+    Conn(#[from] ConnError),
     /// The server broke the protocol or went silent.
     #[error(transparent)]
     Protocol(#[from] RequestorError),
     /// The server closed the connection before every query was done (BLQ-7.8-4: results so far are valid).
     #[error("the server closed the connection with {0} quer(ies) unfinished")]
     Closed(usize),
+    /// The query ended with a failure status (e.g. NotAllowed, MalformedQuery).
+    #[error("the server refused the query: {status} {message}")]
+    Refused {
+        /// The status.
+        status: leasewire_proto::StatusCode,
+        /// The status message.
+        message: String,
+    },
+    /// Writing the queries was blocked for BULK_LQ_DATA_TIMEOUT.
+    #[error("the server did not take the queries for {0:?}")]
+    WriteTimeout(Duration),
 }
 
-/// Run `requests` on one connection (pipelined, BLQ-7.7-1), calling `on_event` for each binding and DONE.
+impl From<std::io::Error> for BulkError {
+    fn from(e: std::io::Error) -> Self {
+        BulkError::Conn(ConnError::Io(e))
+    }
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// A running bulk exchange: call [`BulkStream::next`] until it returns `None`.
+#[derive(Debug)]
+pub struct BulkStream {
+    conn: Conn,
+    session: BulkRequestor,
+    buf: Vec<u8>,
+    data_timeout: Duration,
+}
+
+impl BulkStream {
+    /// Connect to `target` and send `requests` on one connection.
+    pub async fn open(target: &Target, requests: &[BulkRequest], data_timeout: Duration) -> Result<Self, BulkError> {
+        let first_xid = crate::fresh_xid();
+        let mut conn = conn::open(target, first_xid, data_timeout).await?;
+        let mut session = BulkRequestor::new(first_xid.wrapping_add(1), data_timeout, now());
+        for r in requests {
+            session.query(r, now());
+        }
+        if let Some(bytes) = session.poll_transmit() {
+            // BLQ-7.2-6: a write blocked for the data timeout ends the attempt.
+            match tokio::time::timeout(data_timeout, conn::write_frames(&mut conn, &bytes)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(BulkError::WriteTimeout(data_timeout)),
+            }
+        }
+        Ok(Self { conn, session, buf: vec![0u8; 64 * 1024], data_timeout })
+    }
+
+    /// The next binding or DONE; `None` once every query is done (the connection is then closed).
+    pub async fn next(&mut self) -> Result<Option<Event>, BulkError> {
+        loop {
+            if let Some(ev) = self.session.poll_event() {
+                return Ok(Some(ev));
+            }
+            if let Some(e) = self.session.error() {
+                let _ = self.conn.shutdown().await;
+                return Err(e.clone().into());
+            }
+            if self.session.outstanding() == 0 {
+                let _ = self.conn.shutdown().await;
+                return Ok(None);
+            }
+            let deadline = self.session.poll_timeout().map_or_else(
+                || tokio::time::Instant::now() + self.data_timeout,
+                tokio::time::Instant::from_std,
+            );
+            tokio::select! {
+                r = self.conn.read(&mut self.buf) => match r? {
+                    0 => return Err(BulkError::Closed(self.session.outstanding())),
+                    n => self.session.receive(&self.buf[..n], now()),
+                },
+                _ = tokio::time::sleep_until(deadline) => self.session.handle_timeout(now()),
+            }
+        }
+    }
+}
+
+/// Blocking convenience for command-line use: run `requests` against a plain server, calling `on_event`
+/// for each binding and DONE.
 pub fn run(
     server: SocketAddr,
     requests: &[BulkRequest],
     data_timeout: Duration,
     mut on_event: impl FnMut(Event),
 ) -> Result<(), BulkError> {
-    let mut stream = TcpStream::connect_timeout(&server, data_timeout)?;
-    stream.set_nodelay(true)?;
-    let first_xid = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.subsec_nanos());
-    let mut s = BulkRequestor::new(first_xid, data_timeout, Instant::now());
-    for r in requests {
-        s.query(r, Instant::now());
-    }
-    if let Some(bytes) = s.poll_transmit() {
-        // BLQ-7.2-6: a write blocked for the data timeout ends the attempt.
-        stream.set_write_timeout(Some(data_timeout))?;
-        stream.write_all(&bytes)?;
-    }
-    let mut buf = vec![0u8; 64 * 1024];
-    while s.outstanding() > 0 {
-        let wait = s.poll_timeout().map_or(data_timeout, |t| t.saturating_duration_since(Instant::now()));
-        stream.set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
-        match stream.read(&mut buf) {
-            Ok(0) => return Err(BulkError::Closed(s.outstanding())),
-            Ok(n) => s.receive(&buf[..n], Instant::now()),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                s.handle_timeout(Instant::now())
-            }
-            Err(e) => return Err(e.into()),
-        }
-        while let Some(ev) = s.poll_event() {
+    run_target(&Target { addr: server, tls: None }, requests, data_timeout, &mut on_event)
+}
+
+/// Blocking: run `requests` against `target` (plain or secure).
+pub fn run_target(
+    target: &Target,
+    requests: &[BulkRequest],
+    data_timeout: Duration,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<(), BulkError> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let mut s = BulkStream::open(target, requests, data_timeout).await?;
+        while let Some(ev) = s.next().await? {
             on_event(ev);
         }
-        if let Some(e) = s.error() {
-            let _ = stream.shutdown(Shutdown::Both);
-            return Err(e.clone().into());
-        }
-    }
-    let _ = stream.shutdown(Shutdown::Write);
-    Ok(())
+        Ok(())
+    })
 }

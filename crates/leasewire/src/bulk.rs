@@ -4,69 +4,15 @@ use anyhow::bail;
 use leasewire_proto::StatusCode;
 use leasewire_proto::session::bulk_query::BulkKey;
 use leasewire_proto::session::bulk_requestor::{BulkBinding, BulkRequest, Event};
+use leasewire_requestor::conn::Target;
+use leasewire_requestor::json::{self, hex};
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 3);
-    push_hex(&mut s, b);
-    s
-}
-
-fn push_hex(s: &mut String, b: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, x) in b.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        s.push(DIGITS[(x >> 4) as usize] as char);
-        s.push(DIGITS[(x & 15) as usize] as char);
-    }
-}
-
-/// One JSON object per binding, written directly (no intermediate value tree: this runs a million times).
+/// One JSON object per binding (the library's line, plus the server identifier).
 fn json_line(out: &mut impl Write, b: &BulkBinding) -> std::io::Result<()> {
-    use std::fmt::Write as _;
-    let bd = &b.binding;
-    let mut s = String::with_capacity(320);
-    let opt_hex = |s: &mut String, name: &str, v: Option<&[u8]>| {
-        let _ = write!(s, ",\"{name}\":");
-        match v {
-            Some(v) => {
-                s.push('"');
-                push_hex(s, v);
-                s.push('"');
-            }
-            None => s.push_str("null"),
-        }
-    };
-    let opt_num = |s: &mut String, name: &str, v: Option<u32>| {
-        let _ = match v {
-            Some(v) => write!(s, ",\"{name}\":{v}"),
-            None => write!(s, ",\"{name}\":null"),
-        };
-    };
-    let _ = write!(s, "{{\"ip\":\"{}\",\"state\":\"{}\",\"htype\":{}", bd.ip, bd.state.name(), bd.htype);
-    opt_hex(&mut s, "mac", Some(&bd.hardware_address));
-    opt_hex(&mut s, "client_id", bd.client_id.as_deref());
-    opt_num(&mut s, "state_since", Some(bd.state_since));
-    opt_num(&mut s, "expires_at", bd.expires_at);
-    opt_num(&mut s, "cltt", bd.cltt);
-    opt_num(&mut s, "base_time", b.base_time);
-    let rai = bd.relay_agent();
-    opt_hex(&mut s, "remote_id", rai.and_then(|r| r.remote_id()));
-    opt_hex(&mut s, "relay_id", rai.and_then(|r| r.relay_id()));
-    opt_hex(&mut s, "circuit_id", rai.and_then(|r| r.circuit_id()));
-    let _ = write!(s, ",\"data_source\":\"{}\"", if bd.data_source.is_remote() { "remote" } else { "local" });
-    match b.server_id {
-        Some(a) => {
-            let _ = write!(s, ",\"server_id\":\"{a}\"}}");
-        }
-        None => s.push_str(",\"server_id\":null}"),
-    }
-    s.push('\n');
-    out.write_all(s.as_bytes())
+    let server_id = b.server_id.map(|a| a.to_string());
+    out.write_all(json::binding_line(&b.binding, b.base_time, &[("server_id", server_id.as_deref())]).as_bytes())
 }
 
 fn table_line(out: &mut impl Write, b: &BulkBinding) -> std::io::Result<()> {
@@ -96,7 +42,7 @@ pub enum Output {
 }
 
 pub fn run(
-    server: SocketAddr,
+    target: &Target,
     key: BulkKey,
     since: Option<u32>,
     until: Option<u32>,
@@ -113,7 +59,7 @@ pub fn run(
     if mode == Output::Table {
         writeln!(out, "{:<15} {:<13} {:<17} {:>8} {:<24}", "address", "state", "client", "lease s", "relay")?;
     }
-    let result = leasewire_requestor::bulk::run(server, std::slice::from_ref(&req), timeout, |ev| match ev {
+    let result = leasewire_requestor::bulk::run_target(target, std::slice::from_ref(&req), timeout, &mut |ev| match ev {
         Event::Binding(b) => {
             count += 1;
             let _ = match mode {

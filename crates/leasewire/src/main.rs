@@ -11,6 +11,8 @@ mod bulk;
 mod decode;
 mod query;
 mod serve;
+mod watch;
+mod demo;
 
 /// DHCPv4 Leasequery, Bulk Leasequery and Active Leasequery (RFC 4388, RFC 6926, RFC 7724).
 #[derive(Debug, Parser)]
@@ -88,6 +90,52 @@ enum Command {
         /// BULK_LQ_DATA_TIMEOUT: give up after this many seconds without data.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
+    /// Keep a live replica of servers' bindings (RFC 7724 Active Leasequery, seeded and gap-filled by Bulk
+    /// Leasequery) and print every change.
+    Watch {
+        /// A server to watch, `ADDR` or `ADDR:PORT` (port 67 by default); repeat for a failover pair.
+        #[arg(long = "server", required = true)]
+        servers: Vec<String>,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Keep the replica in this SQLite file (created mode 0600), so a restart catches up instead of
+        /// starting over.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// One JSON object per change on standard output (the table is for people).
+        #[arg(long)]
+        json: bool,
+        /// Serve `/metrics` and `/bindings?ip=ADDR|mac=MAC` from the replica on this address.
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        /// Wait this long before reconnecting (RFC 7724: ACTIVE_LQ_IDLE_TIMEOUT, 60s).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        retry_interval: std::time::Duration,
+        /// Give a connection up after this long without any message (RFC 7724: ACTIVE_LQ_RCV_TIMEOUT, 120s).
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        rcv_timeout: std::time::Duration,
+    },
+    /// Try it all on this machine: a server on loopback with simulated relayed clients, and a requestor
+    /// watching it over mutual TLS; prints the live changes and checks server and replica agree at the end.
+    Demo {
+        /// Simulated clients.
+        #[arg(long, default_value_t = 300)]
+        clients: u32,
+        /// Client actions (DORA, renew, release, walk away) per second.
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+        /// Lease time, seconds (short, so expiries show up).
+        #[arg(long, default_value_t = 30)]
+        lease_time: u32,
+        /// Stop after this long (default: at Ctrl-C).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Print changes as JSON lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a lab CA, a server certificate for 127.0.0.1/localhost and a requestor certificate (PEM) to try
     /// Active Leasequery's mutual TLS (examples/lab-tls.toml reads them from ./certs). Not for production.
@@ -127,6 +175,30 @@ struct TargetArgs {
     /// By relay agent remote-id (option 82 sub-option 2), hex.
     #[arg(long)]
     remote_id: Option<String>,
+}
+
+/// Secure mode for requestor connections: DHCPTLS, then TLS with a client certificate (RFC 7724 §7.2).
+#[derive(Debug, clap::Args)]
+struct TlsArgs {
+    /// Our client certificate (PEM); with it, connections are secure (e.g. certs/requestor.pem from
+    /// `leasewire lab-certs`).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// The CA that signed the server's certificate (PEM).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// The name the server's certificate must carry (default: the address connected to).
+    #[arg(long)]
+    tls_name: Option<String>,
+}
+
+impl TlsArgs {
+    fn load(self) -> anyhow::Result<Option<std::sync::Arc<leasewire_requestor::tls::ClientTls>>> {
+        watch::client_tls(self.tls_cert, self.tls_key, self.ca, self.tls_name.as_deref())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,6 +310,7 @@ fn main() -> anyhow::Result<()> {
             json,
             count,
             timeout,
+            tls,
         } => {
             use leasewire_proto::session::bulk_query::BulkKey;
             let key = match (mac, client_id, relay_id, remote_id) {
@@ -247,7 +320,10 @@ fn main() -> anyhow::Result<()> {
                 (.., Some(r)) => BulkKey::RemoteId(query::parse_hex("--remote-id", &r)?),
                 _ => BulkKey::All,
             };
-            let server = std::net::SocketAddr::V4(query::parse_server(&server)?);
+            let target = leasewire_requestor::conn::Target {
+                addr: std::net::SocketAddr::V4(query::parse_server(&server)?),
+                tls: tls.load()?,
+            };
             let mode = if count {
                 bulk::Output::Count
             } else if json {
@@ -255,7 +331,25 @@ fn main() -> anyhow::Result<()> {
             } else {
                 bulk::Output::Table
             };
-            bulk::run(server, key, since, until, mode, std::time::Duration::from_secs(timeout))
+            bulk::run(&target, key, since, until, mode, std::time::Duration::from_secs(timeout))
+        }
+        Command::Watch { servers, tls, db, json, http, retry_interval, rcv_timeout } => {
+            init_logs(cli.log_format);
+            let tls = tls.load()?;
+            let targets = servers
+                .iter()
+                .map(|s| {
+                    let addr = std::net::SocketAddr::V4(query::parse_server(s)?);
+                    Ok(leasewire_requestor::conn::Target { addr, tls: tls.clone() })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut opts = leasewire_requestor::watch::WatchOptions { retry_interval, ..Default::default() };
+            opts.active.rcv_timeout = rcv_timeout;
+            watch::run(watch::Args { targets, db, json, http, opts })
+        }
+        Command::Demo { clients, rate, lease_time, duration, json } => {
+            init_logs(cli.log_format);
+            demo::run(demo::Args { clients, rate, lease_time, duration, json })
         }
         Command::LabCerts { out } => {
             let f = leasewire_server::lab_certs::write(&out)?;

@@ -1,7 +1,7 @@
 //! `leasewire serve` and `leasewire check-config`.
 
 use anyhow::Context;
-use leasewire_server::config::Config;
+use leasewire_server::config::{Config, Validated};
 use leasewire_server::dhcp_service::{DhcpService, unix_now};
 use leasewire_server::feed::ChangeFeed;
 use leasewire_server::metrics::Metrics;
@@ -26,7 +26,6 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
     let store: Arc<dyn LeaseStore> = Arc::new(SqliteStore::open(dir.join(DB_FILE), OpenOptions::new(unix_now()))?);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let metrics = Arc::new(Metrics::new());
         if let Some(addr) = config.raw.metrics.listen {
             let m = metrics.clone();
@@ -40,27 +39,53 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
-        let feed = ChangeFeed::default();
-        let (running, done) =
-            DhcpService::start(&config, store.clone(), feed.clone(), metrics.clone(), stop_rx.clone()).await?;
-        let (tcp_addrs, tcp_done) = TcpService::start(&config, store.clone(), feed, metrics, stop_rx).await?;
-        if !tcp_addrs.is_empty() {
-            tracing::info!(addrs = ?tcp_addrs, "serving bulk leasequery");
+        let services = Services::start(&config, store, metrics).await?;
+        if !services.tcp_addrs.is_empty() {
+            tracing::info!(addrs = ?services.tcp_addrs, "serving bulk leasequery");
         }
-        tracing::info!(addrs = ?running.local_addrs, "serving DHCP");
+        tracing::info!(addrs = ?services.dhcp_addrs, "serving DHCP");
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight commits");
-        let _ = stop_tx.send(true);
-        let _ = tcp_done.await;
-        let _ = done.await;
-        drop(running);
+        services.stop().await;
         tracing::info!("stopped");
         anyhow::Ok(())
     })?;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// The DHCP service and the Leasequery TCP service of one server, running on the current runtime.
+pub struct Services {
+    /// The UDP DHCP sockets' addresses.
+    pub dhcp_addrs: Vec<std::net::SocketAddr>,
+    /// The Bulk/Active Leasequery listeners' addresses.
+    pub tcp_addrs: Vec<std::net::SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
+    dhcp: (leasewire_server::dhcp_service::Running, tokio::task::JoinHandle<()>),
+    tcp: tokio::task::JoinHandle<()>,
+}
+
+impl Services {
+    /// Start both services over `store`.
+    pub async fn start(config: &Validated, store: Arc<dyn LeaseStore>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let feed = ChangeFeed::default();
+        let (running, done) =
+            DhcpService::start(config, store.clone(), feed.clone(), metrics.clone(), stop_rx.clone()).await?;
+        let (tcp_addrs, tcp) = TcpService::start(config, store, feed, metrics, stop_rx).await?;
+        Ok(Self { dhcp_addrs: running.local_addrs.clone(), tcp_addrs, stop, dhcp: (running, done), tcp })
+    }
+
+    /// Stop: Active streams end with QueryTerminated, in-flight commits are drained.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.tcp.await;
+        let (running, done) = self.dhcp;
+        let _ = done.await;
+        drop(running);
+    }
+}
+
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

@@ -1,0 +1,163 @@
+//! Connections to a server's Leasequery TCP port: plain, or TLS after DHCPTLS (RFC 7724 §7.2), behind one
+//! type so the Bulk and Active drivers do not care which.
+
+use crate::tls::ClientTls;
+use leasewire_proto::Message;
+use leasewire_proto::framing::FrameDecoder;
+use leasewire_proto::session::dhcptls;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+/// A server to talk to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its Leasequery TCP address.
+    pub addr: SocketAddr,
+    /// Secure mode (DHCPTLS, then mutual TLS), or insecure when `None` (RFC 7724 §7.2).
+    pub tls: Option<Arc<ClientTls>>,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.addr)
+    }
+}
+
+/// Why a connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// TCP connect failed or timed out (ALQ-7.1-1).
+    #[error("connecting: {0}")]
+    Connect(io::Error),
+    /// No answer to DHCPTLS in time, or the server closed: outcomes 1 and 2 of ALQ-7.2-5.
+    #[error("no answer to DHCPTLS (the server does not do TLS?)")]
+    NoTlsAnswer,
+    /// TLSConnectionRefused or another answer than DHCPTLS: outcome 3 of ALQ-7.2-5; never fall back to the
+    /// clear on this connection (ALQ-7.2-6).
+    #[error("the server refused TLS")]
+    TlsRefused,
+    /// The handshake failed, e.g. the server's certificate did not validate (ALQ-7.2-8/10).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(io::Error),
+    /// Reading or writing failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// A connection, in the clear or inside TLS.
+#[derive(Debug)]
+pub enum Conn {
+    /// Insecure mode.
+    Plain(TcpStream),
+    /// Secure mode, after DHCPTLS.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    /// Whether the connection is inside TLS (each DHCP message must then be written on its own, ALQ-5.1-2).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Conn::Tls(_))
+    }
+}
+
+/// TCP connect with a deadline, no Nagle (messages are small and latency matters).
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnError> {
+    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(r) => r.map_err(ConnError::Connect)?,
+        Err(_) => return Err(ConnError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))),
+    };
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// The TLS handshake as client on `tcp`, validating the server's certificate (ALQ-7.2-7/8).
+pub async fn handshake(tcp: TcpStream, tls: &ClientTls, timeout: Duration) -> Result<Conn, ConnError> {
+    let name = tls.server_name(tcp.peer_addr()?.ip());
+    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+    match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+        Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
+        Ok(Err(e)) => Err(ConnError::Handshake(e)),
+        Err(_) => Err(ConnError::Handshake(io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))),
+    }
+}
+
+/// Connect to `target` and, in secure mode, negotiate TLS with DHCPTLS (`xid`) before anything else: the
+/// opening of a Bulk Leasequery connection to a secure server.
+pub async fn open(target: &Target, xid: u32, timeout: Duration) -> Result<Conn, ConnError> {
+    let mut tcp = connect(target.addr, timeout).await?;
+    let Some(tls) = &target.tls else { return Ok(Conn::Plain(tcp)) };
+    let mut request = Vec::new();
+    dhcptls::write_request(xid, &mut request);
+    tcp.write_all(&request).await?;
+    // Read exactly the answer: the server sends nothing more until our ClientHello.
+    let mut buf = Vec::new();
+    let answer = loop {
+        if let Some((body, used)) = FrameDecoder::default().decode(&buf).map_err(|_| ConnError::TlsRefused)? {
+            if used != buf.len() {
+                return Err(ConnError::TlsRefused);
+            }
+            break Message::decode(body).map(|m| dhcptls::answer(&m, xid)).unwrap_or(dhcptls::Answer::Refused);
+        }
+        let mut chunk = [0u8; 1024];
+        match tokio::time::timeout(timeout, tcp.read(&mut chunk)).await {
+            Ok(Ok(0)) | Err(_) => return Err(ConnError::NoTlsAnswer),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Ok(Err(e)) => return Err(e.into()),
+        }
+    };
+    match answer {
+        dhcptls::Answer::Proceed => handshake(tcp, tls, timeout).await,
+        dhcptls::Answer::Refused => Err(ConnError::TlsRefused),
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Write `bytes` (whole frames) so that inside TLS each DHCP message is sealed in its own record (ALQ-5.1-2).
+pub async fn write_frames(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
+    if conn.is_tls() {
+        for f in leasewire_proto::framing::frames(bytes) {
+            conn.write_all(f).await?;
+            conn.flush().await?;
+        }
+    } else {
+        conn.write_all(bytes).await?;
+    }
+    Ok(())
+}

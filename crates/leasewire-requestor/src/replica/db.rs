@@ -1,0 +1,127 @@
+//! The replica file: SQLite in WAL mode, created 0600 (it holds the same client data as the server's lease
+//! database). One row per address holding the record's own encoding, one per server with its saved
+//! base-time, one per unfilled gap.
+
+use super::record::Record;
+use super::{Gap, ReplicaError, ServerState};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug)]
+pub(super) struct Db {
+    conn: Connection,
+    path: String,
+}
+
+impl Db {
+    pub(super) fn open(path: &Path) -> Result<(Self, Vec<ServerState>, HashMap<Ipv4Addr, Record>), ReplicaError> {
+        let shown = path.display().to_string();
+        let io = |source| ReplicaError::Io { path: shown.clone(), source };
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+        }
+        let sql = |source| ReplicaError::Sqlite { path: shown.clone(), source };
+        let conn = Connection::open(path).map_err(sql)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS server (id INTEGER PRIMARY KEY, addr TEXT NOT NULL UNIQUE,
+                 seeded INTEGER NOT NULL, saved INTEGER);
+             CREATE TABLE IF NOT EXISTS gap (server INTEGER NOT NULL, from_time INTEGER NOT NULL,
+                 to_time INTEGER NOT NULL, PRIMARY KEY (server, from_time, to_time));
+             CREATE TABLE IF NOT EXISTS binding (ip INTEGER PRIMARY KEY, record BLOB NOT NULL);",
+        )
+        .map_err(sql)?;
+        let version: Option<i64> =
+            conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional().map_err(sql)?;
+        match version {
+            None => {
+                conn.execute("INSERT INTO meta VALUES ('schema', ?1)", [SCHEMA_VERSION]).map_err(sql)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(v) => {
+                return Err(ReplicaError::Corrupt {
+                    path: shown,
+                    message: format!("schema version {v}, this leasewire reads {SCHEMA_VERSION}"),
+                });
+            }
+        }
+        let mut servers: Vec<ServerState> = Vec::new();
+        {
+            let mut st = conn.prepare("SELECT id, addr, seeded, saved FROM server ORDER BY id").map_err(sql)?;
+            let rows = st
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get(3)?)))
+                .map_err(sql)?;
+            for row in rows {
+                let (id, addr, seeded, saved) = row.map_err(sql)?;
+                if id != servers.len() as i64 {
+                    return Err(ReplicaError::Corrupt { path: shown, message: format!("server ids not dense at {id}") });
+                }
+                servers.push(ServerState { addr, seeded, saved, gaps: Vec::new() });
+            }
+            let mut st = conn.prepare("SELECT server, from_time, to_time FROM gap").map_err(sql)?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, u16>(0)?, r.get(1)?, r.get(2)?))).map_err(sql)?;
+            for row in rows {
+                let (id, from, to) = row.map_err(sql)?;
+                match servers.get_mut(usize::from(id)) {
+                    Some(s) => s.gaps.push(Gap { from, to }),
+                    None => return Err(ReplicaError::Corrupt { path: shown, message: format!("gap of server {id}") }),
+                }
+            }
+        }
+        let mut entries = HashMap::new();
+        {
+            let mut st = conn.prepare("SELECT ip, record FROM binding").map_err(sql)?;
+            let mut rows = st.query([]).map_err(sql)?;
+            while let Some(row) = rows.next().map_err(sql)? {
+                let ip = Ipv4Addr::from(row.get::<_, u32>(0).map_err(sql)?);
+                let raw = row.get_ref(1).map_err(sql)?.as_blob().map_err(|e| sql(e.into()))?;
+                let record = Record::decode(raw)
+                    .filter(|r| usize::from(r.server) < servers.len())
+                    .ok_or_else(|| ReplicaError::Corrupt { path: shown.clone(), message: format!("record of {ip}") })?;
+                entries.insert(ip, record);
+            }
+        }
+        Ok((Self { conn, path: shown }, servers, entries))
+    }
+
+    pub(super) fn write<'a>(
+        &mut self,
+        records: impl Iterator<Item = (Ipv4Addr, &'a Record)>,
+        servers: Option<&[ServerState]>,
+    ) -> Result<(), ReplicaError> {
+        let path = self.path.clone();
+        let sql = |source| ReplicaError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut put = tx.prepare_cached("INSERT OR REPLACE INTO binding (ip, record) VALUES (?1, ?2)").map_err(sql)?;
+            let mut buf = Vec::with_capacity(64);
+            for (ip, r) in records {
+                buf.clear();
+                r.encode(&mut buf);
+                put.execute(params![u32::from(ip), buf]).map_err(sql)?;
+            }
+        }
+        if let Some(servers) = servers {
+            tx.execute("DELETE FROM gap", []).map_err(sql)?;
+            for (id, s) in servers.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO server (id, addr, seeded, saved) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (id) DO UPDATE SET seeded = excluded.seeded, saved = excluded.saved",
+                    params![id as i64, s.addr, s.seeded, s.saved],
+                )
+                .map_err(sql)?;
+                for g in &s.gaps {
+                    tx.execute("INSERT OR IGNORE INTO gap VALUES (?1, ?2, ?3)", params![id as i64, g.from, g.to])
+                        .map_err(sql)?;
+                }
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+}

@@ -1,0 +1,242 @@
+//! The requestor's copy of the servers' bindings: one record per address, merged from every Bulk and Active
+//! message of every watched server by RFC 6926 §7.6 (an older message never overwrites a newer one, and
+//! duplicates are harmless, ALQ-7.4-6), with each server's saved base-time and unfilled gaps.
+//!
+//! Optionally persisted to SQLite, written behind in batches: each batch commits the changed bindings
+//! *together with* the base-times saved after them, so a crash can only roll both back, and the next
+//! catch-up re-sends what was lost. Nothing else needs to be durable: the server is the source of truth.
+
+mod db;
+mod record;
+
+pub use record::Via;
+
+use leasewire_proto::Binding;
+use record::Record;
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// Why the replica file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    /// SQLite failed.
+    #[error("replica {path}: {source}")]
+    Sqlite {
+        /// The file.
+        path: String,
+        /// What failed.
+        source: rusqlite::Error,
+    },
+    /// The file holds something this version cannot read.
+    #[error("replica {path}: {message}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file could not be created.
+    #[error("replica {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+}
+
+/// A period whose changes the replica may have missed (RFC 7724 DataMissing): fill it with a Bulk Leasequery
+/// bounded by query-start-time `from` and query-end-time `to` (ALQ-7.4.1-13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Gap {
+    /// query-start-time of the Active query that got DataMissing.
+    pub from: u32,
+    /// The DataMissing message's base-time.
+    pub to: u32,
+}
+
+/// What the replica knows of one watched server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    /// Its address, as watched (`IP:PORT`).
+    pub addr: String,
+    /// Whether the first full Bulk Leasequery completed.
+    pub seeded: bool,
+    /// The base-time to send as query-start-time next (ALQ-7.3-6).
+    pub saved: Option<u32>,
+    /// Gaps not yet filled.
+    pub gaps: Vec<Gap>,
+}
+
+/// What applying a message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// A new address.
+    New,
+    /// The binding changed.
+    Changed,
+    /// Same binding again (catch-up and live overlap, a duplicate): nothing new.
+    Duplicate,
+    /// Older than what the replica has: ignored (BLQ-7.6).
+    Stale,
+}
+
+/// The replica.
+#[derive(Debug)]
+pub struct Replica {
+    entries: HashMap<Ipv4Addr, Record>,
+    servers: Vec<ServerState>,
+    dirty: HashSet<Ipv4Addr>,
+    servers_dirty: bool,
+    db: Option<db::Db>,
+}
+
+impl Replica {
+    /// A replica in memory only, watching `servers`.
+    pub fn in_memory(servers: &[String]) -> Self {
+        let mut r =
+            Self { entries: HashMap::new(), servers: Vec::new(), dirty: HashSet::new(), servers_dirty: false, db: None };
+        for s in servers {
+            r.server_id(s);
+        }
+        r
+    }
+
+    /// Open (or create, mode 0600) the replica file and load it; `servers` are added if new.
+    pub fn open(path: &Path, servers: &[String]) -> Result<Self, ReplicaError> {
+        let (db, servers_known, entries) = db::Db::open(path)?;
+        let mut r =
+            Self { entries, servers: servers_known, dirty: HashSet::new(), servers_dirty: false, db: Some(db) };
+        for s in servers {
+            r.server_id(s);
+        }
+        r.flush()?;
+        Ok(r)
+    }
+
+    /// The id of server `addr`, added if new.
+    pub fn server_id(&mut self, addr: &str) -> u16 {
+        if let Some(i) = self.servers.iter().position(|s| s.addr == addr) {
+            return i as u16;
+        }
+        self.servers.push(ServerState { addr: addr.to_string(), seeded: false, saved: None, gaps: Vec::new() });
+        self.servers_dirty = true;
+        (self.servers.len() - 1) as u16
+    }
+
+    /// What the replica knows of server `id`.
+    pub fn server(&self, id: u16) -> &ServerState {
+        &self.servers[usize::from(id)]
+    }
+
+    /// All servers ever watched into this replica.
+    pub fn servers(&self) -> &[ServerState] {
+        &self.servers
+    }
+
+    /// Merge one binding reported by server `id` in a message with `base_time`.
+    pub fn apply(&mut self, id: u16, b: &Binding, base_time: Option<u32>, via: Via) -> Applied {
+        let new = Record::new(b, base_time, via, id);
+        let outcome = match self.entries.get(&b.ip) {
+            None => Applied::New,
+            Some(old) if new.compare(old).is_lt() => return Applied::Stale,
+            Some(old) if new.same_binding(old) => Applied::Duplicate,
+            Some(_) => Applied::Changed,
+        };
+        self.entries.insert(b.ip, new);
+        if outcome != Applied::Duplicate {
+            self.dirty.insert(b.ip);
+        }
+        outcome
+    }
+
+    /// Record the base-time to use next for server `id`.
+    pub fn set_saved(&mut self, id: u16, saved: Option<u32>) {
+        let s = &mut self.servers[usize::from(id)];
+        if s.saved != saved {
+            s.saved = saved;
+            self.servers_dirty = true;
+        }
+    }
+
+    /// The first full Bulk Leasequery from server `id` completed; `saved` is where the Active stream starts.
+    pub fn set_seeded(&mut self, id: u16, saved: Option<u32>) {
+        let s = &mut self.servers[usize::from(id)];
+        s.seeded = true;
+        s.saved = saved;
+        self.servers_dirty = true;
+    }
+
+    /// Remember a gap to fill (persisted, so a restart fills it too).
+    pub fn open_gap(&mut self, id: u16, gap: Gap) {
+        let s = &mut self.servers[usize::from(id)];
+        if !s.gaps.contains(&gap) {
+            s.gaps.push(gap);
+            self.servers_dirty = true;
+        }
+    }
+
+    /// A gap was filled.
+    pub fn close_gap(&mut self, id: u16, gap: Gap) {
+        let s = &mut self.servers[usize::from(id)];
+        s.gaps.retain(|g| *g != gap);
+        self.servers_dirty = true;
+    }
+
+    /// The binding of `ip`, and the server that reported it.
+    pub fn get(&self, ip: Ipv4Addr) -> Option<(Binding, &str)> {
+        self.entries.get(&ip).map(|r| (r.binding(ip), self.servers[usize::from(r.server)].addr.as_str()))
+    }
+
+    /// Bindings of a hardware address (a scan: lookups by MAC are for people, not hot paths).
+    pub fn by_hardware_address(&self, hw: &[u8]) -> Vec<Binding> {
+        let mut v: Vec<Binding> =
+            self.entries.iter().filter(|(_, r)| r.hw() == hw).map(|(ip, r)| r.binding(*ip)).collect();
+        v.sort_by_key(|b| b.ip);
+        v
+    }
+
+    /// Every binding, in address order.
+    pub fn bindings(&self) -> Vec<Binding> {
+        let mut v: Vec<Binding> = self.entries.iter().map(|(ip, r)| r.binding(*ip)).collect();
+        v.sort_by_key(|b| b.ip);
+        v
+    }
+
+    /// How many addresses the replica knows.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it knows none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Changes not yet written to the file.
+    pub fn unflushed(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// Write changed bindings and server states in one transaction (no-op in memory). Returns how many
+    /// bindings were written.
+    pub fn flush(&mut self) -> Result<usize, ReplicaError> {
+        let Some(db) = &mut self.db else {
+            self.dirty.clear();
+            return Ok(0);
+        };
+        if self.dirty.is_empty() && !self.servers_dirty {
+            return Ok(0);
+        }
+        let n = self.dirty.len();
+        let records = self.dirty.iter().filter_map(|ip| self.entries.get(ip).map(|r| (*ip, r)));
+        db.write(records, self.servers_dirty.then_some(&self.servers[..]))?;
+        self.dirty.clear();
+        self.servers_dirty = false;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,307 @@
+//! One binding as the replica keeps it: fixed fields inline (no allocation for the common Ethernet client),
+//! the rare variable parts (client-id, option 82, options, reservation) in one boxed byte string. The same
+//! bytes are the persisted form, so memory and disk share one encoding.
+
+use leasewire_proto::{Binding, DataSource, DhcpState};
+use std::cmp::Ordering;
+use std::net::Ipv4Addr;
+
+/// Where an observation came from: the last tie-breaker of the merge, the Active stream winning over a
+/// Bulk Leasequery's snapshot of the same instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Via {
+    /// A Bulk Leasequery reply (seed or gap fill).
+    Bulk,
+    /// An Active Leasequery message.
+    Active,
+}
+
+const REMOTE: u8 = 1;
+const HAS_EXPIRES: u8 = 2;
+const HAS_CLTT: u8 = 4;
+const VIA_ACTIVE: u8 = 8;
+
+const TAG_CLIENT_ID: u8 = 1;
+const TAG_RELAY_AGENT_INFO: u8 = 2;
+const TAG_RESERVED_FOR: u8 = 3;
+const TAG_OPTION: u8 = 4;
+
+/// Length of the fixed part of the encoding.
+const FIXED: usize = 4 * 4 + 4 + 2;
+
+/// A binding in the replica (56 bytes plus the rare variable part).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    state_since: u32,
+    expires_at: u32,
+    cltt: u32,
+    /// The base-time of the message it came in (0 if none): when the server observed this state.
+    observed: u32,
+    hw: [u8; 16],
+    hw_len: u8,
+    htype: u8,
+    state: u8,
+    flags: u8,
+    /// Which watched server reported it (index into the replica's server list).
+    pub(crate) server: u16,
+    extra: Option<Box<[u8]>>,
+}
+
+impl Record {
+    /// Build from a binding as a reply reported it.
+    pub(crate) fn new(b: &Binding, base_time: Option<u32>, via: Via, server: u16) -> Self {
+        let mut hw = [0u8; 16];
+        let hw_len = b.hardware_address.len().min(16);
+        hw[..hw_len].copy_from_slice(&b.hardware_address[..hw_len]);
+        let mut flags = 0;
+        if b.data_source.is_remote() {
+            flags |= REMOTE;
+        }
+        if b.expires_at.is_some() {
+            flags |= HAS_EXPIRES;
+        }
+        if b.cltt.is_some() {
+            flags |= HAS_CLTT;
+        }
+        if via == Via::Active {
+            flags |= VIA_ACTIVE;
+        }
+        let mut extra = Vec::new();
+        let mut put = |tag: u8, v: &[u8]| {
+            let len = u16::try_from(v.len()).unwrap_or(u16::MAX);
+            extra.push(tag);
+            extra.extend_from_slice(&len.to_be_bytes());
+            extra.extend_from_slice(&v[..usize::from(len)]);
+        };
+        if let Some(c) = &b.client_id {
+            put(TAG_CLIENT_ID, c);
+        }
+        if let Some(r) = &b.relay_agent_info {
+            put(TAG_RELAY_AGENT_INFO, r);
+        }
+        if let Some(r) = &b.reserved_for {
+            put(TAG_RESERVED_FOR, r.as_bytes());
+        }
+        for (code, v) in &b.options {
+            let mut o = Vec::with_capacity(v.len() + 1);
+            o.push(*code);
+            o.extend_from_slice(v);
+            put(TAG_OPTION, &o);
+        }
+        Self {
+            state_since: b.state_since,
+            expires_at: b.expires_at.unwrap_or(0),
+            cltt: b.cltt.unwrap_or(0),
+            observed: base_time.unwrap_or(0),
+            hw,
+            hw_len: hw_len as u8,
+            htype: b.htype,
+            state: b.state.code(),
+            flags,
+            server,
+            extra: (!extra.is_empty()).then(|| extra.into_boxed_slice()),
+        }
+    }
+
+    /// The binding for `ip`.
+    pub(crate) fn binding(&self, ip: Ipv4Addr) -> Binding {
+        let mut b = Binding::new(ip, self.state(), self.state_since);
+        b.htype = self.htype;
+        b.hardware_address = self.hw().to_vec();
+        b.expires_at = self.expires_at();
+        b.cltt = self.cltt();
+        b.data_source = if self.flags & REMOTE != 0 { DataSource::REMOTE } else { DataSource::LOCAL };
+        let mut rest = self.extra.as_deref().unwrap_or_default();
+        while let [tag, hi, lo, tail @ ..] = rest {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+            let (v, next) = tail.split_at(len);
+            match *tag {
+                TAG_CLIENT_ID => b.client_id = Some(v.to_vec()),
+                TAG_RELAY_AGENT_INFO => b.relay_agent_info = Some(v.to_vec()),
+                TAG_RESERVED_FOR => b.reserved_for = Some(String::from_utf8_lossy(v).into_owned()),
+                TAG_OPTION => {
+                    if let Some((code, data)) = v.split_first() {
+                        b.options.push((*code, data.to_vec()));
+                    }
+                }
+                _ => {}
+            }
+            rest = next;
+        }
+        b
+    }
+
+    pub(crate) fn state(&self) -> DhcpState {
+        DhcpState::from_code(self.state).unwrap_or(DhcpState::Available)
+    }
+
+    pub(crate) fn hw(&self) -> &[u8] {
+        &self.hw[..usize::from(self.hw_len)]
+    }
+
+    fn expires_at(&self) -> Option<u32> {
+        (self.flags & HAS_EXPIRES != 0).then_some(self.expires_at)
+    }
+
+    fn cltt(&self) -> Option<u32> {
+        (self.flags & HAS_CLTT != 0).then_some(self.cltt)
+    }
+
+    /// The same binding, whatever message brought it (duplicates are not news).
+    pub(crate) fn same_binding(&self, other: &Record) -> bool {
+        const ORIGIN: u8 = VIA_ACTIVE;
+        (self.state_since, self.expires_at, self.cltt, self.hw, self.hw_len, self.htype, self.state, &self.extra)
+            == (other.state_since, other.expires_at, other.cltt, other.hw, other.hw_len, other.htype, other.state, &other.extra)
+            && self.flags & !ORIGIN == other.flags & !ORIGIN
+    }
+
+    /// RFC 6926 §7.6 (BLQ-7.6-2/3): which of two records about one address is the newer.
+    ///
+    /// 1. both have client-last-transaction-time: the later wins; 2. one has it: compared with the other's
+    /// start-time-of-state; 3. neither: the later start-time-of-state; 4. local data beats REMOTE. Then, as
+    /// §7.6 allows ("other information"): the later of the two times, the later observation (base-time), and
+    /// the Active stream over a Bulk snapshot. `Equal` means indistinguishable: the newer arrival is taken.
+    pub(crate) fn compare(&self, other: &Record) -> Ordering {
+        let primary = match (self.cltt(), other.cltt()) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            (Some(a), None) => a.cmp(&other.state_since),
+            (None, Some(b)) => self.state_since.cmp(&b),
+            (None, None) => self.state_since.cmp(&other.state_since),
+        };
+        let changed = |r: &Record| r.state_since.max(r.cltt().unwrap_or(0));
+        primary
+            .then_with(|| (other.flags & REMOTE).cmp(&(self.flags & REMOTE)))
+            .then_with(|| changed(self).cmp(&changed(other)))
+            .then_with(|| self.observed.cmp(&other.observed))
+            .then_with(|| (self.flags & VIA_ACTIVE).cmp(&(other.flags & VIA_ACTIVE)))
+    }
+
+    /// Append the persisted form.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        for v in [self.state_since, self.expires_at, self.cltt, self.observed] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(&[self.htype, self.state, self.flags, self.hw_len]);
+        out.extend_from_slice(&self.server.to_be_bytes());
+        out.extend_from_slice(self.hw());
+        out.extend_from_slice(self.extra.as_deref().unwrap_or_default());
+    }
+
+    /// Read the persisted form; `None` if it is not one.
+    pub(crate) fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() < FIXED {
+            return None;
+        }
+        let u = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let (htype, state, flags, hw_len) = (b[16], b[17], b[18], b[19]);
+        let server = u16::from_be_bytes([b[20], b[21]]);
+        let hw_end = FIXED + usize::from(hw_len);
+        if hw_len > 16 || b.len() < hw_end || DhcpState::from_code(state).is_none() {
+            return None;
+        }
+        let mut hw = [0u8; 16];
+        hw[..usize::from(hw_len)].copy_from_slice(&b[FIXED..hw_end]);
+        let extra = &b[hw_end..];
+        Some(Self {
+            state_since: u(0),
+            expires_at: u(4),
+            cltt: u(8),
+            observed: u(12),
+            hw,
+            hw_len,
+            htype,
+            state,
+            flags,
+            server,
+            extra: (!extra.is_empty()).then(|| extra.into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(state: DhcpState, since: u32, cltt: Option<u32>, remote: bool, observed: u32, via: Via) -> Record {
+        let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 1), state, since);
+        b.cltt = cltt;
+        b.data_source = if remote { DataSource::REMOTE } else { DataSource::LOCAL };
+        Record::new(&b, Some(observed), via, 0)
+    }
+
+    use DhcpState::*;
+
+    #[test]
+    fn blq_7_6_2_rule_1_later_cltt_wins() {
+        let a = rec(Active, 100, Some(200), false, 300, Via::Active);
+        let b = rec(Active, 150, Some(190), false, 400, Via::Active);
+        assert_eq!(a.compare(&b), Ordering::Greater);
+    }
+
+    #[test]
+    fn blq_7_6_2_rule_2_cltt_against_start_time_of_state() {
+        let with = rec(Active, 100, Some(200), false, 0, Via::Bulk);
+        let without = rec(Released, 250, None, false, 0, Via::Bulk);
+        assert_eq!(without.compare(&with), Ordering::Greater);
+        assert_eq!(with.compare(&without), Ordering::Less);
+    }
+
+    #[test]
+    fn blq_7_6_2_rule_3_start_time_of_state_when_neither_has_cltt() {
+        let a = rec(Available, 10, None, false, 0, Via::Bulk);
+        let b = rec(Expired, 20, None, false, 0, Via::Bulk);
+        assert_eq!(b.compare(&a), Ordering::Greater);
+    }
+
+    #[test]
+    fn blq_7_6_2_rule_4_local_beats_remote_when_times_tie() {
+        let local = rec(Active, 100, Some(200), false, 200, Via::Bulk);
+        let remote = rec(Active, 100, Some(200), true, 900, Via::Active);
+        assert_eq!(local.compare(&remote), Ordering::Greater);
+    }
+
+    #[test]
+    fn blq_7_6_3_other_information_breaks_remaining_ties() {
+        // Same CLTT: the expiry (a later start-time-of-state) is newer than the lease it ended.
+        let active = rec(Active, 100, Some(200), false, 200, Via::Active);
+        let expired = rec(Expired, 300, Some(200), false, 300, Via::Active);
+        assert_eq!(expired.compare(&active), Ordering::Greater);
+        // All times equal: the later observation, then the Active stream over a Bulk snapshot.
+        let early = rec(Active, 100, Some(200), false, 200, Via::Active);
+        let late = rec(Active, 100, Some(200), false, 201, Via::Bulk);
+        assert_eq!(late.compare(&early), Ordering::Greater);
+        let bulk = rec(Active, 100, Some(200), false, 200, Via::Bulk);
+        assert_eq!(early.compare(&bulk), Ordering::Greater);
+        assert_eq!(early.compare(&early.clone()), Ordering::Equal);
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_garbage() {
+        let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 9), Active, 1000);
+        b.htype = 1;
+        b.hardware_address = vec![2, 0, 0, 0, 0, 9];
+        b.client_id = Some(vec![1, 2, 0, 0, 0, 0, 9]);
+        b.expires_at = Some(4600);
+        b.cltt = Some(1000);
+        b.relay_agent_info = Some(vec![2, 3, b'r', b'i', b'd']);
+        b.options = vec![(12, b"host".to_vec())];
+        b.reserved_for = Some("printer".into());
+        b.data_source = DataSource::REMOTE;
+        let r = Record::new(&b, Some(1001), Via::Active, 3);
+        let mut bytes = Vec::new();
+        r.encode(&mut bytes);
+        let back = Record::decode(&bytes).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.binding(b.ip), b);
+        assert_eq!(back.server, 3);
+        assert!(Record::decode(&bytes[..10]).is_none());
+        let mut bad = bytes.clone();
+        bad[19] = 17;
+        assert!(Record::decode(&bad).is_none(), "hardware length over 16");
+    }
+
+    #[test]
+    fn the_record_stays_small() {
+        assert!(std::mem::size_of::<Record>() <= 56, "{}", std::mem::size_of::<Record>());
+    }
+}

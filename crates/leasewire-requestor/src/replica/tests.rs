@@ -1,0 +1,87 @@
+use super::*;
+use leasewire_proto::{DataSource, DhcpState};
+
+fn b(last: u8, state: DhcpState, since: u32, cltt: Option<u32>, mac: u8) -> Binding {
+    let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, last), state, since);
+    b.htype = 1;
+    b.hardware_address = vec![2, 0, 0, 0, 0, mac];
+    b.cltt = cltt;
+    b.expires_at = (state == DhcpState::Active).then_some(since + 3600);
+    b
+}
+
+#[test]
+fn alq_7_4_6_several_messages_about_one_address_newest_wins_in_any_order() {
+    let old = b(1, DhcpState::Active, 100, Some(100), 1);
+    let new = b(1, DhcpState::Released, 200, Some(200), 1);
+    let mut r = Replica::in_memory(&["s".into()]);
+    assert_eq!(r.apply(0, &old, Some(100), Via::Active), Applied::New);
+    assert_eq!(r.apply(0, &new, Some(200), Via::Active), Applied::Changed);
+    assert_eq!(r.apply(0, &old, Some(300), Via::Bulk), Applied::Stale, "an older binding never overwrites");
+    assert_eq!(r.apply(0, &new, Some(300), Via::Bulk), Applied::Duplicate, "duplicates are harmless");
+    assert_eq!(r.get(new.ip).unwrap().0, new);
+    let mut other = Replica::in_memory(&["s".into()]);
+    other.apply(0, &new, Some(200), Via::Bulk);
+    other.apply(0, &old, Some(100), Via::Active);
+    assert_eq!(other.get(new.ip).unwrap().0, new, "same result whatever the arrival order");
+}
+
+#[test]
+fn blq_7_6_1_several_servers_merge_by_address_and_local_data_wins_ties() {
+    let mut r = Replica::in_memory(&["a".into(), "b".into()]);
+    let mut remote = b(1, DhcpState::Active, 100, Some(100), 1);
+    remote.data_source = DataSource::REMOTE;
+    let mut local = remote.clone();
+    local.data_source = DataSource::LOCAL;
+    local.hardware_address = vec![2, 0, 0, 0, 0, 9];
+    r.apply(1, &remote, Some(100), Via::Active);
+    assert_eq!(r.apply(0, &local, Some(100), Via::Active), Applied::Changed);
+    assert_eq!(r.apply(1, &remote, Some(150), Via::Active), Applied::Stale, "REMOTE copy loses the tie");
+    assert_eq!(r.get(local.ip).unwrap().1, "a");
+}
+
+#[test]
+fn the_file_keeps_bindings_base_times_and_gaps_across_restarts_and_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.sqlite3");
+    {
+        let mut r = Replica::open(&path, &["127.0.0.1:67".into()]).unwrap();
+        r.apply(0, &b(1, DhcpState::Active, 100, Some(100), 1), Some(100), Via::Bulk);
+        r.apply(0, &b(2, DhcpState::Expired, 150, Some(90), 2), Some(160), Via::Active);
+        r.set_seeded(0, Some(99));
+        r.set_saved(0, Some(160));
+        r.open_gap(0, Gap { from: 50, to: 160 });
+        assert_eq!(r.flush().unwrap(), 2);
+        // Unflushed changes are lost with the process, base-time included (the next catch-up re-sends them).
+        r.apply(0, &b(3, DhcpState::Active, 170, Some(170), 3), Some(170), Via::Active);
+        r.set_saved(0, Some(170));
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let r = Replica::open(&path, &["127.0.0.1:67".into(), "127.0.0.2:67".into()]).unwrap();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r.get(Ipv4Addr::new(10, 0, 0, 2)).unwrap().0, b(2, DhcpState::Expired, 150, Some(90), 2));
+    let s = r.server(0);
+    assert_eq!((s.seeded, s.saved, s.gaps.clone()), (true, Some(160), vec![Gap { from: 50, to: 160 }]));
+    assert_eq!(r.servers().len(), 2);
+    assert_eq!(r.server(1).saved, None);
+}
+
+#[test]
+fn a_file_that_is_not_a_replica_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk");
+    std::fs::write(&path, b"this is not sqlite at all, just text that goes on for a while........").unwrap();
+    let e = Replica::open(&path, &[]).unwrap_err().to_string();
+    assert!(e.contains("junk"), "{e}");
+}
+
+#[test]
+fn lookups_by_hardware_address() {
+    let mut r = Replica::in_memory(&["s".into()]);
+    r.apply(0, &b(2, DhcpState::Active, 1, None, 7), None, Via::Bulk);
+    r.apply(0, &b(1, DhcpState::Released, 1, None, 7), None, Via::Bulk);
+    r.apply(0, &b(3, DhcpState::Active, 1, None, 8), None, Via::Bulk);
+    let ips: Vec<_> = r.by_hardware_address(&[2, 0, 0, 0, 0, 7]).iter().map(|b| b.ip).collect();
+    assert_eq!(ips, vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)]);
+}

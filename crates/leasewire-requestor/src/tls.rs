@@ -1,0 +1,94 @@
+//! The requestor's TLS (RFC 7724 §7.2): a client certificate for mutual authentication, and validation of
+//! the server's certificate against the configured CA (ALQ-7.2-8). TLS 1.2 and 1.3 only, rustls's
+//! default cipher suites.
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why the TLS settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate, key or CA file could not be read or parsed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// The name to check the server's certificate against is not a DNS name or an address.
+    #[error("--tls-name {0:?} is neither a DNS name nor an IP address")]
+    BadName(String),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Config(String),
+}
+
+/// Client TLS settings for Active and Bulk Leasequery connections.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The rustls configuration (client certificate, trusted CA).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the server's certificate must carry; `None`: the address connected to.
+    pub name: Option<ServerName<'static>>,
+}
+
+impl ClientTls {
+    /// From PEM files: our certificate chain and key, and the CA that signs servers.
+    pub fn load(cert: &Path, key: &Path, ca: &Path, name: Option<&str>) -> Result<Self, TlsError> {
+        let read = |p: &Path| std::fs::read(p).map_err(|e| file_err(p, e));
+        Self::from_pem(&read(cert)?, &read(key)?, &read(ca)?, name).map_err(|e| match e {
+            TlsError::File { path, message } => TlsError::File {
+                path: match path.as_str() {
+                    "certificate" => cert.display().to_string(),
+                    "key" => key.display().to_string(),
+                    _ => ca.display().to_string(),
+                },
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// From PEM text (for `leasewire demo` and tests, which make certificates in memory).
+    pub fn from_pem(cert: &[u8], key: &[u8], ca: &[u8], name: Option<&str>) -> Result<Self, TlsError> {
+        let pem_err = |what: &str, e: &dyn std::fmt::Display| TlsError::File { path: what.into(), message: e.to_string() };
+        let chain = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| pem_err("certificate", &e))?;
+        if chain.is_empty() {
+            return Err(pem_err("certificate", &"no certificate in the file"));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| pem_err("key", &e))?;
+        let mut roots = rustls::RootCertStore::empty();
+        let cas = CertificateDer::pem_slice_iter(ca).collect::<Result<Vec<_>, _>>().map_err(|e| pem_err("ca", &e))?;
+        if cas.is_empty() {
+            return Err(pem_err("ca", &"no certificate in the file"));
+        }
+        for c in cas {
+            roots.add(c).map_err(|e| pem_err("ca", &e))?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let name = match name {
+            None => None,
+            Some(n) => Some(ServerName::try_from(n.to_string()).map_err(|_| TlsError::BadName(n.into()))?),
+        };
+        Ok(Self { config: Arc::new(config), name })
+    }
+
+    /// The name to validate the server's certificate against when connecting to `ip`.
+    pub fn server_name(&self, ip: IpAddr) -> ServerName<'static> {
+        self.name.clone().unwrap_or(ServerName::IpAddress(ip.into()))
+    }
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::File { path: path.display().to_string(), message: e.to_string() }
+}

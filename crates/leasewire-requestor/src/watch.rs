@@ -1,0 +1,403 @@
+//! Keeping a replica exact (RFC 7724 §7, ALQ-7.4.1-13/14): per watched server, a full Bulk Leasequery when
+//! the replica has nothing from it yet, then the Active stream from the saved base-time; after any
+//! disconnect a new Active query catches up from the saved base-time, no sooner than the retry interval
+//! (ACTIVE_LQ_IDLE_TIMEOUT, ALQ-7.1-2); on DataMissing a Bulk Leasequery on a second connection fills the gap
+//! while the stream goes on. Every message goes through one merger that owns the writes to the replica,
+//! so the order "binding, then the base-time saved after it" holds in memory and on disk.
+
+use crate::active::{self, ActiveEnd, ActiveOptions, Progress};
+use crate::bulk::{BulkError, BulkStream};
+use crate::conn::Target;
+use crate::metrics::WatchMetrics;
+use crate::replica::{Applied, Gap, Replica, ReplicaError, Via};
+use leasewire_proto::session::active::ACTIVE_LQ_IDLE_TIMEOUT;
+use leasewire_proto::session::active_requestor::ActiveEvent;
+use leasewire_proto::session::bulk_query::BulkKey;
+use leasewire_proto::session::bulk_requestor::{BulkRequest, Event};
+use leasewire_proto::{Binding, StatusCode};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// Settings of a watcher.
+#[derive(Debug, Clone, Copy)]
+pub struct WatchOptions {
+    /// Wait at least this long before reconnecting after a connection ends or fails (ALQ-7.1-1/2); RFC 7724
+    /// says ACTIVE_LQ_IDLE_TIMEOUT (60 s).
+    pub retry_interval: Duration,
+    /// Timers of the Active connections.
+    pub active: ActiveOptions,
+    /// BULK_LQ_DATA_TIMEOUT for the seed and gap-fill queries.
+    pub bulk_timeout: Duration,
+    /// How often changed bindings are written to the replica file.
+    pub flush_interval: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        Self {
+            retry_interval: ACTIVE_LQ_IDLE_TIMEOUT,
+            active: ActiveOptions::default(),
+            bulk_timeout: Duration::from_secs(300),
+            flush_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Something worth telling the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// The Active query is out (inside TLS when `tls`).
+    Streaming {
+        /// Secure mode.
+        tls: bool,
+        /// The query-start-time sent.
+        query_start_time: Option<u32>,
+    },
+    /// The first full Bulk Leasequery finished.
+    Seeded {
+        /// Bindings it reported.
+        bindings: u64,
+    },
+    /// Catch-up ended with CatchUpComplete.
+    CaughtUp,
+    /// The server's history did not reach back: a gap to fill (ALQ-7.4.1-13).
+    DataMissing(Gap),
+    /// A gap was filled by Bulk Leasequery.
+    GapFilled {
+        /// The gap.
+        gap: Gap,
+        /// Bindings it reported.
+        bindings: u64,
+    },
+    /// A connection ended or failed; the next try comes after `retry_in`.
+    Disconnected {
+        /// Why.
+        reason: String,
+        /// When the next attempt starts.
+        retry_in: Duration,
+        /// Whether it was the Active stream (else the seed or a gap fill).
+        active: bool,
+    },
+}
+
+/// What the watcher reports, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// A binding changed in the replica (duplicates and stale messages are not reported).
+    Change {
+        /// The server that reported it (`IP:PORT`).
+        server: String,
+        /// The binding as the replica now has it.
+        binding: Binding,
+        /// The base-time of the message that brought it.
+        base_time: Option<u32>,
+        /// Whether it came from the Active stream or a Bulk Leasequery (seed, gap fill).
+        via: Via,
+    },
+    /// A status change of one server's connections.
+    Status {
+        /// The server.
+        server: String,
+        /// What happened.
+        status: Status,
+    },
+}
+
+#[derive(Debug)]
+enum Msg {
+    Binding { binding: Binding, base_time: Option<u32>, via: Via },
+    Saved(Option<u32>),
+    Seeded(Option<u32>, u64),
+    GapOpened(Gap),
+    GapFilled(Gap, u64),
+    Status(Status),
+}
+
+/// Watch `targets` into `replica` until `stop` turns true; `reports` (if any) gets every change and status.
+/// The replica file is flushed every `flush_interval` and at the end.
+pub async fn run(
+    targets: Vec<Target>,
+    replica: Arc<Mutex<Replica>>,
+    opts: WatchOptions,
+    stop: watch::Receiver<bool>,
+    reports: Option<mpsc::Sender<Report>>,
+    metrics: Option<Arc<WatchMetrics>>,
+) -> Result<(), ReplicaError> {
+    let (tx, mut rx) = mpsc::channel::<(u16, Msg)>(4096);
+    let mut tasks = JoinSet::new();
+    let mut names = Vec::new();
+    {
+        let mut r = replica.lock().expect("replica lock");
+        for t in &targets {
+            let id = r.server_id(&t.addr.to_string());
+            let s = r.server(id).clone();
+            names.push((id, s.addr.clone()));
+            tasks.spawn(server_loop(id, t.clone(), s.seeded, s.saved, s.gaps, opts, stop.clone(), tx.clone()));
+        }
+        r.flush()?;
+    }
+    drop(tx);
+    let name = |id: u16| names.iter().find(|(i, _)| *i == id).map_or_else(String::new, |(_, n)| n.clone());
+    let mut tick = tokio::time::interval(opts.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            n = rx.recv_many(&mut batch, 256) => {
+                if n == 0 {
+                    break;
+                }
+                let mut out = Vec::new();
+                {
+                    let mut r = replica.lock().expect("replica lock");
+                    for (id, msg) in batch.drain(..) {
+                        if let Some(report) = merge(&mut r, id, msg, metrics.as_deref(), &name) {
+                            out.push(report);
+                        }
+                    }
+                    if let Some(m) = &metrics {
+                        m.bindings.set(r.len() as i64);
+                    }
+                }
+                if let Some(reports) = &reports {
+                    for report in out {
+                        let _ = reports.send(report).await;
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                replica.lock().expect("replica lock").flush()?;
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    replica.lock().expect("replica lock").flush()?;
+    Ok(())
+}
+
+fn merge(
+    r: &mut Replica,
+    id: u16,
+    msg: Msg,
+    metrics: Option<&WatchMetrics>,
+    name: &dyn Fn(u16) -> String,
+) -> Option<Report> {
+    let status = |status| Some(Report::Status { server: name(id), status });
+    match msg {
+        Msg::Binding { binding, base_time, via } => {
+            let applied = r.apply(id, &binding, base_time, via);
+            if let Some(m) = metrics {
+                m.applied(applied);
+            }
+            matches!(applied, Applied::New | Applied::Changed).then(|| Report::Change {
+                server: name(id),
+                binding,
+                base_time,
+                via,
+            })
+        }
+        Msg::Saved(saved) => {
+            r.set_saved(id, saved);
+            None
+        }
+        Msg::Seeded(saved, bindings) => {
+            r.set_seeded(id, saved);
+            status(Status::Seeded { bindings })
+        }
+        Msg::GapOpened(gap) => {
+            r.open_gap(id, gap);
+            if let Some(m) = metrics {
+                m.data_missing.inc();
+            }
+            status(Status::DataMissing(gap))
+        }
+        Msg::GapFilled(gap, bindings) => {
+            r.close_gap(id, gap);
+            if let Some(m) = metrics {
+                m.gaps_filled.inc();
+            }
+            status(Status::GapFilled { gap, bindings })
+        }
+        Msg::Status(s) => {
+            if let Some(m) = metrics {
+                m.status(&name(id), &s);
+            }
+            status(s)
+        }
+    }
+}
+
+/// Sleep `d` unless stopped first; `false` when stopped.
+async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    };
+    !stopped && !*stop.borrow()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn server_loop(
+    id: u16,
+    target: Target,
+    mut seeded: bool,
+    mut saved: Option<u32>,
+    gaps: Vec<Gap>,
+    opts: WatchOptions,
+    mut stop: watch::Receiver<bool>,
+    tx: mpsc::Sender<(u16, Msg)>,
+) {
+    let mut fills = JoinSet::new();
+    // Gaps left unfilled by an earlier run are filled first thing.
+    for g in gaps {
+        fills.spawn(fill_gap(id, target.clone(), g, opts, stop.clone(), tx.clone()));
+    }
+    let send = |m: Msg| {
+        let tx = tx.clone();
+        async move { tx.send((id, m)).await.is_ok() }
+    };
+    while !*stop.borrow() {
+        if !seeded {
+            match bulk(id, &target, None, opts, &tx).await {
+                Ok((lowest, n)) => {
+                    // The Active stream catches up from the start of the seed, so changes made while the
+                    // seed ran are not missed.
+                    seeded = true;
+                    saved = lowest;
+                    if !send(Msg::Seeded(saved, n)).await {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let reason = format!("bulk seed: {e}");
+                    let st = Status::Disconnected { reason, retry_in: opts.retry_interval, active: false };
+                    if !send(Msg::Status(st)).await || !pause(opts.retry_interval, &mut stop).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+        }
+        let (ptx, mut prx) = mpsc::channel(1024);
+        let mut stop_a = stop.clone();
+        let target_a = target.clone();
+        let stream = async move {
+            let r = active::run(&target_a, saved, opts.active, &mut stop_a, &ptx).await;
+            drop(ptx);
+            r
+        };
+        let pump = async {
+            while let Some(p) = prx.recv().await {
+                let ok = match p {
+                    Progress::Streaming { tls, query_start_time } => {
+                        send(Msg::Status(Status::Streaming { tls, query_start_time })).await
+                    }
+                    Progress::Event { event, saved } => match event {
+                        ActiveEvent::Binding { binding, base_time } => {
+                            send(Msg::Binding { binding, base_time, via: Via::Active }).await
+                                && send(Msg::Saved(saved)).await
+                        }
+                        ActiveEvent::CatchUpComplete => {
+                            send(Msg::Status(Status::CaughtUp)).await && send(Msg::Saved(saved)).await
+                        }
+                        ActiveEvent::DataMissing { from, to } => {
+                            // The gap is recorded before the saved base-time moves past it.
+                            let gap = Gap { from, to };
+                            let ok = send(Msg::GapOpened(gap)).await && send(Msg::Saved(saved)).await;
+                            fills.spawn(fill_gap(id, target.clone(), gap, opts, stop.clone(), tx.clone()));
+                            ok
+                        }
+                        ActiveEvent::KeepAlive | ActiveEvent::StartTls => true,
+                    },
+                };
+                if !ok {
+                    break;
+                }
+            }
+        };
+        let ((new_saved, end), ()) = tokio::join!(stream, pump);
+        saved = new_saved;
+        if matches!(end, ActiveEnd::Stopped) || !send(Msg::Saved(saved)).await {
+            break;
+        }
+        let st = Status::Disconnected { reason: describe(&end), retry_in: opts.retry_interval, active: true };
+        if !send(Msg::Status(st)).await || !pause(opts.retry_interval, &mut stop).await {
+            break;
+        }
+    }
+    fills.shutdown().await;
+}
+
+fn describe(end: &ActiveEnd) -> String {
+    match end {
+        ActiveEnd::Session(leasewire_proto::session::active_requestor::ActiveError::Terminated(
+            StatusCode::QueryTerminated,
+        )) => "the server ended the query (QueryTerminated)".into(),
+        other => other.to_string(),
+    }
+}
+
+/// One Bulk Leasequery for all addresses (`gap` bounds it in time); every binding goes to the merger.
+/// Returns the lowest base-time seen (where a following Active query must start) and the count.
+async fn bulk(
+    id: u16,
+    target: &Target,
+    gap: Option<Gap>,
+    opts: WatchOptions,
+    tx: &mpsc::Sender<(u16, Msg)>,
+) -> Result<(Option<u32>, u64), BulkError> {
+    let req = BulkRequest {
+        key: BulkKey::All,
+        changed_on_or_after: gap.map(|g| g.from),
+        changed_on_or_before: gap.map(|g| g.to),
+    };
+    let mut s = BulkStream::open(target, std::slice::from_ref(&req), opts.bulk_timeout).await?;
+    let (mut lowest, mut n) = (None::<u32>, 0u64);
+    while let Some(ev) = s.next().await? {
+        match ev {
+            Event::Binding(b) => {
+                n += 1;
+                if let Some(t) = b.base_time {
+                    lowest = Some(lowest.map_or(t, |l| l.min(t)));
+                }
+                let m = Msg::Binding { binding: b.binding, base_time: b.base_time, via: Via::Bulk };
+                if tx.send((id, m)).await.is_err() {
+                    break;
+                }
+            }
+            Event::Done { status, message, .. } if status != StatusCode::Success => {
+                return Err(BulkError::Refused { status, message });
+            }
+            Event::Done { .. } => {}
+        }
+    }
+    Ok((lowest, n))
+}
+
+/// Fill `gap` with a bounded Bulk Leasequery on its own connection, retrying until it succeeds or we stop.
+async fn fill_gap(
+    id: u16,
+    target: Target,
+    gap: Gap,
+    opts: WatchOptions,
+    mut stop: watch::Receiver<bool>,
+    tx: mpsc::Sender<(u16, Msg)>,
+) {
+    while !*stop.borrow() {
+        match bulk(id, &target, Some(gap), opts, &tx).await {
+            Ok((_, n)) => {
+                let _ = tx.send((id, Msg::GapFilled(gap, n))).await;
+                return;
+            }
+            Err(e) => {
+                let reason = format!("gap fill {}..{}: {e}", gap.from, gap.to);
+                let st = Status::Disconnected { reason, retry_in: opts.retry_interval, active: false };
+                if tx.send((id, Msg::Status(st))).await.is_err() || !pause(opts.retry_interval, &mut stop).await {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `leasewire watch`: keep a live replica of one or more servers' bindings (RFC 7724 Active Leasequery with
+//! Bulk Leasequery seeding and gap filling) and print every change, as a table or as JSON lines.
+
+use anyhow::Context;
+use leasewire_proto::Binding;
+use leasewire_requestor::conn::Target;
+use leasewire_requestor::metrics::WatchMetrics;
+use leasewire_requestor::replica::Replica;
+use leasewire_requestor::watch::{Report, Status, WatchOptions};
+use leasewire_requestor::{json, tls::ClientTls};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// What `watch` was asked to do.
+pub struct Args {
+    pub targets: Vec<Target>,
+    pub db: Option<PathBuf>,
+    pub json: bool,
+    pub http: Option<SocketAddr>,
+    pub opts: WatchOptions,
+}
+
+/// The TLS flags, loaded.
+pub fn client_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    name: Option<&str>,
+) -> anyhow::Result<Option<Arc<ClientTls>>> {
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(c), Some(k), Some(ca)) => Ok(Some(Arc::new(ClientTls::load(&c, &k, &ca, name)?))),
+        _ => anyhow::bail!("secure mode needs all of --tls-cert, --tls-key and --ca"),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let names: Vec<String> = args.targets.iter().map(|t| t.addr.to_string()).collect();
+    let replica = match &args.db {
+        Some(path) => Replica::open(path, &names)?,
+        None => Replica::in_memory(&names),
+    };
+    if !replica.is_empty() {
+        tracing::info!(bindings = replica.len(), "replica loaded; catching up from the saved base-times");
+    }
+    let replica = Arc::new(Mutex::new(replica));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics = Arc::new(WatchMetrics::new());
+        if let Some(addr) = args.http {
+            let listener = leasewire_requestor::http::bind(addr).await.with_context(|| format!("--http {addr}"))?;
+            tracing::info!(%addr, "serving /metrics and /bindings");
+            tokio::spawn(leasewire_requestor::http::serve(listener, replica.clone(), metrics.clone()));
+        }
+        let (tx, rx) = mpsc::channel(4096);
+        let printer = tokio::task::spawn_blocking(move || print_reports(rx, Printer::new(args.json, true)));
+        let mut watcher = tokio::spawn(leasewire_requestor::watch::run(
+            args.targets,
+            replica.clone(),
+            args.opts,
+            stop_rx,
+            Some(tx),
+            Some(metrics),
+        ));
+        let result = tokio::select! {
+            r = &mut watcher => r,
+            _ = crate::serve::shutdown_signal() => {
+                tracing::info!("stopping: writing the replica");
+                let _ = stop_tx.send(true);
+                watcher.await
+            }
+        };
+        let _ = printer.await;
+        result?.map_err(anyhow::Error::from)
+    })
+}
+
+/// How changes are printed.
+pub struct Printer {
+    json: bool,
+    /// Print changes from Bulk Leasequery too (the seed can be every configured address).
+    pub bulk: bool,
+    header: bool,
+}
+
+impl Printer {
+    pub fn new(json: bool, bulk: bool) -> Self {
+        Self { json, bulk, header: false }
+    }
+
+    pub fn change(&mut self, out: &mut impl Write, server: &str, b: &Binding, base_time: Option<u32>) -> std::io::Result<()> {
+        if self.json {
+            return out.write_all(json::binding_line(b, base_time, &[("server", Some(server))]).as_bytes());
+        }
+        if !std::mem::replace(&mut self.header, true) {
+            writeln!(out, "{:<20} {:<21} {:<15} {:<10} {:<17} {:>7}  {}", "time", "server", "address", "state", "client", "lease s", "relay")?;
+        }
+        let when = base_time.map_or_else(String::new, |t| {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::from(t))).to_string()
+        });
+        let remaining = base_time.zip(b.expires_at).map(|(now, e)| e.saturating_sub(now).to_string()).unwrap_or_default();
+        let relay = b.remote_id().or_else(|| b.relay_id()).map(json::hex).unwrap_or_default();
+        writeln!(
+            out,
+            "{when:<20} {server:<21} {:<15} {:<10} {:<17} {remaining:>7}  {relay}",
+            b.ip.to_string(),
+            b.state.name(),
+            json::hex(&b.hardware_address)
+        )
+    }
+}
+
+/// Log a status report.
+pub fn log_status(server: &str, s: &Status) {
+    match s {
+        Status::Streaming { tls, query_start_time } => {
+            tracing::info!(server, tls, query_start_time, "active leasequery streaming")
+        }
+        Status::Seeded { bindings } => tracing::info!(server, bindings, "bulk leasequery seed complete"),
+        Status::CaughtUp => tracing::info!(server, "catch-up complete"),
+        Status::DataMissing(g) => {
+            tracing::warn!(server, from = g.from, to = g.to, "data missing: filling the gap with bulk leasequery")
+        }
+        Status::GapFilled { gap, bindings } => {
+            tracing::info!(server, from = gap.from, to = gap.to, bindings, "gap filled")
+        }
+        Status::Disconnected { reason, retry_in, active } => tracing::warn!(
+            server,
+            active,
+            retry_in = %humantime::format_duration(*retry_in),
+            "connection ended: {reason}"
+        ),
+    }
+}
+
+/// Print reports until the watcher ends.
+pub fn print_reports(mut rx: mpsc::Receiver<Report>, mut printer: Printer) -> std::io::Result<()> {
+    let stdout = std::io::stdout();
+    while let Some(r) = rx.blocking_recv() {
+        let mut out = stdout.lock();
+        let mut next = Some(r);
+        // Drain what is queued before flushing: one write per burst, not per change.
+        while let Some(r) = next {
+            match r {
+                Report::Change { server, binding, base_time, via } => {
+                    if printer.bulk || via == leasewire_requestor::replica::Via::Active {
+                        printer.change(&mut out, &server, &binding, base_time)?;
+                    }
+                }
+                Report::Status { server, status } => log_status(&server, &status),
+            }
+            next = rx.try_recv().ok();
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
