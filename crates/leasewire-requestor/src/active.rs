@@ -24,7 +24,11 @@ pub struct ActiveOptions {
 
 impl Default for ActiveOptions {
     fn default() -> Self {
-        Self { rcv_timeout: ACTIVE_LQ_RCV_TIMEOUT, connect_timeout: Duration::from_secs(30), write_timeout: Duration::from_secs(300) }
+        Self {
+            rcv_timeout: ACTIVE_LQ_RCV_TIMEOUT,
+            connect_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(300),
+        }
     }
 }
 
@@ -138,10 +142,9 @@ async fn drive(
             let _ = conn.shutdown().await;
             return ActiveEnd::Session(e.clone());
         }
-        let deadline = s.poll_timeout().map_or_else(
-            || tokio::time::Instant::now() + opts.rcv_timeout,
-            tokio::time::Instant::from_std,
-        );
+        let deadline = s
+            .poll_timeout()
+            .map_or_else(|| tokio::time::Instant::now() + opts.rcv_timeout, tokio::time::Instant::from_std);
         tokio::select! {
             r = conn.read(&mut buf) => match r {
                 Ok(0) => return ActiveEnd::Closed,

@@ -85,10 +85,10 @@ impl BulkStream {
                 let _ = self.conn.shutdown().await;
                 return Ok(None);
             }
-            let deadline = self.session.poll_timeout().map_or_else(
-                || tokio::time::Instant::now() + self.data_timeout,
-                tokio::time::Instant::from_std,
-            );
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map_or_else(|| tokio::time::Instant::now() + self.data_timeout, tokio::time::Instant::from_std);
             tokio::select! {
                 r = self.conn.read(&mut self.buf) => match r? {
                     0 => return Err(BulkError::Closed(self.session.outstanding())),

@@ -56,7 +56,9 @@ async fn bindings(
             Some(hw) => replica.by_hardware_address(&hw).into_iter().map(|b| (b, None)).collect(),
             None => return (StatusCode::BAD_REQUEST, TEXT, format!("mac={mac}: not hex octets\n")),
         },
-        _ => return (StatusCode::BAD_REQUEST, TEXT, "ask /bindings?ip=ADDR or /bindings?mac=aa:bb:cc:dd:ee:ff\n".into()),
+        _ => {
+            return (StatusCode::BAD_REQUEST, TEXT, "ask /bindings?ip=ADDR or /bindings?mac=aa:bb:cc:dd:ee:ff\n".into());
+        }
     };
     let status = if found.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
     let body = found.iter().map(|(b, server)| json::binding_line(b, None, &[("server", server.as_deref())])).collect();

@@ -54,7 +54,8 @@ impl ClientTls {
 
     /// From PEM text (for `leasewire demo` and tests, which make certificates in memory).
     pub fn from_pem(cert: &[u8], key: &[u8], ca: &[u8], name: Option<&str>) -> Result<Self, TlsError> {
-        let pem_err = |what: &str, e: &dyn std::fmt::Display| TlsError::File { path: what.into(), message: e.to_string() };
+        let pem_err =
+            |what: &str, e: &dyn std::fmt::Display| TlsError::File { path: what.into(), message: e.to_string() };
         let chain = CertificateDer::pem_slice_iter(cert)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| pem_err("certificate", &e))?;

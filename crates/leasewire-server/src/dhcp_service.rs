@@ -12,7 +12,7 @@ use crate::feed::ChangeFeed;
 use crate::leasequery::{Answer, Responder};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
-use leasewire_proto::{Message, MessageType};
+use leasewire_proto::{Binding, Message, MessageType};
 use leasewire_store::{LeaseStore, Pending, ScanFilter};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -276,9 +276,11 @@ impl DhcpService {
         }
     }
 
-    /// Lease expiry every second, forgetting old records every minute.
+    /// Lease expiry every second; forgetting records past retention every minute, or every `retention`
+    /// seconds when that is shorter (so a short retention really bounds how long records are kept).
     async fn timers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let forget_every = u64::from(self.retention.clamp(1, 60));
         let mut n: u64 = 0;
         loop {
             tokio::select! {
@@ -297,20 +299,23 @@ impl DhcpService {
                     let _ = self.jobs.send(Work::Job(job));
                 }
             }
-            if n % 60 == 0 {
+            if n % forget_every == 0 {
                 self.forget_old(now).await;
                 self.update_lease_gauges();
             }
         }
     }
 
+    /// The store picks what to forget inside its writer, ordered with commits: a list computed here could
+    /// name an address re-leased before the forget ran, and lose that lease.
     async fn forget_old(&self, now: u32) {
-        let ips = self.engine().forgettable(now, self.retention);
-        if ips.is_empty() {
-            return;
-        }
-        match self.store.forget(&ips).await {
-            Ok(_) => self.engine().forgotten(&ips),
+        match self.store.forget_expired(now, self.retention, 10_000).await {
+            Ok(f) if !f.removed.is_empty() => {
+                let removed: Vec<Binding> = f.removed.into_iter().map(|c| c.binding).collect();
+                tracing::debug!(count = removed.len(), horizon = f.horizon, "forgot old records");
+                self.engine().forgotten(&removed);
+            }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "forgetting old records failed"),
         }
     }

@@ -211,6 +211,8 @@ impl TcpService {
         let (rd, wr) = stream.into_split();
         let mut io = Io::Plain(rd, wr);
         let mut cfg = self.session.clone();
+        // The horizon as of now: forgetting moves it while the server runs.
+        cfg.available_since = self.store.history_horizon().unwrap_or(cfg.available_since);
         if let IpAddr::V4(v4) = peer.ip() {
             cfg.policy.withhold = self.config.withheld_for(v4);
         }

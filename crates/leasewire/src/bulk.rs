@@ -59,20 +59,21 @@ pub fn run(
     if mode == Output::Table {
         writeln!(out, "{:<15} {:<13} {:<17} {:>8} {:<24}", "address", "state", "client", "lease s", "relay")?;
     }
-    let result = leasewire_requestor::bulk::run_target(target, std::slice::from_ref(&req), timeout, &mut |ev| match ev {
-        Event::Binding(b) => {
-            count += 1;
-            let _ = match mode {
-                Output::Count => Ok(()),
-                Output::Json => json_line(&mut out, &b),
-                Output::Table => table_line(&mut out, &b),
-            };
-            if tty && count % 100_000 == 0 {
-                eprint!("\r{count} bindings…");
+    let result =
+        leasewire_requestor::bulk::run_target(target, std::slice::from_ref(&req), timeout, &mut |ev| match ev {
+            Event::Binding(b) => {
+                count += 1;
+                let _ = match mode {
+                    Output::Count => Ok(()),
+                    Output::Json => json_line(&mut out, &b),
+                    Output::Table => table_line(&mut out, &b),
+                };
+                if tty && count % 100_000 == 0 {
+                    eprint!("\r{count} bindings…");
+                }
             }
-        }
-        Event::Done { status, message, .. } => final_status = (status, message),
-    });
+            Event::Done { status, message, .. } => final_status = (status, message),
+        });
     out.flush()?;
     let secs = start.elapsed().as_secs_f64();
     if tty && count >= 100_000 {

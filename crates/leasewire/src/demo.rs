@@ -78,7 +78,10 @@ lease-time = {lease}
             args.clients,
             dir.path().display()
         );
-        eprintln!("requestor: leasewire watch --server {tcp} --tls-cert … --tls-key … --ca … (certificates in {})", certs.ca.parent().map(|p| p.display().to_string()).unwrap_or_default());
+        eprintln!(
+            "requestor: leasewire watch --server {tcp} --tls-cert … --tls-key … --ca … (certificates in {})",
+            certs.ca.parent().map(|p| p.display().to_string()).unwrap_or_default()
+        );
         eprintln!("Ctrl-C ends it.\n");
 
         // The requestor.
@@ -167,7 +170,9 @@ fn compare(store: &dyn LeaseStore, replica: &Replica) -> anyhow::Result<Check> {
             };
             match replica.get(b.ip) {
                 Some((mine, _)) if fields(&mine) == fields(b) => {}
-                Some((mine, _)) => differences.push(format!("{}: server {:?}, replica {:?}", b.ip, fields(b), fields(&mine))),
+                Some((mine, _)) => {
+                    differences.push(format!("{}: server {:?}, replica {:?}", b.ip, fields(b), fields(&mine)))
+                }
                 None => differences.push(format!("{}: missing from the replica", b.ip)),
             }
         }

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 mod bench;
 mod bulk;
 mod decode;
+mod demo;
 mod query;
 mod serve;
 mod watch;
-mod demo;
 
 /// DHCPv4 Leasequery, Bulk Leasequery and Active Leasequery (RFC 4388, RFC 6926, RFC 7724).
 #[derive(Debug, Parser)]

@@ -93,17 +93,28 @@ impl Printer {
         Self { json, bulk, header: false }
     }
 
-    pub fn change(&mut self, out: &mut impl Write, server: &str, b: &Binding, base_time: Option<u32>) -> std::io::Result<()> {
+    pub fn change(
+        &mut self,
+        out: &mut impl Write,
+        server: &str,
+        b: &Binding,
+        base_time: Option<u32>,
+    ) -> std::io::Result<()> {
         if self.json {
             return out.write_all(json::binding_line(b, base_time, &[("server", Some(server))]).as_bytes());
         }
         if !std::mem::replace(&mut self.header, true) {
-            writeln!(out, "{:<20} {:<21} {:<15} {:<10} {:<17} {:>7}  {}", "time", "server", "address", "state", "client", "lease s", "relay")?;
+            writeln!(
+                out,
+                "{:<20} {:<21} {:<15} {:<10} {:<17} {:>7}  {}",
+                "time", "server", "address", "state", "client", "lease s", "relay"
+            )?;
         }
         let when = base_time.map_or_else(String::new, |t| {
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::from(t))).to_string()
         });
-        let remaining = base_time.zip(b.expires_at).map(|(now, e)| e.saturating_sub(now).to_string()).unwrap_or_default();
+        let remaining =
+            base_time.zip(b.expires_at).map(|(now, e)| e.saturating_sub(now).to_string()).unwrap_or_default();
         let relay = b.remote_id().or_else(|| b.relay_id()).map(json::hex).unwrap_or_default();
         writeln!(
             out,

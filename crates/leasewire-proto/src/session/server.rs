@@ -37,7 +37,8 @@ pub struct ServerConfig {
     pub page_size: usize,
     /// The configured addresses (inclusive ranges, ascending, disjoint) for "all configured addresses".
     pub configured: Arc<[(u32, u32)]>,
-    /// start-time-of-state reported for configured addresses that were never leased.
+    /// The store's history horizon when the connection opened: configured addresses without a record have been
+    /// available at least since then (never leased, or forgotten), and are reported so.
     pub available_since: u32,
     /// Whether DHCPTLS is refused, offered, or required before anything else (secure mode, ALQ-8.1-9/10).
     pub tls: TlsPolicy,
@@ -150,8 +151,10 @@ struct Running {
     q: BulkQuery,
     prl: Vec<u8>,
     sent_first: bool,
-    /// Records fetched and not yet sent.
-    buffer: VecDeque<Binding>,
+    /// Records fetched and not yet sent, each with whether it is to be sent (a windowed query that also
+    /// reports record-less addresses reads every record, to know which addresses have one, and sends only
+    /// those inside the window).
+    buffer: VecDeque<(Binding, bool)>,
     /// Last address fetched from the store (keyset cursor).
     store_after: Option<Ipv4Addr>,
     store_exhausted: bool,
@@ -420,7 +423,9 @@ impl ServerSession {
                 if let Some(last) = page.last() {
                     r.store_after = Some(last.binding.ip);
                 }
-                r.buffer.extend(page.into_iter().map(|c| c.binding));
+                let (from, to) = (r.q.changed_on_or_after, r.q.changed_on_or_before);
+                let inside = |t: u32| from.is_none_or(|f| f <= t) && to.is_none_or(|e| t <= e);
+                r.buffer.extend(page.into_iter().map(|c| (c.binding, inside(c.time))));
             }
             Err(e) => {
                 let r = self.queries.remove(i).expect("index found above");
@@ -519,7 +524,7 @@ impl ServerSession {
         }
         let mut sent = 0;
         while sent < self.cfg.page_size {
-            let next_record = r.buffer.front().map(|b| u32::from(b.ip) as u64);
+            let next_record = r.buffer.front().map(|(b, _)| u32::from(b.ip) as u64);
             // Never-leased configured addresses below the next record (or all of them once the store is done).
             if r.synthesize {
                 let bound = match (next_record, r.store_exhausted) {
@@ -536,10 +541,12 @@ impl ServerSession {
                 }
             }
             match r.buffer.pop_front() {
-                Some(b) => {
+                Some((b, send)) => {
                     r.synth_next = u32::from(b.ip) as u64 + 1;
-                    self.reply(r, &b, base_time);
-                    sent += 1;
+                    if send {
+                        self.reply(r, &b, base_time);
+                        sent += 1;
+                    }
                 }
                 None if r.store_exhausted => {
                     if r.synthesize && next_configured(&self.cfg.configured, r.synth_next).is_some() {
@@ -554,11 +561,13 @@ impl ServerSession {
                     if self.fetching.is_some() {
                         return Step::Wait;
                     }
+                    // Reporting record-less addresses needs every record, whatever the window.
+                    let window = !r.synthesize;
                     return Step::Fetch(Fetch {
                         xid: r.q.xid,
                         key: r.q.key.clone(),
-                        changed_on_or_after: r.q.changed_on_or_after,
-                        changed_on_or_before: r.q.changed_on_or_before,
+                        changed_on_or_after: r.q.changed_on_or_after.filter(|_| window),
+                        changed_on_or_before: r.q.changed_on_or_before.filter(|_| window),
                         after: r.store_after,
                         limit: self.cfg.page_size,
                     });
@@ -703,7 +712,14 @@ impl ServerSession {
                     ));
                 }
                 Ok(q) => {
-                    let synthesize = q.key == BulkKey::All && !q.has_time_bounds();
+                    // A configured address without a record has been available since the history horizon
+                    // at least (never leased, or forgotten after retention); so it "changed" inside any
+                    // window that contains the horizon. That is how a requestor filling a DataMissing gap
+                    // learns of bindings the server forgot in the meantime (docs/conformance.md).
+                    let h = self.cfg.available_since;
+                    let synthesize = q.key == BulkKey::All
+                        && q.changed_on_or_after.is_none_or(|from| from <= h)
+                        && q.changed_on_or_before.is_none_or(|to| h <= to);
                     let prl = q.prl.clone().unwrap_or_else(|| DEFAULT_PRL.to_vec());
                     self.queries.push_back(Running {
                         q,

@@ -60,7 +60,10 @@ impl Db {
             for row in rows {
                 let (id, addr, seeded, saved) = row.map_err(sql)?;
                 if id != servers.len() as i64 {
-                    return Err(ReplicaError::Corrupt { path: shown, message: format!("server ids not dense at {id}") });
+                    return Err(ReplicaError::Corrupt {
+                        path: shown,
+                        message: format!("server ids not dense at {id}"),
+                    });
                 }
                 servers.push(ServerState { addr, seeded, saved, gaps: Vec::new() });
             }
@@ -99,7 +102,8 @@ impl Db {
         let sql = |source| ReplicaError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(sql)?;
         {
-            let mut put = tx.prepare_cached("INSERT OR REPLACE INTO binding (ip, record) VALUES (?1, ?2)").map_err(sql)?;
+            let mut put =
+                tx.prepare_cached("INSERT OR REPLACE INTO binding (ip, record) VALUES (?1, ?2)").map_err(sql)?;
             let mut buf = Vec::with_capacity(64);
             for (ip, r) in records {
                 buf.clear();

@@ -95,8 +95,13 @@ pub struct Replica {
 impl Replica {
     /// A replica in memory only, watching `servers`.
     pub fn in_memory(servers: &[String]) -> Self {
-        let mut r =
-            Self { entries: HashMap::new(), servers: Vec::new(), dirty: HashSet::new(), servers_dirty: false, db: None };
+        let mut r = Self {
+            entries: HashMap::new(),
+            servers: Vec::new(),
+            dirty: HashSet::new(),
+            servers_dirty: false,
+            db: None,
+        };
         for s in servers {
             r.server_id(s);
         }
@@ -106,8 +111,7 @@ impl Replica {
     /// Open (or create, mode 0600) the replica file and load it; `servers` are added if new.
     pub fn open(path: &Path, servers: &[String]) -> Result<Self, ReplicaError> {
         let (db, servers_known, entries) = db::Db::open(path)?;
-        let mut r =
-            Self { entries, servers: servers_known, dirty: HashSet::new(), servers_dirty: false, db: Some(db) };
+        let mut r = Self { entries, servers: servers_known, dirty: HashSet::new(), servers_dirty: false, db: Some(db) };
         for s in servers {
             r.server_id(s);
         }
@@ -140,14 +144,13 @@ impl Replica {
         let new = Record::new(b, base_time, via, id);
         let outcome = match self.entries.get(&b.ip) {
             None => Applied::New,
+            // Same binding again: keep the record (and what it came with) as it is.
+            Some(old) if new.same_binding(old) => return Applied::Duplicate,
             Some(old) if new.compare(old).is_lt() => return Applied::Stale,
-            Some(old) if new.same_binding(old) => Applied::Duplicate,
             Some(_) => Applied::Changed,
         };
         self.entries.insert(b.ip, new);
-        if outcome != Applied::Duplicate {
-            self.dirty.insert(b.ip);
-        }
+        self.dirty.insert(b.ip);
         outcome
     }
 

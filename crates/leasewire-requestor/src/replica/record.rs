@@ -151,7 +151,16 @@ impl Record {
     pub(crate) fn same_binding(&self, other: &Record) -> bool {
         const ORIGIN: u8 = VIA_ACTIVE;
         (self.state_since, self.expires_at, self.cltt, self.hw, self.hw_len, self.htype, self.state, &self.extra)
-            == (other.state_since, other.expires_at, other.cltt, other.hw, other.hw_len, other.htype, other.state, &other.extra)
+            == (
+                other.state_since,
+                other.expires_at,
+                other.cltt,
+                other.hw,
+                other.hw_len,
+                other.htype,
+                other.state,
+                &other.extra,
+            )
             && self.flags & !ORIGIN == other.flags & !ORIGIN
     }
 
@@ -159,8 +168,10 @@ impl Record {
     ///
     /// 1. both have client-last-transaction-time: the later wins; 2. one has it: compared with the other's
     /// start-time-of-state; 3. neither: the later start-time-of-state; 4. local data beats REMOTE. Then, as
-    /// §7.6 allows ("other information"): the later of the two times, the later observation (base-time), and
-    /// the Active stream over a Bulk snapshot. `Equal` means indistinguishable: the newer arrival is taken.
+    /// §7.6 allows ("other information"): the later of the two times; then the Active stream over a Bulk
+    /// snapshot (a bulk page is read before it is sent, so its base-time can postdate a live change it does
+    /// not contain, while the stream carries every change in commit order); then the later observation
+    /// (base-time). `Equal` means indistinguishable: the newer arrival is taken.
     pub(crate) fn compare(&self, other: &Record) -> Ordering {
         let primary = match (self.cltt(), other.cltt()) {
             (Some(a), Some(b)) => a.cmp(&b),
@@ -172,8 +183,8 @@ impl Record {
         primary
             .then_with(|| (other.flags & REMOTE).cmp(&(self.flags & REMOTE)))
             .then_with(|| changed(self).cmp(&changed(other)))
-            .then_with(|| self.observed.cmp(&other.observed))
             .then_with(|| (self.flags & VIA_ACTIVE).cmp(&(other.flags & VIA_ACTIVE)))
+            .then_with(|| self.observed.cmp(&other.observed))
     }
 
     /// Append the persisted form.
@@ -266,12 +277,14 @@ mod tests {
         let active = rec(Active, 100, Some(200), false, 200, Via::Active);
         let expired = rec(Expired, 300, Some(200), false, 300, Via::Active);
         assert_eq!(expired.compare(&active), Ordering::Greater);
-        // All times equal: the later observation, then the Active stream over a Bulk snapshot.
-        let early = rec(Active, 100, Some(200), false, 200, Via::Active);
-        let late = rec(Active, 100, Some(200), false, 201, Via::Bulk);
-        assert_eq!(late.compare(&early), Ordering::Greater);
-        let bulk = rec(Active, 100, Some(200), false, 200, Via::Bulk);
-        assert_eq!(early.compare(&bulk), Ordering::Greater);
+        // All times equal: the Active stream over a Bulk snapshot even if the snapshot's message is later,
+        // then the later observation.
+        let live = rec(Active, 100, Some(200), false, 200, Via::Active);
+        let snapshot = rec(Available, 200, None, false, 201, Via::Bulk);
+        assert_eq!(live.compare(&snapshot), Ordering::Greater);
+        let later = rec(Active, 100, Some(200), false, 201, Via::Active);
+        assert_eq!(later.compare(&live), Ordering::Greater);
+        let early = live;
         assert_eq!(early.compare(&early.clone()), Ordering::Equal);
     }
 

@@ -409,23 +409,17 @@ impl Engine {
         out
     }
 
-    /// Released, expired and available records older than the retention time, for the store to forget.
-    pub fn forgettable(&self, now: u32, retention: u32) -> Vec<Ipv4Addr> {
-        self.leases
-            .iter()
-            .filter(|b| {
-                matches!(b.state, DhcpState::Released | DhcpState::Expired | DhcpState::Available)
-                    && b.state_since.saturating_add(retention) <= now
-            })
-            .map(|b| b.ip)
-            .collect()
-    }
-
-    /// Drop records the store forgot.
-    pub fn forgotten(&mut self, ips: &[Ipv4Addr]) {
-        for &ip in ips {
-            let sn = self.subnet_of(ip);
-            self.leases.remove(sn, ip);
+    /// Drop records the store forgot, unless the address changed since (the store decides what to forget
+    /// atomically with commits; a lease granted while the forget was in flight must stay).
+    pub fn forgotten(&mut self, removed: &[Binding]) {
+        for r in removed {
+            let unchanged = self.leases.get(r.ip).is_some_and(|b| {
+                (b.state, b.state_since, &b.hardware_address) == (r.state, r.state_since, &r.hardware_address)
+            });
+            if unchanged {
+                let sn = self.subnet_of(r.ip);
+                self.leases.remove(sn, r.ip);
+            }
         }
     }
 }

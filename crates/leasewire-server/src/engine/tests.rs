@@ -419,3 +419,22 @@ fn lease_counts_by_subnet_and_state_for_metrics() {
     assert_eq!(counts.get(&("10.0.0.0/24".to_string(), DhcpState::Released)), Some(&1));
     assert_eq!(counts.len(), 2);
 }
+
+#[test]
+fn a_forget_in_flight_never_drops_a_lease_granted_meanwhile() {
+    // Unchanged since the store chose it: dropped.
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    let expired = e.tick(T0 + 600);
+    assert_eq!(expired[0].state, DhcpState::Expired);
+    e.forgotten(&expired);
+    assert!(e.binding(ip).is_none());
+    // Re-leased before the engine heard of the forget: kept (the store has the new lease too).
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    let expired = e.tick(T0 + 600);
+    let again: Vec<Ipv4Addr> = (2..=4).map(|mac| dora(&mut e, mac, T0 + 700)).collect();
+    assert!(again.contains(&ip), "the expired address is handed out again");
+    e.forgotten(&expired);
+    assert_eq!(e.binding(ip).map(|b| b.state), Some(DhcpState::Active), "the new lease survives the late forget");
+}

@@ -2,6 +2,7 @@
 //! client on loopback. Everything started here is killed by PID when its guard drops, even on failure.
 #![allow(dead_code)]
 
+pub mod proxy;
 pub mod relay;
 
 use std::io::{BufRead, BufReader};

@@ -238,6 +238,46 @@ fn blq_8_2_9_time_qualifiers_restrict_and_stop_synthesis() {
 }
 
 #[test]
+fn blq_8_2_9_a_window_containing_the_history_horizon_reports_addresses_without_a_record() {
+    // available_since is the horizon (T0 - 1000): a DataMissing gap fill from before it must learn that the
+    // addresses the server no longer holds (forgotten after retention) are free, as of the horizon.
+    let mut q = query(1);
+    q.options.set_u32(code::QUERY_START_TIME, T0 - 2000);
+    q.options.set_u32(code::QUERY_END_TIME, T0);
+    let run = ask(&q, &FakeStore::standard(), 10);
+    let synthesized: Vec<&Message<'_>> =
+        run.replies.iter().filter(|m| m.options.dhcp_state() == Some(Ok(DhcpState::Available))).collect();
+    assert!(!synthesized.is_empty());
+    for m in &synthesized {
+        let since = m.options.base_time().unwrap() - m.options.start_time_of_state().unwrap();
+        assert_eq!(since, T0 - 1000, "available since the horizon");
+    }
+    // Addresses with a record are reported only if changed inside the window: .3 (T0 - 100 is in it) and
+    // the others are; none is reported as AVAILABLE when it has a record.
+    let available: Vec<Ipv4Addr> = synthesized.iter().map(|m| m.ciaddr).collect();
+    for stored in [3, 5, 7] {
+        assert!(!available.contains(&ip(stored)), "{stored} has a record: not synthesized");
+    }
+    assert_eq!(available.len(), 7, "the seven configured addresses without a record");
+    // A record outside the window is neither sent nor taken for a free address.
+    let mut q = query(3);
+    q.options.set_u32(code::QUERY_START_TIME, T0 - 2000);
+    q.options.set_u32(code::QUERY_END_TIME, T0 - 60);
+    let run = ask(&q, &FakeStore::standard(), 2);
+    let sent: Vec<(Ipv4Addr, Option<DhcpState>)> =
+        run.replies.iter().map(|m| (m.ciaddr, m.options.dhcp_state().and_then(Result::ok))).collect();
+    assert!(sent.contains(&(ip(3), Some(DhcpState::Active))), "changed at T0 - 100: inside");
+    for outside in [5, 7, 50] {
+        assert!(sent.iter().all(|(a, _)| *a != ip(outside)), "{outside} changed after the window");
+    }
+    // A window after the horizon does not: the store's history covers it exactly.
+    let mut q = query(2);
+    q.options.set_u32(code::QUERY_START_TIME, T0 - 900);
+    let run = ask(&q, &FakeStore::standard(), 10);
+    assert!(run.replies.iter().all(|m| m.options.dhcp_state() != Some(Ok(DhcpState::Available))));
+}
+
+#[test]
 fn blq_8_2_9_vpn_qualifier() {
     let mut other = query(1);
     other.options.set(code::VSS, vec![0, b'v', b'p', b'n']);
