@@ -57,7 +57,11 @@ async fn bindings(
             None => return (StatusCode::BAD_REQUEST, TEXT, format!("mac={mac}: not hex octets\n")),
         },
         _ => {
-            return (StatusCode::BAD_REQUEST, TEXT, "ask /bindings?ip=ADDR or /bindings?mac=aa:bb:cc:dd:ee:ff\n".into());
+            return (
+                StatusCode::BAD_REQUEST,
+                TEXT,
+                "ask /bindings?ip=ADDR or /bindings?mac=aa:bb:cc:dd:ee:ff\n".into(),
+            );
         }
     };
     let status = if found.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };

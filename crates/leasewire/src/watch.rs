@@ -106,8 +106,8 @@ impl Printer {
         if !std::mem::replace(&mut self.header, true) {
             writeln!(
                 out,
-                "{:<20} {:<21} {:<15} {:<10} {:<17} {:>7}  {}",
-                "time", "server", "address", "state", "client", "lease s", "relay"
+                "{:<20} {:<21} {:<15} {:<10} {:<17} {:>7}  relay",
+                "time", "server", "address", "state", "client", "lease s"
             )?;
         }
         let when = base_time.map_or_else(String::new, |t| {

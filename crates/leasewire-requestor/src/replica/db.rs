@@ -11,6 +11,9 @@ use std::path::Path;
 
 const SCHEMA_VERSION: i64 = 1;
 
+/// What a replica file holds: the servers and the bindings.
+pub(super) type Loaded = (Vec<ServerState>, HashMap<Ipv4Addr, Record>);
+
 #[derive(Debug)]
 pub(super) struct Db {
     conn: Connection,
@@ -18,7 +21,7 @@ pub(super) struct Db {
 }
 
 impl Db {
-    pub(super) fn open(path: &Path) -> Result<(Self, Vec<ServerState>, HashMap<Ipv4Addr, Record>), ReplicaError> {
+    pub(super) fn open(path: &Path) -> Result<(Self, Loaded), ReplicaError> {
         let shown = path.display().to_string();
         let io = |source| ReplicaError::Io { path: shown.clone(), source };
         if !path.exists() {
@@ -90,7 +93,7 @@ impl Db {
                 entries.insert(ip, record);
             }
         }
-        Ok((Self { conn, path: shown }, servers, entries))
+        Ok((Self { conn, path: shown }, (servers, entries)))
     }
 
     pub(super) fn write<'a>(

@@ -110,7 +110,7 @@ impl Replica {
 
     /// Open (or create, mode 0600) the replica file and load it; `servers` are added if new.
     pub fn open(path: &Path, servers: &[String]) -> Result<Self, ReplicaError> {
-        let (db, servers_known, entries) = db::Db::open(path)?;
+        let (db, (servers_known, entries)) = db::Db::open(path)?;
         let mut r = Self { entries, servers: servers_known, dirty: HashSet::new(), servers_dirty: false, db: Some(db) };
         for s in servers {
             r.server_id(s);

@@ -166,11 +166,11 @@ impl Record {
 
     /// RFC 6926 §7.6 (BLQ-7.6-2/3): which of two records about one address is the newer.
     ///
-    /// 1. both have client-last-transaction-time: the later wins; 2. one has it: compared with the other's
-    /// start-time-of-state; 3. neither: the later start-time-of-state; 4. local data beats REMOTE. Then, as
-    /// §7.6 allows ("other information"): the later of the two times; then the Active stream over a Bulk
-    /// snapshot (a bulk page is read before it is sent, so its base-time can postdate a live change it does
-    /// not contain, while the stream carries every change in commit order); then the later observation
+    /// First the RFC's rules: both have client-last-transaction-time, the later wins; one has it, it is
+    /// compared with the other's start-time-of-state; neither, the later start-time-of-state; then local data
+    /// beats REMOTE. Then, as §7.6 allows ("other information"): the later of the two times; the Active stream
+    /// over a Bulk snapshot (a bulk page is read before it is sent, so its base-time can postdate a live change
+    /// it does not contain, while the stream carries every change in commit order); the later observation
     /// (base-time). `Equal` means indistinguishable: the newer arrival is taken.
     pub(crate) fn compare(&self, other: &Record) -> Ordering {
         let primary = match (self.cltt(), other.cltt()) {
