@@ -1,0 +1,262 @@
+//! The requestor's drivers over real sockets (RFC 7724 §7): secure mode against leasewire's own TcpService
+//! with certificates made here, the receive timeout on tokio's paused clock, the retry interval, and a
+//! server that sends garbage. Test names carry the requirement IDs.
+
+use leasewire_proto::framing::{FrameDecoder, encode_frame};
+use leasewire_proto::session::active_requestor::{ActiveError, ActiveEvent};
+use leasewire_proto::{Binding, BindingChange, DhcpState, Message, MessageType, Op};
+use leasewire_requestor::active::{self, ActiveEnd, ActiveOptions, Progress};
+use leasewire_requestor::conn::{ConnError, Target};
+use leasewire_requestor::replica::{Replica, Via};
+use leasewire_requestor::tls::ClientTls;
+use leasewire_requestor::watch::{self, Report, Status, WatchOptions};
+use leasewire_server::config::Config;
+use leasewire_server::feed::ChangeFeed;
+use leasewire_server::lab_certs::LabCa;
+use leasewire_server::metrics::Metrics;
+use leasewire_server::tcp_service::TcpService;
+use leasewire_store::{LeaseStore, OpenOptions, SqliteStore};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch as tokio_watch};
+
+struct Lab {
+    addr: SocketAddr,
+    feed: ChangeFeed,
+    ca: LabCa,
+    _dir: tempfile::TempDir,
+    _stop: tokio_watch::Sender<bool>,
+}
+
+/// A TcpService with Active Leasequery; secure with `ca` signing both sides, else insecure.
+async fn lab(secure: bool) -> Lab {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = LabCa::new("test CA").unwrap();
+    let server = ca.issue(&["localhost", "127.0.0.1"], false, false).unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("ca.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(p("server.pem"), &server.cert_pem).unwrap();
+    std::fs::write(p("server-key.pem"), &server.key_pem).unwrap();
+    let mode = if secure {
+        format!(
+            "[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+            p("server.pem").display(),
+            p("server-key.pem").display(),
+            p("ca.pem").display()
+        )
+    } else {
+        "insecure = true\n".into()
+    };
+    let text = format!(
+        "[server]\nserver-id = \"10.0.0.1\"\ndata-dir = \"/nonexistent\"\n[bulk-leasequery]\nlisten = \
+         [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\n[active-leasequery]\nenabled = true\n{mode}"
+    );
+    let config = Config::parse(&text).unwrap();
+    let store: Arc<dyn LeaseStore> = Arc::new(SqliteStore::open(p("l.db"), OpenOptions::new(1_800_000_000)).unwrap());
+    let feed = ChangeFeed::default();
+    let (stop, rx) = tokio_watch::channel(false);
+    let (addrs, _) = TcpService::start(&config, store, feed.clone(), Arc::new(Metrics::new()), rx).await.unwrap();
+    Lab { addr: addrs[0], feed, ca, _dir: dir, _stop: stop }
+}
+
+fn client(issuer: &LabCa, trust: &LabCa) -> Arc<ClientTls> {
+    let c = issuer.issue(&["requestor.lab"], true, false).unwrap();
+    let tls = ClientTls::from_pem(c.cert_pem.as_bytes(), c.key_pem.as_bytes(), trust.cert_pem().as_bytes(), None);
+    Arc::new(tls.unwrap())
+}
+
+fn change(last: u8) -> BindingChange {
+    let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, last), DhcpState::Active, 1_800_000_000);
+    b.htype = 1;
+    b.hardware_address = vec![2, 0, 0, 0, 0, last];
+    BindingChange { seq: u64::from(last), time: 1_800_000_000, binding: b }
+}
+
+async fn run_once(target: Target, opts: ActiveOptions) -> (ActiveEnd, Vec<Progress>) {
+    let (tx, mut rx) = mpsc::channel(64);
+    let (_stop_tx, mut stop) = tokio_watch::channel(false);
+    let (_, end) = active::run(&target, None, opts, &mut stop, &tx).await;
+    drop(tx);
+    let mut seen = Vec::new();
+    while let Some(p) = rx.recv().await {
+        seen.push(p);
+    }
+    (end, seen)
+}
+
+#[tokio::test]
+async fn alq_7_2_9_secure_mode_streams_inside_mutual_tls() {
+    let lab = lab(true).await;
+    let target = Target { addr: lab.addr, tls: Some(client(&lab.ca, &lab.ca)) };
+    let (tx, mut rx) = mpsc::channel(64);
+    let (stop_tx, mut stop) = tokio_watch::channel(false);
+    let task = tokio::spawn(async move { active::run(&target, None, ActiveOptions::default(), &mut stop, &tx).await });
+    assert_eq!(rx.recv().await, Some(Progress::Streaming { tls: true, query_start_time: None }));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lab.feed.publish(vec![change(7)]);
+    match rx.recv().await {
+        Some(Progress::Event { event: ActiveEvent::Binding { binding, .. }, saved }) => {
+            assert_eq!(binding.ip, Ipv4Addr::new(10, 0, 0, 7));
+            assert!(saved.is_some(), "ALQ-7.4-9: no query-start-time, so every base-time counts at once");
+        }
+        other => panic!("expected the live binding, got {other:?}"),
+    }
+    stop_tx.send(true).unwrap();
+    assert!(matches!(task.await.unwrap().1, ActiveEnd::Stopped));
+}
+
+#[tokio::test]
+async fn alq_7_2_6_a_server_without_tls_is_left_never_spoken_to_in_the_clear() {
+    let lab = lab(false).await;
+    let target = Target { addr: lab.addr, tls: Some(client(&lab.ca, &lab.ca)) };
+    let (end, seen) = run_once(target.clone(), ActiveOptions::default()).await;
+    assert!(matches!(end, ActiveEnd::Session(ActiveError::TlsRefused)), "{end:?}");
+    assert!(seen.is_empty(), "no query was sent");
+    // The bulk side too.
+    let e = leasewire_requestor::bulk::BulkStream::open(&target, &[], Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(e, leasewire_requestor::bulk::BulkError::Conn(ConnError::TlsRefused)), "{e}");
+}
+
+#[tokio::test]
+async fn alq_7_2_8_a_server_certificate_from_another_ca_fails_the_handshake() {
+    let lab = lab(true).await;
+    let stranger = LabCa::new("another CA").unwrap();
+    let target = Target { addr: lab.addr, tls: Some(client(&lab.ca, &stranger)) };
+    let (end, seen) = run_once(target, ActiveOptions::default()).await;
+    assert!(matches!(end, ActiveEnd::Conn(ConnError::Handshake(_))), "ALQ-7.2-10: {end:?}");
+    assert!(seen.is_empty());
+}
+
+/// A listener that accepts and then never says anything.
+async fn silent_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, h)
+}
+
+#[tokio::test(start_paused = true)]
+async fn alq_7_4_4_nothing_received_for_active_lq_rcv_timeout_ends_the_connection() {
+    let (addr, _h) = silent_server().await;
+    let start = tokio::time::Instant::now();
+    let (end, seen) = run_once(Target { addr, tls: None }, ActiveOptions::default()).await;
+    assert!(matches!(end, ActiveEnd::Session(ActiveError::Timeout(d)) if d == Duration::from_secs(120)), "{end:?}");
+    assert!(start.elapsed() >= Duration::from_secs(120), "not before the timeout");
+    assert_eq!(seen.len(), 1, "only the query went out");
+}
+
+#[tokio::test(start_paused = true)]
+async fn alq_7_2_5_no_answer_to_dhcptls_is_a_timeout_too() {
+    let (addr, _h) = silent_server().await;
+    let ca = LabCa::new("ca").unwrap();
+    let (end, seen) = run_once(Target { addr, tls: Some(client(&ca, &ca)) }, ActiveOptions::default()).await;
+    assert!(matches!(end, ActiveEnd::Session(ActiveError::Timeout(_))), "outcome 1 of ALQ-7.2-5: {end:?}");
+    assert!(seen.is_empty());
+}
+
+/// A server that, for each connection in turn, answers the query with one kind of garbage.
+async fn garbage_server(accepts: mpsc::Sender<tokio::time::Instant>) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0u32;
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = accepts.send(tokio::time::Instant::now()).await;
+            n += 1;
+            let kind = n % 5;
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = Vec::new();
+                let query = loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => got.extend_from_slice(&buf[..k]),
+                    }
+                    if let Ok(Some((body, _))) = FrameDecoder::default().decode(&got) {
+                        break Message::decode(body).unwrap().xid;
+                    }
+                };
+                let mut reply = Message::new(Op::BootReply);
+                reply.ciaddr = Ipv4Addr::new(10, 0, 0, 99);
+                reply.options.set_message_type(MessageType::LeaseActive);
+                let mut out = Vec::new();
+                match kind {
+                    // A frame of length zero.
+                    0 => out.extend_from_slice(&[0, 0]),
+                    // Half a frame, then silence (a server that stalls).
+                    4 => out.extend_from_slice(&[0xff, 0xff, 1, 2, 3]),
+                    // A good message for another query.
+                    1 => {
+                        reply.xid = query.wrapping_add(1);
+                        encode_frame(&reply, &mut out).unwrap();
+                    }
+                    // A message type that has no place in an Active stream.
+                    2 => {
+                        reply.xid = query;
+                        reply.options.set_message_type(MessageType::LeaseUnknown);
+                        encode_frame(&reply, &mut out).unwrap();
+                    }
+                    // A frame whose body is not DHCP.
+                    _ => out.extend_from_slice(&[0, 8, 1, 2, 3, 4, 5, 6, 7, 8]),
+                }
+                let _ = s.write_all(&out).await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn alq_7_1_2_garbage_or_a_stall_ends_the_connection_with_a_clear_error_and_never_touches_the_replica() {
+    let (atx, mut arx) = mpsc::channel(16);
+    let addr = garbage_server(atx).await;
+    let mut r = Replica::in_memory(&[addr.to_string()]);
+    let known = change(5).binding;
+    r.apply(0, &known, Some(1_800_000_000), Via::Bulk);
+    r.set_seeded(0, Some(1_800_000_000));
+    let replica = Arc::new(Mutex::new(r));
+    let interval = Duration::from_millis(300);
+    let mut opts = WatchOptions { retry_interval: interval, ..Default::default() };
+    opts.active.rcv_timeout = Duration::from_secs(1);
+    let (stop_tx, stop) = tokio_watch::channel(false);
+    let (rtx, mut rrx) = mpsc::channel(64);
+    let targets = vec![Target { addr, tls: None }];
+    let w = tokio::spawn(watch::run(targets, replica.clone(), opts, stop, Some(rtx), None));
+    let mut reasons = Vec::new();
+    while reasons.len() < 5 {
+        match rrx.recv().await.unwrap() {
+            Report::Status { status: Status::Disconnected { reason, retry_in, active: true }, .. } => {
+                assert_eq!(retry_in, interval);
+                reasons.push(reason);
+            }
+            Report::Change { binding, .. } => panic!("garbage reached the replica: {binding:?}"),
+            _ => {}
+        }
+    }
+    stop_tx.send(true).unwrap();
+    w.await.unwrap().unwrap();
+    let mut accepted = Vec::new();
+    while let Ok(t) = arx.try_recv() {
+        accepted.push(t);
+    }
+    assert!(accepted.len() >= 5);
+    for pair in accepted.windows(2) {
+        assert!(pair[1] - pair[0] >= interval, "ALQ-7.1-2: retried after {:?}", pair[1] - pair[0]);
+    }
+    let all = reasons.join("\n");
+    for needle in ["frame with length 0", "xid", "unexpected DHCPLEASEUNKNOWN", "truncated", "nothing received"] {
+        assert!(all.contains(needle), "a clear reason mentioning {needle:?} in:\n{all}");
+    }
+    let r = replica.lock().unwrap();
+    assert_eq!(r.len(), 1);
+    assert_eq!(r.get(known.ip).unwrap().0, known, "the replica is as it was");
+    assert_eq!(r.server(0).saved, Some(1_800_000_000), "the saved base-time did not move");
+}
