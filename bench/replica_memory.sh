@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Memory of `leasewire watch`'s replica at N bindings: a server holding N active bindings, a watcher that
+# seeds itself by Bulk Leasequery and goes active; its resident memory (VmRSS) once the seed is complete,
+# minus the same watcher's memory against an empty server, divided by N. With and without --db.
+#
+#   bench/replica_memory.sh [N]        (default: 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-1000000}
+BIN=${LEASEWIRE:-target/release/leasewire}
+[ -x "$BIN" ] || cargo build --release -p leasewire
+BIN=$(realpath "$BIN")
+WORK=$(mktemp -d)
+trap 'kill $SRV $W 2>/dev/null || true; rm -rf "$WORK"' EXIT
+SRV= W=
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }   # KiB
+
+serve() { # $1 = count
+  rm -rf "$WORK/data"
+  [ "$1" -gt 0 ] && "$BIN" bench populate --data-dir "$WORK/data" --first 10.0.0.0 --count "$1" >/dev/null
+  cat > "$WORK/s.toml" <<TOML
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:16768"]
+data-dir = "$WORK/data"
+[bulk-leasequery]
+listen = ["127.0.0.1:16768"]
+allow = ["127.0.0.0/8"]
+[active-leasequery]
+enabled = true
+insecure = true
+[[subnet]]
+subnet = "10.0.0.0/8"
+pools = [{ start = "10.0.0.0", end = "10.0.0.0" }]
+TOML
+  LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/s.toml" & SRV=$!
+  until (exec 3<>/dev/tcp/127.0.0.1/16768) 2>/dev/null; do sleep 0.1; done
+}
+
+watch_rss() { # $@ = extra watch flags; prints RSS KiB once the seed completed and catch-up ended
+  rm -f "$WORK/r.sqlite3"* "$WORK/w.log"
+  "$BIN" watch --server 127.0.0.1:16768 --json "$@" > /dev/null 2> "$WORK/w.log" & W=$!
+  until grep -q "catch-up complete" "$WORK/w.log"; do sleep 0.2; done
+  sleep 1
+  rss $W
+  kill $W; wait $W 2>/dev/null || true
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, N=$N"
+serve 0
+base_mem=$(watch_rss); base_db=$(watch_rss --db "$WORK/r.sqlite3")
+kill $SRV; wait $SRV 2>/dev/null || true
+serve "$N"
+t0=$(date +%s.%N)
+full_mem=$(watch_rss)
+printf 'in memory: seeded and caught up in %.1f s\n' "$(echo "$(date +%s.%N) - $t0" | bc)"
+t0=$(date +%s.%N)
+full_db=$(watch_rss --db "$WORK/r.sqlite3")
+printf 'with --db: seeded and caught up in %.1f s; replica file %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" \
+  "$(du -h "$WORK/r.sqlite3" | cut -f1)"
+for m in "in-memory $base_mem $full_mem" "--db $base_db $full_db"; do
+  set -- $m
+  echo "$1: RSS $(($2 / 1024)) MiB empty, $(($3 / 1024)) MiB at $N bindings: $(( ($3 - $2) * 1024 / N )) bytes per binding"
+done
