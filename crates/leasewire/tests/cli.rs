@@ -37,7 +37,7 @@ fn check_config_names_the_key_and_line() {
 }
 
 #[test]
-fn readme_first_command_decodes_the_isc_replies() {
+fn decode_prints_the_isc_replies() {
     let hex = std::fs::read(repo().join("examples/isc-leasequery-replies.hex")).unwrap();
     let mut child = Command::new(support::leasewire())
         .arg("decode")
@@ -59,7 +59,7 @@ fn readme_first_command_decodes_the_isc_replies() {
 #[test]
 fn help_lists_the_subcommands() {
     let text = String::from_utf8_lossy(&leasewire(&["--help"]).stdout).into_owned();
-    for c in ["serve", "check-config", "query", "decode", "bench"] {
+    for c in ["serve", "check-config", "query", "bulk", "watch", "demo", "lab-certs", "decode", "bench"] {
         assert!(text.contains(c), "{c} missing from --help:\n{text}");
     }
 }
@@ -85,4 +85,28 @@ fn lab_certs_then_lab_tls_validates() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("active leasequery ON, secure mode (TLS required"), "{text}");
+}
+
+#[test]
+fn readme_first_command_demo_shows_live_changes_and_ends_at_ctrl_c_with_replica_equal_to_store() {
+    let mut child = Command::new(support::leasewire())
+        .args(["demo", "--rate", "100", "--lease-time", "2", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let clients come and go, some leases expire (2 s), then Ctrl-C.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    support::sh(&["kill", "-INT", &child.id().to_string()]);
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("server and replica agree"), "{stderr}");
+    // Changes as the requestor saw them, over mutual TLS, as JSON lines.
+    assert!(stderr.contains("tls=true"), "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    let states: std::collections::HashSet<&str> = lines.iter().filter_map(|j| j["state"].as_str()).collect();
+    for s in ["ACTIVE", "RELEASED", "EXPIRED"] {
+        assert!(states.contains(s), "no {s} change in {} lines", lines.len());
+    }
 }
