@@ -1,0 +1,103 @@
+//! `leasewire watch` with several servers at once (ALQ-7.4.1-14, BLQ-7.6-1): one session each, one replica,
+//! each server's bindings as its store has them, a base-time saved per server; and the HTTP endpoint
+//! (`/bindings?ip=`, `?mac=`, `/metrics`) answering from the replica.
+
+mod support;
+
+use leasewire_proto::MessageType;
+use leasewire_requestor::replica::Replica;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::relay::Relay;
+use support::{Proc, Server, free_udp_port, http_get, leasewire, metric, open_store};
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn server(dir: &std::path::Path, net: u8) -> (Server, u16, u16) {
+    let (udp, tcp) = (free_udp_port(), free_tcp_port());
+    let config = format!(
+        "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n\
+         [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
+         [active-leasequery]\nenabled = true\ninsecure = true\n\
+         [[subnet]]\nsubnet = \"127.{net}.0.0/16\"\npools = [{{ start = \"127.{net}.0.1\", end = \"127.{net}.0.20\" }}]\n"
+    );
+    (Server::start(dir, &config, None), udp, tcp)
+}
+
+#[test]
+fn alq_7_4_1_14_one_replica_for_two_servers_and_lookups_over_http() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, udp_a, tcp_a) = server(da.path(), 21);
+    let (b, udp_b, tcp_b) = server(db.path(), 22);
+    let wdir = tempfile::tempdir().unwrap();
+    let http = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
+    let replica_path = wdir.path().join("replica.sqlite3");
+    let mut watch = Proc::spawn(
+        "leasewire watch",
+        Command::new(leasewire())
+            .args(["watch", "--json", "--retry-interval", "200ms"])
+            .args(["--server", &format!("127.0.0.1:{tcp_a}"), "--server", &format!("127.0.0.1:{tcp_b}")])
+            .arg("--db")
+            .arg(&replica_path)
+            .args(["--http", &http.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    // Clients on both servers, through their own relays.
+    let mut leased = Vec::new();
+    for (udp, giaddr, macs) in
+        [(udp_a, Ipv4Addr::new(127, 21, 0, 254), 1..6u8), (udp_b, Ipv4Addr::new(127, 22, 0, 254), 11..14)]
+    {
+        let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), giaddr);
+        for m in macs {
+            let mac = [2, 0, 0, 0, 9, m];
+            leased.push((relay.dora(mac, u32::from(m), Ipv4Addr::LOCALHOST).expect("a lease"), mac));
+        }
+        let mut rel = relay.request(MessageType::Release, [2, 0, 0, 0, 9, 1], 99);
+        rel.ciaddr = leased[0].0;
+        if udp == udp_a {
+            relay.send(&rel);
+        }
+    }
+    // The replica answers for every lease, wherever it was made.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (ip, mac) in &leased {
+        loop {
+            let body = http_get(http, &format!("/bindings?ip={ip}"));
+            let want_state = if *ip == leased[0].0 { "RELEASED" } else { "ACTIVE" };
+            let want_mac = mac.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":");
+            if body.contains(&format!("\"state\":\"{want_state}\"")) && body.contains(&want_mac) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{ip}: {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let by_mac = http_get(http, "/bindings?mac=02:00:00:00:09:0b");
+    assert!(by_mac.contains("127.22.0."), "{by_mac}");
+    let metrics = http_get(http, "/metrics");
+    assert!(metric(&metrics, "leasewire_requestor_bindings") >= 40.0, "both pools seeded:\n{metrics}");
+    assert!(metrics.contains("leasewire_requestor_streaming{server=\"127.0.0.1:"), "{metrics}");
+    assert!(http_get(http, "/bindings?ip=not-an-ip").contains("not an IPv4 address"));
+
+    watch.signal("TERM");
+    assert!(watch.wait_exit(20).success());
+    a.stop();
+    b.stop();
+    let replica = Replica::open(&replica_path, &[]).unwrap();
+    assert_eq!(replica.servers().len(), 2);
+    assert!(replica.servers().iter().all(|s| s.seeded && s.saved.is_some()), "{:?}", replica.servers());
+    for dir in [da.path(), db.path()] {
+        let store = open_store(dir);
+        for r in leasewire_store::scan_pages(&store, leasewire_store::ScanFilter::all(), 100).flat_map(|p| p.unwrap()) {
+            let (got, _) = replica.get(r.binding.ip).expect("in the replica");
+            assert_eq!(
+                (got.state, got.hardware_address, got.expires_at),
+                (r.binding.state, r.binding.hardware_address, r.binding.expires_at)
+            );
+        }
+    }
+}
