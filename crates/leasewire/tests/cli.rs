@@ -89,7 +89,7 @@ fn lab_certs_then_lab_tls_validates() {
 
 #[test]
 fn readme_first_command_demo_shows_live_changes_and_ends_at_ctrl_c_with_replica_equal_to_store() {
-    let mut child = Command::new(support::leasewire())
+    let child = Command::new(support::leasewire())
         .args(["demo", "--rate", "100", "--lease-time", "2", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
