@@ -208,3 +208,85 @@ async fn alq_8_1_9_plaintext_to_a_secure_server_is_closed() {
     assert!(read_message(&mut tcp, &mut buf).await.is_none(), "closed without a reply");
     let _ = StatusCode::TlsConnectionRefused;
 }
+
+/// ALQ-5.1-2: inside TLS, every DHCP message travels in a TLS record of its own. A raw client splits the
+/// server's byte stream into TLS records itself and hands them to rustls one at a time: every record that
+/// yields plaintext must yield exactly one whole frame (session tickets yield none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alq_5_1_2_one_dhcp_message_per_tls_record() {
+    use std::io::{Read, Write};
+    let lab = lab("").await;
+    let good = lab.ca.issue(&["requestor.lab"], true, false).unwrap();
+    let config = client_config(&lab, Some(&good), &lab.ca);
+    let addr = lab.addr;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let client = tokio::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.write_all(&frame(&request(MessageType::Tls, 1))).unwrap();
+        let mut answer = [0u8; 2];
+        tcp.read_exact(&mut answer).unwrap();
+        let mut body = vec![0u8; usize::from(u16::from_be_bytes(answer))];
+        tcp.read_exact(&mut body).unwrap();
+        assert_eq!(Message::decode(&body).unwrap().message_type(), Some(MessageType::Tls));
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut tls = rustls::ClientConnection::new(config, name).unwrap();
+        while tls.is_handshaking() {
+            while tls.wants_write() {
+                tls.write_tls(&mut tcp).unwrap();
+            }
+            if tls.is_handshaking() && tls.wants_read() {
+                tls.read_tls(&mut tcp).unwrap();
+                tls.process_new_packets().unwrap();
+            }
+        }
+        tls.writer().write_all(&frame(&request(MessageType::ActiveLeaseQuery, 2))).unwrap();
+        while tls.wants_write() {
+            tls.write_tls(&mut tcp).unwrap();
+        }
+        ready_tx.send(()).unwrap();
+        // Split the stream into records by their 5-octet headers, feed them one by one.
+        let (mut raw, mut messages, mut chunk) = (Vec::new(), 0, [0u8; 4096]);
+        while messages < 5 {
+            while raw.len() >= 5 && raw.len() >= 5 + usize::from(u16::from_be_bytes([raw[3], raw[4]])) {
+                let len = 5 + usize::from(u16::from_be_bytes([raw[3], raw[4]]));
+                let record: Vec<u8> = raw.drain(..len).collect();
+                tls.read_tls(&mut &record[..]).unwrap();
+                let state = tls.process_new_packets().unwrap();
+                let n = state.plaintext_bytes_to_read();
+                if n == 0 {
+                    continue;
+                }
+                let mut plain = vec![0u8; n];
+                tls.reader().read_exact(&mut plain).unwrap();
+                let (body, used) = FrameDecoder::default().decode(&plain).unwrap().expect("a whole frame");
+                assert_eq!(used, plain.len(), "one record, one message: {} octets left over", plain.len() - used);
+                assert_eq!(Message::decode(body).unwrap().message_type(), Some(MessageType::LeaseActive));
+                messages += 1;
+            }
+            if messages == 5 {
+                break;
+            }
+            let k = tcp
+                .read(&mut chunk)
+                .unwrap_or_else(|e| panic!("{e} with {} raw octets, {messages} messages", raw.len()));
+            assert!(k > 0, "closed after {messages} messages");
+            raw.extend_from_slice(&chunk[..k]);
+        }
+        messages
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Five changes at once: the server has five messages to write in one go.
+    lab.feed.publish(
+        (1..=5)
+            .map(|i| {
+                let mut c = change();
+                c.seq = i;
+                c.binding.ip = Ipv4Addr::new(10, 0, 0, i as u8);
+                c
+            })
+            .collect(),
+    );
+    assert_eq!(client.await.unwrap(), 5);
+}

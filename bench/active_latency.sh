@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Active Leasequery latency under DHCP load: for each N, a fresh `leasewire serve` (insecure Active
+# Leasequery), `leasewire bench active-latency` running DORA at RATE ACKs/s while N requestors watch.
+#
+#   bench/active_latency.sh [N...]      (default: 0 1 10 100; RATE=5000 SECONDS=6)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COUNTS=${*:-"0 1 10 100"}
+RATE=${RATE:-5000}
+SECONDS_=${SECONDS_:-6}
+BIN=${LEASEWIRE:-target/release/leasewire}
+[ -x "$BIN" ] || cargo build --release -p leasewire
+BIN=$(realpath "$BIN")
+WORK=$(mktemp -d)
+trap 'kill $SRV 2>/dev/null || true; rm -rf "$WORK"' EXIT
+SRV=
+echo "# $(date -u +%FT%TZ) $(nproc) cores, rate $RATE/s, $SECONDS_ s"
+for N in $COUNTS; do
+  rm -rf "$WORK/data"
+  cat > "$WORK/s.toml" <<TOML
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:16770"]
+data-dir = "$WORK/data"
+[bulk-leasequery]
+listen = ["127.0.0.1:16770"]
+allow = ["127.0.0.0/8"]
+max-connections = 200
+max-connections-per-requestor = 200
+[active-leasequery]
+enabled = true
+insecure = true
+[[subnet]]
+subnet = "127.0.0.0/8"
+pools = [{ start = "127.64.0.0", end = "127.127.255.255" }]
+TOML
+  LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/s.toml" & SRV=$!
+  until (exec 3<>/dev/tcp/127.0.0.1/16770) 2>/dev/null; do sleep 0.1; done
+  "$BIN" bench active-latency --tcp 127.0.0.1:16770 --dhcp 127.0.0.1:16770 --requestors "$N" --rate "$RATE" \
+    --seconds "$SECONDS_"
+  kill $SRV; wait $SRV 2>/dev/null || true
+done
