@@ -18,19 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::relay::Relay;
-use support::{Server, free_udp_port, open_store};
+use support::{Rng, Server, free_udp_port, open_store};
 
 type View = HashMap<Ipv4Addr, (DhcpState, Vec<u8>)>;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// Seed the view with "all configured addresses"; returns the lowest base-time seen (the query's start).
 fn bulk_seed(tcp: u16, view: &mut View) -> u32 {

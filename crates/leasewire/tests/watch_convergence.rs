@@ -24,24 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::proxy::Proxy;
 use support::relay::Relay;
-use support::{Proc, Server, free_udp_port, http_get, leasewire, open_store};
+use support::{Proc, Rng, Server, free_udp_port, http_get, leasewire, open_store};
 
 /// Addresses in each pool: 127.6.0.1.. (hour-long leases) and 127.7.0.1.. (3-second leases, which expire).
 const POOL: u8 = 40;
 const SHORT_LEASE: u64 = 3;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 struct Watcher {
     proc: Proc,

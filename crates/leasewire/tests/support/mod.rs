@@ -245,3 +245,20 @@ pub fn metric(body: &str, prefix: &str) -> f64 {
 }
 
 pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// A small seeded generator (xorshift) for randomised tests: a failing seed replays exactly.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform enough below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
