@@ -58,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             tokio::spawn(leasewire_requestor::http::serve(listener, replica.clone(), metrics.clone()));
         }
         let (tx, rx) = mpsc::channel(4096);
-        let printer = tokio::task::spawn_blocking(move || print_reports(rx, Printer::new(args.json, true)));
+        let mut printer = tokio::task::spawn_blocking(move || print_reports(rx, Printer::new(args.json, true)));
         let mut watcher = tokio::spawn(leasewire_requestor::watch::run(
             args.targets,
             replica.clone(),
@@ -67,6 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(tx),
             Some(metrics),
         ));
+        let mut printed = None;
         let result = tokio::select! {
             r = &mut watcher => r,
             _ = crate::serve::shutdown_signal() => {
@@ -74,9 +75,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let _ = stop_tx.send(true);
                 watcher.await
             }
+            // Standard output went away (e.g. the reader of a pipe exited): nothing left to do.
+            p = &mut printer => {
+                printed = Some(p);
+                tracing::info!("standard output closed: stopping");
+                let _ = stop_tx.send(true);
+                watcher.await
+            }
         };
-        let _ = printer.await;
-        result?.map_err(anyhow::Error::from)
+        let printed = match printed {
+            Some(p) => p,
+            None => printer.await,
+        };
+        result??;
+        match printed? {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        }
     })
 }
 
