@@ -16,7 +16,7 @@ pub use leasewire_proto::session::active_requestor::ACTIVE_LQ_RCV_TIMEOUT;
 pub struct ActiveOptions {
     /// ACTIVE_LQ_RCV_TIMEOUT: nothing received for this long ends the connection (ALQ-7.4-4).
     pub rcv_timeout: Duration,
-    /// TCP connect, DHCPTLS answer and TLS handshake, each.
+    /// TCP connect and TLS handshake, each (silence after DHCPTLS is the receive timeout's).
     pub connect_timeout: Duration,
     /// A write blocked this long ends the connection (ALQ-7.3-9: BULK_LQ_DATA_TIMEOUT).
     pub write_timeout: Duration,
@@ -86,11 +86,14 @@ pub async fn run(
 ) -> (Option<u32>, ActiveEnd) {
     let xid = crate::fresh_xid();
     let mut session = ActiveRequestor::new(xid, saved, target.tls.is_some(), opts.rcv_timeout, now());
+    // What the consumer has actually received: an event taken from the session but not handed over (the
+    // send was cancelled by a stop) must not count.
+    let mut handed_over = saved;
     let end = tokio::select! {
-        end = drive(target, &mut session, opts, progress) => end,
+        end = drive(target, &mut session, opts, progress, &mut handed_over) => end,
         _ = stop.wait_for(|s| *s) => ActiveEnd::Stopped,
     };
-    (session.saved_base_time(), end)
+    (handed_over, end)
 }
 
 async fn drive(
@@ -98,6 +101,7 @@ async fn drive(
     s: &mut ActiveRequestor,
     opts: ActiveOptions,
     progress: &mpsc::Sender<Progress>,
+    handed_over: &mut Option<u32>,
 ) -> ActiveEnd {
     let mut conn = match conn::connect(target.addr, opts.connect_timeout).await {
         Ok(tcp) => Conn::Plain(tcp),
@@ -134,9 +138,11 @@ async fn drive(
                 s.tls_established();
                 continue 'io;
             }
-            if progress.send(Progress::Event { event, saved: s.saved_base_time() }).await.is_err() {
+            let saved = s.saved_base_time();
+            if progress.send(Progress::Event { event, saved }).await.is_err() {
                 return ActiveEnd::Stopped;
             }
+            *handed_over = saved;
         }
         if let Some(e) = s.error() {
             let _ = conn.shutdown().await;

@@ -28,6 +28,9 @@ pub enum BulkError {
         /// The status message.
         message: String,
     },
+    /// We were asked to stop.
+    #[error("stopped")]
+    Stopped,
     /// Writing the queries was blocked for BULK_LQ_DATA_TIMEOUT.
     #[error("the server did not take the queries for {0:?}")]
     WriteTimeout(Duration),

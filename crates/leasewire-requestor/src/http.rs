@@ -46,22 +46,30 @@ async fn bindings(
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
     const JSONL: [(&str, &str); 1] = [("content-type", "application/jsonl")];
     const TEXT: [(&str, &str); 1] = [("content-type", "text/plain")];
-    let replica = s.replica.lock().expect("replica lock");
-    let found = match (q.get("ip"), q.get("mac")) {
+    enum Key {
+        Ip(Ipv4Addr),
+        Mac(Vec<u8>),
+    }
+    // Parse first: nothing the client sends is looked at with the replica locked.
+    let key = match (q.get("ip"), q.get("mac")) {
         (Some(ip), None) => match ip.parse::<Ipv4Addr>() {
-            Ok(ip) => replica.get(ip).map(|(b, server)| (b, Some(server.to_string()))).into_iter().collect::<Vec<_>>(),
+            Ok(ip) => Key::Ip(ip),
             Err(_) => return (StatusCode::BAD_REQUEST, TEXT, format!("ip={ip}: not an IPv4 address\n")),
         },
         (None, Some(mac)) => match parse_hex(mac) {
-            Some(hw) => replica.by_hardware_address(&hw).into_iter().map(|b| (b, None)).collect(),
+            Some(hw) => Key::Mac(hw),
             None => return (StatusCode::BAD_REQUEST, TEXT, format!("mac={mac}: not hex octets\n")),
         },
         _ => {
-            return (
-                StatusCode::BAD_REQUEST,
-                TEXT,
-                "ask /bindings?ip=ADDR or /bindings?mac=aa:bb:cc:dd:ee:ff\n".into(),
-            );
+            let usage = "ask /bindings?ip=ADDR or /bindings?mac=aa:bb:cc:dd:ee:ff\n";
+            return (StatusCode::BAD_REQUEST, TEXT, usage.into());
+        }
+    };
+    let found: Vec<_> = {
+        let replica = crate::replica::lock(&s.replica);
+        match key {
+            Key::Ip(ip) => replica.get(ip).map(|(b, server)| (b, Some(server.to_string()))).into_iter().collect(),
+            Key::Mac(hw) => replica.by_hardware_address(&hw).into_iter().map(|b| (b, None)).collect(),
         }
     };
     let status = if found.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
@@ -69,11 +77,26 @@ async fn bindings(
     (status, JSONL, body)
 }
 
-/// `aa:bb:cc`, `aa-bb-cc` or `aabbcc`.
+/// `aa:bb:cc`, `aa-bb-cc` or `aabbcc`; `None` for anything else (at most 16 octets, a hardware address).
 pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    let digits: String = s.chars().filter(|c| !matches!(c, ':' | '-' | '.')).collect();
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    let digits: Vec<u8> = s.bytes().filter(|c| !matches!(c, b':' | b'-' | b'.')).collect();
+    if digits.is_empty() || digits.len() % 2 != 0 || digits.len() > 32 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
-    (0..digits.len()).step_by(2).map(|i| u8::from_str_radix(&digits[i..i + 2], 16).ok()).collect()
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    digits.chunks(2).map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_hex;
+
+    #[test]
+    fn hex_is_parsed_strictly_and_never_panics() {
+        assert_eq!(parse_hex("02:00:0a"), Some(vec![2, 0, 10]));
+        assert_eq!(parse_hex("02-00-0A"), Some(vec![2, 0, 10]));
+        for bad in ["", "0", "zz", "+1", "a\u{e9}b", "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00"] {
+            assert_eq!(parse_hex(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -127,11 +127,14 @@ pub async fn run(
 ) -> Result<(), ReplicaError> {
     let (tx, mut rx) = mpsc::channel::<(u16, Msg)>(4096);
     let mut tasks = JoinSet::new();
-    let mut names = Vec::new();
+    let mut names: Vec<(u16, String)> = Vec::new();
     {
-        let mut r = replica.lock().expect("replica lock");
+        let mut r = crate::replica::lock(&replica);
         for t in &targets {
             let id = r.server_id(&t.addr.to_string());
+            if names.iter().any(|(i, _)| *i == id) {
+                continue; // the same server twice: one session (ALQ-7.4.1-14)
+            }
             let s = r.server(id).clone();
             names.push((id, s.addr.clone()));
             tasks.spawn(server_loop(id, t.clone(), s.seeded, s.saved, s.gaps, opts, stop.clone(), tx.clone()));
@@ -151,7 +154,7 @@ pub async fn run(
                 }
                 let mut out = Vec::new();
                 {
-                    let mut r = replica.lock().expect("replica lock");
+                    let mut r = crate::replica::lock(&replica);
                     for (id, msg) in batch.drain(..) {
                         if let Some(report) = merge(&mut r, id, msg, metrics.as_deref(), &name) {
                             out.push(report);
@@ -161,19 +164,24 @@ pub async fn run(
                         m.bindings.set(r.len() as i64);
                     }
                 }
+                // A reader that stops reading (a paused pager) must not keep a stop from stopping.
                 if let Some(reports) = &reports {
                     for report in out {
-                        let _ = reports.send(report).await;
+                        let mut stop = stop.clone();
+                        tokio::select! {
+                            _ = reports.send(report) => {}
+                            _ = stop.wait_for(|s| *s) => break,
+                        }
                     }
                 }
             }
             _ = tick.tick() => {
-                replica.lock().expect("replica lock").flush()?;
+                crate::replica::lock(&replica).flush()?;
             }
         }
     }
     while tasks.join_next().await.is_some() {}
-    replica.lock().expect("replica lock").flush()?;
+    crate::replica::lock(&replica).flush()?;
     Ok(())
 }
 
@@ -259,17 +267,20 @@ async fn server_loop(
         async move { tx.send((id, m)).await.is_ok() }
     };
     while !*stop.borrow() {
+        while fills.try_join_next().is_some() {}
         if !seeded {
-            match bulk(id, &target, None, opts, &tx).await {
+            match bulk(id, &target, None, opts, &tx, &stop).await {
                 Ok((lowest, n)) => {
                     // The Active stream catches up from the start of the seed, so changes made while the
-                    // seed ran are not missed.
+                    // seed ran are not missed; a second earlier, because a reply's base-time is when it was
+                    // sent, not when its page was read (duplicates are harmless, gaps are not).
                     seeded = true;
-                    saved = lowest;
+                    saved = lowest.map(|l| l.saturating_sub(1));
                     if !send(Msg::Seeded(saved, n)).await {
                         break;
                     }
                 }
+                Err(BulkError::Stopped) => break,
                 Err(e) => {
                     let reason = format!("bulk seed: {e}");
                     let st = Status::Disconnected { reason, retry_in: opts.retry_interval, active: false };
@@ -289,6 +300,13 @@ async fn server_loop(
             r
         };
         let pump = async {
+            let mut last_saved = saved;
+            // Sent after what it covers, and only when it moves.
+            let save = |new: Option<u32>, last: &mut Option<u32>| {
+                let changed = new != *last;
+                *last = new;
+                changed
+            };
             while let Some(p) = prx.recv().await {
                 let ok = match p {
                     Progress::Streaming { tls, query_start_time } => {
@@ -297,15 +315,17 @@ async fn server_loop(
                     Progress::Event { event, saved } => match event {
                         ActiveEvent::Binding { binding, base_time } => {
                             send(Msg::Binding { binding, base_time, via: Via::Active }).await
-                                && send(Msg::Saved(saved)).await
+                                && (!save(saved, &mut last_saved) || send(Msg::Saved(saved)).await)
                         }
                         ActiveEvent::CatchUpComplete => {
-                            send(Msg::Status(Status::CaughtUp)).await && send(Msg::Saved(saved)).await
+                            send(Msg::Status(Status::CaughtUp)).await
+                                && (!save(saved, &mut last_saved) || send(Msg::Saved(saved)).await)
                         }
                         ActiveEvent::DataMissing { from, to } => {
                             // The gap is recorded before the saved base-time moves past it.
                             let gap = Gap { from, to };
-                            let ok = send(Msg::GapOpened(gap)).await && send(Msg::Saved(saved)).await;
+                            let ok = send(Msg::GapOpened(gap)).await
+                                && (!save(saved, &mut last_saved) || send(Msg::Saved(saved)).await);
                             fills.spawn(fill_gap(id, target.clone(), gap, opts, stop.clone(), tx.clone()));
                             ok
                         }
@@ -342,6 +362,21 @@ fn describe(end: &ActiveEnd) -> String {
 /// One Bulk Leasequery for all addresses (`gap` bounds it in time); every binding goes to the merger.
 /// Returns the lowest base-time seen (where a following Active query must start) and the count.
 async fn bulk(
+    id: u16,
+    target: &Target,
+    gap: Option<Gap>,
+    opts: WatchOptions,
+    tx: &mpsc::Sender<(u16, Msg)>,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Option<u32>, u64), BulkError> {
+    let mut stop = stop.clone();
+    tokio::select! {
+        r = bulk_inner(id, target, gap, opts, tx) => r,
+        _ = stop.wait_for(|s| *s) => Err(BulkError::Stopped),
+    }
+}
+
+async fn bulk_inner(
     id: u16,
     target: &Target,
     gap: Option<Gap>,
@@ -386,11 +421,12 @@ async fn fill_gap(
     tx: mpsc::Sender<(u16, Msg)>,
 ) {
     while !*stop.borrow() {
-        match bulk(id, &target, Some(gap), opts, &tx).await {
+        match bulk(id, &target, Some(gap), opts, &tx, &stop).await {
             Ok((_, n)) => {
                 let _ = tx.send((id, Msg::GapFilled(gap, n))).await;
                 return;
             }
+            Err(BulkError::Stopped) => return,
             Err(e) => {
                 let reason = format!("gap fill {}..{}: {e}", gap.from, gap.to);
                 let st = Status::Disconnected { reason, retry_in: opts.retry_interval, active: false };

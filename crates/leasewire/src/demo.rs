@@ -116,13 +116,13 @@ lease-time = {lease}
         let actions = sim.await.context("client simulation")??;
 
         // Let the stream deliver the last changes, then compare.
-        let mut check = compare(store.as_ref(), &replica.lock().expect("replica"))?;
+        let mut check = compare(store.as_ref(), &leasewire_requestor::replica::lock(&replica))?;
         for _ in 0..50 {
             if check.differences.is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            check = compare(store.as_ref(), &replica.lock().expect("replica"))?;
+            check = compare(store.as_ref(), &leasewire_requestor::replica::lock(&replica))?;
         }
         let _ = stop_tx.send(true);
         watcher.await.context("watcher")??;

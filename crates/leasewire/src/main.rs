@@ -343,6 +343,19 @@ fn main() -> anyhow::Result<()> {
                     Ok(leasewire_requestor::conn::Target { addr, tls: tls.clone() })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            // RFC 7724 §5.3 defaults; shorter is allowed (labs, tests) but worth a word.
+            if retry_interval < leasewire_proto::session::active::ACTIVE_LQ_IDLE_TIMEOUT {
+                tracing::warn!("--retry-interval below RFC 7724's ACTIVE_LQ_IDLE_TIMEOUT (60s): reconnects more often");
+            }
+            if rcv_timeout < leasewire_requestor::active::ACTIVE_LQ_RCV_TIMEOUT {
+                tracing::warn!(
+                    "--rcv-timeout below RFC 7724's ACTIVE_LQ_RCV_TIMEOUT (120s): idle servers may be dropped"
+                );
+            }
+            if http.is_some_and(|a| !a.ip().is_loopback()) {
+                tracing::warn!("--http serves client data without authentication on a non-loopback address");
+            }
+            anyhow::ensure!(!retry_interval.is_zero(), "--retry-interval must be more than 0");
             let mut opts = leasewire_requestor::watch::WatchOptions { retry_interval, ..Default::default() };
             opts.active.rcv_timeout = rcv_timeout;
             watch::run(watch::Args { targets, db, json, http, opts })

@@ -79,7 +79,10 @@ pub struct ActiveRequestor {
     frames: FrameDecoder,
     rx: Vec<u8>,
     tx: Vec<u8>,
-    events: VecDeque<ActiveEvent>,
+    /// Events not yet taken, each with the base-time to save once it (and everything before it) is applied.
+    events: VecDeque<(ActiveEvent, Option<u32>)>,
+    /// The base-time to save as of the last event taken: what the caller has, not what was merely decoded.
+    delivered: Option<u32>,
     rcv_timeout: Duration,
     last_rx: Instant,
     failed: Option<ActiveError>,
@@ -101,13 +104,15 @@ impl ActiveRequestor {
             rx: Vec::new(),
             tx: Vec::new(),
             events: VecDeque::new(),
+            delivered: saved,
             rcv_timeout,
             last_rx: now,
             failed: None,
         };
         if secure {
-            // ALQ-7.2-4: DHCPTLS first, with no options but its type.
-            dhcptls::write_request(xid, &mut s.tx);
+            // ALQ-7.2-4: DHCPTLS first, with no options but its type; its xid differs from the query's, so a
+            // forged plaintext reply cannot borrow the xid the query uses inside TLS.
+            dhcptls::write_request(Self::tls_xid(xid), &mut s.tx);
         } else {
             s.send_query();
         }
@@ -126,6 +131,10 @@ impl ActiveRequestor {
         encode_frame(&m, &mut self.tx).expect("encodes");
     }
 
+    fn tls_xid(xid: u32) -> u32 {
+        xid ^ 0x8000_0000
+    }
+
     /// The TLS handshake succeeded (ALQ-7.2-9: the query goes inside TLS).
     pub fn tls_established(&mut self) {
         if self.state == State::Handshaking {
@@ -135,9 +144,19 @@ impl ActiveRequestor {
     }
 
     /// The base-time to save for the next connection (ALQ-7.4-9, ALQ-7.4.1-8/9): the highest received once
-    /// catch-up ended, else the one this connection started from.
+    /// catch-up ended, else the one this connection started from — as of the last event taken with
+    /// [`ActiveRequestor::poll_event`], so a value never runs ahead of bindings the caller has not seen.
     pub fn saved_base_time(&self) -> Option<u32> {
+        self.delivered
+    }
+
+    fn current_saved(&self) -> Option<u32> {
         if self.caught_up { self.highest } else { self.previous }
+    }
+
+    fn push(&mut self, event: ActiveEvent) {
+        let saved = self.current_saved();
+        self.events.push_back((event, saved));
     }
 
     /// Bytes to write.
@@ -147,7 +166,9 @@ impl ActiveRequestor {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<ActiveEvent> {
-        self.events.pop_front()
+        let (event, saved) = self.events.pop_front()?;
+        self.delivered = saved;
+        Some(event)
     }
 
     /// Why the session ended, if it did (close the connection, then retry no sooner than
@@ -192,46 +213,52 @@ impl ActiveRequestor {
             }
         }
         rx.drain(..used);
+        // Bytes after the DHCPTLS answer and before the handshake are not the server's (it waits for our
+        // ClientHello): taking them would let anyone on the path inject plaintext into the TLS stream.
+        if self.state == State::Handshaking && !rx.is_empty() && self.failed.is_none() {
+            self.failed = Some(ActiveError::BadInput("bytes after the DHCPTLS answer, before TLS".into()));
+        }
         self.rx = rx;
     }
 
     fn handle_frame(&mut self, frame: &[u8]) -> Result<(), ActiveError> {
         let m = Message::decode(frame).map_err(|e| ActiveError::BadInput(e.to_string()))?;
-        if m.xid != self.xid {
-            return Err(ActiveError::BadInput(format!("reply with xid {:#x}, expected {:#x}", m.xid, self.xid)));
-        }
-        let t = m.message_type().ok_or_else(|| ActiveError::BadInput("no message type".into()))?;
         if self.state == State::AwaitTlsAnswer {
             // ALQ-7.2-5/6: only a DHCPTLS without status lets TLS proceed; anything else ends the connection.
-            return match dhcptls::answer(&m, self.xid) {
+            return match dhcptls::answer(&m, Self::tls_xid(self.xid)) {
                 dhcptls::Answer::Proceed => {
                     self.state = State::Handshaking;
-                    self.events.push_back(ActiveEvent::StartTls);
+                    self.push(ActiveEvent::StartTls);
                     Ok(())
                 }
                 dhcptls::Answer::Refused => Err(ActiveError::TlsRefused),
             };
         }
+        if m.xid != self.xid {
+            return Err(ActiveError::BadInput(format!("reply with xid {:#x}, expected {:#x}", m.xid, self.xid)));
+        }
+        let t = m.message_type().ok_or_else(|| ActiveError::BadInput("no message type".into()))?;
         let base = m.options.base_time();
         match (t, m.options.status_code()) {
             (MessageType::LeaseActive | MessageType::LeaseUnassigned, _) => {
                 let (binding, base_time) = binding_of(&m, t);
                 self.note_base(base);
-                self.events.push_back(ActiveEvent::Binding { binding, base_time });
+                self.push(ActiveEvent::Binding { binding, base_time });
             }
             (MessageType::LeaseQueryStatus, Some(StatusCode::CatchUpComplete)) => {
                 self.caught_up = true;
                 self.note_base(base);
-                self.events.push_back(ActiveEvent::CatchUpComplete);
+                self.push(ActiveEvent::CatchUpComplete);
             }
             (MessageType::LeaseQueryStatus, Some(StatusCode::DataMissing)) => {
+                // ALQ-7.4.1-4: DataMissing carries the server's time; without it there is no gap to fill.
+                let to = base.ok_or_else(|| ActiveError::BadInput("DataMissing without base-time".into()))?;
                 self.caught_up = true;
-                let to = base.unwrap_or(0);
                 self.note_base(base);
-                self.events.push_back(ActiveEvent::DataMissing { from: self.query_start_time.unwrap_or(0), to });
+                self.push(ActiveEvent::DataMissing { from: self.query_start_time.unwrap_or(0), to });
             }
             (MessageType::LeaseQueryStatus, Some(StatusCode::ConnectionActive)) => {
-                self.events.push_back(ActiveEvent::KeepAlive);
+                self.push(ActiveEvent::KeepAlive);
             }
             // ALQ-7.1-2 note: treat DONE or STATUS with a terminating status alike.
             (MessageType::LeaseQueryStatus | MessageType::LeaseQueryDone, status) => {

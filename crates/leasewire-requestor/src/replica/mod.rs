@@ -17,6 +17,12 @@ use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+/// Lock a shared replica. A panic elsewhere while it was held leaves the data as consistent as any single
+/// merge step leaves it, so the poison is ignored rather than taking the watcher down with it.
+pub fn lock(replica: &std::sync::Mutex<Replica>) -> std::sync::MutexGuard<'_, Replica> {
+    replica.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Why the replica file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {

@@ -209,3 +209,65 @@ fn alq_7_4_13_query_terminated_ends_the_stream() {
     assert_eq!(p.req.error(), Some(&ActiveError::Terminated(StatusCode::QueryTerminated)));
     assert!(p.server_closed);
 }
+
+// ---- the requestor alone, fed crafted server bytes -------------------------------------------------------
+
+fn server_frame(xid: u32, t: MessageType, base: Option<u32>, status: Option<StatusCode>, ip: u8) -> Vec<u8> {
+    let mut m = Message::new(Op::BootReply);
+    m.xid = xid;
+    m.ciaddr = Ipv4Addr::new(10, 0, 0, ip);
+    m.options.set_message_type(t);
+    if let Some(b) = base {
+        m.options.set_u32(code::BASE_TIME, b);
+    }
+    if let Some(s) = status {
+        m.options.set_status(s, "");
+    }
+    let mut out = Vec::new();
+    encode_frame(&m, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn alq_7_3_7_the_saved_base_time_never_runs_ahead_of_the_events_taken() {
+    let now = Instant::now();
+    let mut r = ActiveRequestor::new(9, Some(T - 100), false, ACTIVE_LQ_RCV_TIMEOUT, now);
+    let mut bytes = server_frame(9, MessageType::LeaseActive, Some(T), None, 1);
+    bytes.extend(server_frame(9, MessageType::LeaseActive, Some(T), None, 2));
+    bytes.extend(server_frame(9, MessageType::LeaseQueryStatus, Some(T + 1), Some(StatusCode::CatchUpComplete), 0));
+    bytes.extend(server_frame(9, MessageType::LeaseActive, Some(T + 2), None, 3));
+    r.receive(&bytes, now);
+    // Everything is decoded, nothing taken yet: a drop now must reconnect from where the connection started.
+    assert_eq!(r.saved_base_time(), Some(T - 100));
+    r.poll_event();
+    r.poll_event();
+    assert_eq!(r.saved_base_time(), Some(T - 100), "catch-up bindings do not move it (ALQ-7.3-7)");
+    assert_eq!(r.poll_event(), Some(ActiveEvent::CatchUpComplete));
+    assert_eq!(r.saved_base_time(), Some(T + 1));
+    r.poll_event();
+    assert_eq!(r.saved_base_time(), Some(T + 2));
+}
+
+#[test]
+fn alq_7_2_6_plaintext_after_the_dhcptls_answer_is_refused_not_taken_into_tls() {
+    let now = Instant::now();
+    let mut r = ActiveRequestor::new(9, None, true, ACTIVE_LQ_RCV_TIMEOUT, now);
+    let request = r.poll_transmit().unwrap();
+    let (f, _) = FrameDecoder::default().decode(&request).unwrap().unwrap();
+    let tls_xid = Message::decode(f).unwrap().xid;
+    assert_ne!(tls_xid, 9, "DHCPTLS and the query do not share an xid");
+    let mut bytes = server_frame(tls_xid, MessageType::Tls, None, None, 0);
+    // A forged binding for the query's xid, in the clear, right behind the answer.
+    bytes.extend(server_frame(9, MessageType::LeaseActive, Some(u32::MAX), None, 7));
+    r.receive(&bytes, now);
+    assert!(matches!(r.error(), Some(ActiveError::BadInput(_))), "{:?}", r.error());
+}
+
+#[test]
+fn alq_7_4_1_4_data_missing_without_base_time_is_bad_input() {
+    let now = Instant::now();
+    let mut r = ActiveRequestor::new(9, Some(T - 100), false, ACTIVE_LQ_RCV_TIMEOUT, now);
+    r.receive(&server_frame(9, MessageType::LeaseQueryStatus, None, Some(StatusCode::DataMissing), 0), now);
+    assert!(matches!(r.error(), Some(ActiveError::BadInput(_))));
+    assert_eq!(r.poll_event(), None, "no gap from 0 to 0");
+}
