@@ -6,7 +6,7 @@
 //! backlog past its bound means the requestor cannot keep up, and the connection is closed so the requestor
 //! recovers by catch-up instead of the server buffering without limit.
 
-use crate::{Binding, Message, StatusCode};
+use crate::{Binding, BindingChange, Message, StatusCode};
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -69,8 +69,8 @@ pub struct Active {
     pub prl: Vec<u8>,
     /// Catch-up state.
     pub catch_up: CatchUp,
-    /// Live changes not yet sent, latest state per address.
-    pub backlog: BTreeMap<Ipv4Addr, Binding>,
+    /// Live changes not yet sent, latest state per address, in commit order.
+    pub backlog: Backlog,
     /// Whether a catch-up page is being fetched.
     pub fetching: bool,
     /// Whether the first reply (with server-id) went out.
@@ -79,6 +79,52 @@ pub struct Active {
     /// can reach the driver after that change went out; its older row is then skipped, so the requestor never
     /// sees a binding go back in time within one second (where RFC 6926 §7.6's time rules cannot tell).
     pub live_seq: HashMap<Ipv4Addr, u64>,
+}
+
+/// Live changes waiting to be sent: one entry per address (a newer change replaces the queued one, RFC 7724
+/// §6), taken in commit order.
+///
+/// Commit order matters for the requestor's saved base-time (RFC 7724 §7.4): each live message carries its
+/// change's commit time as base-time, so when a connection drops, every change not yet delivered has a
+/// commit time at or after the last base-time the requestor saved, and its catch-up (inclusive) gets it.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    by_seq: BTreeMap<u64, (u32, Binding)>,
+    seq_of: HashMap<Ipv4Addr, u64>,
+}
+
+impl Backlog {
+    /// Queue a change; `true` when it replaced a queued change of the same address.
+    pub fn insert(&mut self, c: &BindingChange) -> bool {
+        let replaced = match self.seq_of.insert(c.binding.ip, c.seq) {
+            Some(old) => self.by_seq.remove(&old).is_some(),
+            None => false,
+        };
+        self.by_seq.insert(c.seq, (c.time, c.binding.clone()));
+        replaced
+    }
+
+    /// The oldest queued change: its commit time and binding.
+    pub fn pop_first(&mut self) -> Option<(u32, Binding)> {
+        let (_, (time, b)) = self.by_seq.pop_first()?;
+        self.seq_of.remove(&b.ip);
+        Some((time, b))
+    }
+
+    /// Commit time of the oldest queued change.
+    pub fn oldest_time(&self) -> Option<u32> {
+        self.by_seq.first_key_value().map(|(_, (t, _))| *t)
+    }
+
+    /// Addresses queued.
+    pub fn len(&self) -> usize {
+        self.by_seq.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.by_seq.is_empty()
+    }
 }
 
 /// Validate a DHCPACTIVELEASEQUERY: ALQ-7.3-2 (no ciaddr, chaddr or client-id) and ALQ-8.2-6 (no

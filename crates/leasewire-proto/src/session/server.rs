@@ -251,7 +251,7 @@ impl ServerSession {
             if matches!(a.catch_up, CatchUp::Running { .. }) {
                 a.live_seq.insert(change.binding.ip, change.seq);
             }
-            if a.backlog.insert(change.binding.ip, change.binding.clone()).is_some() {
+            if a.backlog.insert(change) {
                 self.stats.coalesced += 1;
             }
             if a.backlog.len() > max {
@@ -311,10 +311,14 @@ impl ServerSession {
                 self.stats.catch_up_sent += changes.len() as u64;
                 if done {
                     self.stats.catch_up_complete += 1;
-                    // ALQ-8.2-9: CatchUpComplete once everything since query-start-time was sent.
+                    // ALQ-8.2-9: CatchUpComplete once everything since query-start-time was sent. The requestor
+                    // saves its base-time: it must not pass a live change still queued, nor one committed a
+                    // moment ago and still on its way to the feed (a second earlier covers that).
                     a.catch_up = CatchUp::Finished;
                     a.live_seq = HashMap::new();
-                    let m = self.stream_status(a.xid, StatusCode::CatchUpComplete, "");
+                    let safe = a.backlog.oldest_time().map_or(base_time, |t| t.min(base_time)).saturating_sub(1);
+                    let mut m = self.stream_status(a.xid, StatusCode::CatchUpComplete, "");
+                    m.options.set_u32(crate::options::code::BASE_TIME, safe);
                     self.push(&m);
                 }
             }
@@ -498,8 +502,10 @@ impl ServerSession {
             self.push(&m);
         }
         for _ in 0..self.cfg.page_size {
-            let Some((_, b)) = a.backlog.pop_first() else { break };
-            write_binding_reply(&mut self.tx, &b, a.xid, &a.prl, base_time, !a.sent_first, &self.cfg.policy);
+            let Some((committed, b)) = a.backlog.pop_first() else { break };
+            // base-time = the change's commit time (see `Backlog`): never later than a change still queued.
+            let base = committed.min(base_time);
+            write_binding_reply(&mut self.tx, &b, a.xid, &a.prl, base, !a.sent_first, &self.cfg.policy);
             a.sent_first = true;
             self.stats.live_sent += 1;
         }

@@ -552,7 +552,9 @@ fn alq_7_4_live_changes_are_sent_with_the_query_xid_and_base_time() {
     assert_eq!(run.replies.len(), 2);
     for m in &run.replies {
         assert_eq!(m.xid, 9, "ALQ-7.1-3");
-        assert_eq!(m.options.base_time(), Some(T0), "ALQ-7.3-5");
+        // ALQ-7.3-5: base-time in every message; for a live change it is the change's commit time, so a
+        // requestor never saves a time past a change still queued.
+        assert_eq!(m.options.base_time(), Some(T0 - 1), "ALQ-7.3-5");
         assert!(!m.options.contains(code::ASSOCIATED_IP), "ALQ-7.4-14");
         assert!(!m.ciaddr.is_unspecified(), "ALQ-7.4-5");
     }
@@ -597,7 +599,7 @@ fn alq_7_4_1_catch_up_then_catch_up_complete_with_live_changes_interleaved() {
     assert_eq!(ips, vec![ip(3), ip(4), ip(9), ip(5)], "catch-up and live interleave (ALQ-8.2-8)");
     let last = run.replies.last().unwrap();
     assert_eq!(status_of(last), Some(StatusCode::CatchUpComplete), "ALQ-8.2-9");
-    assert_eq!(last.options.base_time(), Some(T0));
+    assert_eq!(last.options.base_time(), Some(T0 - 1), "a second early: changes still on their way to the feed");
     assert_eq!(run.replies.iter().filter(|m| status_of(m).is_some()).count(), 1, "sent once");
     let stats = s.take_stats();
     assert_eq!((stats.catch_up_sent, stats.catch_up_complete, stats.live_sent), (3, 1, 1));
@@ -632,6 +634,27 @@ fn alq_7_4_6_a_catch_up_row_older_than_a_live_change_is_not_sent_after_it() {
         .map(|m| (m.ciaddr, m.options.dhcp_state().unwrap().unwrap()))
         .collect();
     assert_eq!(sent, vec![(ip(3), DhcpState::Released), (ip(4), DhcpState::Active)], "no stale ACTIVE for .3 after");
+}
+
+#[test]
+fn alq_7_4_9_live_changes_go_out_in_commit_order_with_their_commit_time() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    s.receive(&frame(&active_query(9)), now);
+    drive_active(&mut s, &mut vec![]);
+    // Queued out of address order, at different times; .3 changes twice (coalesced, moves to the back).
+    let mut c = |last: u8, seq: u64, time: u32| {
+        let mut c = change(last, DhcpState::Active, seq);
+        c.time = time;
+        s.live(&c);
+    };
+    c(3, 1, T0 - 30);
+    c(7, 2, T0 - 20);
+    c(2, 3, T0 - 10);
+    c(3, 4, T0 - 5);
+    let run = drive_active(&mut s, &mut vec![]);
+    let sent: Vec<(Ipv4Addr, Option<u32>)> = run.replies.iter().map(|m| (m.ciaddr, m.options.base_time())).collect();
+    assert_eq!(sent, vec![(ip(7), Some(T0 - 20)), (ip(2), Some(T0 - 10)), (ip(3), Some(T0 - 5))]);
 }
 
 #[test]
