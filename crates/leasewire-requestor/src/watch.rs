@@ -137,7 +137,8 @@ pub async fn run(
             }
             let s = r.server(id).clone();
             names.push((id, s.addr.clone()));
-            tasks.spawn(server_loop(id, t.clone(), s.seeded, s.saved, s.gaps, opts, stop.clone(), tx.clone()));
+            let peer = Peer { id, target: t.clone(), opts, stop: stop.clone(), tx: tx.clone() };
+            tasks.spawn(peer.run(Position { seeded: s.seeded, saved: s.saved }, s.gaps));
         }
         r.flush()?;
     }
@@ -246,108 +247,172 @@ async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     !stopped && !*stop.borrow()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn server_loop(
+/// One watched server: what its tasks share.
+#[derive(Clone)]
+struct Peer {
     id: u16,
     target: Target,
-    mut seeded: bool,
-    mut saved: Option<u32>,
-    gaps: Vec<Gap>,
     opts: WatchOptions,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     tx: mpsc::Sender<(u16, Msg)>,
-) {
-    let mut fills = JoinSet::new();
-    // Gaps left unfilled by an earlier run are filled first thing.
-    for g in gaps {
-        fills.spawn(fill_gap(id, target.clone(), g, opts, stop.clone(), tx.clone()));
+}
+
+/// Where a server's Active stream stands, as the merger has been told.
+struct Position {
+    seeded: bool,
+    saved: Option<u32>,
+}
+
+impl Peer {
+    /// Hand a message to the merger; `false` once it is gone (we are stopping).
+    async fn send(&self, m: Msg) -> bool {
+        self.tx.send((self.id, m)).await.is_ok()
     }
-    let send = |m: Msg| {
-        let tx = tx.clone();
-        async move { tx.send((id, m)).await.is_ok() }
-    };
-    while !*stop.borrow() {
-        while fills.try_join_next().is_some() {}
-        if !seeded {
-            match bulk(id, &target, None, opts, &tx, &stop).await {
-                Ok((lowest, n)) => {
-                    // The Active stream catches up from the start of the seed, so changes made while the
-                    // seed ran are not missed; a second earlier, because a reply's base-time is when it was
-                    // sent, not when its page was read (duplicates are harmless, gaps are not).
-                    seeded = true;
-                    saved = lowest.map(|l| l.saturating_sub(1));
-                    if !send(Msg::Seeded(saved, n)).await {
-                        break;
+
+    /// Report a failure and wait the retry interval; `false` when stopping.
+    async fn retry_later(&mut self, reason: String, active: bool) -> bool {
+        let retry_in = self.opts.retry_interval;
+        self.send(Msg::Status(Status::Disconnected { reason, retry_in, active })).await
+            && pause(retry_in, &mut self.stop).await
+    }
+
+    /// The per-server loop of RFC 7724 §7: seed, stream, retry; gap fills run beside it.
+    async fn run(mut self, mut at: Position, gaps: Vec<Gap>) {
+        let mut fills = JoinSet::new();
+        // Gaps left unfilled by an earlier run are filled first thing.
+        for g in gaps {
+            fills.spawn(self.clone().fill_gap(g));
+        }
+        while !*self.stop.borrow() {
+            while fills.try_join_next().is_some() {}
+            if !at.seeded {
+                match self.bulk(None).await {
+                    Ok((lowest, n)) => {
+                        // The Active stream catches up from the start of the seed, so changes made while the
+                        // seed ran are not missed; a second earlier, because a reply's base-time is when it was
+                        // sent, not when its page was read (duplicates are harmless, gaps are not).
+                        at = Position { seeded: true, saved: lowest.map(|l| l.saturating_sub(1)) };
+                        if !self.send(Msg::Seeded(at.saved, n)).await {
+                            break;
+                        }
                     }
-                }
-                Err(BulkError::Stopped) => break,
-                Err(e) => {
-                    let reason = format!("bulk seed: {e}");
-                    let st = Status::Disconnected { reason, retry_in: opts.retry_interval, active: false };
-                    if !send(Msg::Status(st)).await || !pause(opts.retry_interval, &mut stop).await {
-                        break;
+                    Err(BulkError::Stopped) => break,
+                    Err(e) => {
+                        if !self.retry_later(format!("bulk seed: {e}"), false).await {
+                            break;
+                        }
+                        continue;
                     }
-                    continue;
                 }
             }
-        }
-        let (ptx, mut prx) = mpsc::channel(1024);
-        let mut stop_a = stop.clone();
-        let target_a = target.clone();
-        let stream = async move {
-            let r = active::run(&target_a, saved, opts.active, &mut stop_a, &ptx).await;
-            drop(ptx);
-            r
-        };
-        let pump = async {
-            let mut last_saved = saved;
-            // Sent after what it covers, and only when it moves.
-            let save = |new: Option<u32>, last: &mut Option<u32>| {
-                let changed = new != *last;
-                *last = new;
-                changed
+            let (ptx, prx) = mpsc::channel(1024);
+            let (target, opts, mut stop) = (self.target.clone(), self.opts.active, self.stop.clone());
+            let stream = async move {
+                let r = active::run(&target, at.saved, opts, &mut stop, &ptx).await;
+                drop(ptx);
+                r
             };
-            while let Some(p) = prx.recv().await {
-                let ok = match p {
-                    Progress::Streaming { tls, query_start_time } => {
-                        send(Msg::Status(Status::Streaming { tls, query_start_time })).await
+            let ((saved, end), ()) = tokio::join!(stream, self.pump(prx, at.saved, &mut fills));
+            at.saved = saved;
+            if matches!(end, ActiveEnd::Stopped) || !self.send(Msg::Saved(saved)).await {
+                break;
+            }
+            if !self.retry_later(describe(&end), true).await {
+                break;
+            }
+        }
+        fills.shutdown().await;
+    }
+
+    /// Forward one connection's progress to the merger, in order: each binding before the base-time saved
+    /// after it (sent only when it moves), each gap before the base-time that passes it.
+    async fn pump(&self, mut prx: mpsc::Receiver<Progress>, mut last: Option<u32>, fills: &mut JoinSet<()>) {
+        while let Some(p) = prx.recv().await {
+            let (first, saved) = match p {
+                Progress::Streaming { tls, query_start_time } => {
+                    (Msg::Status(Status::Streaming { tls, query_start_time }), last)
+                }
+                Progress::Event { event, saved } => match event {
+                    ActiveEvent::Binding { binding, base_time } => {
+                        (Msg::Binding { binding, base_time, via: Via::Active }, saved)
                     }
-                    Progress::Event { event, saved } => match event {
-                        ActiveEvent::Binding { binding, base_time } => {
-                            send(Msg::Binding { binding, base_time, via: Via::Active }).await
-                                && (!save(saved, &mut last_saved) || send(Msg::Saved(saved)).await)
-                        }
-                        ActiveEvent::CatchUpComplete => {
-                            send(Msg::Status(Status::CaughtUp)).await
-                                && (!save(saved, &mut last_saved) || send(Msg::Saved(saved)).await)
-                        }
-                        ActiveEvent::DataMissing { from, to } => {
-                            // The gap is recorded before the saved base-time moves past it.
-                            let gap = Gap { from, to };
-                            let ok = send(Msg::GapOpened(gap)).await
-                                && (!save(saved, &mut last_saved) || send(Msg::Saved(saved)).await);
-                            fills.spawn(fill_gap(id, target.clone(), gap, opts, stop.clone(), tx.clone()));
-                            ok
-                        }
-                        ActiveEvent::KeepAlive | ActiveEvent::StartTls => true,
-                    },
-                };
-                if !ok {
-                    break;
+                    ActiveEvent::CatchUpComplete => (Msg::Status(Status::CaughtUp), saved),
+                    ActiveEvent::DataMissing { from, to } => {
+                        let gap = Gap { from, to };
+                        fills.spawn(self.clone().fill_gap(gap));
+                        (Msg::GapOpened(gap), saved)
+                    }
+                    ActiveEvent::KeepAlive | ActiveEvent::StartTls => continue,
+                },
+            };
+            if !self.send(first).await {
+                return;
+            }
+            if saved != last {
+                last = saved;
+                if !self.send(Msg::Saved(saved)).await {
+                    return;
                 }
             }
-        };
-        let ((new_saved, end), ()) = tokio::join!(stream, pump);
-        saved = new_saved;
-        if matches!(end, ActiveEnd::Stopped) || !send(Msg::Saved(saved)).await {
-            break;
-        }
-        let st = Status::Disconnected { reason: describe(&end), retry_in: opts.retry_interval, active: true };
-        if !send(Msg::Status(st)).await || !pause(opts.retry_interval, &mut stop).await {
-            break;
         }
     }
-    fills.shutdown().await;
+
+    /// One Bulk Leasequery for all addresses (`gap` bounds it in time); every binding goes to the merger.
+    /// Returns the lowest base-time seen (where a following Active query must start) and the count.
+    async fn bulk(&self, gap: Option<Gap>) -> Result<(Option<u32>, u64), BulkError> {
+        let mut stop = self.stop.clone();
+        tokio::select! {
+            r = self.bulk_inner(gap) => r,
+            _ = stop.wait_for(|s| *s) => Err(BulkError::Stopped),
+        }
+    }
+
+    async fn bulk_inner(&self, gap: Option<Gap>) -> Result<(Option<u32>, u64), BulkError> {
+        let req = BulkRequest {
+            key: BulkKey::All,
+            changed_on_or_after: gap.map(|g| g.from),
+            changed_on_or_before: gap.map(|g| g.to),
+        };
+        let mut s = BulkStream::open(&self.target, std::slice::from_ref(&req), self.opts.bulk_timeout).await?;
+        let (mut lowest, mut n) = (None::<u32>, 0u64);
+        while let Some(ev) = s.next().await? {
+            match ev {
+                Event::Binding(b) => {
+                    n += 1;
+                    if let Some(t) = b.base_time {
+                        lowest = Some(lowest.map_or(t, |l| l.min(t)));
+                    }
+                    if !self.send(Msg::Binding { binding: b.binding, base_time: b.base_time, via: Via::Bulk }).await {
+                        return Err(BulkError::Stopped);
+                    }
+                }
+                Event::Done { status, message, .. } if status != StatusCode::Success => {
+                    return Err(BulkError::Refused { status, message });
+                }
+                Event::Done { .. } => {}
+            }
+        }
+        Ok((lowest, n))
+    }
+
+    /// Fill `gap` with a bounded Bulk Leasequery on its own connection, retrying until it succeeds or we
+    /// stop (ALQ-7.4.1-13).
+    async fn fill_gap(mut self, gap: Gap) {
+        while !*self.stop.borrow() {
+            match self.bulk(Some(gap)).await {
+                Ok((_, n)) => {
+                    self.send(Msg::GapFilled(gap, n)).await;
+                    return;
+                }
+                Err(BulkError::Stopped) => return,
+                Err(e) => {
+                    if !self.retry_later(format!("gap fill {}..{}: {e}", gap.from, gap.to), false).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn describe(end: &ActiveEnd) -> String {
@@ -356,84 +421,5 @@ fn describe(end: &ActiveEnd) -> String {
             StatusCode::QueryTerminated,
         )) => "the server ended the query (QueryTerminated)".into(),
         other => other.to_string(),
-    }
-}
-
-/// One Bulk Leasequery for all addresses (`gap` bounds it in time); every binding goes to the merger.
-/// Returns the lowest base-time seen (where a following Active query must start) and the count.
-async fn bulk(
-    id: u16,
-    target: &Target,
-    gap: Option<Gap>,
-    opts: WatchOptions,
-    tx: &mpsc::Sender<(u16, Msg)>,
-    stop: &watch::Receiver<bool>,
-) -> Result<(Option<u32>, u64), BulkError> {
-    let mut stop = stop.clone();
-    tokio::select! {
-        r = bulk_inner(id, target, gap, opts, tx) => r,
-        _ = stop.wait_for(|s| *s) => Err(BulkError::Stopped),
-    }
-}
-
-async fn bulk_inner(
-    id: u16,
-    target: &Target,
-    gap: Option<Gap>,
-    opts: WatchOptions,
-    tx: &mpsc::Sender<(u16, Msg)>,
-) -> Result<(Option<u32>, u64), BulkError> {
-    let req = BulkRequest {
-        key: BulkKey::All,
-        changed_on_or_after: gap.map(|g| g.from),
-        changed_on_or_before: gap.map(|g| g.to),
-    };
-    let mut s = BulkStream::open(target, std::slice::from_ref(&req), opts.bulk_timeout).await?;
-    let (mut lowest, mut n) = (None::<u32>, 0u64);
-    while let Some(ev) = s.next().await? {
-        match ev {
-            Event::Binding(b) => {
-                n += 1;
-                if let Some(t) = b.base_time {
-                    lowest = Some(lowest.map_or(t, |l| l.min(t)));
-                }
-                let m = Msg::Binding { binding: b.binding, base_time: b.base_time, via: Via::Bulk };
-                if tx.send((id, m)).await.is_err() {
-                    break;
-                }
-            }
-            Event::Done { status, message, .. } if status != StatusCode::Success => {
-                return Err(BulkError::Refused { status, message });
-            }
-            Event::Done { .. } => {}
-        }
-    }
-    Ok((lowest, n))
-}
-
-/// Fill `gap` with a bounded Bulk Leasequery on its own connection, retrying until it succeeds or we stop.
-async fn fill_gap(
-    id: u16,
-    target: Target,
-    gap: Gap,
-    opts: WatchOptions,
-    mut stop: watch::Receiver<bool>,
-    tx: mpsc::Sender<(u16, Msg)>,
-) {
-    while !*stop.borrow() {
-        match bulk(id, &target, Some(gap), opts, &tx, &stop).await {
-            Ok((_, n)) => {
-                let _ = tx.send((id, Msg::GapFilled(gap, n))).await;
-                return;
-            }
-            Err(BulkError::Stopped) => return,
-            Err(e) => {
-                let reason = format!("gap fill {}..{}: {e}", gap.from, gap.to);
-                let st = Status::Disconnected { reason, retry_in: opts.retry_interval, active: false };
-                if tx.send((id, Msg::Status(st))).await.is_err() || !pause(opts.retry_interval, &mut stop).await {
-                    return;
-                }
-            }
-        }
     }
 }
