@@ -2,7 +2,8 @@
 # Active Leasequery latency under DHCP load: for each N, a fresh `leasewire serve` (insecure Active
 # Leasequery), `leasewire bench active-latency` running DORA at RATE ACKs/s while N requestors watch.
 #
-#   bench/active_latency.sh [N...]      (default: 0 1 10 100; RATE=5000 SECONDS=6)
+#   bench/active_latency.sh [N...]      (default: 0 1 10 100; RATE=5000 SECONDS_=6; REMOTE=1 runs the
+#                                         watching requestors at nice 10, standing in for other machines)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNTS=${*:-"0 1 10 100"}
@@ -37,6 +38,6 @@ TOML
   LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/s.toml" & SRV=$!
   until (exec 3<>/dev/tcp/127.0.0.1/16770) 2>/dev/null; do sleep 0.1; done
   "$BIN" bench active-latency --tcp 127.0.0.1:16770 --dhcp 127.0.0.1:16770 --requestors "$N" --rate "$RATE" \
-    --seconds "$SECONDS_"
+    --seconds "$SECONDS_" ${REMOTE:+--remote-requestors}
   kill $SRV; wait $SRV 2>/dev/null || true
 done

@@ -213,6 +213,7 @@ pub fn active_latency(
     rate: u32,
     seconds: u64,
     threads: usize,
+    remote_requestors: bool,
 ) -> anyhow::Result<()> {
     use leasewire_proto::framing::{FrameDecoder, encode_frame};
     use leasewire_proto::options::code;
@@ -225,6 +226,10 @@ pub fn active_latency(
     let watcher = {
         let (arrivals, stop) = (arrivals.clone(), stop.clone());
         std::thread::spawn(move || -> anyhow::Result<()> {
+            // Requestors are other machines in real life; on a test box they can at least yield the CPU.
+            if remote_requestors {
+                crate::serve::lower_priority();
+            }
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -268,6 +268,9 @@ enum BenchCommand {
         /// Client threads.
         #[arg(long, default_value_t = 16)]
         threads: usize,
+        /// Run the watching requestors at nice 10, standing in for requestors on other machines.
+        #[arg(long)]
+        remote_requestors: bool,
     },
     /// Answer leasequeries instantly (measures the generator's ceiling).
     Echo {
@@ -390,14 +393,17 @@ fn main() -> anyhow::Result<()> {
             ),
             BenchCommand::Echo { listen } => bench::echo(listen),
             BenchCommand::CatchUp { server, since } => bench::catch_up(query::parse_server(&server)?, since),
-            BenchCommand::ActiveLatency { tcp, dhcp, requestors, rate, seconds, threads } => bench::active_latency(
-                query::parse_server(&tcp)?,
-                query::parse_server(&dhcp)?,
-                requestors,
-                rate,
-                seconds,
-                threads,
-            ),
+            BenchCommand::ActiveLatency { tcp, dhcp, requestors, rate, seconds, threads, remote_requestors } => {
+                bench::active_latency(
+                    query::parse_server(&tcp)?,
+                    query::parse_server(&dhcp)?,
+                    requestors,
+                    rate,
+                    seconds,
+                    threads,
+                    remote_requestors,
+                )
+            }
         },
         Command::Query {
             target: TargetArgs { server, mac, htype, client_id, remote_id },

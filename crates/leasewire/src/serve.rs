@@ -62,6 +62,21 @@ pub struct Services {
     stop: tokio::sync::watch::Sender<bool>,
     dhcp: (leasewire_server::dhcp_service::Running, tokio::task::JoinHandle<()>),
     tcp: tokio::task::JoinHandle<()>,
+    tcp_runtime: tokio::runtime::Runtime,
+}
+
+/// Run the calling thread at nice 10: the Leasequery TCP threads. Bulk and Active Leasequery can have a lot to
+/// send (100 Active requestors make every DHCP change 100 messages); on a busy machine the DHCP path must still
+/// get the CPU first, so a client's ACK never waits behind a requestor (RFC 7724 §6 lets the stream lag and
+/// coalesce).
+pub fn lower_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
+    // thread-priority maps its 0..99 scale onto nice 19..-20 for normal threads; 22 is nice 10.
+    if let Ok(v) = ThreadPriorityValue::try_from(22u8)
+        && let Err(e) = set_current_thread_priority(ThreadPriority::Crossplatform(v))
+    {
+        tracing::debug!(error = ?e, "could not lower the leasequery thread's priority");
+    }
 }
 
 impl Services {
@@ -71,8 +86,19 @@ impl Services {
         let feed = ChangeFeed::default();
         let (running, done) =
             DhcpService::start(config, store.clone(), feed.clone(), metrics.clone(), stop_rx.clone()).await?;
-        let (tcp_addrs, tcp) = TcpService::start(config, store, feed, metrics, stop_rx).await?;
-        Ok(Self { dhcp_addrs: running.local_addrs.clone(), tcp_addrs, stop, dhcp: (running, done), tcp })
+        // The Leasequery TCP service gets its own runtime, on threads of lower priority than DHCP's.
+        let tcp_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("leasewire-lq")
+            .on_thread_start(lower_priority)
+            .enable_all()
+            .build()?;
+        let config_tcp = config.clone();
+        let (tcp_addrs, tcp) = tcp_runtime
+            .spawn(async move { TcpService::start(&config_tcp, store, feed, metrics, stop_rx).await })
+            .await??;
+        let dhcp_addrs = running.local_addrs.clone();
+        Ok(Self { dhcp_addrs, tcp_addrs, stop, dhcp: (running, done), tcp, tcp_runtime })
     }
 
     /// Stop: Active streams end with QueryTerminated, in-flight commits are drained.
@@ -82,6 +108,8 @@ impl Services {
         let (running, done) = self.dhcp;
         let _ = done.await;
         drop(running);
+        // Its tasks are done; a runtime cannot be dropped from async code, so it is let go in the background.
+        self.tcp_runtime.shutdown_background();
     }
 }
 
