@@ -107,6 +107,63 @@ pub enum StoreError {
         /// The error of the failed commit.
         cause: Arc<StoreError>,
     },
+    /// A shared store refused a batch because it would bind an address that another client holds (another
+    /// server leased it first); nothing of the batch was stored. The DHCP engine answers with a NAK, never
+    /// an ACK.
+    #[error("address {ip} is bound to another client in the shared lease database; batch refused")]
+    Conflict {
+        /// The contested address.
+        ip: Ipv4Addr,
+    },
+    /// The PostgreSQL connection string does not parse.
+    #[cfg(feature = "postgres")]
+    #[error("PostgreSQL store: invalid connection URL: {detail}")]
+    PostgresConfig {
+        /// What the parser said.
+        detail: String,
+    },
+    /// PostgreSQL reported an error (or the connection failed) while the store was in use.
+    #[cfg(feature = "postgres")]
+    #[error("lease store {database}: {source}")]
+    Postgres {
+        /// Hosts, port and database name (never the password).
+        database: String,
+        /// The driver's error.
+        #[source]
+        source: Arc<tokio_postgres::Error>,
+    },
+    /// No connection to PostgreSQL could be had (pool timeout, server gone).
+    #[cfg(feature = "postgres")]
+    #[error("lease store {database} unavailable: {detail}")]
+    PostgresUnavailable {
+        /// Hosts, port and database name.
+        database: String,
+        /// Why.
+        detail: String,
+    },
+    /// A row in the PostgreSQL store holds a value no leasewire write produces.
+    #[cfg(feature = "postgres")]
+    #[error("lease store {database} holds an unreadable record: {detail}")]
+    PostgresData {
+        /// Hosts, port and database name.
+        database: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The database was migrated by a newer leasewire whose schema this build does not know.
+    #[cfg(feature = "postgres")]
+    #[error(
+        "lease store {database} has schema version {found}, newer than the {supported} this build supports; \
+         run a newer leasewire or point it at another database"
+    )]
+    NewerPostgresSchema {
+        /// Hosts, port and database name.
+        database: String,
+        /// The schema version in the database.
+        found: u32,
+        /// The newest schema version this build knows.
+        supported: u32,
+    },
     /// The store was closed (or its writer thread is gone) before the operation completed.
     #[error("lease store is closed")]
     Closed,

@@ -15,6 +15,9 @@
 //! ([`LeaseStore::commit`]) and resolve only once durable, so the DHCP engine acknowledges a client only
 //! for a lease that survives a crash.
 //!
+//! `PgStore` (feature `postgres`) keeps the same model in a PostgreSQL database shared by several servers,
+//! arbitrates between them at commit and publishes every server's changes to all of them.
+//!
 //! [`SqliteStore`] is the embedded default (one file, WAL, group commit; every current record is also
 //! kept in memory, loaded at open, and lookups and scans are served from there). Times are `u32` Unix seconds
 //! throughout, the unit of the wire's base-time, and are always passed in by the caller: nothing here
@@ -24,12 +27,16 @@
 mod binding;
 mod error;
 mod pending;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 mod store;
 
 pub use error::{BindingProblem, StoreError};
 pub use leasewire_proto::{Binding, BindingChange, MAX_HARDWARE_ADDRESS_LEN};
 pub use pending::{Pending, PendingCommit};
+#[cfg(feature = "postgres")]
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{OpenOptions, SqliteStore};
 pub use store::{DEFAULT_RETENTION_SECS, Forgotten, LeaseStore, ScanFilter, ScanKey, changed_since_pages, scan_pages};
 

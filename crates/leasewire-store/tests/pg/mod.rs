@@ -1,0 +1,195 @@
+//! A throwaway PostgreSQL cluster for tests: the real server from Debian's `postgresql` package.
+//!
+//! `initdb` runs once per machine and user into a template directory (0.6 s); each test process copies it
+//! and starts its own `postgres` on a private Unix socket directory (0.1 s), shared by every test of the
+//! process. The server is stopped and its directory removed when the test process exits, however it exits:
+//! a small shell keeper waits for its stdin to close (the test process's end of a pipe), then stops
+//! PostgreSQL (fast shutdown) and deletes the directory.
+//!
+//! PostgreSQL refuses to run as root; as root (CI) it runs as the `postgres` user.
+//!
+//! Without the PostgreSQL binaries the tests fail with a message saying what to install: they never pass
+//! silently.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The port number in the socket file name (`.s.PGSQL.<port>`); no TCP listener is opened.
+const PORT: u16 = 5432;
+
+/// A running cluster.
+pub struct Cluster {
+    /// The Unix socket directory.
+    pub socket_dir: PathBuf,
+    bin: PathBuf,
+    /// The keeper's stdin: dropped (closed) when the process exits, which stops the cluster.
+    _keeper_stdin: std::process::ChildStdin,
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+/// The directory holding `initdb` and `postgres`: `$LEASEWIRE_PG_BIN`, else the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LEASEWIRE_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, bin)) => bin,
+        None => panic!(
+            "PostgreSQL server binaries not found (no /usr/lib/postgresql/<version>/bin/postgres and \
+             LEASEWIRE_PG_BIN unset): these tests need a real PostgreSQL. Install it with \
+             `apt-get install postgresql` (.ci/run does)."
+        ),
+    }
+}
+
+/// Run `program args` as the user that owns the cluster (`postgres` when we are root).
+fn as_owner(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn chown_to_owner(path: &Path) {
+    if is_root() {
+        let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status().unwrap().success();
+        assert!(ok, "chown {} to postgres failed", path.display());
+    }
+}
+
+/// The initialised template data directory, created once (atomically: built aside, then renamed).
+fn template(bin: &Path) -> PathBuf {
+    let uid = if is_root() { "root".to_string() } else { std::env::var("USER").unwrap_or_default() };
+    let version = bin.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("x").to_string();
+    let dir = std::env::temp_dir().join(format!("leasewire-pg-template-{version}-{uid}"));
+    if dir.join("PG_VERSION").exists() {
+        return dir;
+    }
+    let build = std::env::temp_dir().join(format!("leasewire-pg-build-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&build);
+    std::fs::create_dir_all(&build).unwrap();
+    chown_to_owner(&build);
+    let out = as_owner(&bin.join("initdb"))
+        .args(["-D"])
+        .arg(build.join("data"))
+        .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+        .output()
+        .expect("run initdb");
+    assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+    // Whoever renames first wins; a loser uses the winner's template.
+    if std::fs::rename(build.join("data"), &dir).is_err() {
+        assert!(dir.join("PG_VERSION").exists(), "cannot create the template {}", dir.display());
+    }
+    let _ = std::fs::remove_dir_all(&build);
+    dir
+}
+
+impl Cluster {
+    /// The cluster of this test process, started on first use.
+    pub fn get() -> &'static Cluster {
+        static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+        CLUSTER.get_or_init(Cluster::start)
+    }
+
+    fn start() -> Cluster {
+        let bin = bin_dir();
+        let template = template(&bin);
+        let base = tempfile::Builder::new().prefix("leasewire-pg-").tempdir().unwrap().keep();
+        let data = base.join("data");
+        let ok = Command::new("cp").arg("-a").arg(&template).arg(&data).status().unwrap().success();
+        assert!(ok, "copying the PostgreSQL template failed");
+        let socket_dir = base.join("sock");
+        std::fs::create_dir_all(&socket_dir).unwrap();
+        chown_to_owner(&base);
+        // The keeper: postgres in the background; when stdin closes (this process exited), a fast shutdown
+        // and the directory goes.
+        let script = r#"
+            "$1/postgres" -D "$2/data" -k "$2/sock" -p "$3" -c listen_addresses= -c max_connections=200 \
+                -c shared_buffers=32MB >"$2/log" 2>&1 &
+            pg=$!
+            cat >/dev/null
+            kill -INT "$pg"
+            wait "$pg"
+            rm -rf "$2"
+        "#;
+        let mut keeper = as_owner(Path::new("/bin/sh"))
+            .args(["-c", script, "keeper"])
+            .arg(&bin)
+            .arg(&base)
+            .arg(PORT.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the PostgreSQL keeper");
+        let stdin = keeper.stdin.take().unwrap();
+        // Reaped by nobody: it outlives us on purpose, for the shutdown.
+        std::mem::forget(keeper);
+        let c = Cluster { socket_dir, bin, _keeper_stdin: stdin };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new(c.bin.join("pg_isready"))
+                .arg("-h")
+                .arg(&c.socket_dir)
+                .args(["-p", &PORT.to_string(), "-q"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(base.join("log")).unwrap_or_default();
+                panic!("PostgreSQL did not start within 30 s; its log:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        c
+    }
+
+    /// Run SQL as the superuser on database `db`.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .arg("-h")
+            .arg(&self.socket_dir)
+            .args(["-p", &PORT.to_string(), "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(out.status.success(), "psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A new, empty database; its connection string.
+    pub fn new_database(&self) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("lw_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(&name)
+    }
+
+    /// The connection string of database `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("host={} port={PORT} user=postgres dbname={name}", self.socket_dir.display())
+    }
+}
