@@ -70,6 +70,46 @@ pub struct ServerSection {
     /// Whether offers are committed to the store (and so visible to leasequery) like other state changes.
     #[serde(default)]
     pub commit_offers: bool,
+    /// Where leases are kept: absent (or `kind = "sqlite"`) means the embedded SQLite file in `data-dir`;
+    /// `kind = "postgres"` a PostgreSQL database shared with other servers (see docs/postgres.md).
+    pub store: Option<Spanned<StoreSection>>,
+}
+
+/// `[server] store = { kind = ..., ... }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StoreSection {
+    /// `"sqlite"` (the default, embedded) or `"postgres"` (shared by several servers).
+    pub kind: Spanned<String>,
+    /// PostgreSQL: a `postgresql://` URL or a `key=value` connection string.
+    pub url: Option<Spanned<String>>,
+    /// PostgreSQL: this server's name in the database; rows another name wrote read as data-source REMOTE.
+    /// Every server on one database needs its own. Default: the server-id.
+    pub name: Option<Spanned<String>>,
+    /// PostgreSQL: where in each pool this server starts handing out never-used addresses, as a fraction of
+    /// the pool (0 ≤ x < 1). Servers that start apart rarely race for the same address (the database refuses
+    /// the loser, whose client gets a NAK and starts over). Default: spread by a hash of `name`.
+    pub start_at: Option<Spanned<f64>>,
+    /// PostgreSQL: connections in the pool. Default 8.
+    pub pool_size: Option<Spanned<usize>>,
+}
+
+/// The store the server runs on, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreChoice {
+    /// The embedded SQLite file in `data-dir` (the default).
+    Sqlite,
+    /// A PostgreSQL database shared with other servers.
+    Postgres {
+        /// The connection string.
+        url: String,
+        /// This server's name in the database.
+        name: String,
+        /// Where allocation starts in each pool (fraction of the pool).
+        start_at: f64,
+        /// Pooled connections.
+        pool_size: usize,
+    },
 }
 
 /// `[metrics]`.
@@ -417,6 +457,8 @@ pub struct Validated {
     pub requestor_withhold: Vec<(Ipv4Net, Vec<u8>)>,
     /// Warnings about settings that work but go against an RFC recommendation.
     pub warnings: Vec<String>,
+    /// The lease store.
+    pub store: StoreChoice,
 }
 
 impl Config {
@@ -475,7 +517,8 @@ impl Config {
                 "max-connections and max-queries-per-connection must be at least 1",
             );
         }
-        Ok(Validated { raw, subnets, leasequery_allow, bulk_allow, requestor_withhold, warnings })
+        let store = store_choice(&raw.server, text)?;
+        Ok(Validated { raw, subnets, leasequery_allow, bulk_allow, requestor_withhold, warnings, store })
     }
 
     /// Read, parse and validate a file.
@@ -486,6 +529,74 @@ impl Config {
             message: format!("cannot read {}: {e}", path.display()),
         })?;
         Self::parse(&text)
+    }
+}
+
+/// Check `[server] store`: the kind is known and each key belongs to it.
+fn store_choice(server: &ServerSection, text: &str) -> Result<StoreChoice, ConfigError> {
+    let Some(section) = &server.store else { return Ok(StoreChoice::Sqlite) };
+    let st = section.get_ref();
+    let kind = st.kind.get_ref().as_str();
+    match kind {
+        "sqlite" => {
+            let extra = [
+                st.url.as_ref().map(|v| ("url", v.span())),
+                st.name.as_ref().map(|v| ("name", v.span())),
+                st.start_at.as_ref().map(|v| ("start-at", v.span())),
+                st.pool_size.as_ref().map(|v| ("pool-size", v.span())),
+            ];
+            if let Some((key, span)) = extra.into_iter().flatten().next() {
+                return err(format!("server.store.{key}"), text, Some(span), "only for kind = \"postgres\"");
+            }
+            Ok(StoreChoice::Sqlite)
+        }
+        "postgres" => {
+            let Some(url) = &st.url else {
+                return err(
+                    "server.store.url".into(),
+                    text,
+                    Some(section.span()),
+                    "kind = \"postgres\" needs url (e.g. \"postgresql://leasewire@db.example/leases\")",
+                );
+            };
+            if url.get_ref().trim().is_empty() {
+                return err("server.store.url".into(), text, Some(url.span()), "must not be empty");
+            }
+            let name = match &st.name {
+                Some(n) if n.get_ref().trim().is_empty() => {
+                    return err("server.store.name".into(), text, Some(n.span()), "must not be empty");
+                }
+                Some(n) => n.get_ref().clone(),
+                None => server.server_id.to_string(),
+            };
+            let start_at = match &st.start_at {
+                Some(v) if !(0.0..1.0).contains(v.get_ref()) => {
+                    return err("server.store.start-at".into(), text, Some(v.span()), "must be at least 0 and below 1");
+                }
+                Some(v) => *v.get_ref(),
+                // FNV-1a of the name: stable across restarts and builds.
+                None => {
+                    let h = name
+                        .bytes()
+                        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+                    (h % 1_000_000) as f64 / 1_000_000.0
+                }
+            };
+            let pool_size = match &st.pool_size {
+                Some(v) if *v.get_ref() == 0 => {
+                    return err("server.store.pool-size".into(), text, Some(v.span()), "must be at least 1");
+                }
+                Some(v) => *v.get_ref(),
+                None => 8,
+            };
+            Ok(StoreChoice::Postgres { url: url.get_ref().clone(), name, start_at, pool_size })
+        }
+        other => err(
+            "server.store.kind".into(),
+            text,
+            Some(st.kind.span()),
+            format!("unknown store kind {other:?}: expected \"sqlite\" or \"postgres\""),
+        ),
     }
 }
 
@@ -707,6 +818,18 @@ impl Validated {
         let s = &self.raw.server;
         let mut out = String::new();
         let _ = writeln!(out, "server-id {} data-dir {}", s.server_id, s.data_dir.display());
+        match &self.store {
+            StoreChoice::Sqlite => {
+                let _ = writeln!(out, "lease store: embedded SQLite in the data directory");
+            }
+            StoreChoice::Postgres { name, start_at, .. } => {
+                let _ = writeln!(
+                    out,
+                    "lease store: shared PostgreSQL as {name:?}, allocating from {:.0}% of each pool",
+                    start_at * 100.0
+                );
+            }
+        }
         let listen: Vec<String> = s.listen.iter().map(|a| a.to_string()).collect();
         let _ = writeln!(
             out,
@@ -818,6 +941,40 @@ hw-address = "02:00:00:00:00:05"
         let codes: Vec<u8> = s.options.iter().map(|o| o.0).collect();
         assert_eq!(codes, vec![1, 3, 43, 66]);
         assert_eq!(s.reservations[0].hw_address, Some(vec![2, 0, 0, 0, 0, 5]));
+    }
+
+    #[test]
+    fn the_store_is_sqlite_unless_postgres_is_chosen_and_its_keys_are_checked() {
+        assert_eq!(Config::parse(GOOD).unwrap().store, StoreChoice::Sqlite);
+        let with =
+            |store: &str| GOOD.replace("data-dir = \"/tmp/x\"\n", &format!("data-dir = \"/tmp/x\"\nstore = {store}\n"));
+        assert_eq!(Config::parse(&with(r#"{ kind = "sqlite" }"#)).unwrap().store, StoreChoice::Sqlite);
+        let v = Config::parse(&with(
+            r#"{ kind = "postgres", url = "host=/run/postgresql dbname=leases", start-at = 0.5 }"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            v.store,
+            StoreChoice::Postgres {
+                url: "host=/run/postgresql dbname=leases".into(),
+                name: "10.0.0.1".into(),
+                start_at: 0.5,
+                pool_size: 8
+            }
+        );
+        for (store, key) in [
+            (r#"{ kind = "postgres" }"#, "server.store.url"),
+            (r#"{ kind = "mysql", url = "x" }"#, "server.store.kind"),
+            (r#"{ kind = "sqlite", url = "x" }"#, "server.store.url"),
+            (r#"{ kind = "postgres", url = "x", start-at = 1.0 }"#, "server.store.start-at"),
+            (r#"{ kind = "postgres", url = "x", name = "" }"#, "server.store.name"),
+            (r#"{ kind = "postgres", url = "x", pool-size = 0 }"#, "server.store.pool-size"),
+        ] {
+            let e = Config::parse(&with(store)).unwrap_err();
+            assert_eq!((e.key.as_str(), e.line), (key, Some(5)), "{store}: {e}");
+        }
+        let e = Config::parse(&with(r#"{ kind = "postgres", url = "x", colour = 1 }"#)).unwrap_err();
+        assert!(e.to_string().contains("colour") && e.line == Some(5), "{e}");
     }
 
     #[test]

@@ -55,6 +55,10 @@ struct Job {
     pending: Option<Pending<Vec<leasewire_store::BindingChange>>>,
     started: std::time::Instant,
     reply: Option<(Vec<u8>, Destination, MessageType, Arc<UdpSocket>)>,
+    /// What to send instead when a shared store refuses the commit (see `Outcome::on_conflict`).
+    on_conflict: Option<(Vec<u8>, Destination, MessageType)>,
+    /// The addresses the commit touches, re-read from the store after a refusal.
+    ips: Vec<Ipv4Addr>,
 }
 
 /// The running DHCP service's shared parts.
@@ -67,7 +71,14 @@ pub struct DhcpService {
     retention: u32,
     leasequery: Responder,
     drop_log: LogLimiter,
+    /// Whether the store is shared with other servers: then the feed is published from the store's change
+    /// feed (every server's commits, in sequence order) rather than from this server's completions.
+    shared: bool,
 }
+
+/// A shared store's change feed: every server's committed changes, in sequence order, in batches (e.g.
+/// `PgStore::follow`). Changes with data-source REMOTE were made by another server.
+pub type SharedChanges = mpsc::Receiver<Vec<leasewire_store::BindingChange>>;
 
 impl std::fmt::Debug for DhcpService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,6 +105,33 @@ impl DhcpService {
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
+        Self::start_inner(config, store, feed, metrics, shutdown, None).await
+    }
+
+    /// [`DhcpService::start`] for a store shared with other servers. `changes` must start at or before the
+    /// store's last sequence number *before* this call (so the load and the feed overlap rather than leave a
+    /// gap). Changes other servers made are taken into the engine, so it does not offer what they leased, and
+    /// every change goes to `feed` in sequence order, so Active Leasequery requestors of this server see all
+    /// bindings of all servers.
+    pub async fn start_shared(
+        config: &Validated,
+        store: Arc<dyn LeaseStore>,
+        feed: ChangeFeed,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+        changes: SharedChanges,
+    ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
+        Self::start_inner(config, store, feed, metrics, shutdown, Some(changes)).await
+    }
+
+    async fn start_inner(
+        config: &Validated,
+        store: Arc<dyn LeaseStore>,
+        feed: ChangeFeed,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+        changes: Option<SharedChanges>,
+    ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
         // Streamed page by page into the engine, so loading never holds a second copy of every binding.
         let mut failed = None;
         let records = leasewire_store::scan_pages(store.as_ref(), ScanFilter::all(), 10_000)
@@ -115,6 +153,7 @@ impl DhcpService {
             retention: config.raw.server.retention,
             leasequery: Responder::new(config),
             drop_log: LogLimiter::new(Duration::from_secs(10)),
+            shared: changes.is_some(),
         });
         let mut sockets = Vec::new();
         for addr in &config.raw.server.listen {
@@ -130,6 +169,9 @@ impl DhcpService {
             tasks.spawn(service.clone().receive(Arc::new(socket), iface, shutdown.clone()));
         }
         tasks.spawn(service.clone().timers(shutdown.clone()));
+        if let Some(changes) = changes {
+            tasks.spawn(service.clone().follow(changes, shutdown.clone()));
+        }
         let completer = tokio::spawn(service.clone().complete(job_rx));
         let svc = service.clone();
         let handle = tokio::spawn(async move {
@@ -212,10 +254,13 @@ impl DhcpService {
             }
             return;
         }
+        let ips = outcome.commit.iter().map(|b| b.ip).collect();
         let pending = Some(self.store.commit(now, outcome.commit));
         let reply = outcome.reply.map(|(b, d, t)| (b, d, t, socket.clone()));
+        let on_conflict = outcome.on_conflict;
         // Queued under the engine lock, so completion order is decision order.
-        let _ = self.jobs.send(Work::Job(Job { pending, started: std::time::Instant::now(), reply }));
+        let job = Job { pending, started: std::time::Instant::now(), reply, on_conflict, ips };
+        let _ = self.jobs.send(Work::Job(job));
     }
 
     /// Send without waiting; a full socket buffer is a drop (the client retransmits).
@@ -257,7 +302,24 @@ impl DhcpService {
                         for c in &changes {
                             tracing::debug!(seq = c.seq, ip = %c.binding.ip, state = %c.binding.state, "binding committed");
                         }
-                        self.feed.publish(changes);
+                        if !self.shared {
+                            self.feed.publish(changes);
+                        }
+                    }
+                    Err(leasewire_store::StoreError::Conflict { ip }) => {
+                        // Another server bound the address first: the database's record is the truth, and the
+                        // client hears NAK (or nothing), never ACK.
+                        self.metrics.dropped("store_conflict");
+                        tracing::info!(%ip, "commit refused: another server bound the address first");
+                        self.resync(&job.ips);
+                        if let (Some((bytes, dest, t)), Some((.., socket))) = (job.on_conflict, job.reply) {
+                            let to = socket_addr(dest);
+                            match socket.send_to(&bytes, to).await {
+                                Ok(_) => self.metrics.sent(t),
+                                Err(e) => self.send_failed(to, &e),
+                            }
+                        }
+                        continue;
                     }
                     Err(e) => {
                         self.metrics.commit_errors.inc();
@@ -294,8 +356,15 @@ impl DhcpService {
                 let due = engine.tick(now);
                 if !due.is_empty() {
                     tracing::debug!(count = due.len(), "leases ended");
+                    let ips = due.iter().map(|b| b.ip).collect();
                     let pending = self.store.commit(now, due);
-                    let job = Job { pending: Some(pending), started: std::time::Instant::now(), reply: None };
+                    let job = Job {
+                        pending: Some(pending),
+                        started: std::time::Instant::now(),
+                        reply: None,
+                        on_conflict: None,
+                        ips,
+                    };
                     let _ = self.jobs.send(Work::Job(job));
                 }
             }
@@ -303,6 +372,42 @@ impl DhcpService {
                 self.forget_old(now).await;
                 self.update_lease_gauges();
             }
+        }
+    }
+
+    /// Re-read addresses from the store into the engine (after a refused commit).
+    fn resync(&self, ips: &[Ipv4Addr]) {
+        for &ip in ips {
+            match self.store.get(ip) {
+                Ok(Some(c)) => self.engine().learn(c.binding),
+                Ok(None) => self.engine().unlearn(ip),
+                Err(e) => tracing::warn!(%ip, error = %e, "re-reading a refused address failed"),
+            }
+        }
+    }
+
+    /// Take in the shared store's change feed: other servers' changes into the engine, every change onto
+    /// this server's feed, in sequence order.
+    async fn follow(self: Arc<Self>, mut changes: SharedChanges, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let batch = tokio::select! {
+                b = changes.recv() => match b {
+                    Some(b) => b,
+                    None => {
+                        tracing::error!("the shared store's change feed ended");
+                        return;
+                    }
+                },
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            {
+                let mut engine = self.engine();
+                for c in batch.iter().filter(|c| c.binding.data_source.is_remote()) {
+                    tracing::debug!(seq = c.seq, ip = %c.binding.ip, state = %c.binding.state, "binding committed by another server");
+                    engine.learn(c.binding.clone());
+                }
+            }
+            self.feed.publish(batch);
         }
     }
 

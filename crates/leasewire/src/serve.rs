@@ -1,12 +1,12 @@
 //! `leasewire serve` and `leasewire check-config`.
 
 use anyhow::Context;
-use leasewire_server::config::{Config, Validated};
-use leasewire_server::dhcp_service::{DhcpService, unix_now};
+use leasewire_server::config::{Config, StoreChoice, Validated};
+use leasewire_server::dhcp_service::{DhcpService, SharedChanges, unix_now};
 use leasewire_server::feed::ChangeFeed;
 use leasewire_server::metrics::Metrics;
 use leasewire_server::tcp_service::TcpService;
-use leasewire_store::{LeaseStore, OpenOptions, SqliteStore};
+use leasewire_store::{LeaseStore, OpenOptions, PgOptions, PgStore, SqliteStore};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,9 +21,7 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
 
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let dir = &config.raw.server.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
-    let store: Arc<dyn LeaseStore> = Arc::new(SqliteStore::open(dir.join(DB_FILE), OpenOptions::new(unix_now()))?);
+    let (store, changes) = open_store(&config.store, &config.raw.server.data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let metrics = Arc::new(Metrics::new());
@@ -39,7 +37,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
-        let services = Services::start(&config, store, metrics).await?;
+        let services = Services::start_with(&config, store, metrics, changes).await?;
         if !services.tcp_addrs.is_empty() {
             tracing::info!(addrs = ?services.tcp_addrs, "serving bulk leasequery");
         }
@@ -82,10 +80,33 @@ pub fn lower_priority() {
 impl Services {
     /// Start both services over `store`.
     pub async fn start(config: &Validated, store: Arc<dyn LeaseStore>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        Self::start_with(config, store, metrics, None).await
+    }
+
+    /// Start both services over `store`; with `changes`, a store shared with other servers whose change feed
+    /// (every server's commits) is what this server publishes (see `DhcpService::start_shared`).
+    pub async fn start_with(
+        config: &Validated,
+        store: Arc<dyn LeaseStore>,
+        metrics: Arc<Metrics>,
+        changes: Option<SharedChanges>,
+    ) -> anyhow::Result<Self> {
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let feed = ChangeFeed::default();
-        let (running, done) =
-            DhcpService::start(config, store.clone(), feed.clone(), metrics.clone(), stop_rx.clone()).await?;
+        let (running, done) = match changes {
+            None => DhcpService::start(config, store.clone(), feed.clone(), metrics.clone(), stop_rx.clone()).await?,
+            Some(changes) => {
+                DhcpService::start_shared(
+                    config,
+                    store.clone(),
+                    feed.clone(),
+                    metrics.clone(),
+                    stop_rx.clone(),
+                    changes,
+                )
+                .await?
+            }
+        };
         // The Leasequery TCP service gets its own runtime, on threads of lower priority than DHCP's.
         let tcp_runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -110,6 +131,33 @@ impl Services {
         drop(running);
         // Its tasks are done; a runtime cannot be dropped from async code, so it is let go in the background.
         self.tcp_runtime.shutdown_background();
+    }
+}
+
+/// How often a shared store's change feed looks for changes when no notification came (a safety net; the
+/// NOTIFY of each commit is what normally wakes it).
+const FEED_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The configured store, and for a shared one its change feed (started before the engine loads, so the two
+/// overlap).
+fn open_store(choice: &StoreChoice, dir: &Path) -> anyhow::Result<(Arc<dyn LeaseStore>, Option<SharedChanges>)> {
+    match choice {
+        StoreChoice::Sqlite => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+            let store = SqliteStore::open(dir.join(DB_FILE), OpenOptions::new(unix_now()))?;
+            Ok((Arc::new(store), None))
+        }
+        StoreChoice::Postgres { url, name, pool_size, .. } => {
+            let mut options = PgOptions::new(unix_now(), name.clone());
+            // Several servers write this database: let it arbitrate every claim.
+            options.guard_claims = true;
+            options.pool_size = *pool_size;
+            let store = PgStore::open(url, options)?;
+            let from = store.last_seq()?;
+            let changes = store.follow(from, FEED_POLL);
+            tracing::info!(database = store.database(), name = %name, from_seq = from, "lease store: shared PostgreSQL");
+            Ok((Arc::new(store), Some(changes)))
+        }
     }
 }
 

@@ -9,6 +9,33 @@ use leasewire_store::Binding;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 
+/// The same addresses as `ranges`, in the order allocation walks them: from `start_at` of the way in to the
+/// end, then from the beginning.
+fn rotate(ranges: &[(u32, u32)], start_at: f64) -> Vec<(u32, u32)> {
+    let total: u64 = ranges.iter().map(|&(a, b)| u64::from(b - a) + 1).sum();
+    let mut skip = ((total as f64) * start_at.clamp(0.0, 1.0)) as u64;
+    if skip == 0 || skip >= total {
+        return ranges.to_vec();
+    }
+    let (mut head, mut tail) = (Vec::new(), Vec::new());
+    for &(a, b) in ranges {
+        let len = u64::from(b - a) + 1;
+        if skip >= len {
+            skip -= len;
+            tail.push((a, b));
+        } else if skip > 0 {
+            let split = a + skip as u32;
+            tail.push((a, split - 1));
+            head.push((split, b));
+            skip = 0;
+        } else {
+            head.push((a, b));
+        }
+    }
+    head.extend(tail);
+    head
+}
+
 /// An address promised to a client by DHCPOFFER, not (by default) committed.
 #[derive(Debug, Clone)]
 struct Offer {
@@ -47,13 +74,22 @@ pub struct Leases {
 }
 
 impl Leases {
-    /// An empty table for these subnets.
+    /// An empty table for these subnets, handing out never-used addresses from the start of each pool.
     pub fn new(subnets: &[Subnet]) -> Self {
+        Self::starting_at(subnets, 0.0)
+    }
+
+    /// An empty table whose allocation of never-used addresses starts `start_at` (0 ≤ x < 1) of the way into
+    /// each pool and wraps around. Servers sharing one database start apart, so they rarely pick the same
+    /// free address for different clients at the same moment (the database would refuse one of them).
+    pub fn starting_at(subnets: &[Subnet], start_at: f64) -> Self {
         let pools = subnets
             .iter()
-            .map(|s| Pool {
-                ranges: s.pools.clone(),
-                cursor: (0, s.pools.first().map_or(0, |r| r.0)),
+            .map(|s| rotate(&s.pools, start_at))
+            .zip(subnets)
+            .map(|(ranges, s)| Pool {
+                cursor: (0, ranges.first().map_or(0, |r| r.0)),
+                ranges,
                 recycled: VecDeque::new(),
                 excluded: s.exclude.iter().map(|&a| u32::from(a)).collect(),
                 reserved: s.reservations.iter().enumerate().map(|(i, r)| (u32::from(r.ip), i)).collect(),
@@ -253,5 +289,24 @@ impl Leases {
     /// All records, for forgetting old ones.
     pub fn iter(&self) -> impl Iterator<Item = &Binding> {
         self.records.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotate;
+
+    #[test]
+    fn rotated_pools_keep_every_address_once_and_start_where_asked() {
+        let ranges = [(10, 19), (30, 34), (50, 50)];
+        let flat = |r: &[(u32, u32)]| r.iter().flat_map(|&(a, b)| a..=b).collect::<Vec<u32>>();
+        assert_eq!(rotate(&ranges, 0.0), ranges.to_vec());
+        let half = rotate(&ranges, 0.5);
+        assert_eq!(half, vec![(18, 19), (30, 34), (50, 50), (10, 17)]);
+        for x in [0.0, 0.1, 0.5, 0.62, 0.99, 0.999_999] {
+            let mut all = flat(&rotate(&ranges, x));
+            all.sort_unstable();
+            assert_eq!(all, flat(&ranges), "start {x}");
+        }
     }
 }

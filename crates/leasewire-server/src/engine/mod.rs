@@ -115,6 +115,10 @@ pub struct Outcome {
     pub reply: Option<(Vec<u8>, Destination, MessageType)>,
     /// Why there is no reply, when there is none and nothing to commit.
     pub dropped: Option<DropReason>,
+    /// The reply to send instead if a shared store refuses the commit because another server bound the
+    /// address to another client first (`StoreError::Conflict`): a NAK for a REQUEST, so the client starts
+    /// over. Never the ACK.
+    pub on_conflict: Option<(Vec<u8>, Destination, MessageType)>,
 }
 
 impl Outcome {
@@ -152,7 +156,12 @@ impl Engine {
                 commit_offers: s.commit_offers,
             },
             subnets: config.subnets.clone(),
-            leases: Leases::new(&config.subnets),
+            leases: match &config.store {
+                crate::config::StoreChoice::Postgres { start_at, .. } => {
+                    Leases::starting_at(&config.subnets, *start_at)
+                }
+                crate::config::StoreChoice::Sqlite => Leases::new(&config.subnets),
+            },
         };
         for b in records {
             let sn = e.subnet_of(b.ip);
@@ -261,7 +270,7 @@ impl Engine {
             Vec::new()
         };
         let reply = self.reply(ctx, MessageType::Offer, ip);
-        Outcome { commit, reply: Some(reply), dropped: None }
+        Outcome { commit, reply: Some(reply), ..Default::default() }
     }
 
     /// REQUEST in SELECTING, INIT-REBOOT, RENEWING or REBINDING state (RFC 2131 §4.3.2).
@@ -312,7 +321,8 @@ impl Engine {
         let b = self.active_binding(ctx, ip);
         self.leases.put(Some(ctx.subnet), b.clone());
         let reply = self.reply(ctx, MessageType::Ack, ip);
-        Outcome { commit: vec![b], reply: Some(reply), dropped: None }
+        let on_conflict = self.nak(ctx, "address is bound to another client").reply;
+        Outcome { commit: vec![b], reply: Some(reply), dropped: None, on_conflict }
     }
 
     /// DECLINE: the client found the address in use; abandon it for `decline-time` (RFC 2131 §4.3.3).
@@ -407,6 +417,20 @@ impl Engine {
             out.push(b);
         }
         out
+    }
+
+    /// Take in a record as the shared store has it now (a change another server committed, or the winner
+    /// of a refused commit), replacing what this engine believed.
+    pub fn learn(&mut self, b: Binding) {
+        let sn = self.subnet_of(b.ip);
+        self.leases.put(sn, b);
+    }
+
+    /// Drop what this engine believed about an address the shared store has no record of (a refused commit
+    /// for an address nobody holds).
+    pub fn unlearn(&mut self, ip: Ipv4Addr) {
+        let sn = self.subnet_of(ip);
+        self.leases.remove(sn, ip);
     }
 
     /// Drop records the store forgot, unless the address changed since (the store decides what to forget

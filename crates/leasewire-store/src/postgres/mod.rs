@@ -163,7 +163,7 @@ impl PgStore {
             config.connect_timeout(options.connect_timeout);
         }
         if config.get_application_name().is_none() {
-            config.application_name(&format!("leasewire {}", options.origin));
+            config.application_name(format!("leasewire {}", options.origin));
         }
         let database = describe(&config);
         let io =

@@ -1,0 +1,246 @@
+//! Several servers over one PostgreSQL database (issue #10): two real `leasewire serve` processes share a
+//! throwaway PostgreSQL cluster; relayed DORA load is split between them; an Active Leasequery requestor
+//! follows one of them. One server is killed (SIGKILL) in the middle of the load.
+//!
+//! Checked: no address is ever ACKed to two clients, every ACKed lease is in the database bound to its
+//! client, the requestor's replica equals the database with data-source REMOTE exactly on the bindings the
+//! other server made, and the surviving server's requestor keeps receiving updates after the kill.
+
+#[path = "../../leasewire-store/tests/pg/mod.rs"]
+mod pg;
+mod support;
+
+use leasewire_proto::framing::{FrameDecoder, encode_frame};
+use leasewire_proto::options::code;
+use leasewire_proto::session::bulk_requestor::binding_of;
+use leasewire_proto::{DhcpState, Message, MessageType, Op};
+use leasewire_store::{PgOptions, PgStore, ScanFilter};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::relay::Relay;
+use support::{Server, free_udp_port};
+
+/// What the requestor knows of an address: state, hardware address, whether another server made it.
+type View = HashMap<Ipv4Addr, (DhcpState, Vec<u8>, bool)>;
+
+/// Every DHCPACK a client got: its MAC, the address, and whether it came after the kill.
+type Acks = Arc<Mutex<Vec<([u8; 6], Ipv4Addr, bool)>>>;
+
+fn unix_now() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32
+}
+
+fn config(name: &str, udp: u16, tcp: u16, url: &str) -> String {
+    format!(
+        r#"
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:{udp}"]
+data-dir = "@DATA@"
+# Both servers start allocating at the same place: the worst case for arbitration.
+store = {{ kind = "postgres", url = "{url}", name = "{name}", start-at = 0.0 }}
+
+[bulk-leasequery]
+listen = ["127.0.0.1:{tcp}"]
+allow = ["127.0.0.0/8"]
+
+[active-leasequery]
+enabled = true
+insecure = true
+
+[[subnet]]
+subnet = "127.0.0.0/8"
+pools = [{{ start = "127.9.0.0", end = "127.9.15.255" }}]
+lease-time = 3600
+"#
+    )
+}
+
+fn tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Follow the Active stream of the server at `tcp` from `start` until `stop`: every LEASEACTIVE and
+/// LEASEUNASSIGNED goes into `view`; `received` counts them.
+fn requestor(
+    tcp: u16,
+    start: u32,
+    view: Arc<Mutex<View>>,
+    received: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut q = Message::new(Op::BootRequest);
+        q.xid = 77;
+        q.options.set_message_type(MessageType::ActiveLeaseQuery);
+        q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156, 157]);
+        q.options.set_u32(code::QUERY_START_TIME, start);
+        let mut b = Vec::new();
+        encode_frame(&q, &mut b).unwrap();
+        s.write_all(&b).unwrap();
+        let (mut buf, mut chunk) = (Vec::new(), [0u8; 16384]);
+        while !stop.load(Ordering::Relaxed) {
+            while let Some((body, used)) = FrameDecoder::new(65535).decode(&buf).unwrap() {
+                let m = Message::decode(body).unwrap();
+                let t = m.message_type().unwrap();
+                assert_ne!(
+                    m.options.status_code(),
+                    Some(leasewire_proto::StatusCode::DataMissing),
+                    "the shared database's history reaches back to the query start"
+                );
+                if matches!(t, MessageType::LeaseActive | MessageType::LeaseUnassigned) {
+                    let (binding, _) = binding_of(&m, t);
+                    let remote = binding.data_source.is_remote();
+                    view.lock().unwrap().insert(binding.ip, (binding.state, binding.hardware_address, remote));
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                buf.drain(..used);
+            }
+            match s.read(&mut chunk) {
+                Ok(0) => panic!("the server closed the Active Leasequery connection"),
+                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                Err(_) => {}
+            }
+        }
+    })
+}
+
+/// The database's records as the requestor of server "a" should see them.
+fn database_view(url: &str) -> View {
+    let store = PgStore::open(url, PgOptions::new(unix_now(), "a")).unwrap();
+    leasewire_store::scan_pages(&store, ScanFilter::all(), 1000)
+        .flat_map(|p| p.unwrap())
+        .map(|c| {
+            let b = c.binding;
+            (b.ip, (b.state, b.hardware_address, b.data_source.is_remote()))
+        })
+        .collect()
+}
+
+#[test]
+fn two_servers_one_database_requestor_sees_all_and_a_kill_loses_nothing() {
+    let cluster = pg::Cluster::get();
+    let url = cluster.new_database();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (udp_a, udp_b, tcp_a, tcp_b) = (free_udp_port(), free_udp_port(), tcp_port(), tcp_port());
+    let a = Server::start(dir_a.path(), &config("a", udp_a, tcp_a, &url), None);
+    let mut b = Server::start(dir_b.path(), &config("b", udp_b, tcp_b, &url), None);
+    let addr_a = SocketAddr::from((Ipv4Addr::LOCALHOST, udp_a));
+    let addr_b = SocketAddr::from((Ipv4Addr::LOCALHOST, udp_b));
+
+    let view: Arc<Mutex<View>> = Arc::default();
+    let received = Arc::new(AtomicU64::new(0));
+    let stop_requestor = Arc::new(AtomicBool::new(false));
+    let follower = requestor(tcp_a, unix_now(), view.clone(), received.clone(), stop_requestor.clone());
+
+    // Four relays, two per server, each running DORAs back to back with its own clients; a relay whose
+    // server stops answering moves to the other server (as a client's retransmissions would reach a
+    // redundant server).
+    let b_dead = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks: Acks = Arc::default();
+    let naks = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..4u8)
+        .map(|w| {
+            let (acks, stop, naks, b_dead) = (acks.clone(), stop.clone(), naks.clone(), b_dead.clone());
+            std::thread::spawn(move || {
+                let relay_a = Relay::new(addr_a, Ipv4Addr::LOCALHOST);
+                let relay_b = Relay::new(addr_b, Ipv4Addr::LOCALHOST);
+                let mut i: u32 = 0;
+                let mut xid = u32::from(w) << 24;
+                while !stop.load(Ordering::Relaxed) {
+                    let mac = [2, w, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+                    let use_b = w % 2 == 1 && !b_dead.load(Ordering::Relaxed);
+                    let relay = if use_b { &relay_b } else { &relay_a };
+                    xid += 1;
+                    match relay.dora(mac, xid, Ipv4Addr::LOCALHOST) {
+                        Some(ip) => {
+                            acks.lock().unwrap().push((mac, ip, after_kill(&b_dead)));
+                            i += 1;
+                        }
+                        // A NAK (the other server won the address) or no answer: the same client starts over.
+                        None => {
+                            naks.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let wait_acks = |n: usize, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acks.lock().unwrap().len() < n {
+            assert!(Instant::now() < deadline, "{what}: only {} ACKs", acks.lock().unwrap().len());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_acks(400, "before the kill");
+    b.proc.kill9();
+    b_dead.store(true, Ordering::Relaxed);
+    let received_at_kill = received.load(Ordering::Relaxed);
+    let acks_at_kill = acks.lock().unwrap().len();
+    wait_acks(acks_at_kill + 300, "after the kill");
+    stop.store(true, Ordering::Relaxed);
+    workers.into_iter().for_each(|w| w.join().unwrap());
+
+    let acks = acks.lock().unwrap().clone();
+    // No address was ever ACKed to two clients.
+    let mut holder: HashMap<Ipv4Addr, [u8; 6]> = HashMap::new();
+    for (mac, ip, _) in &acks {
+        if let Some(other) = holder.insert(*ip, *mac) {
+            assert_eq!(other, *mac, "{ip} was ACKed to two clients");
+        }
+    }
+    // Every ACKed lease is in the database, bound to its client.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let db = loop {
+        let db = database_view(&url);
+        let replica = view.lock().unwrap().clone();
+        if db == replica || Instant::now() > deadline {
+            break db;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (mac, ip, _) in &acks {
+        let (state, hw, _) = db.get(ip).unwrap_or_else(|| panic!("ACKed {ip} is not in the database"));
+        assert_eq!((*state, hw.as_slice()), (DhcpState::Active, &mac[..]), "ACKed {ip}");
+    }
+    // The requestor's replica equals the database, data-source included.
+    let replica = view.lock().unwrap().clone();
+    for (ip, rec) in &db {
+        assert_eq!(replica.get(ip), Some(rec), "{ip}: replica differs from the database");
+    }
+    assert_eq!(replica.len(), db.len(), "the replica has addresses the database does not");
+    let remote = db.values().filter(|r| r.2).count();
+    assert!(remote > 50, "bindings made by server b reach a's requestor as REMOTE (only {remote})");
+    assert!(db.values().filter(|r| !r.2).count() > 50, "a's own bindings are LOCAL");
+    // The surviving server's requestor kept receiving updates after the kill.
+    assert!(
+        received.load(Ordering::Relaxed) >= received_at_kill + 300,
+        "after the kill the requestor got only {} updates",
+        received.load(Ordering::Relaxed) - received_at_kill
+    );
+    assert!(acks.iter().any(|a| a.2), "load went on after the kill");
+    eprintln!(
+        "{} ACKs ({} after the kill), {} NAKs or timeouts, {} bindings, {} made by b",
+        acks.len(),
+        acks.iter().filter(|a| a.2).count(),
+        naks.load(Ordering::Relaxed),
+        db.len(),
+        remote
+    );
+    stop_requestor.store(true, Ordering::Relaxed);
+    follower.join().unwrap();
+    a.stop();
+}
+
+fn after_kill(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::Relaxed)
+}
