@@ -438,3 +438,48 @@ fn a_forget_in_flight_never_drops_a_lease_granted_meanwhile() {
     e.forgotten(&expired);
     assert_eq!(e.binding(ip).map(|b| b.state), Some(DhcpState::Active), "the new lease survives the late forget");
 }
+
+/// With a shared store the database may refuse an ACK's commit (another server bound the address first):
+/// the engine has a NAK ready for that case, and once it learns the other server's binding it neither offers
+/// nor ACKs that address to anyone else.
+#[test]
+fn a_refused_ack_becomes_a_nak_and_learned_bindings_are_not_offered() {
+    let mut e = engine();
+    let offer = e.handle(&msg(MessageType::Discover, 1), rx(T0));
+    let ip = reply(&offer).yiaddr;
+    let mut req = msg(MessageType::Request, 1);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, ip);
+    let o = e.handle(&req, rx(T0));
+    assert_eq!(reply(&o).message_type(), Some(MessageType::Ack));
+    let (bytes, _, t) = o.on_conflict.expect("a NAK for a refused commit");
+    assert_eq!(t, MessageType::Nak);
+    let nak = Message::decode(&bytes).unwrap();
+    assert_eq!((nak.message_type(), nak.xid, nak.yiaddr), (Some(MessageType::Nak), req.xid, Ipv4Addr::UNSPECIFIED));
+
+    // The database says another server gave the address to client 9: the engine takes that in.
+    let mut theirs = Binding::new(ip, DhcpState::Active, T0);
+    theirs.htype = 1;
+    theirs.hardware_address = vec![2, 0, 0, 0, 0, 9];
+    theirs.expires_at = Some(T0 + 600);
+    theirs.data_source = DataSource::REMOTE;
+    e.learn(theirs);
+    assert_eq!(reply(&e.handle(&req, rx(T0 + 1))).message_type(), Some(MessageType::Nak));
+    let again = e.handle(&msg(MessageType::Discover, 1), rx(T0 + 1));
+    assert_ne!(reply(&again).yiaddr, ip, "an address another server leased is not offered");
+}
+
+/// Servers sharing a database start allocating at different places in the pool.
+#[test]
+fn a_shared_store_starts_allocation_where_configured() {
+    let cfg = CONFIG.replace(
+        "offer-timeout = 30\n",
+        "offer-timeout = 30\nstore = { kind = \"postgres\", url = \"x\", start-at = 0.5 }\n",
+    );
+    let mut e = Engine::new(&Config::parse(&cfg).unwrap(), Vec::new());
+    let first = reply(&e.handle(&msg(MessageType::Discover, 1), rx(T0))).yiaddr;
+    assert_eq!(first, Ipv4Addr::new(10, 0, 0, 101));
+    assert_eq!(dora(&mut e, 2, T0), Ipv4Addr::new(10, 0, 0, 102));
+    // Wraps around to the start of the pool.
+    assert_eq!(dora(&mut e, 3, T0), Ipv4Addr::new(10, 0, 0, 100));
+}
