@@ -17,10 +17,13 @@ cd "$(dirname "$0")/.."
 SECS=${1:-10}
 shift || true
 RATES=${*:-"1000 2000 3000 4000 6000"}
-BIN=${LEASEWIRE:-target/release/leasewire}
-LAT=${LATENCY:-target/release/examples/pg_feed_latency}
+ONLY=${ONLY:-all}
+BIN=${LEASEWIRE:-${CARGO_TARGET_DIR:-target}/release/leasewire}
+LAT=${LATENCY:-${CARGO_TARGET_DIR:-target}/release/examples/pg_feed_latency}
 [ -x "$BIN" ] || cargo build --release -p leasewire
-[ -x "$LAT" ] || cargo build --release -p leasewire-store --example pg_feed_latency
+if [ "$ONLY" = all ] || [ "$ONLY" = latency ]; then
+  [ -x "$LAT" ] || cargo build --release -p leasewire-store --example pg_feed_latency
+fi
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
 . "$(dirname "$0")/lab.sh"
 sysctl -qw net.core.rmem_max=8388608 net.core.wmem_max=8388608 net.core.rmem_default=4194304 net.core.wmem_default=4194304
@@ -37,7 +40,7 @@ runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w \
   -o "-k $WORK/pg -c listen_addresses= -c max_connections=200" start >/dev/null
 trap 'runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1 || true; lab_cleanup' EXIT
 PG="host=$WORK/pg user=postgres"
-sql() { "$PGBIN/psql" -h "$WORK/pg" -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
+sql() { PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -h "$WORK/pg" -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
 
 lw_conf() { # $1 = file, $2 = address, $3 = name, $4 = start-at
   cat > "$1" <<TOML
@@ -73,7 +76,7 @@ JSON
 # perfdhcp from relay address $1 to server $2 at rate $3 with client MACs from $4; prints "rate drop1 drop2".
 perf() {
   local out
-  out=$(ip netns exec $C perfdhcp -4 -l "$1" -r "$3" -R 1000000 -b "mac=$4" -p "$SECS" "$2" 2>&1 || true)
+  out=$(ip netns exec $C perfdhcp -4 -l "$1" -r "$3" -R 1000000 -b "mac=$4" -p "$SECS" ${PERF_EXTRA:-} "$2" 2>&1 || true)
   echo "$out" >> "$WORK/perf.log"
   local rate d1 d2
   rate=$(echo "$out" | awk '/^Rate:/ {print $2; exit}')
@@ -92,26 +95,38 @@ report() { # $1 = label, $2 = target, then "rate d1 d2" per perfdhcp
   }'
 }
 
-start_bg() { # $1 = log, then the command (in the server namespace); prints the pid
+start_bg() { # $1 = log, then the command (in the server namespace); sets BG to its pid
   ip netns exec $S "${@:2}" >"$1" 2>&1 &
-  echo $!
+  BG=$!
+}
+
+stop_all() { # SIGTERM, then wait (a server drains its queued commits first; SIGKILL after 60 s)
+  kill -TERM "$@" 2>/dev/null || true
+  for _ in $(seq 600); do
+    kill -0 "$@" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$@" 2>/dev/null || true
+  wait "$@" 2>/dev/null || true
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; $SECS s per step; perfdhcp $(perfdhcp -v 2>&1 | head -1); $("$PGBIN/postgres" --version)"
-ONLY=${ONLY:-all}
 if [ "$ONLY" = all ] || [ "$ONLY" = leasewire ]; then
   for r in $RATES; do
-    sql -d postgres -c "DROP DATABASE IF EXISTS lw" -c "CREATE DATABASE lw"
-    a=$(start_bg "$WORK/a.log" env LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/a.toml")
+    sql -d postgres -c "DROP DATABASE IF EXISTS lw WITH (FORCE)" -c "CREATE DATABASE lw"
+    start_bg "$WORK/a.log" env LEASEWIRE_LOG="${LW_LOG:-warn}" "$BIN" serve --config "$WORK/a.toml"
+    a=$BG
     sleep 1.5
     report "leasewire 1 server (pg)" "$r" "$(perf 10.77.0.2 10.77.0.1 "$r" 00:0c:01:00:00:00)"
-    kill -TERM "$a"; wait "$a" 2>/dev/null || true
+    stop_all "$a"
   done
   for r in $RATES; do
-    sql -d postgres -c "DROP DATABASE IF EXISTS lw" -c "CREATE DATABASE lw"
-    a=$(start_bg "$WORK/a.log" env LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/a.toml")
+    sql -d postgres -c "DROP DATABASE IF EXISTS lw WITH (FORCE)" -c "CREATE DATABASE lw"
+    start_bg "$WORK/a.log" env LEASEWIRE_LOG="${LW_LOG:-warn}" "$BIN" serve --config "$WORK/a.toml"
+    a=$BG
     sleep 1
-    b=$(start_bg "$WORK/b.log" env LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/b.toml")
+    start_bg "$WORK/b.log" env LEASEWIRE_LOG="${LW_LOG:-warn}" "$BIN" serve --config "$WORK/b.toml"
+    b=$BG
     sleep 1.5
     half=$((r / 2))
     perf 10.77.0.2 10.77.0.1 "$half" 00:0c:01:00:00:00 > "$WORK/p1" &
@@ -122,21 +137,23 @@ if [ "$ONLY" = all ] || [ "$ONLY" = leasewire ]; then
     dup=$(sql -d lw -c "SELECT count(*) FROM (SELECT hwaddr FROM lw_binding WHERE state = 2 GROUP BY hwaddr HAVING count(*) > 1) d")
     remote=$(sql -d lw -c "SELECT origin || ':' || count(*) FROM lw_binding GROUP BY origin ORDER BY origin" | tr '\n' ' ')
     echo "#   bindings by server: $remote; clients with two ACTIVE addresses: $dup"
-    kill -TERM "$a" "$b"; wait "$a" "$b" 2>/dev/null || true
+    echo "#   refused commits (NAKs): a $(grep -c "commit refused" "$WORK/a.log" || true), b $(grep -c "commit refused" "$WORK/b.log" || true)"
+    stop_all "$a" "$b"
   done
 fi
 if [ "$ONLY" = all ] || [ "$ONLY" = kea ]; then
   sql -d postgres -c "DROP DATABASE IF EXISTS kea" -c "CREATE DATABASE kea"
-  kea-admin db-init pgsql -h "$WORK/pg" -u postgres -n kea >/dev/null
+  kea-admin db-init pgsql -h "$WORK/pg" -u postgres -n kea >/dev/null 2>&1
   for threads in 0 2; do
     kea_conf $threads
     for r in $RATES; do
       sql -d kea -c "TRUNCATE lease4"
-      k=$(start_bg "$WORK/kea-run.log" env KEA_PIDFILE_DIR="$WORK" KEA_LOCKFILE_DIR="$WORK" kea-dhcp4 -c "$WORK/kea.json")
+      start_bg "$WORK/kea-run.log" env KEA_PIDFILE_DIR="$WORK" KEA_LOCKFILE_DIR="$WORK" kea-dhcp4 -c "$WORK/kea.json"
+      k=$BG
       sleep 1.5
       report "kea 2.2 pg $([ $threads = 0 ] && echo 1 thread || echo "$threads threads")" "$r" \
         "$(perf 10.77.0.2 10.77.0.1 "$r" 00:0c:01:00:00:00)"
-      kill -TERM "$k"; wait "$k" 2>/dev/null || true
+      stop_all "$k"
     done
   done
 fi
