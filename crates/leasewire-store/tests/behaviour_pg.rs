@@ -224,3 +224,20 @@ fn an_unreachable_database_is_an_error_naming_it() {
     let err = PgStore::open("postgresql://[bad", PgOptions::new(T0, "a")).unwrap_err();
     assert!(matches!(err, StoreError::PostgresConfig { .. }), "{err}");
 }
+
+/// Opening (and failing to open) from inside an async runtime, as a server might, neither panics nor blocks
+/// the runtime for good; the store works there and is dropped there.
+#[test]
+fn open_use_and_drop_inside_another_runtime() {
+    let db = Postgres::new();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut o = PgOptions::new(T0, "a");
+        o.connect_timeout = Duration::from_secs(2);
+        assert!(PgStore::open("host=/nonexistent-dir port=5999 user=postgres dbname=nothere", o).is_err());
+        let store = db.open_as("a", T0, true);
+        let mut c = store.commit(T0, vec![lease(1, 1, b"r", b"x", T0)]).await.unwrap();
+        assert_eq!(store.get(ip(1)).unwrap(), Some(c.remove(0)));
+        drop(store);
+    });
+}

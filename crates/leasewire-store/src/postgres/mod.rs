@@ -181,14 +181,25 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .wait_timeout(Some(options.connect_timeout))
             .create_timeout(Some(options.connect_timeout))
-            .build()
-            .map_err(|e| StoreError::PostgresUnavailable { database: database.clone(), detail: e.to_string() })?;
+            .build();
+        let pool = match pool {
+            Ok(p) => p,
+            Err(e) => {
+                // Not a plain drop: dropping a runtime panics when `open` runs inside another runtime.
+                runtime.shutdown_background();
+                return Err(StoreError::PostgresUnavailable { database, detail: e.to_string() });
+            }
+        };
         let inner = Arc::new(Inner { pool, config, database, origin: options.origin.clone() });
         let handle = runtime.handle().clone();
-        {
+        let migrated = {
             let inner = inner.clone();
             let now = options.now;
-            wait_on(&handle, async move { writer::migrate(&inner, now).await })?;
+            wait_on(&handle, async move { writer::migrate(&inner, now).await })
+        };
+        if let Err(e) = migrated {
+            runtime.shutdown_background();
+            return Err(e);
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
