@@ -190,9 +190,22 @@ pub struct BulkSection {
     /// Requestors allowed to connect, as prefixes; anything else is closed at once (BLQ-8.1-3). Empty: off.
     #[serde(default)]
     pub allow: Vec<Spanned<String>>,
-    /// BULK_LQ_MAX_CONNS: connections at once; more are closed at once (BLQ-8.1-2).
+    /// BULK_LQ_MAX_CONNS: admitted connections (a query was accepted on them) at once; a connection admitted
+    /// beyond it is closed at once (BLQ-8.1-2).
     #[serde(default = "default_max_conns")]
     pub max_connections: usize,
+    /// Connections accepted that have not yet had a query accepted (in secure mode: DHCPTLS, handshake and
+    /// first query still to come). Separate from `max-connections` so peers that send nothing, half a frame
+    /// or garbage cannot take the admitted requestors' places; when full, a new connection evicts the oldest
+    /// pending one of the source holding the most.
+    #[serde(default = "default_max_pending")]
+    pub max_pending_connections: usize,
+    /// Seconds from accept within which a connection must have had a query accepted (after DHCPTLS and the
+    /// TLS handshake in secure mode), or it is closed: the slowloris defence the data timeout cannot give
+    /// (any octet is progress). Not an RFC timer (RFC 6926 §9 and RFC 7724 §9 ask for limits on idle and
+    /// partial connections without naming one).
+    #[serde(default = "default_pre_auth_timeout")]
+    pub pre_auth_timeout: u64,
     /// Connections at once from one requestor address (RFC 6926 §9).
     #[serde(default = "default_max_conns_per_requestor")]
     pub max_connections_per_requestor: usize,
@@ -213,6 +226,8 @@ impl Default for BulkSection {
             listen: default_tcp_listen(),
             allow: Vec::new(),
             max_connections: default_max_conns(),
+            max_pending_connections: default_max_pending(),
+            pre_auth_timeout: default_pre_auth_timeout(),
             max_connections_per_requestor: default_max_conns_per_requestor(),
             max_queries_per_connection: default_max_queries(),
             data_timeout: default_data_timeout(),
@@ -225,6 +240,12 @@ fn default_tcp_listen() -> Vec<SocketAddr> {
     vec!["0.0.0.0:67".parse().expect("valid")]
 }
 fn default_max_conns() -> usize {
+    10
+}
+fn default_max_pending() -> usize {
+    32
+}
+fn default_pre_auth_timeout() -> u64 {
     10
 }
 fn default_max_conns_per_requestor() -> usize {
@@ -515,6 +536,17 @@ impl Config {
                 text,
                 None,
                 "max-connections and max-queries-per-connection must be at least 1",
+            );
+        }
+        if b.max_pending_connections == 0 {
+            return err("bulk-leasequery.max-pending-connections".into(), text, None, "must be at least 1");
+        }
+        if b.pre_auth_timeout == 0 || b.pre_auth_timeout > b.data_timeout {
+            return err(
+                "bulk-leasequery.pre-auth-timeout".into(),
+                text,
+                None,
+                format!("must be between 1 and data-timeout ({} s)", b.data_timeout),
             );
         }
         let store = store_choice(&raw.server, text)?;

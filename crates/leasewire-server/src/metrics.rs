@@ -73,6 +73,10 @@ pub struct Metrics {
     pub active_backlog_max: Gauge,
     /// TLS handshakes refused (unknown CA, expired, no certificate, not on the allow-list, timeout).
     pub tls_failures: Counter,
+    /// Leasequery TCP connections closed before a query was accepted, by reason (`not_allowed`,
+    /// `per_source_limit`, `max_connections`, `pending_evicted`, `pre_auth_timeout`, `bad_input`, `tls_*`, ...):
+    /// what an operator looks at when requestors cannot connect or the listener is under attack.
+    pub tcp_rejected: Family<ReasonLabel, Counter>,
     /// Per message type code (0 = none/unknown), the counters of `packets_in` / `packets_out`, created once
     /// so the per-packet path neither allocates a label nor takes the family's lock.
     received_by_code: Vec<Counter>,
@@ -116,6 +120,12 @@ impl Metrics {
         let active_catch_ups = Family::<OutcomeLabel, Counter>::default();
         let active_backlog_max = Gauge::default();
         let tls_failures = Counter::default();
+        let tcp_rejected = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "tcp_connections_rejected",
+            "Leasequery TCP connections closed before a query was accepted, by reason",
+            tcp_rejected.clone(),
+        );
         registry.register("active_connections", "Active Leasequery streams open", active_connections.clone());
         registry.register(
             "active_updates",
@@ -145,6 +155,7 @@ impl Metrics {
             active_catch_ups,
             active_backlog_max,
             tls_failures,
+            tcp_rejected,
             received_by_code,
             sent_by_code,
             registry,
@@ -154,6 +165,16 @@ impl Metrics {
     /// Count a dropped packet.
     pub fn dropped(&self, reason: &str) {
         self.drops.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
+    }
+
+    /// Count a TCP connection closed before it was admitted.
+    pub fn rejected(&self, reason: &str) {
+        self.tcp_rejected.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
+    }
+
+    /// The value of a rejected-connection counter (for tests and logs).
+    pub fn rejected_for(&self, reason: &str) -> u64 {
+        self.tcp_rejected.get_or_create(&ReasonLabel { reason: reason.to_string() }).get()
     }
 
     /// Count a received packet by its message type (None: no option 53).

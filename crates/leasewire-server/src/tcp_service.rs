@@ -1,5 +1,19 @@
 //! The tokio driver of Leasequery over TCP (RFC 6926, RFC 7724 §8.1): accept with limits and access control,
 //! then run one sans-IO [`ServerSession`] per connection, fetching store pages on the blocking pool.
+//!
+//! Connections live in two budgets so that hostile peers cannot starve legitimate ones (RFC 6926 §9, RFC 7724
+//! §9: connection exhaustion by peers that send invalid, partial or no queries):
+//!
+//! * **pending**: accepted, no query accepted yet (in secure mode: DHCPTLS, handshake, allow-list and the
+//!   first query still to come). At most `max-pending-connections`; when full, a new connection evicts the
+//!   oldest pending connection of the source holding the most, and every pending connection is closed at the
+//!   pre-authentication deadline whatever it trickles in.
+//! * **admitted**: a query was accepted. At most `max-connections` (BULK_LQ_MAX_CONNS); a connection that
+//!   is admitted beyond it is closed at once (BLQ-8.1-2). An established requestor never loses its slot to a
+//!   newcomer.
+//!
+//! Both count against `max-connections-per-requestor` per source address, and a source outside the allow
+//! list is closed right after accept. Every refusal is counted by reason in `tcp_connections_rejected`.
 
 use crate::config::Validated;
 use crate::dhcp_service::unix_now;
@@ -13,19 +27,62 @@ use leasewire_proto::session::active::{ActiveConfig, ChangesFetch};
 use leasewire_proto::session::bulk_query::BulkKey;
 use leasewire_proto::session::server::{CloseReason, Fetch, Output, ServerConfig, ServerSession, TlsPolicy};
 use leasewire_store::{LeaseStore, ScanFilter, ScanKey};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 /// Limits and access rules of the listener.
 #[derive(Debug, Clone)]
 struct Limits {
     allow: Vec<Ipv4Net>,
     per_requestor: usize,
+    max_pending: usize,
+}
+
+/// Connections not yet admitted, by accept order (ids grow), each with the signal that evicts it.
+#[derive(Debug, Default)]
+struct Pending {
+    next_id: u64,
+    conns: BTreeMap<u64, (IpAddr, Arc<Notify>)>,
+}
+
+impl Pending {
+    fn add(&mut self, ip: IpAddr) -> Ticket {
+        let id = self.next_id;
+        self.next_id += 1;
+        let evict = Arc::new(Notify::new());
+        self.conns.insert(id, (ip, evict.clone()));
+        Ticket { id, evict }
+    }
+
+    /// Take out the connection to close to make room: the oldest of the source that holds the most pending
+    /// connections, so a noisy source evicts its own connections before anyone else's, and among equals the
+    /// oldest goes (a legitimate requestor is admitted within a round trip of its accept; a hostile one waits).
+    fn evict(&mut self) -> Option<Arc<Notify>> {
+        let mut counts: HashMap<IpAddr, usize> = HashMap::new();
+        for (ip, _) in self.conns.values() {
+            *counts.entry(*ip).or_default() += 1;
+        }
+        let most = counts.values().copied().max()?;
+        let id = self.conns.iter().find(|(_, (ip, _))| counts[ip] == most).map(|(id, _)| *id)?;
+        self.conns.remove(&id).map(|(_, n)| n)
+    }
+
+    /// Remove a connection; false when it was evicted already.
+    fn remove(&mut self, id: u64) -> bool {
+        self.conns.remove(&id).is_some()
+    }
+}
+
+/// A pending connection's registration.
+#[derive(Debug)]
+struct Ticket {
+    id: u64,
+    evict: Arc<Notify>,
 }
 
 /// The Leasequery TCP service.
@@ -38,7 +95,9 @@ pub struct TcpService {
     feed: ChangeFeed,
     tls: Option<TlsSettings>,
     metrics: Arc<Metrics>,
+    /// Admitted connections (BULK_LQ_MAX_CONNS).
     slots: Arc<Semaphore>,
+    pending: Mutex<Pending>,
     per_requestor: Mutex<HashMap<IpAddr, usize>>,
     log: LogLimiter,
 }
@@ -106,13 +165,19 @@ impl TcpService {
                         max_backlog: a.max_backlog,
                     }
                 }),
+                pre_auth_timeout: Some(Duration::from_secs(b.pre_auth_timeout)),
             },
-            limits: Limits { allow: config.bulk_allow.clone(), per_requestor: b.max_connections_per_requestor },
+            limits: Limits {
+                allow: config.bulk_allow.clone(),
+                per_requestor: b.max_connections_per_requestor,
+                max_pending: b.max_pending_connections,
+            },
             store,
             feed,
             tls,
             metrics,
             slots: Arc::new(Semaphore::new(b.max_connections)),
+            pending: Mutex::new(Pending::default()),
             per_requestor: Mutex::new(HashMap::new()),
             log: LogLimiter::new(Duration::from_secs(10)),
         });
@@ -149,31 +214,28 @@ impl TcpService {
                 Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             };
             if let Some(reason) = self.admit(peer) {
-                self.metrics.dropped(reason);
-                if let Some(suppressed) = self.log.allow(reason) {
-                    tracing::warn!(%peer, reason, suppressed, "leasequery connection refused");
-                }
-                // Closed at once (BLQ-8.1-2, BLQ-8.1-3): dropping the stream sends FIN.
+                self.rejected(peer, reason);
+                // Closed at once (BLQ-8.1-3, BLQ-9-5): dropping the stream sends FIN.
                 drop(stream);
                 continue;
             }
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                self.release(peer);
-                self.metrics.dropped("bulk_max_connections");
-                if let Some(suppressed) = self.log.allow("bulk_max_connections") {
-                    tracing::warn!(%peer, suppressed, "leasequery connection refused: BULK_LQ_MAX_CONNS reached");
+            let ticket = {
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                if pending.conns.len() >= self.limits.max_pending
+                    && let Some(victim) = pending.evict()
+                {
+                    // notify_one keeps the permit if the victim is not waiting yet, so it cannot be missed.
+                    victim.notify_one();
                 }
-                drop(stream);
-                continue;
+                pending.add(peer.ip())
             };
             let me = self.clone();
             let sd = shutdown.clone();
             conns.spawn(async move {
-                if me.connection(stream, peer, sd).await {
+                if me.connection(stream, peer, sd, ticket).await {
                     me.metrics.active_connections.dec();
                 }
                 me.release(peer);
-                drop(permit);
             });
         }
         // Shutdown: every session sends QueryTerminated and closes (they watch the same signal).
@@ -182,17 +244,33 @@ impl TcpService {
 
     /// `Some(reason)` when the peer may not connect (not allowed, or too many connections from it).
     fn admit(&self, peer: SocketAddr) -> Option<&'static str> {
-        let IpAddr::V4(v4) = peer.ip() else { return Some("bulk_not_allowed") };
+        let IpAddr::V4(v4) = peer.ip() else { return Some("not_allowed") };
         if !self.limits.allow.iter().any(|n| n.contains(&v4)) {
-            return Some("bulk_not_allowed");
+            return Some("not_allowed");
         }
         let mut per = self.per_requestor.lock().unwrap_or_else(|p| p.into_inner());
         let n = per.entry(peer.ip()).or_default();
         if *n >= self.limits.per_requestor {
-            return Some("bulk_max_connections_per_requestor");
+            return Some("per_source_limit");
         }
         *n += 1;
         None
+    }
+
+    /// Count and (rate-limited) log a connection closed before it was admitted.
+    fn rejected(&self, peer: SocketAddr, reason: &'static str) {
+        self.metrics.rejected(reason);
+        if let Some(suppressed) = self.log.allow(reason) {
+            tracing::warn!(%peer, reason, suppressed, "leasequery connection refused");
+        }
+    }
+
+    /// The session accepted its first query: move the connection from the pending budget to an admitted slot.
+    fn promote(&self, ticket: &Ticket) -> Result<OwnedSemaphorePermit, &'static str> {
+        if !self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(ticket.id) {
+            return Err("pending_evicted");
+        }
+        self.slots.clone().try_acquire_owned().map_err(|_| "max_connections")
     }
 
     fn release(&self, peer: SocketAddr) {
@@ -206,7 +284,26 @@ impl TcpService {
     }
 
     /// Serve one connection; returns whether it was counted as an Active stream.
-    async fn connection(&self, stream: TcpStream, peer: SocketAddr, mut shutdown: watch::Receiver<bool>) -> bool {
+    async fn connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+        ticket: Ticket,
+    ) -> bool {
+        let gauge = self.serve_connection(stream, peer, shutdown, &ticket).await;
+        // Gone before admission (closed, timed out, evicted): its pending place is free again.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(ticket.id);
+        gauge
+    }
+
+    async fn serve_connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        mut shutdown: watch::Receiver<bool>,
+        ticket: &Ticket,
+    ) -> bool {
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let mut io = Io::Plain(rd, wr);
@@ -224,11 +321,25 @@ impl TcpService {
         let mut live: Option<tokio::sync::broadcast::Receiver<Arc<leasewire_store::BindingChange>>> = None;
         // Whether this connection counts in the active-connections gauge (the caller decrements it).
         let mut gauge_held = false;
+        // The admitted slot, once the session accepted a query; until then the connection is pending.
+        let mut slot: Option<OwnedSemaphorePermit> = None;
         if shutting_down {
             s.shutdown();
         }
         loop {
             while let Some(out) = s.poll_output(unix_now()) {
+                // Checked before acting on what the admitting query produced, so a connection over the limit
+                // gets nothing but the close (BLQ-8.1-2).
+                if slot.is_none() && s.is_admitted() {
+                    match self.promote(ticket) {
+                        Ok(permit) => slot = Some(permit),
+                        Err(reason) => {
+                            self.rejected(peer, reason);
+                            let _ = io.writer().shutdown().await;
+                            return gauge_held;
+                        }
+                    }
+                }
                 if live.is_none() && s.is_active() {
                     live = Some(self.feed.subscribe());
                     self.metrics.active_connections.inc();
@@ -263,6 +374,7 @@ impl TcpService {
                             CloseReason::PeerClosed | CloseReason::Shutdown => {
                                 tracing::debug!(%peer, ?reason, "leasequery connection closed")
                             }
+                            _ if slot.is_none() => self.rejected(peer, reject_label(&reason)),
                             _ => {
                                 let label = close_label(&reason);
                                 self.metrics.dropped(label);
@@ -274,7 +386,7 @@ impl TcpService {
                         let _ = io.writer().shutdown().await;
                         return gauge_held;
                     }
-                    Output::StartTls => match self.start_tls(io, peer).await {
+                    Output::StartTls => match self.start_tls(io, peer, &s, ticket).await {
                         Some(upgraded) => {
                             io = upgraded;
                             s.tls_established();
@@ -319,36 +431,55 @@ impl TcpService {
                     shutting_down = true;
                     s.shutdown();
                 }
+                // A newer connection needed the pending place (see `Pending::evict`).
+                _ = ticket.evict.notified(), if slot.is_none() => {
+                    self.rejected(peer, "pending_evicted");
+                    let _ = io.writer().shutdown().await;
+                    return gauge_held;
+                }
             }
         }
     }
 
     /// The TLS handshake on the connection's TCP stream, then the requestor's name against the allow-list.
-    /// Failures are logged with their reason (unknown CA, expired, not allowed) and counted.
-    async fn start_tls(&self, io: Io, peer: SocketAddr) -> Option<Io> {
+    /// The handshake is bounded by the pre-authentication deadline (else the data timeout) and by eviction.
+    /// Failures are logged with their reason (unknown CA, expired, no certificate, not on the allow-list) and
+    /// counted by it.
+    async fn start_tls(&self, io: Io, peer: SocketAddr, s: &ServerSession, ticket: &Ticket) -> Option<Io> {
         let Io::Plain(rd, wr) = io else { return None };
         let tcp = rd.reunite(wr).ok()?;
         let tls = self.tls.as_ref()?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
-        let refused = |reason: String| {
+        let refused = |failure: crate::tls::HandshakeFailure, detail: String| {
             self.metrics.tls_failures.inc();
-            if let Some(suppressed) = self.log.allow("active_tls_failed") {
-                tracing::warn!(%peer, %reason, suppressed, "TLS handshake refused");
+            self.metrics.rejected(failure.label());
+            if let Some(suppressed) = self.log.allow(failure.label()) {
+                tracing::warn!(%peer, reason = %failure, %detail, suppressed, "TLS handshake refused");
             }
         };
-        let stream = match tokio::time::timeout(self.session.data_timeout, acceptor.accept(tcp)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                refused(e.to_string());
-                return None;
-            }
-            Err(_) => {
-                refused("no handshake within the data timeout".into());
+        let deadline = match s.pre_auth_deadline() {
+            Some(d) => tokio::time::Instant::from_std(d),
+            None => tokio::time::Instant::now() + self.session.data_timeout,
+        };
+        let stream = tokio::select! {
+            r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => match r {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    refused(crate::tls::HandshakeFailure::classify(&e), e.to_string());
+                    return None;
+                }
+                Err(_) => {
+                    refused(crate::tls::HandshakeFailure::Timeout, "no handshake before the deadline".into());
+                    return None;
+                }
+            },
+            _ = ticket.evict.notified() => {
+                self.rejected(peer, "pending_evicted");
                 return None;
             }
         };
         if let Err(reason) = tls.peer_allowed(stream.get_ref().1.peer_certificates()) {
-            refused(reason);
+            refused(crate::tls::HandshakeFailure::NotAllowed, reason);
             return None;
         }
         tracing::debug!(%peer, "TLS established");
@@ -447,6 +578,19 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// The `tcp_connections_rejected` reason for a session that closed before it was admitted.
+fn reject_label(r: &CloseReason) -> &'static str {
+    match r {
+        CloseReason::ForbiddenMessage(_) => "forbidden_message",
+        CloseReason::BadInput(_) => "bad_input",
+        CloseReason::Timeout => "data_timeout",
+        CloseReason::PreAuthTimeout => "pre_auth_timeout",
+        CloseReason::TlsRequired => "tls_required",
+        CloseReason::ActiveRefused => "active_refused",
+        _ => "closed",
+    }
+}
+
 fn close_label(r: &CloseReason) -> &'static str {
     match r {
         CloseReason::ForbiddenMessage(_) => "bulk_forbidden_message",
@@ -457,6 +601,7 @@ fn close_label(r: &CloseReason) -> &'static str {
         CloseReason::SlowRequestor => "active_slow_requestor",
         CloseReason::ActiveRefused => "active_refused",
         CloseReason::TlsRequired => "active_tls_required",
+        CloseReason::PreAuthTimeout => "bulk_pre_auth_timeout",
     }
 }
 
@@ -474,7 +619,27 @@ fn merge_ranges(sorted: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
 
 #[cfg(test)]
 mod tests {
-    use super::merge_ranges;
+    use super::{Pending, merge_ranges};
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
+    #[test]
+    fn eviction_takes_the_oldest_of_the_noisiest_source() {
+        let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+        let mut p = Pending::default();
+        let b1 = p.add(b);
+        let a1 = p.add(a);
+        let a2 = p.add(a);
+        // `a` holds two, `b` one: `a`'s oldest goes although `b`'s is older.
+        let victim = p.evict().unwrap();
+        assert!(Arc::ptr_eq(&victim, &a1.evict));
+        assert!(!p.remove(a1.id), "already gone");
+        // Now one each: the oldest overall.
+        assert!(Arc::ptr_eq(&p.evict().unwrap(), &b1.evict));
+        assert!(p.remove(a2.id));
+        assert!(p.evict().is_none());
+    }
 
     #[test]
     fn ranges_merge() {

@@ -86,3 +86,83 @@ impl TlsSettings {
         Err(format!("client certificate names none of {:?}", self.allow_names))
     }
 }
+
+/// Why a TLS handshake (or the check after it) refused a requestor, named so an operator can act on it: a
+/// requestor with a certificate from the wrong CA needs a new certificate, an expired one a renewal, one not on
+/// the allow-list a configuration change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The client certificate is not signed by the configured CA.
+    UnknownCa,
+    /// The client certificate is expired (or not yet valid).
+    Expired,
+    /// The certificate was revoked or is otherwise unusable (bad signature, wrong usage, ...).
+    BadCertificate,
+    /// The requestor presented no certificate (secure mode requires one, ALQ-8.1-16).
+    NoCertificate,
+    /// The certificate is valid but names no requestor on the allow-list (ALQ-8.1-8).
+    NotAllowed,
+    /// No protocol version or cipher suite in common (e.g. a TLS 1.0/1.1-only peer, BCP 195).
+    NoCommonParameters,
+    /// The peer spoke something that is not TLS, or broke the protocol.
+    NotTls,
+    /// The handshake did not finish before the pre-authentication deadline.
+    Timeout,
+    /// Anything else (I/O errors, the peer closing).
+    Other,
+}
+
+impl HandshakeFailure {
+    /// Classify the error `tokio_rustls` returned from `accept`.
+    pub fn classify(e: &std::io::Error) -> Self {
+        use rustls::{CertificateError, Error};
+        let Some(err) = e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) else {
+            return if e.kind() == std::io::ErrorKind::InvalidData { Self::NotTls } else { Self::Other };
+        };
+        match err {
+            Error::InvalidCertificate(c) => match c {
+                CertificateError::UnknownIssuer => Self::UnknownCa,
+                CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. } => Self::Expired,
+                _ => Self::BadCertificate,
+            },
+            Error::NoCertificatesPresented => Self::NoCertificate,
+            Error::PeerIncompatible(_) => Self::NoCommonParameters,
+            Error::InvalidMessage(_) | Error::PeerMisbehaved(_) | Error::InappropriateMessage { .. } => Self::NotTls,
+            _ => Self::Other,
+        }
+    }
+
+    /// The `tcp_connections_rejected` reason label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::UnknownCa => "tls_unknown_ca",
+            Self::Expired => "tls_expired",
+            Self::BadCertificate => "tls_bad_certificate",
+            Self::NoCertificate => "tls_no_certificate",
+            Self::NotAllowed => "tls_not_allowed",
+            Self::NoCommonParameters => "tls_no_common_parameters",
+            Self::NotTls => "tls_not_tls",
+            Self::Timeout => "tls_timeout",
+            Self::Other => "tls_other",
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::UnknownCa => "client certificate from an unknown CA",
+            Self::Expired => "client certificate expired or not yet valid",
+            Self::BadCertificate => "client certificate unusable",
+            Self::NoCertificate => "no client certificate",
+            Self::NotAllowed => "client certificate not on the allow-list",
+            Self::NoCommonParameters => "no TLS version or cipher suite in common",
+            Self::NotTls => "not a TLS handshake",
+            Self::Timeout => "handshake not finished before the deadline",
+            Self::Other => "handshake failed",
+        })
+    }
+}

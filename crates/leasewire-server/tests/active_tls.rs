@@ -22,6 +22,7 @@ struct Lab {
     addr: SocketAddr,
     feed: ChangeFeed,
     ca: LabCa,
+    metrics: Arc<Metrics>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
 }
@@ -58,8 +59,21 @@ allow-names = [{allow_names}]
     let store: Arc<dyn LeaseStore> = Arc::new(SqliteStore::open(p("l.db"), OpenOptions::new(1_800_000_000)).unwrap());
     let feed = ChangeFeed::default();
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let (addrs, _) = TcpService::start(&config, store, feed.clone(), Arc::new(Metrics::new()), rx).await.unwrap();
-    Lab { addr: addrs[0], feed, ca, _dir: dir, _stop: stop }
+    let metrics = Arc::new(Metrics::new());
+    let (addrs, _) = TcpService::start(&config, store, feed.clone(), metrics.clone(), rx).await.unwrap();
+    Lab { addr: addrs[0], feed, ca, metrics, _dir: dir, _stop: stop }
+}
+
+/// Waits (bounded) until the server counted a refusal for `reason`: the log line and the counter name why a
+/// handshake failed, which is what an operator needs to fix it.
+async fn refused_for(lab: &Lab, reason: &str) {
+    for _ in 0..500 {
+        if lab.metrics.rejected_for(reason) == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no refusal counted as {reason}: {}", lab.metrics.encode());
 }
 
 fn frame(m: &Message<'_>) -> Vec<u8> {
@@ -162,6 +176,7 @@ async fn alq_8_1_15_a_certificate_from_another_ca_is_refused() {
         Err(_) => {}
         Ok(mut s) => assert!(closed(&mut s).await, "ALQ-8.1-17: no TLS connection, closed"),
     }
+    refused_for(&lab, "tls_unknown_ca").await;
 }
 
 #[tokio::test]
@@ -171,6 +186,7 @@ async fn alq_8_1_16_no_client_certificate_is_refused() {
         Err(_) => {}
         Ok(mut s) => assert!(closed(&mut s).await),
     }
+    refused_for(&lab, "tls_no_certificate").await;
 }
 
 #[tokio::test]
@@ -181,6 +197,7 @@ async fn an_expired_client_certificate_is_refused() {
         Err(_) => {}
         Ok(mut s) => assert!(closed(&mut s).await),
     }
+    refused_for(&lab, "tls_expired").await;
 }
 
 #[tokio::test]
@@ -191,6 +208,7 @@ async fn alq_8_1_8_a_requestor_not_on_the_allow_list_is_refused() {
         Err(_) => {}
         Ok(mut s) => assert!(closed(&mut s).await),
     }
+    refused_for(&lab, "tls_not_allowed").await;
     // The named one gets in.
     let named = lab.ca.issue(&["requestor.lab"], true, false).unwrap();
     let mut tls = negotiate(&lab, client_config(&lab, Some(&named), &lab.ca)).await.unwrap();
@@ -289,4 +307,47 @@ async fn alq_5_1_2_one_dhcp_message_per_tls_record() {
             .collect(),
     );
     assert_eq!(client.await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn bcp195_only_tls_1_2_and_1_3_with_aead_suites() {
+    let lab = lab("").await;
+    let good = lab.ca.issue(&["requestor.lab"], true, false).unwrap();
+    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(lab.ca.cert_pem().as_bytes()).unwrap()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(good.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(good.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        let tls = negotiate(&lab, Arc::new(config)).await.expect("handshake");
+        let conn = tls.get_ref().1;
+        let version = conn.protocol_version().unwrap();
+        assert!(matches!(version, rustls::ProtocolVersion::TLSv1_2 | rustls::ProtocolVersion::TLSv1_3));
+        // RFC 9325 (BCP 195) §4.2: AEAD suites with forward secrecy only.
+        let suite = format!("{:?}", conn.negotiated_cipher_suite().unwrap().suite());
+        assert!(
+            ["TLS13_AES_256_GCM_SHA384", "TLS13_AES_128_GCM_SHA256", "TLS13_CHACHA20_POLY1305_SHA256"]
+                .contains(&suite.as_str())
+                || (suite.starts_with("TLS_ECDHE_") && (suite.contains("_GCM_") || suite.contains("CHACHA20"))),
+            "{version:?} {suite}"
+        );
+    }
+    // What the server accepts at all: the two versions, no CBC, no RSA key exchange.
+    let server = leasewire_server::tls::TlsSettings::load(
+        &lab._dir.path().join("server.pem"),
+        &lab._dir.path().join("server-key.pem"),
+        &lab._dir.path().join("ca.pem"),
+        vec![],
+    )
+    .unwrap();
+    for s in &server.config.crypto_provider().cipher_suites {
+        let name = format!("{:?}", s.suite());
+        assert!(!name.contains("CBC") && !name.starts_with("TLS_RSA_"), "{name}");
+    }
 }

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 struct Listener {
     addr: SocketAddr,
+    metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -47,11 +48,12 @@ pools = [{{ start = "10.0.0.1", end = "{pool_end}" }}]
     store.commit(1_800_000_000, vec![b]).wait().unwrap();
     let store: Arc<dyn LeaseStore> = Arc::new(store);
     let (stop, rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
     let (addrs, done) =
-        TcpService::start(&config, store, leasewire_server::feed::ChangeFeed::default(), Arc::new(Metrics::new()), rx)
+        TcpService::start(&config, store, leasewire_server::feed::ChangeFeed::default(), metrics.clone(), rx)
             .await
             .unwrap();
-    Listener { addr: addrs[0], stop, done, _dir: dir }
+    Listener { addr: addrs[0], metrics, stop, done, _dir: dir }
 }
 
 fn frame(m: &Message<'_>) -> Vec<u8> {
@@ -131,16 +133,27 @@ async fn blq_8_2_8_full_exchange_over_tcp_reports_every_configured_address_once(
     l.done.await.unwrap();
 }
 
+/// A connection that has had a bulk query answered (so it holds an admitted slot) and stays open.
+async fn admitted(l: &Listener, xid: u32) -> TcpStream {
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    s.write_all(&frame(&bulk_query(xid))).await.unwrap();
+    let (_, closed) = read_messages(&mut s, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert!(!closed, "admitted and answered");
+    s
+}
+
 #[tokio::test]
 async fn blq_8_1_2_connections_over_the_limit_are_closed_at_once() {
     let l = listener("max-connections = 2\nmax-connections-per-requestor = 10", "10.0.0.10").await;
-    let _a = TcpStream::connect(l.addr).await.unwrap();
-    let _b = TcpStream::connect(l.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _a = admitted(&l, 1).await;
+    let _b = admitted(&l, 2).await;
     let mut c = TcpStream::connect(l.addr).await.unwrap();
-    let mut one = [0u8; 1];
-    let r = tokio::time::timeout(Duration::from_secs(5), c.read(&mut one)).await.expect("closed, not left hanging");
-    assert!(matches!(r, Ok(0) | Err(_)), "the third connection is closed");
+    c.write_all(&frame(&bulk_query(3))).await.unwrap();
+    let (msgs, closed) = tokio::time::timeout(Duration::from_secs(5), read_messages(&mut c, |_| false))
+        .await
+        .expect("closed, not left hanging");
+    assert!(closed && msgs.is_empty(), "the third admitted connection is closed without an answer");
+    assert_eq!(l.metrics.rejected_for("max_connections"), 1);
     // A freed slot is usable again.
     drop(_a);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -216,7 +229,8 @@ async fn oversize_and_zero_length_frames_close_the_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn blq_8_1_5_silent_and_half_frame_connections_time_out() {
-    let l = listener("", "10.0.0.10").await;
+    // The pre-authentication deadline is as long as the data timeout here, so this is the RFC timer alone.
+    let l = listener("pre-auth-timeout = 300", "10.0.0.10").await;
     let mut silent = TcpStream::connect(l.addr).await.unwrap();
     let mut half = TcpStream::connect(l.addr).await.unwrap();
     half.write_all(&[0x01]).await.unwrap();
@@ -272,4 +286,93 @@ async fn alq_8_2_and_lq_6_4_2_11_per_requestor_withheld_options_apply_to_tcp_rep
     s.write_all(&frame(&q)).await.unwrap();
     let (msgs, _) = read_messages(&mut s, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
     assert!(msg(&msgs[0]).options.contains(156));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pre_auth_timeout_closes_silent_half_frame_and_trickling_connections() {
+    let l = listener("pre-auth-timeout = 10\nmax-connections-per-requestor = 10", "10.0.0.10").await;
+    let mut silent = TcpStream::connect(l.addr).await.unwrap();
+    let mut half = TcpStream::connect(l.addr).await.unwrap();
+    half.write_all(&frame(&bulk_query(1))[..20]).await.unwrap();
+    // Slowloris: an octet of a frame every 3 s is progress, which keeps the data timeout away for ever.
+    let trickle = TcpStream::connect(l.addr).await.unwrap();
+    let (mut trickle_rd, mut trickle_wr) = trickle.into_split();
+    tokio::spawn(async move {
+        for b in frame(&bulk_query(2)) {
+            if trickle_wr.write_all(&[b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+    });
+    let good = admitted(&l, 3).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    let mut one = [0u8; 1];
+    assert!(tokio::time::timeout(Duration::from_millis(10), silent.read(&mut one)).await.is_err(), "still open");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for s in [&mut silent, &mut half] {
+        assert!(matches!(s.read(&mut one).await, Ok(0) | Err(_)), "closed at the deadline");
+    }
+    assert!(matches!(trickle_rd.read(&mut one).await, Ok(0) | Err(_)), "the trickler too");
+    assert_eq!(l.metrics.rejected_for("pre_auth_timeout"), 3);
+    // An admitted requestor is not subject to it.
+    let mut good = good;
+    good.write_all(&frame(&bulk_query(4))).await.unwrap();
+    let (msgs, closed) = read_messages(&mut good, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert!(!closed && msgs.len() == 11);
+}
+
+#[tokio::test]
+async fn rfc7724_9_pending_connections_cannot_take_an_admitted_requestors_place() {
+    let l =
+        listener("max-connections = 2\nmax-pending-connections = 4\nmax-connections-per-requestor = 100", "10.0.0.10")
+            .await;
+    let mut first = admitted(&l, 1).await;
+    // Ten connections that never say anything: only four may wait at once, the oldest make room.
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        idle.push(TcpStream::connect(l.addr).await.unwrap());
+    }
+    let mut closed = 0;
+    for s in &mut idle[..6] {
+        let mut one = [0u8; 1];
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut one)).await.expect("evicted, not hanging");
+        assert!(matches!(r, Ok(0) | Err(_)));
+        closed += 1;
+    }
+    assert_eq!(closed, 6);
+    assert_eq!(l.metrics.rejected_for("pending_evicted"), 6);
+    // A newcomer still gets in (it evicts an idle one while it waits for its query) and is answered...
+    let _second = admitted(&l, 2).await;
+    // ...and the established requestor kept its slot and is still served.
+    first.write_all(&frame(&bulk_query(5))).await.unwrap();
+    let (msgs, gone) = read_messages(&mut first, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert!(!gone && msgs.len() == 11);
+}
+
+#[tokio::test]
+async fn garbage_oversize_and_unauthorised_connections_are_counted_by_reason() {
+    let l = listener("max-connections-per-requestor = 2", "10.0.0.10").await;
+    let mut one = [0u8; 1];
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    s.write_all(&[0, 8, 1, 2, 3, 4, 5, 6, 7, 8]).await.unwrap(); // a frame that is no DHCP message
+    assert!(matches!(s.read(&mut one).await, Ok(0) | Err(_)));
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    s.write_all(&[0xff, 0xff]).await.unwrap(); // a length prefix over max-frame
+    assert!(matches!(s.read(&mut one).await, Ok(0) | Err(_)));
+    // Per source: two wait, the third from the same address is closed at accept.
+    let _a = TcpStream::connect(l.addr).await.unwrap();
+    let _b = TcpStream::connect(l.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut c = TcpStream::connect(l.addr).await.unwrap();
+    assert!(matches!(c.read(&mut one).await, Ok(0) | Err(_)));
+    // Another address in the allow list is not affected by that one's limit.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let mut other = sock.connect(l.addr).await.unwrap();
+    other.write_all(&frame(&bulk_query(1))).await.unwrap();
+    let (msgs, _) = read_messages(&mut other, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert_eq!(msgs.len(), 11);
+    assert_eq!(l.metrics.rejected_for("bad_input"), 2);
+    assert_eq!(l.metrics.rejected_for("per_source_limit"), 1);
 }

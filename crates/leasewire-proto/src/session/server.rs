@@ -45,6 +45,12 @@ pub struct ServerConfig {
     /// Active Leasequery settings; `None` when it is not enabled (then DHCPACTIVELEASEQUERY closes the
     /// connection like any message this server does not support, ALQ-8.1-2).
     pub active: Option<ActiveConfig>,
+    /// Pre-authentication deadline: a connection that has not had a query accepted this long after it was
+    /// opened is closed, whatever trickles in. `None`: only the data timeout applies. The data timeout alone
+    /// does not stop a slowloris peer (one octet every few minutes is progress), and RFC 6926 §9 / RFC 7724 §9
+    /// name connections that send partial or no queries as the TCP threat; in secure mode the deadline also
+    /// covers DHCPTLS and the TLS handshake, since no query is accepted before them.
+    pub pre_auth_timeout: Option<Duration>,
 }
 
 /// What the session does with DHCPTLS (RFC 7724 §8.1).
@@ -143,6 +149,8 @@ pub enum CloseReason {
     QueryTerminated,
     /// Secure mode and the first message was not DHCPTLS (ALQ-8.1-9), or TLS bytes came before our answer.
     TlsRequired,
+    /// No query was accepted within the pre-authentication timeout ([`ServerConfig::pre_auth_timeout`]).
+    PreAuthTimeout,
 }
 
 /// One query being answered.
@@ -184,6 +192,10 @@ pub struct ServerSession {
     clock: u32,
     tls: TlsState,
     seen_first_message: bool,
+    /// When the connection was opened (the pre-authentication deadline counts from here).
+    opened: Instant,
+    /// Whether a query has been accepted (in secure mode: inside TLS), ending the pre-authentication phase.
+    admitted: bool,
     stats: ActiveStats,
 }
 
@@ -206,6 +218,8 @@ impl ServerSession {
             clock: 0,
             tls: TlsState::Plain,
             seen_first_message: false,
+            opened: now,
+            admitted: false,
             stats: ActiveStats::default(),
         }
     }
@@ -228,6 +242,21 @@ impl ServerSession {
     /// Whether the connection runs inside TLS.
     pub fn is_tls(&self) -> bool {
         self.tls == TlsState::Established
+    }
+
+    /// Whether a query has been accepted on this connection: the peer has shown it speaks the protocol (and, in
+    /// secure mode, holds an allowed certificate). Until then the connection is pre-authentication, subject
+    /// to [`ServerConfig::pre_auth_timeout`]; the driver may count the two kinds against separate limits.
+    pub fn is_admitted(&self) -> bool {
+        self.admitted
+    }
+
+    /// The instant the pre-authentication phase ends, while it lasts (the driver bounds a TLS handshake by it).
+    pub fn pre_auth_deadline(&self) -> Option<Instant> {
+        match (self.admitted, self.cfg.pre_auth_timeout) {
+            (false, Some(t)) => Some(self.opened + t),
+            _ => None,
+        }
     }
 
     /// Whether an Active Leasequery runs on this connection (the driver then feeds it live changes).
@@ -373,11 +402,17 @@ impl ServerSession {
             (Some(_), Some(a)) => Some(self.last_sent + a.idle_timeout),
             _ => None,
         };
+        let data = self.pre_auth_deadline().map_or(data, |p| p.min(data));
         (!self.closed).then(|| keepalive.map_or(data, |k| k.min(data)))
     }
 
     /// Time passed: close after BULK_LQ_DATA_TIMEOUT without progress (BLQ-8.1-5, BLQ-8.2-1, BLQ-8.5-2).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.pre_auth_deadline().is_some_and(|d| now >= d) {
+            self.tx.clear();
+            self.close(CloseReason::PreAuthTimeout);
+            return;
+        }
         // ALQ-7.4-2: nothing sent for ACTIVE_LQ_IDLE_TIMEOUT: ConnectionActive. It counts as sending, so an
         // idle Active connection never reaches the data timeout while the requestor reads.
         if let (Some(_), Some(a)) = (&self.active, &self.cfg.active)
@@ -671,6 +706,7 @@ impl ServerSession {
                 self.close(CloseReason::ActiveRefused);
             }
             Ok(start) => {
+                self.admitted = true;
                 let mut prl = m.options.parameter_request_list().map_or_else(|| DEFAULT_PRL.to_vec(), <[u8]>::to_vec);
                 if !prl.contains(&crate::options::code::BASE_TIME) {
                     prl.insert(0, crate::options::code::BASE_TIME);
@@ -718,6 +754,7 @@ impl ServerSession {
                     ));
                 }
                 Ok(q) => {
+                    self.admitted = true;
                     // A configured address without a record has been available since the history horizon
                     // at least (never leased, or forgotten after retention); so it "changed" inside any
                     // window that contains the horizon. That is how a requestor filling a DataMissing gap

@@ -45,6 +45,7 @@ impl Pair {
             available_since: T - 10_000,
             tls: policy,
             active: Some(ActiveConfig::default()),
+            pre_auth_timeout: None,
         };
         Self {
             server: ServerSession::new(cfg, now),

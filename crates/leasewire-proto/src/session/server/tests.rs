@@ -24,6 +24,7 @@ fn cfg(page_size: usize, max_queries: usize) -> ServerConfig {
         available_since: T0 - 1000,
         tls: TlsPolicy::Refuse,
         active: None,
+        pre_auth_timeout: None,
     }
 }
 
@@ -844,4 +845,77 @@ fn dhcptls_only_as_the_first_message_and_nothing_may_follow_it_early() {
     s.receive(&bytes, now);
     let run = drive_active(&mut s, &mut vec![]);
     assert_eq!(run.closed, Some(CloseReason::TlsRequired));
+}
+
+// ---- Pre-authentication deadline (RFC 6926 §9, RFC 7724 §9: partial and no queries) -------------------------
+
+const PRE_AUTH: Duration = Duration::from_secs(10);
+
+fn pre_auth_cfg(policy: TlsPolicy) -> ServerConfig {
+    let mut c = secure_cfg(policy);
+    c.pre_auth_timeout = Some(PRE_AUTH);
+    c
+}
+
+#[test]
+fn pre_auth_timeout_closes_a_trickling_connection_the_data_timeout_would_keep() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(pre_auth_cfg(TlsPolicy::Refuse), t0);
+    // A slowloris peer: one octet of a frame every 3 s is progress, so BULK_LQ_DATA_TIMEOUT never fires...
+    let bytes = frame(&query(1));
+    for (i, b) in bytes.iter().take(3).enumerate() {
+        let now = t0 + Duration::from_secs(3 * i as u64);
+        s.receive(std::slice::from_ref(b), now);
+        assert!(drive(&mut s, &FakeStore::standard()).closed.is_none());
+        assert_eq!(s.poll_timeout(), Some(t0 + PRE_AUTH), "the deadline does not move with progress");
+        s.handle_timeout(now);
+        assert!(drive(&mut s, &FakeStore::standard()).closed.is_none(), "not yet at {i}");
+    }
+    // ...but the pre-authentication deadline counts from the accept and does.
+    s.handle_timeout(t0 + PRE_AUTH);
+    let run = drive(&mut s, &FakeStore::standard());
+    assert_eq!(run.closed, Some(CloseReason::PreAuthTimeout));
+    assert!(run.replies.is_empty(), "nothing is said to a peer that never asked");
+}
+
+#[test]
+fn an_accepted_query_ends_the_pre_auth_phase() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(pre_auth_cfg(TlsPolicy::Refuse), t0);
+    assert!(!s.is_admitted());
+    s.receive(&frame(&query(1)), t0 + Duration::from_secs(1));
+    let run = drive(&mut s, &FakeStore::standard());
+    assert!(run.closed.is_none() && s.is_admitted() && s.pre_auth_deadline().is_none());
+    s.handle_timeout(t0 + PRE_AUTH * 2);
+    assert!(drive(&mut s, &FakeStore::standard()).closed.is_none(), "only the data timeout applies now");
+    s.handle_timeout(t0 + Duration::from_secs(1) + BULK_LQ_DATA_TIMEOUT);
+    assert_eq!(drive(&mut s, &FakeStore::standard()).closed, Some(CloseReason::Timeout));
+}
+
+#[test]
+fn a_malformed_query_does_not_admit() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(pre_auth_cfg(TlsPolicy::Refuse), t0);
+    let mut q = query(1);
+    q.ciaddr = ip(3); // BLQ-8.2-6: DONE with MalformedQuery, the connection stays
+    s.receive(&frame(&q), t0);
+    let run = drive(&mut s, &FakeStore::standard());
+    assert!(run.closed.is_none() && !s.is_admitted());
+    s.handle_timeout(t0 + PRE_AUTH);
+    assert_eq!(drive(&mut s, &FakeStore::standard()).closed, Some(CloseReason::PreAuthTimeout));
+}
+
+#[test]
+fn in_secure_mode_tls_alone_does_not_admit_a_query_inside_it_does() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(pre_auth_cfg(TlsPolicy::Require), t0);
+    s.receive(&frame(&tls_request(1)), t0);
+    drive_active(&mut s, &mut vec![]); // the answer, then the (fake) handshake
+    assert!(s.is_tls() && !s.is_admitted());
+    assert_eq!(s.pre_auth_deadline(), Some(t0 + PRE_AUTH), "the driver bounds the handshake by this");
+    s.receive(&frame(&active_query(2)), t0 + Duration::from_secs(2));
+    drive_active(&mut s, &mut vec![]);
+    assert!(s.is_active() && s.is_admitted());
+    s.handle_timeout(t0 + PRE_AUTH);
+    assert!(drive_active(&mut s, &mut vec![]).closed.is_none());
 }
