@@ -183,8 +183,7 @@ impl TcpService {
         });
         let mut listeners = Vec::new();
         for addr in &b.listen {
-            let l =
-                TcpListener::bind(addr).await.map_err(|e| std::io::Error::new(e.kind(), format!("TCP {addr}: {e}")))?;
+            let l = listen(*addr).map_err(|e| std::io::Error::new(e.kind(), format!("TCP {addr}: {e}")))?;
             listeners.push(l);
         }
         let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
@@ -516,6 +515,18 @@ impl TcpService {
             .await
             .unwrap_or_else(|e| Err(e.to_string()))
     }
+}
+
+/// The listen backlog. Larger than tokio's default (1024): under a connection flood, a connection the kernel
+/// cannot queue loses the SYN-ACK's ACK, and its client believes it is connected while the server never sees
+/// it. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Resolves once the shutdown flag is set (the watch guard is dropped before returning, keeping callers Send).
