@@ -70,6 +70,11 @@ pub struct ServerSection {
     /// Whether offers are committed to the store (and so visible to leasequery) like other state changes.
     #[serde(default)]
     pub commit_offers: bool,
+    /// Started as root: the user to run as once every socket is bound (port 67, SO_BINDTODEVICE), so a flaw
+    /// in packet handling cannot act as root. The data directory is handed to this user. Absent: no change.
+    pub user: Option<String>,
+    /// The group to run as with `user`; default that user's primary group.
+    pub group: Option<String>,
     /// Where leases are kept: absent (or `kind = "sqlite"`) means the embedded SQLite file in `data-dir`;
     /// `kind = "postgres"` a PostgreSQL database shared with other servers (see docs/postgres.md).
     pub store: Option<Spanned<StoreSection>>,
@@ -537,6 +542,15 @@ impl Config {
                 None,
                 "max-connections and max-queries-per-connection must be at least 1",
             );
+        }
+        let srv = &raw.server;
+        for (key, v) in [("server.user", &srv.user), ("server.group", &srv.group)] {
+            if v.as_deref().is_some_and(|n| n.is_empty() || n.contains(['/', ':', ' '])) {
+                return err(key.into(), text, None, "expected a user or group name");
+            }
+        }
+        if srv.group.is_some() && srv.user.is_none() {
+            return err("server.group".into(), text, None, "only used with server.user");
         }
         if b.max_pending_connections == 0 {
             return err("bulk-leasequery.max-pending-connections".into(), text, None, "must be at least 1");

@@ -21,6 +21,7 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
 
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let dir = config.raw.server.data_dir.clone();
     let (store, changes) = open_store(&config.store, &config.raw.server.data_dir)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -40,6 +41,10 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         let services = Services::start_with(&config, store, metrics, changes).await?;
         if !services.tcp_addrs.is_empty() {
             tracing::info!(addrs = ?services.tcp_addrs, "serving bulk leasequery");
+        }
+        // Every socket is bound: root is no longer needed.
+        if let Some(user) = &config.raw.server.user {
+            drop_privileges(user, config.raw.server.group.as_deref(), &dir)?;
         }
         tracing::info!(addrs = ?services.dhcp_addrs, "serving DHCP");
         shutdown_signal().await;
@@ -143,7 +148,7 @@ const FEED_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 fn open_store(choice: &StoreChoice, dir: &Path) -> anyhow::Result<(Arc<dyn LeaseStore>, Option<SharedChanges>)> {
     match choice {
         StoreChoice::Sqlite => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+            prepare_data_dir(dir)?;
             let store = SqliteStore::open(dir.join(DB_FILE), OpenOptions::new(unix_now()))?;
             Ok((Arc::new(store), None))
         }
@@ -168,4 +173,65 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Create the data directory private (0700): the lease database holds every client's hardware address,
+/// identifiers, addresses and relay information, as sensitive as the server's own configuration (RFC 4388
+/// §7, RFC 7724 §9). An existing directory that others can read is used, with a warning.
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::metadata(dir) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", m.permissions().mode() & 0o777),
+                "the data directory is readable by others; the lease database inside is 0600, but consider 0700");
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?,
+    }
+    Ok(())
+}
+
+/// Switch to `user` (and `group`, else the user's primary group) for good: hand the data directory and its
+/// files to the user, drop supplementary groups, then the group and user ids (glibc applies setuid to every
+/// thread of the process). Changing uid from 0 clears the capabilities, so nothing privileged is left; the
+/// check at the end makes sure of it.
+fn drop_privileges(user: &str, group: Option<&str>, dir: &Path) -> anyhow::Result<()> {
+    use nix::unistd::{Gid, Group, Uid, User, chown, setgid, setgroups, setuid};
+    let u = User::from_name(user)
+        .with_context(|| format!("server.user: looking up {user}"))?
+        .ok_or_else(|| anyhow::anyhow!("server.user: no user {user}"))?;
+    let gid = match group {
+        Some(g) => {
+            Group::from_name(g)
+                .with_context(|| format!("server.group: looking up {g}"))?
+                .ok_or_else(|| anyhow::anyhow!("server.group: no group {g}"))?
+                .gid
+        }
+        None => u.gid,
+    };
+    if Uid::current() == u.uid {
+        return Ok(());
+    }
+    anyhow::ensure!(Uid::effective().is_root(), "server.user = {user:?}: switching users needs root");
+    // With the PostgreSQL store the data directory may not exist: nothing to hand over then.
+    let mut paths = Vec::new();
+    if dir.is_dir() {
+        paths.push(dir.to_path_buf());
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            paths.push(entry?.path());
+        }
+    }
+    for p in &paths {
+        chown(p, Some(u.uid), Some(gid)).with_context(|| format!("handing {} to {user}", p.display()))?;
+    }
+    setgroups(&[gid]).context("dropping supplementary groups")?;
+    setgid(gid).context("setgid")?;
+    setuid(u.uid).context("setuid")?;
+    anyhow::ensure!(setuid(Uid::from_raw(0)).is_err() && Gid::current() == gid, "privileges were not dropped");
+    tracing::info!(user, uid = u.uid.as_raw(), gid = gid.as_raw(), "dropped root privileges");
+    Ok(())
 }
