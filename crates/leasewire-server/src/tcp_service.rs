@@ -93,7 +93,8 @@ pub struct TcpService {
     limits: Limits,
     store: Arc<dyn LeaseStore>,
     feed: ChangeFeed,
-    tls: Option<TlsSettings>,
+    /// The TLS settings new handshakes use; replaced on reload (established sessions keep theirs).
+    tls: std::sync::RwLock<Option<TlsSettings>>,
     metrics: Arc<Metrics>,
     /// Admitted connections (BULK_LQ_MAX_CONNS).
     slots: Arc<Semaphore>,
@@ -117,6 +118,22 @@ impl TcpService {
         feed: ChangeFeed,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<(Vec<SocketAddr>, tokio::task::JoinHandle<()>)> {
+        let (_keep, reload) = watch::channel(());
+        Self::start_reloadable(config, store, feed, metrics, shutdown, reload).await
+    }
+
+    /// [`TcpService::start`], and every change on `reload` (the binary sends one on SIGHUP) reads the TLS
+    /// certificate, key and CA files again: new handshakes use the new ones, established sessions keep theirs
+    /// and are not dropped. A reload that fails (unreadable or mismatched files) is logged and the old
+    /// settings stay, so a botched certificate rotation does not take the service down.
+    pub async fn start_reloadable(
+        config: &Validated,
+        store: Arc<dyn LeaseStore>,
+        feed: ChangeFeed,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+        mut reload: watch::Receiver<()>,
     ) -> std::io::Result<(Vec<SocketAddr>, tokio::task::JoinHandle<()>)> {
         let b = &config.raw.bulk_leasequery;
         if config.bulk_allow.is_empty() {
@@ -174,7 +191,7 @@ impl TcpService {
             },
             store,
             feed,
-            tls,
+            tls: std::sync::RwLock::new(tls),
             metrics,
             slots: Arc::new(Semaphore::new(b.max_connections)),
             pending: Mutex::new(Pending::default()),
@@ -187,6 +204,24 @@ impl TcpService {
             listeners.push(l);
         }
         let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        if let (Some(paths), true) = (a.tls.clone(), a.enabled) {
+            let me = Arc::downgrade(&service);
+            reload.mark_unchanged();
+            tokio::spawn(async move {
+                while reload.changed().await.is_ok() {
+                    let Some(service) = me.upgrade() else { break };
+                    match TlsSettings::load(&paths.cert, &paths.key, &paths.ca, paths.allow_names.clone()) {
+                        Ok(new) => {
+                            *service.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(new);
+                            tracing::info!(cert = %paths.cert.display(), "TLS certificate, key and CA reloaded");
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use")
+                        }
+                    }
+                }
+            });
+        }
         let handle = tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             for l in listeners {
@@ -447,7 +482,7 @@ impl TcpService {
     async fn start_tls(&self, io: Io, peer: SocketAddr, s: &ServerSession, ticket: &Ticket) -> Option<Io> {
         let Io::Plain(rd, wr) = io else { return None };
         let tcp = rd.reunite(wr).ok()?;
-        let tls = self.tls.as_ref()?;
+        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()?;
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
         let refused = |failure: crate::tls::HandshakeFailure, detail: String| {
             self.metrics.tls_failures.inc();

@@ -23,6 +23,7 @@ struct Lab {
     feed: ChangeFeed,
     ca: LabCa,
     metrics: Arc<Metrics>,
+    reload: tokio::sync::watch::Sender<()>,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
 }
@@ -60,8 +61,10 @@ allow-names = [{allow_names}]
     let feed = ChangeFeed::default();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(Metrics::new());
-    let (addrs, _) = TcpService::start(&config, store, feed.clone(), metrics.clone(), rx).await.unwrap();
-    Lab { addr: addrs[0], feed, ca, metrics, _dir: dir, _stop: stop }
+    let (reload, reload_rx) = tokio::sync::watch::channel(());
+    let (addrs, _) =
+        TcpService::start_reloadable(&config, store, feed.clone(), metrics.clone(), rx, reload_rx).await.unwrap();
+    Lab { addr: addrs[0], feed, ca, metrics, reload, _dir: dir, _stop: stop }
 }
 
 /// Waits (bounded) until the server counted a refusal for `reason`: the log line and the counter name why a
@@ -350,4 +353,49 @@ async fn bcp195_only_tls_1_2_and_1_3_with_aead_suites() {
         let name = format!("{:?}", s.suite());
         assert!(!name.contains("CBC") && !name.starts_with("TLS_RSA_"), "{name}");
     }
+}
+
+#[tokio::test]
+async fn reload_swaps_certificates_for_new_handshakes_without_dropping_established_sessions() {
+    let lab = lab("").await;
+    let old = lab.ca.issue(&["requestor.lab"], true, false).unwrap();
+    let mut established = negotiate(&lab, client_config(&lab, Some(&old), &lab.ca)).await.expect("handshake");
+    // Rotation: a new CA signs both the server's certificate and the requestors'.
+    let ca2 = LabCa::new("rotated CA").unwrap();
+    let server2 = ca2.issue(&["localhost"], false, false).unwrap();
+    let p = |n: &str| lab._dir.path().join(n);
+    std::fs::write(p("ca.pem"), ca2.cert_pem()).unwrap();
+    std::fs::write(p("server.pem"), &server2.cert_pem).unwrap();
+    std::fs::write(p("server-key.pem"), &server2.key_pem).unwrap();
+    lab.reload.send(()).unwrap();
+    // A requestor that trusts only the new CA gets in once the reload is done (bounded wait for the task).
+    let new = ca2.issue(&["requestor.lab"], true, false).unwrap();
+    let mut fresh = None;
+    for _ in 0..250 {
+        if let Ok(s) = negotiate(&lab, client_config(&lab, Some(&new), &ca2)).await {
+            fresh = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut fresh = fresh.expect("the new certificates are in use");
+    // The old requestor certificate is no longer accepted for new connections...
+    match negotiate(&lab, client_config(&lab, Some(&old), &ca2)).await {
+        Err(_) => {}
+        Ok(mut s) => assert!(closed(&mut s).await),
+    }
+    refused_for(&lab, "tls_unknown_ca").await;
+    // ...but the session established before the reload still streams, as does the new one.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lab.feed.publish(vec![change()]);
+    for s in [&mut established, &mut fresh] {
+        let m = read_message(s, &mut Vec::new()).await.expect("a live change after the reload");
+        assert_eq!(Message::decode(&m).unwrap().message_type(), Some(MessageType::LeaseActive));
+    }
+    // A reload with a broken file keeps what works.
+    std::fs::write(p("server-key.pem"), "not a key").unwrap();
+    lab.reload.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let again = ca2.issue(&["requestor.lab"], true, false).unwrap();
+    assert!(negotiate(&lab, client_config(&lab, Some(&again), &ca2)).await.is_ok(), "still serving TLS");
 }

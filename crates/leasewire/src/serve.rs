@@ -39,6 +39,16 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
             tracing::warn!("{w}");
         }
         let services = Services::start_with(&config, store, metrics, changes).await?;
+        // SIGHUP: read the TLS certificate, key and CA again (certificate rotation without dropping sessions).
+        let reload = services.reload.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading TLS files");
+                let _ = reload.send(());
+            }
+        });
         if !services.tcp_addrs.is_empty() {
             tracing::info!(addrs = ?services.tcp_addrs, "serving bulk leasequery");
         }
@@ -62,6 +72,8 @@ pub struct Services {
     pub dhcp_addrs: Vec<std::net::SocketAddr>,
     /// The Bulk/Active Leasequery listeners' addresses.
     pub tcp_addrs: Vec<std::net::SocketAddr>,
+    /// Send on it to re-read the TLS certificate, key and CA (SIGHUP).
+    pub reload: tokio::sync::watch::Sender<()>,
     stop: tokio::sync::watch::Sender<bool>,
     dhcp: (leasewire_server::dhcp_service::Running, tokio::task::JoinHandle<()>),
     tcp: tokio::task::JoinHandle<()>,
@@ -120,11 +132,15 @@ impl Services {
             .enable_all()
             .build()?;
         let config_tcp = config.clone();
-        let (tcp_addrs, tcp) = tcp_runtime
-            .spawn(async move { TcpService::start(&config_tcp, store, feed, metrics, stop_rx).await })
-            .await??;
+        let (reload, reload_rx) = tokio::sync::watch::channel(());
+        let (tcp_addrs, tcp) =
+            tcp_runtime
+                .spawn(async move {
+                    TcpService::start_reloadable(&config_tcp, store, feed, metrics, stop_rx, reload_rx).await
+                })
+                .await??;
         let dhcp_addrs = running.local_addrs.clone();
-        Ok(Self { dhcp_addrs, tcp_addrs, stop, dhcp: (running, done), tcp, tcp_runtime })
+        Ok(Self { dhcp_addrs, tcp_addrs, reload, stop, dhcp: (running, done), tcp, tcp_runtime })
     }
 
     /// Stop: Active streams end with QueryTerminated, in-flight commits are drained.

@@ -4,7 +4,7 @@
 //! (mutual TLS with certificates made here) receives its updates, a second one connects in the middle of it,
 //! and relayed clients keep getting leases. All on loopback, against the real `leasewire serve`; every wait is
 //! bounded and the assertions are on outcomes (updates seen, leases granted, counters, bounded resources), not
-//! on durations.
+//! on durations. At the end, SIGHUP reloads the TLS files and both requestors keep streaming.
 
 mod support;
 
@@ -319,5 +319,17 @@ pools = [{{ start = "127.3.0.0", end = "127.3.3.255" }}]
     let rss_after = rss_kib(pid);
     assert!(rss_after < rss_before + 64 * 1024, "RSS grew from {rss_before} KiB to {rss_after} KiB");
     assert_eq!(leased.len(), 20);
+
+    // SIGHUP re-reads the TLS files (certificate rotation) without dropping the requestors' sessions.
+    server.proc.signal("HUP");
+    server.wait_log("TLS certificate, key and CA reloaded", 10);
+    let after = tokio::task::spawn_blocking(move || {
+        Relay::new(udp_addr, Ipv4Addr::LOCALHOST).dora([2, 0, 0, 0, 9, 10], 0x6001, Ipv4Addr::LOCALHOST)
+    })
+    .await
+    .unwrap()
+    .expect("DHCP still answers");
+    sees_all(&mut first, &[after], "the established requestor, after SIGHUP").await;
+    sees_all(&mut second, &[after], "the second requestor, after SIGHUP").await;
     server.stop();
 }
