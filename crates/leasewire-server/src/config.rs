@@ -70,6 +70,14 @@ pub struct ServerSection {
     /// Whether offers are committed to the store (and so visible to leasequery) like other state changes.
     #[serde(default)]
     pub commit_offers: bool,
+    /// DISCOVER flood protection: offers outstanding at once to new clients behind one relay circuit (giaddr
+    /// and option 82 circuit-id; for direct clients, the interface). A flood of DISCOVERs with random hardware
+    /// addresses from one port then holds at most this many addresses, not the pool. 0: no limit.
+    #[serde(default)]
+    pub max_offers_per_circuit: usize,
+    /// The same per relay (giaddr), for floods that also vary the circuit-id. 0: no limit.
+    #[serde(default)]
+    pub max_offers_per_relay: usize,
     /// Started as root: the user to run as once every socket is bound (port 67, SO_BINDTODEVICE), so a flaw
     /// in packet handling cannot act as root. The data directory is handed to this user. Absent: no change.
     pub user: Option<String>,

@@ -41,6 +41,19 @@ fn rotate(ranges: &[(u32, u32)], start_at: f64) -> Vec<(u32, u32)> {
 struct Offer {
     client: ClientKey,
     until: u32,
+    /// Where the DISCOVER came from, for the per-relay and per-circuit limits.
+    origin: Origin,
+}
+
+/// Where a client is attached: the relay (giaddr, or unspecified for a directly connected client) and the
+/// circuit (option 82 circuit-id, or the receiving interface for a direct client). What a DISCOVER flood
+/// with random hardware addresses cannot vary, unlike the client identity.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// giaddr.
+    pub relay: Ipv4Addr,
+    /// circuit-id, or the interface name.
+    pub circuit: Vec<u8>,
 }
 
 /// Allocation state of one subnet.
@@ -70,6 +83,9 @@ pub struct Leases {
     /// (when, address) for leases and abandoned addresses that end; checked against the record when due.
     timers: BTreeSet<(u32, Ipv4Addr)>,
     offer_timers: BTreeSet<(u32, Ipv4Addr)>,
+    /// Outstanding offers per circuit and per relay.
+    offers_by_circuit: HashMap<Origin, usize>,
+    offers_by_relay: HashMap<Ipv4Addr, usize>,
     pools: Vec<Pool>,
 }
 
@@ -120,7 +136,30 @@ impl Leases {
         if self.offers_by_client.get(&o.client) == Some(&ip) {
             self.offers_by_client.remove(&o.client);
         }
+        self.uncount(&o.origin);
         Some(o)
+    }
+
+    fn uncount(&mut self, origin: &Origin) {
+        for n in
+            [self.offers_by_circuit.get_mut(origin), self.offers_by_relay.get_mut(&origin.relay)].into_iter().flatten()
+        {
+            *n = n.saturating_sub(1);
+        }
+        if self.offers_by_circuit.get(origin) == Some(&0) {
+            self.offers_by_circuit.remove(origin);
+        }
+        if self.offers_by_relay.get(&origin.relay) == Some(&0) {
+            self.offers_by_relay.remove(&origin.relay);
+        }
+    }
+
+    /// Outstanding offers made to clients behind this circuit, and behind its relay.
+    pub fn offers_from(&self, origin: &Origin) -> (usize, usize) {
+        (
+            self.offers_by_circuit.get(origin).copied().unwrap_or(0),
+            self.offers_by_relay.get(&origin.relay).copied().unwrap_or(0),
+        )
     }
 
     /// Record (or replace) a binding, keeping indexes and timers in step. `subnet` is the binding's subnet.
@@ -161,13 +200,18 @@ impl Leases {
     }
 
     /// Hold an address for a client until `until`.
-    pub fn offer(&mut self, ip: Ipv4Addr, client: ClientKey, until: u32) {
+    pub fn offer(&mut self, ip: Ipv4Addr, client: ClientKey, until: u32, origin: Origin) {
         if let Some(old) = self.offers_by_client.insert(client.clone(), ip)
             && old != ip
+            && let Some(o) = self.offers.remove(&old)
         {
-            self.offers.remove(&old);
+            self.uncount(&o.origin);
         }
-        self.offers.insert(ip, Offer { client, until });
+        *self.offers_by_circuit.entry(origin.clone()).or_default() += 1;
+        *self.offers_by_relay.entry(origin.relay).or_default() += 1;
+        if let Some(replaced) = self.offers.insert(ip, Offer { client, until, origin }) {
+            self.uncount(&replaced.origin);
+        }
         self.offer_timers.insert((until, ip));
     }
 

@@ -11,7 +11,7 @@ mod reply;
 pub use reply::Destination;
 
 use crate::config::{Reservation, Subnet, Validated};
-use leases::Leases;
+use leases::{Leases, Origin};
 use leasewire_proto::options::code;
 use leasewire_proto::{DataSource, DhcpState, Message, MessageType, Op, RelayAgentInfo};
 use leasewire_store::Binding;
@@ -87,6 +87,10 @@ pub enum DropReason {
     NoRequestedAddress,
     /// RELEASE or DECLINE for an address the client does not hold.
     NotHolder,
+    /// A new client's DISCOVER from a circuit that already has `max-offers-per-circuit` offers outstanding.
+    CircuitOfferLimit,
+    /// A new client's DISCOVER through a relay that already has `max-offers-per-relay` offers outstanding.
+    RelayOfferLimit,
 }
 
 impl DropReason {
@@ -102,6 +106,8 @@ impl DropReason {
             Self::NoRecord => "no_record",
             Self::NoRequestedAddress => "no_requested_address",
             Self::NotHolder => "not_holder",
+            Self::CircuitOfferLimit => "circuit_offer_limit",
+            Self::RelayOfferLimit => "relay_offer_limit",
         }
     }
 }
@@ -134,6 +140,9 @@ struct Settings {
     decline_time: u32,
     offer_timeout: u32,
     commit_offers: bool,
+    /// 0: no limit.
+    max_offers_per_circuit: usize,
+    max_offers_per_relay: usize,
 }
 
 /// The DHCP engine.
@@ -154,6 +163,8 @@ impl Engine {
                 decline_time: s.decline_time,
                 offer_timeout: s.offer_timeout,
                 commit_offers: s.commit_offers,
+                max_offers_per_circuit: s.max_offers_per_circuit,
+                max_offers_per_relay: s.max_offers_per_relay,
             },
             subnets: config.subnets.clone(),
             leases: match &config.store {
@@ -230,6 +241,15 @@ impl Engine {
         (self.subnets.len() == 1).then_some(0)
     }
 
+    /// The relay and circuit a message came through (see [`Origin`]).
+    fn origin(&self, ctx: &Ctx<'_, '_>) -> Origin {
+        let circuit = match ctx.m.options.relay_agent_info().and_then(|r| r.circuit_id().map(<[u8]>::to_vec)) {
+            Some(c) => c,
+            None => ctx.rx.interface.unwrap_or_default().as_bytes().to_vec(),
+        };
+        Origin { relay: ctx.m.giaddr, circuit }
+    }
+
     /// RFC 5107: a relay may ask us to use its address as the server identifier.
     fn server_id(&self, rai: Option<&RelayAgentInfo<'_>>) -> Ipv4Addr {
         rai.and_then(|r| r.server_id_override()).unwrap_or(self.settings.server_id)
@@ -253,14 +273,26 @@ impl Engine {
             self.leases.offered_to(&ctx.client, &self.subnets, ctx.subnet, now),
             ctx.m.options.requested_ip(),
         ];
-        let chosen = candidates
-            .into_iter()
-            .flatten()
-            .find(|&ip| self.subnets[ctx.subnet].net.contains(&ip) && self.available(ctx, ip));
+        let usable = |ip: &Ipv4Addr| self.subnets[ctx.subnet].net.contains(ip) && self.available(ctx, *ip);
+        // A client the server already knows here (reservation, binding, offer) keeps its address whatever the
+        // flood around it; only a new address for a new client counts against the circuit's and relay's limits.
+        let known = candidates[..3].iter().flatten().copied().find(usable);
+        let origin = self.origin(ctx);
+        if known.is_none() {
+            let (circuit, relay) = self.leases.offers_from(&origin);
+            let s = &self.settings;
+            if s.max_offers_per_circuit > 0 && circuit >= s.max_offers_per_circuit {
+                return Outcome::drop(DropReason::CircuitOfferLimit);
+            }
+            if s.max_offers_per_relay > 0 && relay >= s.max_offers_per_relay {
+                return Outcome::drop(DropReason::RelayOfferLimit);
+            }
+        }
+        let chosen = known.or_else(|| candidates[3].filter(usable));
         let Some(ip) = chosen.or_else(|| self.leases.allocate(&self.subnets, ctx.subnet, &ctx.client, now)) else {
             return Outcome::drop(DropReason::PoolExhausted);
         };
-        self.leases.offer(ip, ctx.client.clone(), now.saturating_add(self.settings.offer_timeout));
+        self.leases.offer(ip, ctx.client.clone(), now.saturating_add(self.settings.offer_timeout), origin);
         let commit = if self.settings.commit_offers {
             // Visible to leasequery as TRANSITIONING until the client requests it.
             let mut b = self.binding_for(ctx, ip, DhcpState::Transitioning);

@@ -483,3 +483,61 @@ fn a_shared_store_starts_allocation_where_configured() {
     // Wraps around to the start of the pool.
     assert_eq!(dora(&mut e, 3, T0), Ipv4Addr::new(10, 0, 0, 100));
 }
+
+// ---- DISCOVER flood protection per relay and circuit -------------------------------------------------------
+
+fn limited(circuit: usize, relay: usize) -> Engine {
+    let text = CONFIG
+        .replace(
+            "offer-timeout = 30",
+            &format!("offer-timeout = 30\nmax-offers-per-circuit = {circuit}\nmax-offers-per-relay = {relay}"),
+        )
+        .replace("end = \"10.0.0.102\"", "end = \"10.0.0.200\"");
+    Engine::new(&Config::parse(&text).unwrap(), Vec::new())
+}
+
+fn discover_on(circuit: &[u8], mac: u8) -> Message<'static> {
+    let mut m = msg(MessageType::Discover, mac);
+    m.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().circuit_id(circuit).build());
+    m
+}
+
+#[test]
+fn a_discover_flood_from_one_circuit_holds_only_its_quota_of_addresses() {
+    let mut e = limited(3, 0);
+    let outcomes: Vec<Outcome> = (10..20).map(|mac| e.handle(&discover_on(b"port1", mac), rx(T0))).collect();
+    let offered = outcomes.iter().filter(|o| o.reply.is_some()).count();
+    assert_eq!(offered, 3, "three offers outstanding from port1 at most");
+    assert!(outcomes[3..].iter().all(|o| o.dropped == Some(DropReason::CircuitOfferLimit)));
+    // Another circuit of the same relay is not affected...
+    assert!(e.handle(&discover_on(b"port2", 30), rx(T0)).reply.is_some());
+    // ...nor a client that already has its offer (a retransmitted DISCOVER) or a binding.
+    let again = e.handle(&discover_on(b"port1", 10), rx(T0 + 1));
+    assert_eq!(reply(&again).yiaddr, reply(&outcomes[0]).yiaddr);
+    // A REQUEST turns an offer into a lease and frees a place; so does an offer lapsing.
+    let mut req = discover_on(b"port1", 11);
+    req.options.set_message_type(MessageType::Request);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, reply(&outcomes[1]).yiaddr);
+    assert_eq!(reply(&e.handle(&req, rx(T0 + 1))).message_type(), Some(MessageType::Ack));
+    assert!(e.handle(&discover_on(b"port1", 40), rx(T0 + 2)).reply.is_some(), "room after the REQUEST");
+    assert_eq!(e.handle(&discover_on(b"port1", 41), rx(T0 + 2)).dropped, Some(DropReason::CircuitOfferLimit));
+    e.tick(T0 + 40);
+    assert!(e.handle(&discover_on(b"port1", 42), rx(T0 + 40)).reply.is_some(), "room after the offers lapsed");
+    // The client that got its lease renews whatever the circuit's offers.
+    let renew_ip = dora(&mut e, 11, T0 + 41);
+    assert_eq!(renew_ip, reply(&outcomes[1]).yiaddr);
+}
+
+#[test]
+fn a_flood_that_varies_the_circuit_id_is_held_by_the_relay_limit() {
+    let mut e = limited(0, 5);
+    let offered = (0..20u8)
+        .filter(|&i| e.handle(&discover_on(format!("port{i}").as_bytes(), 50 + i), rx(T0)).reply.is_some())
+        .count();
+    assert_eq!(offered, 5);
+    assert_eq!(e.handle(&discover_on(b"x", 90), rx(T0)).dropped, Some(DropReason::RelayOfferLimit));
+    // Without limits (the default) the pool is the only bound.
+    let mut open = limited(0, 0);
+    assert_eq!((0..20u8).filter(|&i| open.handle(&discover_on(b"p", 100 + i), rx(T0)).reply.is_some()).count(), 20);
+}
