@@ -166,10 +166,19 @@ impl Server {
 
     /// Start (or restart) with an existing config file.
     pub fn start_with(dir: &Path, path: &Path, ns: Option<(&Netns, usize)>) -> Self {
+        Self::start_wrapped(dir, path, ns, &[])
+    }
+
+    /// Start through a wrapper command (e.g. `setpriv ...` to run without root), which execs the server.
+    pub fn start_wrapped(dir: &Path, path: &Path, ns: Option<(&Netns, usize)>, wrapper: &[&str]) -> Self {
+        let program = wrapper.first().copied().unwrap_or(leasewire());
         let mut cmd = match ns {
-            Some((n, i)) => n.cmd(i, leasewire()),
-            None => Command::new(leasewire()),
+            Some((n, i)) => n.cmd(i, program),
+            None => Command::new(program),
         };
+        if !wrapper.is_empty() {
+            cmd.args(&wrapper[1..]).arg(leasewire());
+        }
         cmd.args(["serve", "--config", path.to_str().unwrap()])
             .env("LEASEWIRE_LOG", "info,leasewire_server=debug")
             .stdin(Stdio::null())
