@@ -376,3 +376,31 @@ async fn garbage_oversize_and_unauthorised_connections_are_counted_by_reason() {
     assert_eq!(l.metrics.rejected_for("bad_input"), 2);
     assert_eq!(l.metrics.rejected_for("per_source_limit"), 1);
 }
+
+#[tokio::test]
+async fn a_peer_that_pipelines_queries_and_never_reads_is_held_by_backpressure() {
+    // Queued bytes per connection are bounded: the session reads at most max-queries queries ahead and a
+    // frame's worth of input (BLQ-8.4-1), and produces output only as fast as the socket takes it; so a peer
+    // that writes without reading fills the TCP buffers and then cannot write any more.
+    let l = listener("", "10.0.3.255").await;
+    let s = TcpStream::connect(l.addr).await.unwrap();
+    let (_rd, mut wr) = s.into_split();
+    let mut batch = Vec::new();
+    for xid in 0..64 {
+        batch.extend(frame(&bulk_query(1000 + xid)));
+    }
+    let mut written = 0usize;
+    let blocked = loop {
+        match tokio::time::timeout(Duration::from_secs(2), wr.write_all(&batch)).await {
+            Ok(Ok(())) => written += batch.len(),
+            Ok(Err(e)) => panic!("the server closed instead of pushing back: {e}"),
+            Err(_) => break true,
+        }
+        if written > 256 << 20 {
+            break false;
+        }
+    };
+    assert!(blocked, "the server kept reading: {written} octets taken");
+    // What was taken is the kernel's socket buffers plus a bounded amount in the session, far from the total.
+    assert!(written < 64 << 20, "{written} octets taken before the push-back");
+}
