@@ -317,6 +317,8 @@ pools = [{{ start = "127.3.0.0", end = "127.3.3.255" }}]
     // closing sockets, and its memory did not grow with the attack.
     assert!(peak_fds < 200, "server held {peak_fds} descriptors");
     let rss_after = rss_kib(pid);
+    eprintln!("server: RSS {rss_before} KiB before, {rss_after} KiB after; at most {peak_fds} descriptors");
+    eprintln!("{}", body.lines().filter(|l| l.contains("rejected_total{")).collect::<Vec<_>>().join("\n"));
     assert!(rss_after < rss_before + 64 * 1024, "RSS grew from {rss_before} KiB to {rss_after} KiB");
     assert_eq!(leased.len(), 20);
 
