@@ -322,6 +322,10 @@ pools = [{{ start = "127.3.0.0", end = "127.3.3.255" }}]
     assert!(rss_after < rss_before + 64 * 1024, "RSS grew from {rss_before} KiB to {rss_after} KiB");
     assert_eq!(leased.len(), 20);
 
+    // The log names why a handshake failed (once per reason per 10 s, with a count of the rest).
+    let refused = server.wait_log("TLS handshake refused", 10);
+    assert!(refused.contains("not a TLS handshake"), "{refused}");
+
     // SIGHUP re-reads the TLS files (certificate rotation) without dropping the requestors' sessions.
     server.proc.signal("HUP");
     server.wait_log("TLS certificate, key and CA reloaded", 10);
