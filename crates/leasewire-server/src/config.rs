@@ -925,13 +925,28 @@ impl Validated {
             let allow: Vec<String> = self.bulk_allow.iter().map(|n| n.to_string()).collect();
             let _ = writeln!(
                 out,
-                "bulk leasequery (TCP) on {} for {}, at most {} connections ({} per requestor), data timeout {} s",
+                "bulk leasequery (TCP) on {} for {}, at most {} connections ({} per requestor), data timeout {} s; {} waiting for a first query, for at most {} s",
                 listen.join(", "),
                 allow.join(", "),
                 b.max_connections,
                 b.max_connections_per_requestor,
-                b.data_timeout
+                b.data_timeout,
+                b.max_pending_connections,
+                b.pre_auth_timeout
             );
+        }
+        let srv = &self.raw.server;
+        if srv.max_offers_per_circuit > 0 || srv.max_offers_per_relay > 0 {
+            let limit = |n: usize| if n == 0 { "no limit".to_string() } else { n.to_string() };
+            let _ = writeln!(
+                out,
+                "offers to new clients: {} per relay circuit, {} per relay",
+                limit(srv.max_offers_per_circuit),
+                limit(srv.max_offers_per_relay)
+            );
+        }
+        if let Some(u) = &srv.user {
+            let _ = writeln!(out, "runs as {u} once its sockets are bound");
         }
         let a = &self.raw.active_leasequery;
         if a.enabled {
@@ -1061,6 +1076,29 @@ hw-address = "02:00:00:00:00:05"
         assert!(v.raw.active_leasequery.enabled);
         assert!(v.warnings.iter().any(|w| w.contains("idle-timeout = 30")), "ALQ-5.3-4: {:?}", v.warnings);
         assert!(v.summary().contains("active leasequery ON, insecure mode"));
+    }
+
+    #[test]
+    fn robustness_keys_are_validated_and_summarised() {
+        let bulk = "[bulk-leasequery]\nallow = [\"10.0.0.0/24\"]\n";
+        let v = Config::parse(&format!("{GOOD}{bulk}")).unwrap();
+        let b = &v.raw.bulk_leasequery;
+        assert_eq!((b.max_pending_connections, b.pre_auth_timeout), (32, 10));
+        assert!(v.summary().contains("32 waiting for a first query, for at most 10 s"), "{}", v.summary());
+        for (extra, key) in [
+            ("pre-auth-timeout = 0\n", "bulk-leasequery.pre-auth-timeout"),
+            ("pre-auth-timeout = 301\n", "bulk-leasequery.pre-auth-timeout"),
+            ("max-pending-connections = 0\n", "bulk-leasequery.max-pending-connections"),
+        ] {
+            assert_eq!(Config::parse(&format!("{GOOD}{bulk}{extra}")).unwrap_err().key, key, "{extra}");
+        }
+        let server = |extra: &str| GOOD.replace("data-dir = \"/tmp/x\"", &format!("data-dir = \"/tmp/x\"\n{extra}"));
+        let v = Config::parse(&server("user = \"nobody\"\nmax-offers-per-circuit = 8")).unwrap();
+        assert!(
+            v.summary().contains("runs as nobody") && v.summary().contains("8 per relay circuit, no limit per relay")
+        );
+        assert_eq!(Config::parse(&server("group = \"nogroup\"")).unwrap_err().key, "server.group");
+        assert_eq!(Config::parse(&server("user = \"a b\"")).unwrap_err().key, "server.user");
     }
 
     #[test]
