@@ -234,10 +234,20 @@ pub fn open_store(dir: &Path) -> leasewire_store::SqliteStore {
         .expect("open store")
 }
 
-/// HTTP GET on loopback (for /metrics), body only.
+/// HTTP GET on loopback (for /metrics), body only. A refused connection is retried for up to 10 s: a process
+/// just spawned may not have bound its HTTP listener yet (seen under load with `leasewire watch --http`).
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match std::net::TcpStream::connect(addr) {
+            Ok(s) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("GET http://{addr}{path}: {e}"),
+        }
+    };
     write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
