@@ -28,6 +28,7 @@ listen = ["127.0.0.1:16770"]
 allow = ["127.0.0.0/8"]
 max-connections = 200
 max-connections-per-requestor = 200
+max-pending-connections = 256
 [active-leasequery]
 enabled = true
 insecure = true
