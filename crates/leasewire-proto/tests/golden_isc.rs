@@ -1,4 +1,4 @@
-//! Golden tests: real ISC dhcpd 4.4.3 bytes (shared/testdata/isc-dhcpd-leasequery.pcap) decode to the values
+//! Golden tests: real ISC dhcpd 4.4.3 bytes (tests/data/isc-dhcpd-leasequery.pcap, from shared/testdata) decode to the values
 //! tshark and the capture's notes give, and re-encode byte for byte. No byte here was produced by our code.
 
 use leasewire_proto::options::code;
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 /// The UDP payloads of the capture (pcapng), in frame order (frame N is index N-1).
 fn payloads() -> Vec<Vec<u8>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/isc-dhcpd-leasequery.pcap");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/isc-dhcpd-leasequery.pcap");
     let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut reader = PcapNgReader::new(file).expect("pcapng section header");
     let mut out = Vec::new();
