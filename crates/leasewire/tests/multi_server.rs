@@ -182,6 +182,12 @@ fn two_servers_one_database_requestor_sees_all_and_a_kill_loses_nothing() {
         }
     };
     wait_acks(400, "before the kill");
+    // Both servers did their share before one dies (under load one can lag far behind the other).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acks.lock().unwrap().iter().filter(|(mac, _, _)| mac[1] % 2 == 1).count() < 100 {
+        assert!(Instant::now() < deadline, "server b granted fewer than 100 leases in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     b.proc.kill9();
     b_dead.store(true, Ordering::Relaxed);
     let received_at_kill = received.load(Ordering::Relaxed);
