@@ -13,6 +13,7 @@ mod binding;
 mod dhcp_state;
 mod error;
 pub mod framing;
+pub mod hex;
 pub mod leasequery;
 pub mod lq_reply;
 mod message;

@@ -9,23 +9,8 @@
 use leasewire_proto::Binding;
 use std::fmt::Write as _;
 
-/// Hex bytes as `aa:bb:cc`.
-pub fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 3);
-    push_hex(&mut s, b);
-    s
-}
-
-fn push_hex(s: &mut String, b: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, x) in b.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        s.push(DIGITS[(x >> 4) as usize] as char);
-        s.push(DIGITS[(x & 15) as usize] as char);
-    }
-}
+pub use leasewire_proto::hex::format as hex;
+use leasewire_proto::hex::push as push_hex;
 
 fn opt_hex(s: &mut String, name: &str, v: Option<&[u8]>) {
     let _ = write!(s, ",\"{name}\":");

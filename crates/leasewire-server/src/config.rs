@@ -678,14 +678,8 @@ fn err<T>(
     Err(ConfigError { key, line: span.map(|s| line_of(text, s.start)), message: message.into() })
 }
 
-/// Parse `02:00:00:00:00:01`, `02-00-...` or plain hex.
-pub fn parse_hex(s: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u8> = s.bytes().filter(|b| !matches!(b, b':' | b'-' | b' ')).collect();
-    if digits.is_empty() || digits.len() % 2 != 0 {
-        return None;
-    }
-    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok()).collect()
-}
+/// Parse `02:00:00:00:00:01`, `02-00-...` or plain hex (see [`leasewire_proto::hex::parse`]).
+pub use leasewire_proto::hex::parse as parse_hex;
 
 impl SubnetConfig {
     fn validate(&self, i: usize, text: &str) -> Result<Subnet, ConfigError> {

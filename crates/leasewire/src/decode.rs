@@ -47,16 +47,10 @@ pub fn run(hex: Vec<String>, framed: bool) -> anyhow::Result<()> {
 }
 
 fn parse_hex(s: &str) -> anyhow::Result<Vec<u8>> {
-    let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace() && *b != b':').collect();
-    if digits.len() % 2 != 0 {
-        bail!("odd number of hex digits");
-    }
-    digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p)?, 16).map_err(Into::into)).collect()
+    leasewire_proto::hex::parse(s).context("expected hex octets")
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
-}
+use leasewire_proto::hex::format as hex;
 
 fn describe(m: &Message<'_>) -> String {
     let mut s = String::new();

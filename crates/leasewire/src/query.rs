@@ -68,9 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
-}
+use leasewire_proto::hex::format as hex;
 
 /// Text if printable, else hex.
 fn readable(b: &[u8]) -> String {

@@ -81,7 +81,7 @@ fn replica_view(http: SocketAddr, ip: Ipv4Addr) -> Option<(DhcpState, Vec<u8>, O
     let line = body.lines().next()?;
     let j: serde_json::Value = serde_json::from_str(line).ok()?;
     let state = DhcpState::from_name(j["state"].as_str()?)?;
-    let mac = leasewire_requestor::http::parse_hex(j["mac"].as_str().unwrap_or("")).unwrap_or_default();
+    let mac = leasewire_proto::hex::parse(j["mac"].as_str().unwrap_or("")).unwrap_or_default();
     Some((state, mac, j["expires_at"].as_u64().map(|e| e as u32)))
 }
 
