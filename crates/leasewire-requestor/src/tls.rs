@@ -36,40 +36,42 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
-    /// From PEM files: our certificate chain and key, and the CA that signs servers.
+    /// From PEM files: our certificate chain and key, and the CA that signs servers. Errors name the file.
     pub fn load(cert: &Path, key: &Path, ca: &Path, name: Option<&str>) -> Result<Self, TlsError> {
-        let read = |p: &Path| std::fs::read(p).map_err(|e| file_err(p, e));
-        Self::from_pem(&read(cert)?, &read(key)?, &read(ca)?, name).map_err(|e| match e {
-            TlsError::File { path, message } => TlsError::File {
-                path: match path.as_str() {
-                    "certificate" => cert.display().to_string(),
-                    "key" => key.display().to_string(),
-                    _ => ca.display().to_string(),
-                },
-                message,
-            },
-            other => other,
-        })
+        let read =
+            |p: &Path| Ok::<_, TlsError>((p.display().to_string(), std::fs::read(p).map_err(|e| file_err(p, e))?));
+        let (cert, key, ca) = (read(cert)?, read(key)?, read(ca)?);
+        Self::build((&cert.0, &cert.1), (&key.0, &key.1), (&ca.0, &ca.1), name)
     }
 
     /// From PEM text (for `leasewire demo` and tests, which make certificates in memory).
     pub fn from_pem(cert: &[u8], key: &[u8], ca: &[u8], name: Option<&str>) -> Result<Self, TlsError> {
+        Self::build(("certificate", cert), ("key", key), ("ca", ca), name)
+    }
+
+    /// Each part comes with the name its errors carry (a file path, or what it is).
+    fn build(
+        (cert_name, cert): (&str, &[u8]),
+        (key_name, key): (&str, &[u8]),
+        (ca_name, ca): (&str, &[u8]),
+        name: Option<&str>,
+    ) -> Result<Self, TlsError> {
         let pem_err =
             |what: &str, e: &dyn std::fmt::Display| TlsError::File { path: what.into(), message: e.to_string() };
-        let chain = CertificateDer::pem_slice_iter(cert)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| pem_err("certificate", &e))?;
+        let chain =
+            CertificateDer::pem_slice_iter(cert).collect::<Result<Vec<_>, _>>().map_err(|e| pem_err(cert_name, &e))?;
         if chain.is_empty() {
-            return Err(pem_err("certificate", &"no certificate in the file"));
+            return Err(pem_err(cert_name, &"no certificate in the file"));
         }
-        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| pem_err("key", &e))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| pem_err(key_name, &e))?;
         let mut roots = rustls::RootCertStore::empty();
-        let cas = CertificateDer::pem_slice_iter(ca).collect::<Result<Vec<_>, _>>().map_err(|e| pem_err("ca", &e))?;
+        let cas =
+            CertificateDer::pem_slice_iter(ca).collect::<Result<Vec<_>, _>>().map_err(|e| pem_err(ca_name, &e))?;
         if cas.is_empty() {
-            return Err(pem_err("ca", &"no certificate in the file"));
+            return Err(pem_err(ca_name, &"no certificate in the file"));
         }
         for c in cas {
-            roots.add(c).map_err(|e| pem_err("ca", &e))?;
+            roots.add(c).map_err(|e| pem_err(ca_name, &e))?;
         }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -92,4 +94,22 @@ impl ClientTls {
 
 fn file_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
     TlsError::File { path: path.display().to_string(), message: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_or_missing_files_are_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let e = ClientTls::load(&missing, &junk, &junk, None).unwrap_err().to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+        let e = ClientTls::load(&junk, &junk, &junk, None).unwrap_err().to_string();
+        assert!(e.contains("junk.pem") && e.contains("no certificate"), "{e}");
+        assert!(matches!(ClientTls::from_pem(b"", b"", b"", Some("not a name!")), Err(TlsError::File { .. })));
+    }
 }
