@@ -259,3 +259,12 @@ pub fn changed_since_pages<'a>(
         }
     })
 }
+
+/// What every store does before queueing a commit: a batch with a binding it could not read back unchanged is
+/// refused whole, and an empty batch is done at once. `None`: queue it.
+pub(crate) fn answer_before_commit(bindings: &[Binding]) -> Option<PendingCommit> {
+    if let Some((ip, problem)) = bindings.iter().find_map(|b| b.validate().err().map(|p| (b.ip, p))) {
+        return Some(Pending::ready(Err(StoreError::InvalidBinding { ip, problem })));
+    }
+    bindings.is_empty().then(|| Pending::ready(Ok(Vec::new())))
+}

@@ -309,13 +309,8 @@ pub(crate) use select;
 
 impl LeaseStore for PgStore {
     fn commit(&self, now: u32, bindings: Vec<Binding>) -> PendingCommit {
-        for b in &bindings {
-            if let Err(problem) = b.validate() {
-                return Pending::ready(Err(StoreError::InvalidBinding { ip: b.ip, problem }));
-            }
-        }
-        if bindings.is_empty() {
-            return Pending::ready(Ok(Vec::new()));
+        if let Some(answer) = crate::store::answer_before_commit(&bindings) {
+            return answer;
         }
         self.send(|done| Request::Commit { now, bindings, done })
     }
