@@ -110,3 +110,16 @@ fn readme_first_command_demo_shows_live_changes_and_ends_at_ctrl_c_with_replica_
         assert!(states.contains(s), "no {s} change in {} lines", lines.len());
     }
 }
+
+#[test]
+fn watch_refuses_half_a_tls_setup_and_a_zero_retry_interval_with_a_clear_error() {
+    let out = leasewire(&["watch", "--server", "127.0.0.1:1", "--tls-cert", "x.pem"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-cert, --tls-key and --ca"), "{err}");
+    let out = leasewire(&["watch", "--server", "127.0.0.1:1", "--retry-interval", "0s"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--retry-interval must be more than 0"));
+    let out = leasewire(&["watch", "--server", "not-an-address"]);
+    assert!(!out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
