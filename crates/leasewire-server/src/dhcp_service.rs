@@ -8,7 +8,7 @@
 
 use crate::config::Validated;
 use crate::engine::{Destination, Engine, Received};
-use crate::feed::ChangeFeed;
+use crate::feed::{ChangeFeed, Publisher};
 use crate::leasequery::{Answer, Responder};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
@@ -37,6 +37,9 @@ pub enum ServeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The thread that publishes the change feed could not be started.
+    #[error("cannot start the change feed thread: {0}")]
+    FeedThread(std::io::Error),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] leasewire_store::StoreError),
@@ -66,6 +69,8 @@ pub struct DhcpService {
     engine: Mutex<Engine>,
     store: Arc<dyn LeaseStore>,
     feed: ChangeFeed,
+    /// Publishes on `feed` from its own thread, after the client's reply is sent.
+    publisher: Publisher,
     metrics: Arc<Metrics>,
     jobs: mpsc::UnboundedSender<Work>,
     retention: u32,
@@ -147,6 +152,7 @@ impl DhcpService {
         let service = Arc::new(DhcpService {
             engine: Mutex::new(engine),
             store,
+            publisher: feed.publisher().map_err(ServeError::FeedThread)?,
             feed,
             metrics,
             jobs,
@@ -292,48 +298,70 @@ impl DhcpService {
         }
     }
 
-    /// Complete jobs in order: wait for durability, publish, then reply.
+    /// Complete jobs in order: wait for durability, reply, then publish the changes to the Leasequery
+    /// services (RFC 7724 §6: the requestors hear of a change after the client, and the client never waits
+    /// on them). Changes are published when the next job's commit is not durable yet (or there is none): one
+    /// group commit becomes one feed batch.
     async fn complete(self: Arc<Self>, mut work: mpsc::UnboundedReceiver<Work>) {
-        while let Some(Work::Job(job)) = work.recv().await {
-            if let Some(p) = job.pending {
-                match p.await {
-                    Ok(changes) => {
-                        self.metrics.commit_seconds.observe(job.started.elapsed().as_secs_f64());
-                        for c in &changes {
-                            tracing::debug!(seq = c.seq, ip = %c.binding.ip, state = %c.binding.state, "binding committed");
-                        }
-                        if !self.shared {
-                            self.feed.publish(changes);
+        let mut unpublished = Vec::new();
+        loop {
+            let next = match work.try_recv() {
+                Ok(w) => Some(w),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    self.publisher.publish(std::mem::take(&mut unpublished));
+                    work.recv().await
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+            let Some(Work::Job(job)) = next else { break };
+            if job.pending.as_ref().is_some_and(|p| !p.is_ready()) {
+                self.publisher.publish(std::mem::take(&mut unpublished));
+            }
+            self.complete_job(job, &mut unpublished).await;
+        }
+        self.publisher.publish(unpublished);
+    }
+
+    /// Wait for one job's commit, then reply; its committed changes go onto `committed`.
+    async fn complete_job(&self, job: Job, committed: &mut Vec<leasewire_store::BindingChange>) {
+        if let Some(p) = job.pending {
+            match p.await {
+                Ok(changes) => {
+                    self.metrics.commit_seconds.observe(job.started.elapsed().as_secs_f64());
+                    for c in &changes {
+                        tracing::debug!(seq = c.seq, ip = %c.binding.ip, state = %c.binding.state, "binding committed");
+                    }
+                    if !self.shared {
+                        committed.extend(changes);
+                    }
+                }
+                Err(leasewire_store::StoreError::Conflict { ip }) => {
+                    // Another server bound the address first: the database's record is the truth, and the
+                    // client hears NAK (or nothing), never ACK.
+                    self.metrics.dropped("store_conflict");
+                    tracing::info!(%ip, "commit refused: another server bound the address first");
+                    self.resync(&job.ips);
+                    if let (Some((bytes, dest, t)), Some((.., socket))) = (job.on_conflict, job.reply) {
+                        let to = socket_addr(dest);
+                        match socket.send_to(&bytes, to).await {
+                            Ok(_) => self.metrics.sent(t),
+                            Err(e) => self.send_failed(to, &e),
                         }
                     }
-                    Err(leasewire_store::StoreError::Conflict { ip }) => {
-                        // Another server bound the address first: the database's record is the truth, and the
-                        // client hears NAK (or nothing), never ACK.
-                        self.metrics.dropped("store_conflict");
-                        tracing::info!(%ip, "commit refused: another server bound the address first");
-                        self.resync(&job.ips);
-                        if let (Some((bytes, dest, t)), Some((.., socket))) = (job.on_conflict, job.reply) {
-                            let to = socket_addr(dest);
-                            match socket.send_to(&bytes, to).await {
-                                Ok(_) => self.metrics.sent(t),
-                                Err(e) => self.send_failed(to, &e),
-                            }
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        self.metrics.commit_errors.inc();
-                        tracing::error!(error = %e, "commit failed; reply withheld");
-                        continue;
-                    }
+                    return;
+                }
+                Err(e) => {
+                    self.metrics.commit_errors.inc();
+                    tracing::error!(error = %e, "commit failed; reply withheld");
+                    return;
                 }
             }
-            if let Some((bytes, dest, t, socket)) = job.reply {
-                let to = socket_addr(dest);
-                match socket.send_to(&bytes, to).await {
-                    Ok(_) => self.metrics.sent(t),
-                    Err(e) => self.send_failed(to, &e),
-                }
+        }
+        if let Some((bytes, dest, t, socket)) = job.reply {
+            let to = socket_addr(dest);
+            match socket.send_to(&bytes, to).await {
+                Ok(_) => self.metrics.sent(t),
+                Err(e) => self.send_failed(to, &e),
             }
         }
     }
@@ -407,7 +435,7 @@ impl DhcpService {
                     engine.learn(c.binding.clone());
                 }
             }
-            self.feed.publish(batch);
+            self.publisher.publish(batch);
         }
     }
 

@@ -1,19 +1,27 @@
 //! The change feed: committed binding changes, in commit (sequence) order, for the leasequery services.
 //!
-//! A bounded broadcast: the engine never waits on a subscriber. A subscriber that falls more than the capacity
-//! behind gets `Lagged` and must recover from the store (Active Leasequery does this through catch-up).
+//! A bounded broadcast of batches: the engine never waits on a subscriber. A subscriber that falls more than
+//! the capacity behind gets `Lagged` and must recover from the store (Active Leasequery does this through
+//! catch-up).
+//!
+//! A batch is what one group commit made durable (one fsync), so under load a subscriber wakes once per
+//! group rather than once per change; each change is behind its own `Arc`, so every Active Leasequery
+//! connection can queue it without a copy.
 
 use leasewire_store::BindingChange;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
-/// Default number of changes a subscriber may fall behind before it lags.
-pub const DEFAULT_CAPACITY: usize = 65_536;
+/// Default number of batches a subscriber may fall behind before it lags.
+pub const DEFAULT_CAPACITY: usize = 16_384;
+
+/// Changes committed together, in sequence order.
+pub type Batch = Arc<[Arc<BindingChange>]>;
 
 /// The publishing side of the feed (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct ChangeFeed {
-    tx: broadcast::Sender<Arc<BindingChange>>,
+    tx: broadcast::Sender<Batch>,
 }
 
 impl Default for ChangeFeed {
@@ -23,26 +31,113 @@ impl Default for ChangeFeed {
 }
 
 impl ChangeFeed {
-    /// A feed holding up to `capacity` changes per slow subscriber.
+    /// A feed holding up to `capacity` batches per slow subscriber.
     pub fn new(capacity: usize) -> Self {
         Self { tx: broadcast::channel(capacity.max(1)).0 }
     }
 
-    /// Publish committed changes (in sequence order).
+    /// Publish committed changes (in sequence order) as one batch.
     pub fn publish(&self, changes: Vec<BindingChange>) {
-        for c in changes {
-            // No subscribers is fine: nobody is watching.
-            let _ = self.tx.send(Arc::new(c));
+        if changes.is_empty() {
+            return;
         }
+        let batch: Batch = changes.into_iter().map(Arc::new).collect();
+        // No subscribers is fine: nobody is watching.
+        let _ = self.tx.send(batch);
     }
 
-    /// Subscribe: receives every change published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<BindingChange>> {
+    /// Subscribe: receives every batch published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Batch> {
         self.tx.subscribe()
     }
 
     /// Number of current subscribers.
     pub fn subscribers(&self) -> usize {
         self.tx.receiver_count()
+    }
+
+    /// A handle that publishes on this feed from a thread of its own (named `leasewire-feed`), which runs
+    /// until every clone of the handle is dropped.
+    ///
+    /// Why: publishing wakes every Active Leasequery connection, and those wake-ups take locks that the
+    /// connections' own (lower priority) threads hold at times. Done on the DHCP path, that would make a
+    /// client's ACK wait behind the requestors; a [`Publisher`] costs the DHCP path one lock-free queue push.
+    /// Subscribing before a catch-up scan still leaves no gap: a change is committed before it is queued
+    /// here, so it is either published after the subscription or visible to the scan.
+    pub fn publisher(&self) -> std::io::Result<Publisher> {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<BindingChange>>();
+        let feed = self.clone();
+        std::thread::Builder::new().name("leasewire-feed".into()).spawn(move || {
+            while let Ok(mut changes) = rx.recv() {
+                // Whatever else queued meanwhile goes in the same batch (still in sequence order).
+                while let Ok(more) = rx.try_recv() {
+                    changes.extend(more);
+                }
+                feed.publish(changes);
+            }
+        })?;
+        Ok(Publisher { tx })
+    }
+}
+
+/// Publishes on a [`ChangeFeed`] through its thread (see [`ChangeFeed::publisher`]).
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    tx: std::sync::mpsc::Sender<Vec<BindingChange>>,
+}
+
+impl Publisher {
+    /// Queue committed changes (in sequence order) for publishing; never blocks.
+    pub fn publish(&self, changes: Vec<BindingChange>) {
+        if !changes.is_empty() {
+            // The thread ends only when every Publisher is gone, so the send cannot fail while `self` lives.
+            let _ = self.tx.send(changes);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChangeFeed;
+    use leasewire_store::{Binding, BindingChange, DhcpState};
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    fn change(seq: u64) -> BindingChange {
+        let binding = Binding::new(Ipv4Addr::new(10, 0, 0, seq as u8), DhcpState::Active, 100);
+        BindingChange { seq, time: 100, binding }
+    }
+
+    #[tokio::test]
+    async fn a_publish_is_one_batch_in_order_and_empty_publishes_send_nothing() {
+        let feed = ChangeFeed::default();
+        let mut rx = feed.subscribe();
+        feed.publish(Vec::new());
+        feed.publish(vec![change(1), change(2), change(3)]);
+        let batch = rx.recv().await.unwrap();
+        assert_eq!(batch.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert!(rx.try_recv().is_err(), "the empty publish sent nothing");
+    }
+
+    #[tokio::test]
+    async fn the_publisher_thread_delivers_everything_in_order_and_ends_with_its_handles() {
+        let feed = ChangeFeed::default();
+        let mut rx = feed.subscribe();
+        let publisher = feed.publisher().unwrap();
+        for seq in 1..=100 {
+            publisher.clone().publish(vec![change(seq)]);
+        }
+        let mut seen = Vec::new();
+        while seen.len() < 100 {
+            let batch = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
+            seen.extend(batch.iter().map(|c| c.seq));
+        }
+        assert_eq!(seen, (1..=100).collect::<Vec<_>>());
+        // The thread holds a clone of the feed; once the publisher is gone and the thread ended, only ours
+        // remains, and dropping it closes the channel.
+        drop(publisher);
+        drop(feed);
+        let closed = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap();
+        assert!(matches!(closed, Err(tokio::sync::broadcast::error::RecvError::Closed)));
     }
 }

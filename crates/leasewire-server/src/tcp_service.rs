@@ -17,7 +17,7 @@
 
 use crate::config::Validated;
 use crate::dhcp_service::unix_now;
-use crate::feed::ChangeFeed;
+use crate::feed::{Batch, ChangeFeed};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use crate::tls::TlsSettings;
@@ -352,7 +352,7 @@ impl TcpService {
         let mut shutting_down = *shutdown.borrow();
         // Subscribed the moment the Active query is accepted, before its catch-up scan, so no change falls
         // between the scan and the live stream (duplicates are harmless, gaps are not).
-        let mut live: Option<tokio::sync::broadcast::Receiver<Arc<leasewire_store::BindingChange>>> = None;
+        let mut live: Option<tokio::sync::broadcast::Receiver<Batch>> = None;
         // Whether this connection counts in the active-connections gauge (the caller decrements it).
         let mut gauge_held = false;
         // The admitted slot, once the session accepted a query; until then the connection is pending.
@@ -444,14 +444,14 @@ impl TcpService {
                 },
                 _ = sleep_until(deadline) => s.handle_timeout(tokio::time::Instant::now().into_std()),
                 r = next_change(&mut live) => match r {
-                    Ok(change) => {
-                        s.live(&change);
+                    Ok(batch) => {
+                        batch.iter().for_each(|c| s.live(c.clone()));
                         // Take whatever else is already queued, so one write carries many changes under load
                         // (fewer wake-ups and syscalls per change).
                         if let Some(rx) = live.as_mut() {
-                            for _ in 0..1024 {
+                            for _ in 0..64 {
                                 match rx.try_recv() {
-                                    Ok(c) => s.live(&c),
+                                    Ok(batch) => batch.iter().for_each(|c| s.live(c.clone())),
                                     Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => s.lagged(),
                                     Err(_) => break,
                                 }
@@ -609,8 +609,8 @@ impl Io {
 
 /// The next live change, or never when not subscribed.
 async fn next_change(
-    rx: &mut Option<tokio::sync::broadcast::Receiver<Arc<leasewire_store::BindingChange>>>,
-) -> Result<Arc<leasewire_store::BindingChange>, tokio::sync::broadcast::error::RecvError> {
+    rx: &mut Option<tokio::sync::broadcast::Receiver<Batch>>,
+) -> Result<Batch, tokio::sync::broadcast::error::RecvError> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -56,6 +56,11 @@ impl<T> Pending<T> {
         Self { slot: Arc::new(Slot { state: Mutex::new(State::Done(result)), ready: Condvar::new() }) }
     }
 
+    /// Whether the outcome is known (waiting on it would not block).
+    pub fn is_ready(&self) -> bool {
+        !matches!(*self.slot.lock(), State::Waiting(_))
+    }
+
     /// Block the calling thread until the write is durable (or failed).
     ///
     /// Safe to call from anywhere, including inside an async runtime, though there it blocks a worker

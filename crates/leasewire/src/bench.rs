@@ -203,9 +203,8 @@ pub fn catch_up(server: SocketAddrV4, since: u32) -> anyhow::Result<()> {
 
 /// Active Leasequery latency: `requestors` insecure Active connections watch while `threads` relays run DORA
 /// at about `rate` ACKs per second for `seconds`. Reports the DHCPACK latency (REQUEST sent to ACK received)
-/// and the delivery latency (ACK received by the client to the change's arrival at each requestor; negative
-/// when the stream beat the client, which happens because the feed is published as soon as the commit is
-/// durable, before the ACK is sent).
+/// and the delivery latency (ACK received by the client to the change's arrival at each requestor; the server
+/// publishes a change right after sending the client's reply, so it is rarely negative).
 pub fn active_latency(
     tcp: SocketAddrV4,
     udp: SocketAddrV4,
@@ -354,8 +353,9 @@ pub fn active_latency(
     let pct =
         |v: &[i64], p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0);
     let ack_i: Vec<i64> = ack_lat.iter().map(|x| *x as i64).collect();
+    let mean = ack_i.iter().sum::<i64>() / (ack_i.len() as i64).max(1);
     println!(
-        "{requestors} requestor(s), {achieved:.0} ACKs/s: ACK latency p50 {} µs p99 {} µs; delivery after ACK p50 {} µs p99 {} µs ({} arrivals)",
+        "{requestors} requestor(s), {achieved:.0} ACKs/s: ACK latency p50 {} µs p99 {} µs mean {mean} µs; delivery after ACK p50 {} µs p99 {} µs ({} arrivals)",
         pct(&ack_i, 0.5),
         pct(&ack_i, 0.99),
         pct(&delivery, 0.5),

@@ -6,9 +6,10 @@
 //! backlog past its bound means the requestor cannot keep up, and the connection is closed so the requestor
 //! recovers by catch-up instead of the server buffering without limit.
 
-use crate::{Binding, BindingChange, Message, StatusCode};
-use std::collections::{BTreeMap, HashMap};
+use crate::{BindingChange, Message, StatusCode};
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// RFC 7724 §5.3: ACTIVE_LQ_IDLE_TIMEOUT.
@@ -81,49 +82,61 @@ pub struct Active {
     pub live_seq: HashMap<Ipv4Addr, u64>,
 }
 
-/// Live changes waiting to be sent: one entry per address (a newer change replaces the queued one, RFC 7724
-/// §6), taken in commit order.
+/// Live changes waiting to be sent: one per address (a newer change supersedes the queued one, RFC 7724 §6),
+/// taken in commit order.
 ///
 /// Commit order matters for the requestor's saved base-time (RFC 7724 §7.4): each live message carries its
 /// change's commit time as base-time, so when a connection drops, every change not yet delivered has a
 /// commit time at or after the last base-time the requestor saved, and its catch-up (inclusive) gets it.
+///
+/// The changes are the feed's shared `Arc`s, so a hundred connections queue a change without a hundred copies.
+/// The queue is in commit order because the feed is; a superseded change stays in it and is skipped when it
+/// comes out (it is no longer the address's latest in `latest`), and the queue is compacted when such dead
+/// entries outnumber the live ones, so one address changing fast cannot grow it without bound.
 #[derive(Debug, Default)]
 pub struct Backlog {
-    by_seq: BTreeMap<u64, (u32, Binding)>,
-    seq_of: HashMap<Ipv4Addr, u64>,
+    queue: VecDeque<Arc<BindingChange>>,
+    /// Queued addresses and the sequence number of their latest queued change.
+    latest: HashMap<Ipv4Addr, u64>,
 }
 
 impl Backlog {
-    /// Queue a change; `true` when it replaced a queued change of the same address.
-    pub fn insert(&mut self, c: &BindingChange) -> bool {
-        let replaced = match self.seq_of.insert(c.binding.ip, c.seq) {
-            Some(old) => self.by_seq.remove(&old).is_some(),
-            None => false,
-        };
-        self.by_seq.insert(c.seq, (c.time, c.binding.clone()));
+    /// Queue a change (changes arrive in sequence order); `true` when it superseded a queued change of the same
+    /// address.
+    pub fn insert(&mut self, c: Arc<BindingChange>) -> bool {
+        let replaced = self.latest.insert(c.binding.ip, c.seq).is_some();
+        self.queue.push_back(c);
+        if replaced && self.queue.len() > 2 * self.latest.len() + 64 {
+            let latest = &self.latest;
+            self.queue.retain(|c| latest.get(&c.binding.ip) == Some(&c.seq));
+        }
         replaced
     }
 
-    /// The oldest queued change: its commit time and binding.
-    pub fn pop_first(&mut self) -> Option<(u32, Binding)> {
-        let (_, (time, b)) = self.by_seq.pop_first()?;
-        self.seq_of.remove(&b.ip);
-        Some((time, b))
+    /// The oldest queued change that is its address's latest.
+    pub fn pop_first(&mut self) -> Option<Arc<BindingChange>> {
+        while let Some(c) = self.queue.pop_front() {
+            if self.latest.get(&c.binding.ip) == Some(&c.seq) {
+                self.latest.remove(&c.binding.ip);
+                return Some(c);
+            }
+        }
+        None
     }
 
     /// Commit time of the oldest queued change.
     pub fn oldest_time(&self) -> Option<u32> {
-        self.by_seq.first_key_value().map(|(_, (t, _))| *t)
+        self.queue.iter().find(|c| self.latest.get(&c.binding.ip) == Some(&c.seq)).map(|c| c.time)
     }
 
     /// Addresses queued.
     pub fn len(&self) -> usize {
-        self.by_seq.len()
+        self.latest.len()
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.by_seq.is_empty()
+        self.latest.is_empty()
     }
 }
 
@@ -138,4 +151,56 @@ pub fn validate(m: &Message<'_>) -> Result<Option<u32>, (StatusCode, &'static st
         return Err((StatusCode::MalformedQuery, "query-end-time is not allowed in an active leasequery"));
     }
     Ok(m.options.query_start_time())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backlog;
+    use crate::{Binding, BindingChange, DhcpState};
+    use std::net::Ipv4Addr;
+    use std::sync::Arc;
+
+    fn change(last: u8, seq: u64, time: u32) -> Arc<BindingChange> {
+        let binding = Binding::new(Ipv4Addr::new(10, 0, 0, last), DhcpState::Active, time);
+        Arc::new(BindingChange { seq, time, binding })
+    }
+
+    fn drain(b: &mut Backlog) -> Vec<u64> {
+        std::iter::from_fn(|| b.pop_first()).map(|c| c.seq).collect()
+    }
+
+    // ALQ-6 (coalescing by address): a newer change of a queued address supersedes it; the rest keep commit order.
+    #[test]
+    fn superseded_changes_are_skipped_and_order_is_commit_order() {
+        let mut b = Backlog::default();
+        assert!(!b.insert(change(1, 1, 100)));
+        assert!(!b.insert(change(2, 2, 101)));
+        assert!(b.insert(change(1, 3, 102)));
+        assert_eq!(b.len(), 2);
+        // Address 1's first change is dead: the oldest live one is address 2's.
+        assert_eq!(b.oldest_time(), Some(101));
+        assert_eq!(drain(&mut b), vec![2, 3]);
+        assert!(b.is_empty());
+        assert_eq!(b.oldest_time(), None);
+    }
+
+    #[test]
+    fn one_address_changing_fast_does_not_grow_the_queue() {
+        let mut b = Backlog::default();
+        for seq in 1..=10_000 {
+            b.insert(change(7, seq, 100));
+        }
+        assert_eq!(b.len(), 1);
+        assert!(b.queue.len() <= 2 * b.len() + 65, "dead entries compacted: {}", b.queue.len());
+        assert_eq!(drain(&mut b), vec![10_000]);
+    }
+
+    #[test]
+    fn a_change_queued_again_after_it_was_sent_is_sent_again() {
+        let mut b = Backlog::default();
+        b.insert(change(1, 1, 100));
+        assert_eq!(drain(&mut b), vec![1]);
+        assert!(!b.insert(change(1, 2, 101)), "nothing queued to supersede");
+        assert_eq!(drain(&mut b), vec![2]);
+    }
 }

@@ -274,7 +274,8 @@ impl ServerSession {
     }
 
     /// A change was committed (from the change feed, in commit order). Queued, latest state per address.
-    pub fn live(&mut self, change: &BindingChange) {
+    pub fn live(&mut self, change: impl Into<Arc<BindingChange>>) {
+        let change = change.into();
         let max = self.cfg.active.as_ref().map_or(0, |a| a.max_backlog);
         if let Some(a) = &mut self.active {
             if matches!(a.catch_up, CatchUp::Running { .. }) {
@@ -537,10 +538,10 @@ impl ServerSession {
             self.push(&m);
         }
         for _ in 0..self.cfg.page_size {
-            let Some((committed, b)) = a.backlog.pop_first() else { break };
+            let Some(c) = a.backlog.pop_first() else { break };
             // base-time = the change's commit time (see `Backlog`): never later than a change still queued.
-            let base = committed.min(base_time);
-            write_binding_reply(&mut self.tx, &b, a.xid, &a.prl, base, !a.sent_first, &self.cfg.policy);
+            let base = c.time.min(base_time);
+            write_binding_reply(&mut self.tx, &c.binding, a.xid, &a.prl, base, !a.sent_first, &self.cfg.policy);
             a.sent_first = true;
             self.stats.live_sent += 1;
         }

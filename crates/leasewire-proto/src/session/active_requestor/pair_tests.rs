@@ -135,7 +135,7 @@ fn alq_7_4_1_catch_up_then_live_and_the_saved_base_time() {
     // ALQ-7.4-9: the base-time of the latest message after catch-up (CatchUpComplete's, a second early).
     assert_eq!(p.req.saved_base_time(), Some(T - 1));
     p.clock += 7;
-    p.server.live(&change(9, DhcpState::Released, 10, T + 7));
+    p.server.live(change(9, DhcpState::Released, 10, T + 7));
     p.run();
     assert_eq!(p.bindings().last(), Some(&Ipv4Addr::new(10, 0, 0, 9)));
     assert_eq!(p.req.saved_base_time(), Some(T + 7));
@@ -189,7 +189,7 @@ fn alq_7_2_secure_mode_negotiates_tls_before_the_query() {
     p.run();
     assert_eq!(p.events.first(), Some(&ActiveEvent::StartTls));
     assert!(p.server.is_tls() && p.server.is_active());
-    p.server.live(&change(8, DhcpState::Active, 9, T));
+    p.server.live(change(8, DhcpState::Active, 9, T));
     p.run();
     assert_eq!(p.bindings(), vec![Ipv4Addr::new(10, 0, 0, 8)]);
 }

@@ -547,8 +547,8 @@ fn alq_7_4_live_changes_are_sent_with_the_query_xid_and_base_time() {
     s.receive(&frame(&active_query(9)), now);
     assert!(drive_active(&mut s, &mut vec![]).replies.is_empty(), "no query-start-time: nothing until a change");
     assert!(s.is_active());
-    s.live(&change(3, DhcpState::Active, 10));
-    s.live(&change(4, DhcpState::Released, 11));
+    s.live(change(3, DhcpState::Active, 10));
+    s.live(change(4, DhcpState::Released, 11));
     let run = drive_active(&mut s, &mut vec![]);
     assert_eq!(run.replies.len(), 2);
     for m in &run.replies {
@@ -571,8 +571,8 @@ fn alq_6_3_a_backlog_coalesces_by_address_latest_state_wins() {
     let mut s = ServerSession::new(active_cfg(100), now);
     s.receive(&frame(&active_query(9)), now);
     drive_active(&mut s, &mut vec![]);
-    s.live(&change(3, DhcpState::Active, 10));
-    s.live(&change(3, DhcpState::Released, 11));
+    s.live(change(3, DhcpState::Active, 10));
+    s.live(change(3, DhcpState::Released, 11));
     assert_eq!(s.backlog(), 1);
     let run = drive_active(&mut s, &mut vec![]);
     assert_eq!(run.replies.len(), 1);
@@ -593,7 +593,7 @@ fn alq_7_4_1_catch_up_then_catch_up_complete_with_live_changes_interleaved() {
     s.receive(&frame(&q), now);
     // The query is read on the first poll; a change committed after that is live.
     assert!(matches!(s.poll_output(T0), Some(Output::FetchChanges(_))));
-    s.live(&change(9, DhcpState::Active, 30));
+    s.live(change(9, DhcpState::Active, 30));
     s.changes_page(Ok((vec![change(3, DhcpState::Active, 1), change(4, DhcpState::Expired, 2)], true)));
     let run = drive_active(&mut s, &mut vec![(vec![change(5, DhcpState::Active, 3)], true)]);
     let ips: Vec<Ipv4Addr> = run.replies.iter().filter(|m| status_of(m).is_none()).map(|m| m.ciaddr).collect();
@@ -606,7 +606,7 @@ fn alq_7_4_1_catch_up_then_catch_up_complete_with_live_changes_interleaved() {
     assert_eq!((stats.catch_up_sent, stats.catch_up_complete, stats.live_sent), (3, 1, 1));
     assert!(run.closed.is_none());
     // After catch-up, live changes keep flowing.
-    s.live(&change(6, DhcpState::Active, 31));
+    s.live(change(6, DhcpState::Active, 31));
     assert_eq!(drive_active(&mut s, &mut vec![]).replies[0].ciaddr, ip(6));
 }
 
@@ -619,7 +619,7 @@ fn alq_7_4_6_a_catch_up_row_older_than_a_live_change_is_not_sent_after_it() {
     s.receive(&frame(&q), now);
     assert!(matches!(s.poll_output(T0), Some(Output::FetchChanges(_))));
     // The page was read (address 3 ACTIVE at seq 1); then address 3 was released (seq 2) and went out live.
-    s.live(&change(3, DhcpState::Released, 2));
+    s.live(change(3, DhcpState::Released, 2));
     let mut out = Vec::new();
     while let Some(Output::Transmit(b)) = s.poll_output(T0) {
         out.extend(b);
@@ -647,7 +647,7 @@ fn alq_7_4_9_live_changes_go_out_in_commit_order_with_their_commit_time() {
     let mut c = |last: u8, seq: u64, time: u32| {
         let mut c = change(last, DhcpState::Active, seq);
         c.time = time;
-        s.live(&c);
+        s.live(c);
     };
     c(3, 1, T0 - 30);
     c(7, 2, T0 - 20);
@@ -670,7 +670,7 @@ fn alq_7_4_1_4_data_missing_when_history_does_not_reach_back() {
     assert_eq!(status_of(&run.replies[0]), Some(StatusCode::DataMissing));
     assert_eq!(run.replies[0].options.base_time(), Some(T0), "base-time = now");
     // Live only from here.
-    s.live(&change(3, DhcpState::Active, 40));
+    s.live(change(3, DhcpState::Active, 40));
     let run = drive_active(&mut s, &mut vec![]);
     assert_eq!(run.replies.len(), 1);
     assert_eq!(run.replies[0].message_type(), Some(MessageType::LeaseActive));
@@ -735,7 +735,7 @@ fn a_requestor_that_falls_behind_is_closed() {
     s.receive(&frame(&active_query(9)), now);
     drive_active(&mut s, &mut vec![]);
     for i in 10..14 {
-        s.live(&change(i, DhcpState::Active, i as u64));
+        s.live(change(i, DhcpState::Active, i as u64));
     }
     assert_eq!(drive_active(&mut s, &mut vec![]).closed, Some(CloseReason::SlowRequestor));
     let mut s = ServerSession::new(active_cfg(3), now);
@@ -751,7 +751,7 @@ fn alq_7_4_12_shutdown_sends_query_terminated_last_then_closes() {
     let mut s = ServerSession::new(active_cfg(100), now);
     s.receive(&frame(&active_query(9)), now);
     drive_active(&mut s, &mut vec![]);
-    s.live(&change(3, DhcpState::Active, 10));
+    s.live(change(3, DhcpState::Active, 10));
     s.shutdown();
     let run = drive_active(&mut s, &mut vec![]);
     let last = run.replies.last().unwrap();
