@@ -39,6 +39,8 @@ pub struct WatchMetrics {
     pub caught_up: Counter,
     /// Gaps filled by Bulk Leasequery.
     pub gaps_filled: Counter,
+    /// Each server's clock offset in seconds (requestor minus server; 0 within a second).
+    pub clock_offset: Family<ServerLabel, Gauge>,
     registry: Registry,
 }
 
@@ -60,6 +62,7 @@ impl WatchMetrics {
             data_missing: Counter::default(),
             caught_up: Counter::default(),
             gaps_filled: Counter::default(),
+            clock_offset: Family::default(),
             registry: Registry::default(),
         };
         registry.register("messages", "Binding messages received, by merge outcome", m.messages.clone());
@@ -69,6 +72,11 @@ impl WatchMetrics {
         registry.register("data_missing", "DataMissing statuses received", m.data_missing.clone());
         registry.register("catch_ups", "Catch-ups that completed", m.caught_up.clone());
         registry.register("gaps_filled", "Gaps filled by Bulk Leasequery", m.gaps_filled.clone());
+        registry.register(
+            "clock_offset_seconds",
+            "The server's clock against the requestor's, from base-times (requestor minus server; 0 within a second)",
+            m.clock_offset.clone(),
+        );
         Self { registry, ..m }
     }
 

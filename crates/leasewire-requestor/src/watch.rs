@@ -8,7 +8,7 @@
 use crate::active::{self, ActiveEnd, ActiveOptions, Progress};
 use crate::bulk::{BulkError, BulkStream};
 use crate::conn::Target;
-use crate::metrics::WatchMetrics;
+use crate::metrics::{ServerLabel, WatchMetrics};
 use crate::replica::{Applied, Gap, Replica, ReplicaError, Via};
 use leasewire_proto::session::active::ACTIVE_LQ_IDLE_TIMEOUT;
 use leasewire_proto::session::active_requestor::ActiveEvent;
@@ -107,7 +107,13 @@ pub enum Report {
 
 #[derive(Debug)]
 enum Msg {
-    Binding { binding: Binding, base_time: Option<u32>, via: Via },
+    /// `received`: our clock when it arrived (Unix seconds), for the server's clock offset.
+    Binding {
+        binding: Binding,
+        base_time: Option<u32>,
+        via: Via,
+        received: u32,
+    },
     Saved(Option<u32>),
     Seeded(Option<u32>, u64),
     GapOpened(Gap),
@@ -195,10 +201,14 @@ fn merge(
 ) -> Option<Report> {
     let status = |status| Some(Report::Status { server: name(id), status });
     match msg {
-        Msg::Binding { binding, base_time, via } => {
+        Msg::Binding { binding, base_time, via, received } => {
+            let clock_moved = base_time.is_some_and(|t| r.observe_clock(id, received, t));
             let applied = r.apply(id, &binding, base_time, via);
             if let Some(m) = metrics {
                 m.applied(applied);
+                if clock_moved {
+                    m.clock_offset.get_or_create(&ServerLabel { server: name(id) }).set(r.clock_offset(id));
+                }
             }
             matches!(applied, Applied::New | Applied::Changed).then(|| Report::Change {
                 server: name(id),
@@ -334,7 +344,7 @@ impl Peer {
                 }
                 Progress::Event { event, saved } => match event {
                     ActiveEvent::Binding { binding, base_time } => {
-                        (Msg::Binding { binding, base_time, via: Via::Active }, saved)
+                        (Msg::Binding { binding, base_time, via: Via::Active, received: unix_now() }, saved)
                     }
                     ActiveEvent::CatchUpComplete => (Msg::Status(Status::CaughtUp), saved),
                     ActiveEvent::DataMissing { from, to } => {
@@ -382,7 +392,13 @@ impl Peer {
                     if let Some(t) = b.base_time {
                         lowest = Some(lowest.map_or(t, |l| l.min(t)));
                     }
-                    if !self.send(Msg::Binding { binding: b.binding, base_time: b.base_time, via: Via::Bulk }).await {
+                    let msg = Msg::Binding {
+                        binding: b.binding,
+                        base_time: b.base_time,
+                        via: Via::Bulk,
+                        received: unix_now(),
+                    };
+                    if !self.send(msg).await {
                         return Err(BulkError::Stopped);
                     }
                 }
@@ -422,4 +438,9 @@ fn describe(end: &ActiveEnd) -> String {
         )) => "the server ended the query (QueryTerminated)".into(),
         other => other.to_string(),
     }
+}
+
+/// The requestor's clock, in Unix seconds (the unit of base-time).
+fn unix_now() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
 }

@@ -81,6 +81,14 @@ fn alq_7_4_1_14_one_replica_for_two_servers_and_lookups_over_http() {
     let metrics = http_get(http, "/metrics");
     assert!(metric(&metrics, "leasewire_requestor_bindings") >= 40.0, "both pools seeded:\n{metrics}");
     assert!(metrics.contains("leasewire_requestor_streaming{server=\"127.0.0.1:"), "{metrics}");
+    // BLQ-7.4-2: both servers share this machine's clock.
+    assert_eq!(metrics.matches("leasewire_requestor_clock_offset_seconds{server=\"127.0.0.1:").count(), 2, "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("leasewire_requestor_clock_offset_seconds{"))
+            .all(|l| l.ends_with(" 0"))
+    );
     assert!(http_get(http, "/bindings?ip=not-an-ip").contains("not an IPv4 address"));
 
     watch.signal("TERM");

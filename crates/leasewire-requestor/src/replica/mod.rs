@@ -6,11 +6,13 @@
 //! *together with* the base-times saved after them, so a crash can only roll both back, and the next
 //! catch-up re-sends what was lost. Nothing else needs to be durable: the server is the source of truth.
 
+mod clock;
 mod db;
 mod record;
 
 pub use record::Via;
 
+use clock::ClockOffset;
 use leasewire_proto::Binding;
 use record::Record;
 use std::collections::{HashMap, HashSet};
@@ -93,6 +95,9 @@ pub enum Applied {
 pub struct Replica {
     entries: HashMap<Ipv4Addr, Record>,
     servers: Vec<ServerState>,
+    /// Each server's clock against ours, learned from base-times since the watcher started (not persisted:
+    /// a server's first message after a restart sets it again).
+    clocks: Vec<ClockOffset>,
     dirty: HashSet<Ipv4Addr>,
     servers_dirty: bool,
     db: Option<db::Db>,
@@ -104,6 +109,7 @@ impl Replica {
         let mut r = Self {
             entries: HashMap::new(),
             servers: Vec::new(),
+            clocks: Vec::new(),
             dirty: HashSet::new(),
             servers_dirty: false,
             db: None,
@@ -117,7 +123,9 @@ impl Replica {
     /// Open (or create, mode 0600) the replica file and load it; `servers` are added if new.
     pub fn open(path: &Path, servers: &[String]) -> Result<Self, ReplicaError> {
         let (db, (servers_known, entries)) = db::Db::open(path)?;
-        let mut r = Self { entries, servers: servers_known, dirty: HashSet::new(), servers_dirty: false, db: Some(db) };
+        let clocks = vec![ClockOffset::default(); servers_known.len()];
+        let mut r =
+            Self { entries, servers: servers_known, clocks, dirty: HashSet::new(), servers_dirty: false, db: Some(db) };
         for s in servers {
             r.server_id(s);
         }
@@ -131,6 +139,7 @@ impl Replica {
             return i as u16;
         }
         self.servers.push(ServerState { addr: addr.to_string(), seeded: false, saved: None, gaps: Vec::new() });
+        self.clocks.push(ClockOffset::default());
         self.servers_dirty = true;
         (self.servers.len() - 1) as u16
     }
@@ -145,19 +154,43 @@ impl Replica {
         &self.servers
     }
 
+    /// A message from server `id` with `base_time` (its clock) arrived at `received` (ours, Unix seconds):
+    /// what the clock offset is learned from (BLQ-7.4-2). True when it is the server's first observation or
+    /// the offset changed.
+    pub fn observe_clock(&mut self, id: u16, received: u32, base_time: u32) -> bool {
+        self.clocks[usize::from(id)].observe(received, base_time)
+    }
+
+    /// Seconds to add to server `id`'s times to put them in the requestor's clock (0 when they agree to
+    /// within the one-second resolution of base-time, or before the server has been heard from).
+    pub fn clock_offset(&self, id: u16) -> i64 {
+        self.clocks[usize::from(id)].seconds()
+    }
+
     /// Merge one binding reported by server `id` in a message with `base_time`.
+    ///
+    /// Records of one server are compared in its own clock; records of two servers each in the requestor's
+    /// (BLQ-7.6-2), so a failover peer whose clock is off cannot win with a stale binding, nor lose with a
+    /// fresh one. Records keep the times their server reported.
     pub fn apply(&mut self, id: u16, b: &Binding, base_time: Option<u32>, via: Via) -> Applied {
         let new = Record::new(b, base_time, via, id);
         let outcome = match self.entries.get(&b.ip) {
             None => Applied::New,
             // Same binding again: keep the record (and what it came with) as it is.
             Some(old) if new.same_binding(old) => return Applied::Duplicate,
-            Some(old) if new.compare(old).is_lt() => return Applied::Stale,
+            Some(old) if self.newer(&new, old).is_lt() => return Applied::Stale,
             Some(_) => Applied::Changed,
         };
         self.entries.insert(b.ip, new);
         self.dirty.insert(b.ip);
         outcome
+    }
+
+    fn newer(&self, new: &Record, old: &Record) -> std::cmp::Ordering {
+        if new.server == old.server {
+            return new.compare_shifted(0, old, 0);
+        }
+        new.compare_shifted(self.clock_offset(new.server), old, self.clock_offset(old.server))
     }
 
     /// Record the base-time to use next for server `id`.

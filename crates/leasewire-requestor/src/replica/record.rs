@@ -164,7 +164,15 @@ impl Record {
             && self.flags & !ORIGIN == other.flags & !ORIGIN
     }
 
-    /// RFC 6926 §7.6 (BLQ-7.6-2/3): which of two records about one address is the newer.
+    /// RFC 6926 §7.6 (BLQ-7.6-2/3): which of two records about one address is the newer, both in the clock of
+    /// the server that reported them.
+    #[cfg(test)]
+    pub(crate) fn compare(&self, other: &Record) -> Ordering {
+        self.compare_shifted(0, other, 0)
+    }
+
+    /// [`Record::compare`] with each record's times moved into the requestor's clock first: `mine` and `theirs`
+    /// are the seconds to add to this record's and the other's times (their servers' clock offsets, BLQ-7.4-2).
     ///
     /// First the RFC's rules: both have client-last-transaction-time, the later wins; one has it, it is
     /// compared with the other's start-time-of-state; neither, the later start-time-of-state; then local data
@@ -172,19 +180,24 @@ impl Record {
     /// over a Bulk snapshot (a bulk page is read before it is sent, so its base-time can postdate a live change
     /// it does not contain, while the stream carries every change in commit order); the later observation
     /// (base-time). `Equal` means indistinguishable: the newer arrival is taken.
-    pub(crate) fn compare(&self, other: &Record) -> Ordering {
-        let primary = match (self.cltt(), other.cltt()) {
+    pub(crate) fn compare_shifted(&self, mine: i64, other: &Record, theirs: i64) -> Ordering {
+        let at = |t: u32, shift: i64| i64::from(t) + shift;
+        let (since_a, since_b) = (at(self.state_since, mine), at(other.state_since, theirs));
+        let (cltt_a, cltt_b) = (self.cltt().map(|t| at(t, mine)), other.cltt().map(|t| at(t, theirs)));
+        let primary = match (cltt_a, cltt_b) {
             (Some(a), Some(b)) => a.cmp(&b),
-            (Some(a), None) => a.cmp(&other.state_since),
-            (None, Some(b)) => self.state_since.cmp(&b),
-            (None, None) => self.state_since.cmp(&other.state_since),
+            (Some(a), None) => a.cmp(&since_b),
+            (None, Some(b)) => since_a.cmp(&b),
+            (None, None) => since_a.cmp(&since_b),
         };
-        let changed = |r: &Record| r.state_since.max(r.cltt().unwrap_or(0));
+        let changed_a = since_a.max(cltt_a.unwrap_or(i64::MIN));
+        let changed_b = since_b.max(cltt_b.unwrap_or(i64::MIN));
+        let observed = |r: &Record, shift: i64| (r.observed != 0).then(|| at(r.observed, shift));
         primary
             .then_with(|| (other.flags & REMOTE).cmp(&(self.flags & REMOTE)))
-            .then_with(|| changed(self).cmp(&changed(other)))
+            .then_with(|| changed_a.cmp(&changed_b))
             .then_with(|| (self.flags & VIA_ACTIVE).cmp(&(other.flags & VIA_ACTIVE)))
-            .then_with(|| self.observed.cmp(&other.observed))
+            .then_with(|| observed(self, mine).cmp(&observed(other, theirs)))
     }
 
     /// Append the persisted form.

@@ -40,6 +40,46 @@ fn blq_7_6_1_several_servers_merge_by_address_and_local_data_wins_ties() {
     assert_eq!(r.get(local.ip).unwrap().1, "a");
 }
 
+/// BLQ-7.4-2 / BLQ-7.6-2: times of two servers are compared in the requestor's clock. Server "b" runs 300 s
+/// behind the requestor and server "a" (which agree).
+#[test]
+fn blq_7_6_2_two_servers_are_compared_in_the_requestors_clock() {
+    const NOW: u32 = 1_000_000;
+    let mut r = Replica::in_memory(&["a".into(), "b".into()]);
+    r.observe_clock(0, NOW, NOW);
+    r.observe_clock(1, NOW, NOW - 300);
+    assert_eq!((r.clock_offset(0), r.clock_offset(1)), (0, 300));
+    // "a" leased the address at NOW-100; "b" released it at NOW-50 (its clock: NOW-350).
+    let leased = b(1, DhcpState::Active, NOW - 100, Some(NOW - 100), 1);
+    let released = b(1, DhcpState::Released, NOW - 350, Some(NOW - 350), 1);
+    assert_eq!(r.apply(0, &leased, Some(NOW - 100), Via::Active), Applied::New);
+    assert_eq!(r.apply(1, &released, Some(NOW - 350), Via::Active), Applied::Changed, "the later release wins");
+    assert_eq!(r.get(leased.ip).unwrap().0, released, "kept as its server reported it");
+    // A binding "b" reported from before the lease (NOW-200, its clock NOW-500) loses, whatever the order.
+    let older = b(2, DhcpState::Active, NOW - 500, Some(NOW - 500), 2);
+    let newer = b(2, DhcpState::Released, NOW - 100, Some(NOW - 100), 2);
+    assert_eq!(r.apply(0, &newer, Some(NOW), Via::Active), Applied::New);
+    assert_eq!(r.apply(1, &older, Some(NOW - 300), Via::Bulk), Applied::Stale);
+    // Without the conversion the same messages merge the other way round: the test can tell.
+    let mut naive = Replica::in_memory(&["a".into(), "b".into()]);
+    naive.apply(0, &leased, Some(NOW - 100), Via::Active);
+    assert_eq!(naive.apply(1, &released, Some(NOW - 350), Via::Active), Applied::Stale);
+}
+
+/// Clocks that agree to within base-time's one-second resolution compare exactly as reported.
+#[test]
+fn blq_7_6_2_a_second_of_delay_is_not_a_clock_offset() {
+    let mut r = Replica::in_memory(&["a".into(), "b".into()]);
+    r.observe_clock(0, 1001, 1000);
+    r.observe_clock(1, 1001, 1000);
+    assert_eq!((r.clock_offset(0), r.clock_offset(1)), (0, 0));
+    let mut remote = b(1, DhcpState::Active, 100, Some(100), 1);
+    remote.data_source = DataSource::REMOTE;
+    let local = b(1, DhcpState::Active, 100, Some(100), 9);
+    r.apply(0, &local, Some(100), Via::Active);
+    assert_eq!(r.apply(1, &remote, Some(100), Via::Active), Applied::Stale, "the tie still goes to local data");
+}
+
 #[test]
 fn the_file_keeps_bindings_base_times_and_gaps_across_restarts_and_is_private() {
     let dir = tempfile::tempdir().unwrap();
