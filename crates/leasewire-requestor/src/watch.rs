@@ -182,14 +182,23 @@ pub async fn run(
                     }
                 }
             }
-            _ = tick.tick() => {
-                crate::replica::lock(&replica).flush()?;
-            }
+            _ = tick.tick() => flush(&replica).await?,
         }
     }
     while tasks.join_next().await.is_some() {}
-    crate::replica::lock(&replica).flush()?;
-    Ok(())
+    flush(&replica).await
+}
+
+/// Write what changed to the replica file on a blocking thread, without holding the replica meanwhile (so
+/// HTTP lookups are not kept waiting on an fsync, nor the runtime's thread on SQLite). The merger awaits it,
+/// so flushes are written in the order taken.
+async fn flush(replica: &Arc<Mutex<Replica>>) -> Result<(), ReplicaError> {
+    let Some(f) = crate::replica::lock(replica).take_flush() else { return Ok(()) };
+    match tokio::task::spawn_blocking(move || f.write()).await {
+        Ok(written) => written.map(drop),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(ReplicaError::Stopped),
+    }
 }
 
 fn merge(

@@ -1,6 +1,7 @@
 //! Durability under SIGKILL: every commit the store acknowledged survives the process dying at any moment.
 //!
-//! The test re-executes its own binary as a child (`crash_child`, selected by an environment variable)
+//! The test re-executes its own binary as a child (the test `concurrent_commits_…`, which turns into the
+//! child when an environment variable says so)
 //! that commits from several threads as fast as it can and prints every acknowledged change on stdout. The
 //! parent kills it with SIGKILL at a random moment, reopens the store and checks that every acknowledged
 //! change is there, byte for byte, and that SQLite finds the file consistent. 20 rounds on one file.
@@ -38,18 +39,15 @@ fn binding_for(ip: Ipv4Addr) -> Binding {
     b
 }
 
-/// Not a test of its own: the child process. A no-op unless the parent set `CHILD_ENV`.
-#[test]
-fn crash_child() {
-    let Ok(path) = std::env::var(CHILD_ENV) else { return };
-    let round: u32 = std::env::var(ROUND_ENV).unwrap().parse().unwrap();
-    let store = std::sync::Arc::new(SqliteStore::open(&path, OpenOptions::new(T0 + round)).unwrap());
+/// Commit from `THREADS` threads, printing every acknowledged change; `per_thread` commits each, or without
+/// end (the crash child, killed by its parent).
+fn commit_and_print(store: &std::sync::Arc<SqliteStore>, round: u32, per_thread: Option<u32>) {
     let threads: Vec<_> = (0..THREADS)
         .map(|t| {
             let store = store.clone();
             std::thread::spawn(move || {
                 let batch = t as usize + 1; // batches of 1 to 4 bindings
-                for i in 0u32.. {
+                for i in 0..per_thread.unwrap_or(u32::MAX) {
                     let ips = (0..batch as u32)
                         .map(|k| Ipv4Addr::from((round + 1) << 24 | t << 20 | ((i * batch as u32 + k) & 0xf_ffff)));
                     let changes = store.commit(T0 + round, ips.map(binding_for).collect()).wait().unwrap();
@@ -67,6 +65,32 @@ fn crash_child() {
     }
 }
 
+/// The crash child when the parent set `CHILD_ENV` (commits until SIGKILL). Run on its own, the same
+/// concurrent commits end with a clean close, and every one is there after reopening.
+#[test]
+fn concurrent_commits_survive_a_clean_close_and_are_the_crash_child() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        let round: u32 = std::env::var(ROUND_ENV).unwrap().parse().unwrap();
+        let store = std::sync::Arc::new(SqliteStore::open(&path, OpenOptions::new(T0 + round)).unwrap());
+        commit_and_print(&store, round, None);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leases.db");
+    let store = std::sync::Arc::new(SqliteStore::open(&path, OpenOptions::new(T0)).unwrap());
+    commit_and_print(&store, 0, Some(50));
+    drop(store);
+    let store = SqliteStore::open(&path, OpenOptions::new(T0)).unwrap();
+    // Thread t committed 50 batches of t + 1 bindings.
+    let expected: u64 = (1..=u64::from(THREADS)).map(|b| 50 * b).sum();
+    assert_eq!(store.last_seq().unwrap(), expected);
+    for t in 0..THREADS {
+        let ip = Ipv4Addr::from(1 << 24 | t << 20 | (50 * (t + 1) - 1));
+        assert_eq!(store.get(ip).unwrap().map(|c| c.binding), Some(binding_for(ip)), "thread {t}'s last binding");
+    }
+    assert_eq!(store.integrity_check().unwrap(), Vec::<String>::new());
+}
+
 fn random_below(n: u64) -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now()) % n
 }
@@ -74,7 +98,7 @@ fn random_below(n: u64) -> u64 {
 /// Run one child until killed; return what it acknowledged as (seq, time, ip).
 fn run_child(path: &Path, round: u32) -> Vec<(u64, u32, Ipv4Addr)> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args(["concurrent_commits_survive_a_clean_close_and_are_the_crash_child", "--exact", "--nocapture"])
         .env(CHILD_ENV, path)
         .env(ROUND_ENV, round.to_string())
         .stdout(Stdio::piped())

@@ -109,3 +109,40 @@ fn alq_7_4_1_14_one_replica_for_two_servers_and_lookups_over_http() {
         }
     }
 }
+
+/// When whatever reads `watch`'s output goes away (`leasewire watch --json | head -1`), the watcher stops
+/// cleanly at its next write: exit status 0, and the replica file holds what it had merged.
+#[test]
+fn watch_stops_cleanly_when_its_reader_goes_away() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, udp, tcp) = server(dir.path(), 23);
+    let wdir = tempfile::tempdir().unwrap();
+    let replica_path = wdir.path().join("replica.sqlite3");
+    let mut watch = Proc::spawn(
+        "leasewire watch",
+        Command::new(leasewire())
+            .args(["watch", "--json", "--retry-interval", "200ms", "--server", &format!("127.0.0.1:{tcp}")])
+            .arg("--db")
+            .arg(&replica_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    // The seed prints the 20 configured addresses; read them all, then hang up.
+    let mut out = std::io::BufReader::new(watch.child.stdout.take().unwrap());
+    for _ in 0..20 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.contains("\"ip\":\"127.23.0."), "{line}");
+    }
+    drop(out);
+    assert!(watch.child.try_wait().unwrap().is_none(), "nothing written since: still running");
+    // A lease makes the watcher write again, into the closed pipe.
+    let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::new(127, 23, 0, 254));
+    let ip = relay.dora([2, 0, 0, 0, 23, 1], 1, Ipv4Addr::LOCALHOST).expect("a lease");
+    assert!(watch.wait_exit(20).success(), "a closed output is a normal end");
+    s.stop();
+    let replica = Replica::open(&replica_path, &[]).unwrap();
+    let (b, _) = replica.get(ip).expect("the lease merged before the write failed is in the file");
+    assert_eq!(b.state, leasewire_proto::DhcpState::Active);
+}

@@ -96,9 +96,11 @@ impl Db {
         Ok((Self { conn, path: shown }, (servers, entries)))
     }
 
-    pub(super) fn write<'a>(
+    /// Write encoded records (address, [`Record::encode`] bytes) and, when given, every server's state, in one
+    /// transaction.
+    pub(super) fn write(
         &mut self,
-        records: impl Iterator<Item = (Ipv4Addr, &'a Record)>,
+        records: &[(Ipv4Addr, Vec<u8>)],
         servers: Option<&[ServerState]>,
     ) -> Result<(), ReplicaError> {
         let path = self.path.clone();
@@ -107,11 +109,8 @@ impl Db {
         {
             let mut put =
                 tx.prepare_cached("INSERT OR REPLACE INTO binding (ip, record) VALUES (?1, ?2)").map_err(sql)?;
-            let mut buf = Vec::with_capacity(64);
-            for (ip, r) in records {
-                buf.clear();
-                r.encode(&mut buf);
-                put.execute(params![u32::from(ip), buf]).map_err(sql)?;
+            for (ip, bytes) in records {
+                put.execute(params![u32::from(*ip), bytes]).map_err(sql)?;
             }
         }
         if let Some(servers) = servers {

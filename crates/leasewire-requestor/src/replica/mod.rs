@@ -18,6 +18,7 @@ use record::Record;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 /// Lock a shared replica. A panic elsewhere while it was held leaves the data as consistent as any single
 /// merge step leaves it, so the poison is ignored rather than taking the watcher down with it.
@@ -44,6 +45,9 @@ pub enum ReplicaError {
         /// What is wrong.
         message: String,
     },
+    /// A write to the file was cancelled because the runtime was stopping (the next start catches up).
+    #[error("replica not written: the runtime stopped first")]
+    Stopped,
     /// The file could not be created.
     #[error("replica {path}: {source}")]
     Io {
@@ -100,7 +104,28 @@ pub struct Replica {
     clocks: Vec<ClockOffset>,
     dirty: HashSet<Ipv4Addr>,
     servers_dirty: bool,
-    db: Option<db::Db>,
+    /// The file, shared with [`Flush`]es being written (one at a time: the lock orders them).
+    db: Option<Arc<Mutex<db::Db>>>,
+}
+
+/// Changes taken out of the replica to be written to its file without holding the replica: the SQLite
+/// transaction (and its fsync) runs on a blocking thread while merges and lookups go on.
+#[derive(Debug)]
+#[must_use = "the changes are only in the file once written"]
+pub struct Flush {
+    records: Vec<(Ipv4Addr, Vec<u8>)>,
+    servers: Option<Vec<ServerState>>,
+    db: Arc<Mutex<db::Db>>,
+}
+
+impl Flush {
+    /// Write the changes in one transaction (blocking); returns how many bindings were written. Flushes must
+    /// be written in the order they were taken: a later one may overwrite an address an earlier one holds.
+    pub fn write(self) -> Result<usize, ReplicaError> {
+        let mut db = self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        db.write(&self.records, self.servers.as_deref())?;
+        Ok(self.records.len())
+    }
 }
 
 impl Replica {
@@ -123,6 +148,7 @@ impl Replica {
     /// Open (or create, mode 0600) the replica file and load it; `servers` are added if new.
     pub fn open(path: &Path, servers: &[String]) -> Result<Self, ReplicaError> {
         let (db, (servers_known, entries)) = db::Db::open(path)?;
+        let db = Arc::new(Mutex::new(db));
         let clocks = vec![ClockOffset::default(); servers_known.len()];
         let mut r =
             Self { entries, servers: servers_known, clocks, dirty: HashSet::new(), servers_dirty: false, db: Some(db) };
@@ -264,19 +290,32 @@ impl Replica {
     /// Write changed bindings and server states in one transaction (no-op in memory). Returns how many
     /// bindings were written.
     pub fn flush(&mut self) -> Result<usize, ReplicaError> {
-        let Some(db) = &mut self.db else {
+        self.take_flush().map_or(Ok(0), Flush::write)
+    }
+
+    /// Take the changes not yet written (bindings and, if changed, server states) for [`Flush::write`];
+    /// `None` when there is nothing to write or no file. Taken together, so a file never holds a saved
+    /// base-time without the bindings that came before it.
+    pub fn take_flush(&mut self) -> Option<Flush> {
+        let Some(db) = &self.db else {
             self.dirty.clear();
-            return Ok(0);
+            return None;
         };
         if self.dirty.is_empty() && !self.servers_dirty {
-            return Ok(0);
+            return None;
         }
-        let n = self.dirty.len();
-        let records = self.dirty.iter().filter_map(|ip| self.entries.get(ip).map(|r| (*ip, r)));
-        db.write(records, self.servers_dirty.then_some(&self.servers[..]))?;
-        self.dirty.clear();
-        self.servers_dirty = false;
-        Ok(n)
+        let records = self
+            .dirty
+            .drain()
+            .filter_map(|ip| {
+                let r = self.entries.get(&ip)?;
+                let mut bytes = Vec::with_capacity(64);
+                r.encode(&mut bytes);
+                Some((ip, bytes))
+            })
+            .collect();
+        let servers = std::mem::take(&mut self.servers_dirty).then(|| self.servers.clone());
+        Some(Flush { records, servers, db: db.clone() })
     }
 }
 

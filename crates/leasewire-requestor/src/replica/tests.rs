@@ -107,6 +107,31 @@ fn the_file_keeps_bindings_base_times_and_gaps_across_restarts_and_is_private() 
     assert_eq!(r.server(1).saved, None);
 }
 
+/// A flush is taken under the replica's lock and written without it: merges go on meanwhile, and what they
+/// change goes in the next flush, not lost between the two.
+#[test]
+fn a_taken_flush_is_written_while_the_replica_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.sqlite3");
+    {
+        let mut r = Replica::open(&path, &["127.0.0.1:67".into()]).unwrap();
+        r.apply(0, &b(1, DhcpState::Active, 100, Some(100), 1), Some(100), Via::Active);
+        r.set_saved(0, Some(100));
+        let first = r.take_flush().expect("changes to write");
+        assert!(r.take_flush().is_none(), "taken once");
+        // Merged while the first flush is still unwritten.
+        r.apply(0, &b(1, DhcpState::Released, 200, Some(200), 1), Some(200), Via::Active);
+        r.apply(0, &b(2, DhcpState::Active, 200, Some(200), 2), Some(200), Via::Active);
+        r.set_saved(0, Some(200));
+        assert_eq!(first.write().unwrap(), 1);
+        assert_eq!(r.take_flush().expect("the later changes").write().unwrap(), 2);
+    }
+    let r = Replica::open(&path, &[]).unwrap();
+    assert_eq!(r.get(Ipv4Addr::new(10, 0, 0, 1)).unwrap().0, b(1, DhcpState::Released, 200, Some(200), 1));
+    assert_eq!(r.len(), 2);
+    assert_eq!(r.server(0).saved, Some(200));
+}
+
 #[test]
 fn a_file_that_is_not_a_replica_is_refused_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
