@@ -105,6 +105,24 @@ pub struct StoreSection {
     pub start_at: Option<Spanned<f64>>,
     /// PostgreSQL: connections in the pool. Default 8.
     pub pool_size: Option<Spanned<usize>>,
+    /// PostgreSQL: the CA (PEM) that signs the database server's certificate. Setting it turns TLS on for
+    /// every connection to the database, required whatever `sslmode` the URL says; the server's name is
+    /// checked against the URL's host.
+    pub ca: Option<Spanned<PathBuf>>,
+    /// PostgreSQL with `ca`: this server's client certificate chain (PEM), for databases that authenticate
+    /// by certificate (`hostssl ... cert` in pg_hba.conf). With `key`.
+    pub cert: Option<Spanned<PathBuf>>,
+    /// PostgreSQL with `cert`: its private key (PEM).
+    pub key: Option<Spanned<PathBuf>>,
+}
+
+/// TLS to the PostgreSQL database (`server.store.ca`, `cert`, `key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreTls {
+    /// The CA that signs the database server's certificate.
+    pub ca: PathBuf,
+    /// A client certificate chain and its key.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 /// The store the server runs on, checked.
@@ -122,6 +140,8 @@ pub enum StoreChoice {
         start_at: f64,
         /// Pooled connections.
         pool_size: usize,
+        /// TLS to the database, if configured.
+        tls: Option<StoreTls>,
     },
 }
 
@@ -598,6 +618,9 @@ fn store_choice(server: &ServerSection, text: &str) -> Result<StoreChoice, Confi
                 st.name.as_ref().map(|v| ("name", v.span())),
                 st.start_at.as_ref().map(|v| ("start-at", v.span())),
                 st.pool_size.as_ref().map(|v| ("pool-size", v.span())),
+                st.ca.as_ref().map(|v| ("ca", v.span())),
+                st.cert.as_ref().map(|v| ("cert", v.span())),
+                st.key.as_ref().map(|v| ("key", v.span())),
             ];
             if let Some((key, span)) = extra.into_iter().flatten().next() {
                 return err(format!("server.store.{key}"), text, Some(span), "only for kind = \"postgres\"");
@@ -643,7 +666,26 @@ fn store_choice(server: &ServerSection, text: &str) -> Result<StoreChoice, Confi
                 Some(v) => *v.get_ref(),
                 None => 8,
             };
-            Ok(StoreChoice::Postgres { url: url.get_ref().clone(), name, start_at, pool_size })
+            let client = match (&st.cert, &st.key) {
+                (Some(c), Some(k)) => Some((c.get_ref().clone(), k.get_ref().clone())),
+                (None, None) => None,
+                (Some(c), None) => return err("server.store.key".into(), text, Some(c.span()), "cert needs key"),
+                (None, Some(k)) => return err("server.store.cert".into(), text, Some(k.span()), "key needs cert"),
+            };
+            let tls = match (&st.ca, client) {
+                (Some(ca), client) => Some(StoreTls { ca: ca.get_ref().clone(), client }),
+                (None, None) => None,
+                (None, Some(_)) => {
+                    let span = st.cert.as_ref().map(|c| c.span());
+                    return err(
+                        "server.store.ca".into(),
+                        text,
+                        span,
+                        "a client certificate needs ca (the CA of the database server's certificate)",
+                    );
+                }
+            };
+            Ok(StoreChoice::Postgres { url: url.get_ref().clone(), name, start_at, pool_size, tls })
         }
         other => err(
             "server.store.kind".into(),
@@ -870,10 +912,17 @@ impl Validated {
             StoreChoice::Sqlite => {
                 let _ = writeln!(out, "lease store: embedded SQLite in the data directory");
             }
-            StoreChoice::Postgres { name, start_at, .. } => {
+            StoreChoice::Postgres { name, start_at, tls, .. } => {
+                let tls = match tls {
+                    Some(StoreTls { ca, client: Some(_) }) => {
+                        format!("TLS required (CA {}, client certificate)", ca.display())
+                    }
+                    Some(StoreTls { ca, client: None }) => format!("TLS required (CA {})", ca.display()),
+                    None => "no TLS (set server.store.ca unless the database is on a Unix socket)".into(),
+                };
                 let _ = writeln!(
                     out,
-                    "lease store: shared PostgreSQL as {name:?}, allocating from {:.0}% of each pool",
+                    "lease store: shared PostgreSQL as {name:?}, allocating from {:.0}% of each pool; {tls}",
                     start_at * 100.0
                 );
             }
@@ -1022,7 +1071,8 @@ hw-address = "02:00:00:00:00:05"
                 url: "host=/run/postgresql dbname=leases".into(),
                 name: "10.0.0.1".into(),
                 start_at: 0.5,
-                pool_size: 8
+                pool_size: 8,
+                tls: None,
             }
         );
         for (store, key) in [
@@ -1032,10 +1082,21 @@ hw-address = "02:00:00:00:00:05"
             (r#"{ kind = "postgres", url = "x", start-at = 1.0 }"#, "server.store.start-at"),
             (r#"{ kind = "postgres", url = "x", name = "" }"#, "server.store.name"),
             (r#"{ kind = "postgres", url = "x", pool-size = 0 }"#, "server.store.pool-size"),
+            (r#"{ kind = "sqlite", ca = "/ca.pem" }"#, "server.store.ca"),
+            (r#"{ kind = "postgres", url = "x", ca = "/ca.pem", cert = "/c.pem" }"#, "server.store.key"),
+            (r#"{ kind = "postgres", url = "x", ca = "/ca.pem", key = "/k.pem" }"#, "server.store.cert"),
+            (r#"{ kind = "postgres", url = "x", cert = "/c.pem", key = "/k.pem" }"#, "server.store.ca"),
         ] {
             let e = Config::parse(&with(store)).unwrap_err();
             assert_eq!((e.key.as_str(), e.line), (key, Some(5)), "{store}: {e}");
         }
+        let v = Config::parse(&with(
+            r#"{ kind = "postgres", url = "x", ca = "/ca.pem", cert = "/c.pem", key = "/k.pem" }"#,
+        ))
+        .unwrap();
+        let StoreChoice::Postgres { tls, .. } = v.store else { panic!("postgres") };
+        let client = Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")));
+        assert_eq!(tls, Some(StoreTls { ca: "/ca.pem".into(), client }));
         let e = Config::parse(&with(r#"{ kind = "postgres", url = "x", colour = 1 }"#)).unwrap_err();
         assert!(e.to_string().contains("colour") && e.line == Some(5), "{e}");
     }

@@ -87,6 +87,32 @@ impl TlsSettings {
     }
 }
 
+/// The client side of TLS to the PostgreSQL database (`server.store.ca`, `cert`, `key`): the database
+/// server's certificate must chain to `ca` and name the URL's host; with `client`, this server presents that
+/// certificate chain and key. TLS 1.2 and 1.3 only, as for requestors (BCP 195).
+pub fn database_client_config(
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c).map_err(|e| file_err(ca, e))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => {
+            let chain = load_certs(cert)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| TlsError::Config(e.to_string()))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
 /// Why a TLS handshake (or the check after it) refused a requestor, named so an operator can act on it: a
 /// requestor with a certificate from the wrong CA needs a new certificate, an expired one a renewal, one not on
 /// the allow-list a configuration change.
@@ -164,5 +190,27 @@ impl std::fmt::Display for HandshakeFailure {
             Self::Timeout => "handshake not finished before the deadline",
             Self::Other => "handshake failed",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_client_config;
+
+    #[test]
+    fn database_tls_files_that_are_missing_or_not_pem_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-such-ca.pem");
+        let e = database_client_config(&missing, None).unwrap_err().to_string();
+        assert!(e.contains("no-such-ca.pem"), "{e}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let e = database_client_config(&junk, None).unwrap_err().to_string();
+        assert!(e.contains("junk.pem") && e.contains("no certificate"), "{e}");
+        let files = crate::lab_certs::write(dir.path()).unwrap();
+        assert!(database_client_config(&files.ca, None).is_ok());
+        let e = database_client_config(&files.ca, Some((&files.server_cert, &missing))).unwrap_err().to_string();
+        assert!(e.contains("no-such-ca.pem"), "the key file is named: {e}");
+        assert!(database_client_config(&files.ca, Some((&files.requestor_cert, &files.requestor_key))).is_ok());
     }
 }

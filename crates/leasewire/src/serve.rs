@@ -6,7 +6,7 @@ use leasewire_server::dhcp_service::{DhcpService, SharedChanges, unix_now};
 use leasewire_server::feed::ChangeFeed;
 use leasewire_server::metrics::Metrics;
 use leasewire_server::tcp_service::TcpService;
-use leasewire_store::{LeaseStore, OpenOptions, PgOptions, PgStore, SqliteStore};
+use leasewire_store::{LeaseStore, OpenOptions, PgOptions, PgStore, PgTls, SqliteStore};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -168,11 +168,17 @@ fn open_store(choice: &StoreChoice, dir: &Path) -> anyhow::Result<(Arc<dyn Lease
             let store = SqliteStore::open(dir.join(DB_FILE), OpenOptions::new(unix_now()))?;
             Ok((Arc::new(store), None))
         }
-        StoreChoice::Postgres { url, name, pool_size, .. } => {
+        StoreChoice::Postgres { url, name, pool_size, tls, .. } => {
             let mut options = PgOptions::new(unix_now(), name.clone());
             // Several servers write this database: let it arbitrate every claim.
             options.guard_claims = true;
             options.pool_size = *pool_size;
+            if let Some(t) = tls {
+                let client = t.client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+                let config = leasewire_server::tls::database_client_config(&t.ca, client)
+                    .map_err(|e| anyhow::anyhow!("server.store: {e}"))?;
+                options.tls = Some(PgTls(config));
+            }
             let store = PgStore::open(url, options)?;
             let from = store.last_seq()?;
             let changes = store.follow(from, FEED_POLL);

@@ -40,21 +40,17 @@ async fn session(
     poll: Duration,
     out: &mpsc::Sender<Vec<BindingChange>>,
 ) -> Result<(), StoreError> {
-    let (client, mut connection) = inner.config.connect(NoTls).await.map_err(|e| inner.pg(e))?;
     let (notify_tx, mut notify_rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(m) = messages.next().await {
-            match m {
-                Ok(AsyncMessage::Notification(n)) => {
-                    let _ = notify_tx.send(n.payload().parse::<u64>().unwrap_or(u64::MAX));
-                }
-                Ok(_) => {}
-                Err(_) => break,
-            }
+    let (client, driver) = match &inner.tls {
+        Some(tls) => {
+            let (client, connection) = inner.config.connect(tls.clone()).await.map_err(|e| inner.pg(e))?;
+            (client, tokio::spawn(drive(connection, notify_tx)))
         }
-        // Dropping notify_tx tells the session the connection is gone.
-    });
+        None => {
+            let (client, connection) = inner.config.connect(NoTls).await.map_err(|e| inner.pg(e))?;
+            (client, tokio::spawn(drive(connection, notify_tx)))
+        }
+    };
     let result = async {
         client.batch_execute(&format!("LISTEN {}", super::CHANNEL)).await.map_err(|e| inner.pg(e))?;
         let stmt = client.prepare(select!(" WHERE seq > $1 ORDER BY seq LIMIT $2")).await.map_err(|e| inner.pg(e))?;
@@ -94,4 +90,23 @@ async fn session(
     .await;
     driver.abort();
     result
+}
+
+/// Run the listening connection, passing each notification's payload (the highest sequence number committed)
+/// to `notify`; dropping `notify` at the end tells the session the connection is gone.
+async fn drive<S, T>(mut connection: tokio_postgres::Connection<S, T>, notify: mpsc::UnboundedSender<u64>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(m) = messages.next().await {
+        match m {
+            Ok(AsyncMessage::Notification(n)) => {
+                let _ = notify.send(n.payload().parse::<u64>().unwrap_or(u64::MAX));
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
 }

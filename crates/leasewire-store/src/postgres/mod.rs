@@ -33,6 +33,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use writer::Request;
 
 /// How to open a [`PgStore`].
@@ -54,10 +55,27 @@ pub struct PgOptions {
     pub max_group_bindings: usize,
     /// How long to wait for a connection (at open, and for each read or write).
     pub connect_timeout: Duration,
+    /// TLS to the database: every connection (the pool's and the change feed's) then requires TLS with this
+    /// client configuration, whatever `sslmode` the URL says, so a server that cannot do TLS is refused rather
+    /// than spoken to in the clear. `None`: no TLS (a Unix socket, or a trusted network).
+    pub tls: Option<PgTls>,
 }
 
+/// A rustls client configuration for the database connections (the CA that signs the database server's
+/// certificate, and a client certificate when the database authenticates by certificate).
+#[derive(Debug, Clone)]
+pub struct PgTls(pub Arc<rustls::ClientConfig>);
+
+impl PartialEq for PgTls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PgTls {}
+
 impl PgOptions {
-    /// Defaults: no arbitration, 8 pooled connections, groups of up to 4096 bindings, 10 s to connect.
+    /// Defaults: no arbitration, 8 pooled connections, groups of up to 4096 bindings, 10 s to connect, no TLS.
     pub fn new(now: u32, origin: impl Into<String>) -> Self {
         Self {
             now,
@@ -66,6 +84,7 @@ impl PgOptions {
             pool_size: 8,
             max_group_bindings: 4096,
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -74,6 +93,8 @@ impl PgOptions {
 pub(crate) struct Inner {
     pub pool: Pool,
     pub config: tokio_postgres::Config,
+    /// The TLS connector of every connection, if TLS is on.
+    pub tls: Option<MakeRustlsConnect>,
     /// The database as it appears in errors: hosts, port and name, never the password.
     pub database: String,
     pub origin: String,
@@ -165,6 +186,11 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name(format!("leasewire {}", options.origin));
         }
+        let tls = options.tls.as_ref().map(|t| MakeRustlsConnect::new((*t.0).clone()));
+        if tls.is_some() {
+            // Never fall back to the clear (`prefer`, the default, would).
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
         let database = describe(&config);
         let io =
             |e: std::io::Error| StoreError::PostgresUnavailable { database: database.clone(), detail: e.to_string() };
@@ -174,8 +200,11 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(io)?;
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(config.clone(), tls.clone(), recycling),
+            None => Manager::from_config(config.clone(), NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(2))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -190,7 +219,7 @@ impl PgStore {
                 return Err(StoreError::PostgresUnavailable { database, detail: e.to_string() });
             }
         };
-        let inner = Arc::new(Inner { pool, config, database, origin: options.origin.clone() });
+        let inner = Arc::new(Inner { pool, config, tls, database, origin: options.origin.clone() });
         let handle = runtime.handle().clone();
         let migrated = {
             let inner = inner.clone();

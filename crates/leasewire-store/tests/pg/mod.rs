@@ -21,10 +21,15 @@ use std::time::{Duration, Instant};
 /// The port number in the socket file name (`.s.PGSQL.<port>`); no TCP listener is opened.
 const PORT: u16 = 5432;
 
+/// How a cluster listens on TCP: its certificate and key (PEM) for TLS, and the CA of client certificates.
+type TcpSetup<'a> = (Option<(&'a str, &'a str)>, Option<&'a str>);
+
 /// A running cluster.
 pub struct Cluster {
     /// The Unix socket directory.
     pub socket_dir: PathBuf,
+    /// The TCP port on 127.0.0.1, for a cluster started with [`Cluster::start_tcp`].
+    pub tcp_port: Option<u16>,
     bin: PathBuf,
     /// The keeper's stdin: dropped (closed) when the process exits, which stops the cluster.
     _keeper_stdin: std::process::ChildStdin,
@@ -110,10 +115,18 @@ impl Cluster {
     /// The cluster of this test process, started on first use.
     pub fn get() -> &'static Cluster {
         static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-        CLUSTER.get_or_init(Cluster::start)
+        CLUSTER.get_or_init(|| Cluster::start(None))
     }
 
-    fn start() -> Cluster {
+    /// A cluster of its own that also listens on TCP 127.0.0.1 (a free port). With `tls` (certificate chain
+    /// and key, PEM) it has TLS on and accepts TCP connections only over TLS (`hostssl` in pg_hba.conf);
+    /// without, TCP in the clear only. With `client_ca` as well (PEM), a TCP client must present a
+    /// certificate that CA signed, named after the user (`cert` authentication).
+    pub fn start_tcp(tls: Option<(&str, &str)>, client_ca: Option<&str>) -> Cluster {
+        Cluster::start(Some((tls, client_ca)))
+    }
+
+    fn start(tcp: Option<TcpSetup<'_>>) -> Cluster {
         let bin = bin_dir();
         let template = template(&bin);
         let base = tempfile::Builder::new().prefix("leasewire-pg-").tempdir().unwrap().keep();
@@ -122,23 +135,51 @@ impl Cluster {
         assert!(ok, "copying the PostgreSQL template failed");
         let socket_dir = base.join("sock");
         std::fs::create_dir_all(&socket_dir).unwrap();
+        let mut extra = vec!["-c".to_string(), "listen_addresses=".to_string()];
+        let tcp_port = tcp.map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+        if let Some((tls, client_ca)) = tcp {
+            extra = vec!["-c".into(), "listen_addresses=127.0.0.1".into()];
+            let hba = match (tls, client_ca) {
+                (Some((cert, key)), client_ca) => {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::write(data.join("server.crt"), cert).unwrap();
+                    std::fs::write(data.join("server.key"), key).unwrap();
+                    std::fs::set_permissions(data.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+                    let files = ["-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key"];
+                    extra.extend(files.map(String::from));
+                    match client_ca {
+                        Some(ca) => {
+                            std::fs::write(data.join("client-ca.crt"), ca).unwrap();
+                            extra.extend(["-c", "ssl_ca_file=client-ca.crt"].map(String::from));
+                            "hostssl all all 127.0.0.1/32 cert\n"
+                        }
+                        None => "hostssl all all 127.0.0.1/32 trust\n",
+                    }
+                }
+                (None, _) => "hostnossl all all 127.0.0.1/32 trust\n",
+            };
+            std::fs::write(data.join("pg_hba.conf"), format!("local all all trust\n{hba}")).unwrap();
+        }
         chown_to_owner(&base);
         // The keeper: postgres in the background; when stdin closes (this process exited), a fast shutdown
         // and the directory goes.
         let script = r#"
-            "$1/postgres" -D "$2/data" -k "$2/sock" -p "$3" -c listen_addresses= -c max_connections=200 \
-                -c shared_buffers=32MB >"$2/log" 2>&1 &
+            bin=$1 base=$2 port=$3
+            shift 3
+            "$bin/postgres" -D "$base/data" -k "$base/sock" -p "$port" -c max_connections=200 \
+                -c shared_buffers=32MB "$@" >"$base/log" 2>&1 &
             pg=$!
             cat >/dev/null
             kill -INT "$pg"
             wait "$pg"
-            rm -rf "$2"
+            rm -rf "$base"
         "#;
         let mut keeper = as_owner(Path::new("/bin/sh"))
             .args(["-c", script, "keeper"])
             .arg(&bin)
             .arg(&base)
-            .arg(PORT.to_string())
+            .arg(tcp_port.unwrap_or(PORT).to_string())
+            .args(&extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -147,13 +188,13 @@ impl Cluster {
         let stdin = keeper.stdin.take().unwrap();
         // Reaped by nobody: it outlives us on purpose, for the shutdown.
         std::mem::forget(keeper);
-        let c = Cluster { socket_dir, bin, _keeper_stdin: stdin };
+        let c = Cluster { socket_dir, tcp_port, bin, _keeper_stdin: stdin };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = Command::new(c.bin.join("pg_isready"))
                 .arg("-h")
                 .arg(&c.socket_dir)
-                .args(["-p", &PORT.to_string(), "-q"])
+                .args(["-p", &c.port().to_string(), "-q"])
                 .status()
                 .is_ok_and(|s| s.success());
             if ready {
@@ -173,7 +214,19 @@ impl Cluster {
         let out = Command::new(self.bin.join("psql"))
             .arg("-h")
             .arg(&self.socket_dir)
-            .args(["-p", &PORT.to_string(), "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+            .args([
+                "-p",
+                &self.port().to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-qAt",
+                "-c",
+                sql,
+            ])
             .output()
             .expect("run psql");
         assert!(out.status.success(), "psql {sql:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -188,8 +241,19 @@ impl Cluster {
         self.url(&name)
     }
 
-    /// The connection string of database `name`.
+    /// The connection string of database `name` (over the Unix socket).
     pub fn url(&self, name: &str) -> String {
-        format!("host={} port={PORT} user=postgres dbname={name}", self.socket_dir.display())
+        format!("host={} port={} user=postgres dbname={name}", self.socket_dir.display(), self.port())
+    }
+
+    /// The connection string of database `name` over TCP to `host` (a cluster from [`Cluster::start_tcp`]).
+    pub fn tcp_url(&self, host: &str, name: &str) -> String {
+        let port = self.tcp_port.expect("a cluster started with start_tcp");
+        format!("host={host} port={port} user=postgres dbname={name}")
+    }
+
+    /// The port: the socket file's name, and the TCP port when listening on TCP.
+    fn port(&self) -> u16 {
+        self.tcp_port.unwrap_or(PORT)
     }
 }
