@@ -48,8 +48,9 @@ pub struct Config {
 pub struct ServerSection {
     /// The server identifier (option 54): an address of this server every client can reach.
     pub server_id: Ipv4Addr,
-    /// Where the lease database lives (created if absent).
-    pub data_dir: PathBuf,
+    /// Where the lease database lives (created if absent). Required with the embedded store; unused (and
+    /// optional) with `store = { kind = "postgres", ... }`.
+    pub data_dir: Option<PathBuf>,
     /// UDP sockets for DHCP. Default `0.0.0.0:67`.
     #[serde(default = "default_listen")]
     pub listen: Vec<SocketAddr>,
@@ -608,7 +609,16 @@ impl Config {
 
 /// Check `[server] store`: the kind is known and each key belongs to it.
 fn store_choice(server: &ServerSection, text: &str) -> Result<StoreChoice, ConfigError> {
-    let Some(section) = &server.store else { return Ok(StoreChoice::Sqlite) };
+    let sqlite = || match server.data_dir {
+        Some(_) => Ok(StoreChoice::Sqlite),
+        None => err(
+            "server.data-dir".into(),
+            text,
+            None,
+            "required with the embedded store (the default): where the lease database lives",
+        ),
+    };
+    let Some(section) = &server.store else { return sqlite() };
     let st = section.get_ref();
     let kind = st.kind.get_ref().as_str();
     match kind {
@@ -625,7 +635,7 @@ fn store_choice(server: &ServerSection, text: &str) -> Result<StoreChoice, Confi
             if let Some((key, span)) = extra.into_iter().flatten().next() {
                 return err(format!("server.store.{key}"), text, Some(span), "only for kind = \"postgres\"");
             }
-            Ok(StoreChoice::Sqlite)
+            sqlite()
         }
         "postgres" => {
             let Some(url) = &st.url else {
@@ -907,7 +917,14 @@ impl Validated {
         use std::fmt::Write;
         let s = &self.raw.server;
         let mut out = String::new();
-        let _ = writeln!(out, "server-id {} data-dir {}", s.server_id, s.data_dir.display());
+        match &s.data_dir {
+            Some(dir) => {
+                let _ = writeln!(out, "server-id {} data-dir {}", s.server_id, dir.display());
+            }
+            None => {
+                let _ = writeln!(out, "server-id {}", s.server_id);
+            }
+        }
         match &self.store {
             StoreChoice::Sqlite => {
                 let _ = writeln!(out, "lease store: embedded SQLite in the data directory");
@@ -1097,6 +1114,14 @@ hw-address = "02:00:00:00:00:05"
         let StoreChoice::Postgres { tls, .. } = v.store else { panic!("postgres") };
         let client = Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")));
         assert_eq!(tls, Some(StoreTls { ca: "/ca.pem".into(), client }));
+        // data-dir: required by the embedded store only.
+        let without_dir = |store: &str| with(store).replace("data-dir = \"/tmp/x\"\n", "");
+        let e = Config::parse(&without_dir(r#"{ kind = "sqlite" }"#)).unwrap_err();
+        assert_eq!(e.key, "server.data-dir", "{e}");
+        let e = Config::parse(&GOOD.replace("data-dir = \"/tmp/x\"\n", "")).unwrap_err();
+        assert_eq!(e.key, "server.data-dir", "{e}");
+        let v = Config::parse(&without_dir(r#"{ kind = "postgres", url = "x" }"#)).unwrap();
+        assert!(v.raw.server.data_dir.is_none() && !v.summary().contains("data-dir"));
         let e = Config::parse(&with(r#"{ kind = "postgres", url = "x", colour = 1 }"#)).unwrap_err();
         assert!(e.to_string().contains("colour") && e.line == Some(5), "{e}");
     }

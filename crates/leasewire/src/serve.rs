@@ -22,7 +22,7 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
 pub fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let dir = config.raw.server.data_dir.clone();
-    let (store, changes) = open_store(&config.store, &config.raw.server.data_dir)?;
+    let (store, changes) = open_store(&config.store, dir.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let metrics = Arc::new(Metrics::new());
@@ -54,7 +54,7 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
         }
         // Every socket is bound: root is no longer needed.
         if let Some(user) = &config.raw.server.user {
-            drop_privileges(user, config.raw.server.group.as_deref(), &dir)?;
+            drop_privileges(user, config.raw.server.group.as_deref(), dir.as_deref())?;
         }
         tracing::info!(addrs = ?services.dhcp_addrs, "serving DHCP");
         shutdown_signal().await;
@@ -161,9 +161,14 @@ const FEED_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The configured store, and for a shared one its change feed (started before the engine loads, so the two
 /// overlap).
-fn open_store(choice: &StoreChoice, dir: &Path) -> anyhow::Result<(Arc<dyn LeaseStore>, Option<SharedChanges>)> {
+fn open_store(
+    choice: &StoreChoice,
+    dir: Option<&Path>,
+) -> anyhow::Result<(Arc<dyn LeaseStore>, Option<SharedChanges>)> {
     match choice {
         StoreChoice::Sqlite => {
+            // The configuration check requires data-dir with the embedded store.
+            let dir = dir.ok_or_else(|| anyhow::anyhow!("server.data-dir: required with the embedded store"))?;
             prepare_data_dir(dir)?;
             let store = SqliteStore::open(dir.join(DB_FILE), OpenOptions::new(unix_now()))?;
             Ok((Arc::new(store), None))
@@ -221,7 +226,7 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
 /// files to the user, drop supplementary groups, then the group and user ids (glibc applies setuid to every
 /// thread of the process). Changing uid from 0 clears the capabilities, so nothing privileged is left; the
 /// check at the end makes sure of it.
-fn drop_privileges(user: &str, group: Option<&str>, dir: &Path) -> anyhow::Result<()> {
+fn drop_privileges(user: &str, group: Option<&str>, dir: Option<&Path>) -> anyhow::Result<()> {
     use nix::unistd::{Gid, Group, Uid, User, chown, setgid, setgroups, setuid};
     let u = User::from_name(user)
         .with_context(|| format!("server.user: looking up {user}"))?
@@ -239,9 +244,9 @@ fn drop_privileges(user: &str, group: Option<&str>, dir: &Path) -> anyhow::Resul
         return Ok(());
     }
     anyhow::ensure!(Uid::effective().is_root(), "server.user = {user:?}: switching users needs root");
-    // With the PostgreSQL store the data directory may not exist: nothing to hand over then.
+    // With the PostgreSQL store there may be no data directory: nothing to hand over then.
     let mut paths = Vec::new();
-    if dir.is_dir() {
+    if let Some(dir) = dir.filter(|d| d.is_dir()) {
         paths.push(dir.to_path_buf());
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             paths.push(entry?.path());

@@ -22,7 +22,7 @@ fn config(udp: u16, url: &str, tls: &str) -> String {
 [server]
 server-id = "127.0.0.1"
 listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
+# No data-dir: the PostgreSQL store needs none.
 store = {{ kind = "postgres", url = "{url}", name = "a"{tls} }}
 
 [[subnet]]
