@@ -276,7 +276,8 @@ pub fn active_latency(
     };
     std::thread::sleep(Duration::from_millis(500));
     let per_thread = (rate as f64 / threads as f64).max(1.0);
-    let ack_latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
+    // Per ACK: (at the socket, in the client) in µs.
+    let ack_latencies: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
     let start = Instant::now();
     let mut clients = Vec::new();
     for t in 0..threads {
@@ -284,6 +285,7 @@ pub fn active_latency(
         clients.push(std::thread::spawn(move || -> anyhow::Result<()> {
             let sock = UdpSocket::bind("127.0.0.1:0")?;
             sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+            nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::ReceiveTimestampns, &true)?;
             let rai = RelayAgentInfoBuilder::new().relay_source_port().build();
             let mut buf = [0u8; 2048];
             let mut out = Vec::new();
@@ -312,15 +314,16 @@ pub fn active_latency(
                 m.options.set_ip(code::REQUESTED_IP, offer.yiaddr);
                 out.clear();
                 m.encode(&mut out)?;
-                let sent = Instant::now();
+                let (sent, sent_wall) = (Instant::now(), std::time::SystemTime::now());
                 sock.send_to(&out, udp)?;
-                let Ok(n) = sock.recv(&mut buf) else { continue };
+                let Ok((n, arrived)) = recv_stamped(&sock, &mut buf) else { continue };
                 let now = Instant::now();
                 if let Ok(ack) = Message::decode(&buf[..n])
                     && ack.message_type() == Some(MessageType::Ack)
                 {
                     acks.lock().unwrap().insert(ack.yiaddr, now);
-                    lat.lock().unwrap().push(now.duration_since(sent).as_micros() as u64);
+                    let at_socket = arrived.duration_since(sent_wall).unwrap_or_default().as_micros() as u64;
+                    lat.lock().unwrap().push((at_socket, now.duration_since(sent).as_micros() as u64));
                 }
             }
             Ok(())
@@ -348,19 +351,40 @@ pub fn active_latency(
         })
         .collect();
     delivery.sort_unstable();
-    let mut ack_lat = ack_latencies.lock().unwrap().clone();
-    ack_lat.sort_unstable();
     let pct =
         |v: &[i64], p: f64| v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1))).copied().unwrap_or(0);
-    let ack_i: Vec<i64> = ack_lat.iter().map(|x| *x as i64).collect();
-    let mean = ack_i.iter().sum::<i64>() / (ack_i.len() as i64).max(1);
+    let summary = |pick: fn(&(u64, u64)) -> u64| {
+        let mut v: Vec<i64> = ack_latencies.lock().unwrap().iter().map(|x| pick(x) as i64).collect();
+        v.sort_unstable();
+        let mean = v.iter().sum::<i64>() / (v.len() as i64).max(1);
+        format!("p50 {} µs p99 {} µs mean {mean} µs", pct(&v, 0.5), pct(&v, 0.99))
+    };
     println!(
-        "{requestors} requestor(s), {achieved:.0} ACKs/s: ACK latency p50 {} µs p99 {} µs mean {mean} µs; delivery after ACK p50 {} µs p99 {} µs ({} arrivals)",
-        pct(&ack_i, 0.5),
-        pct(&ack_i, 0.99),
+        "{requestors} requestor(s), {achieved:.0} ACKs/s: ACK latency at the socket {}, in the client {}; delivery after ACK p50 {} µs p99 {} µs ({} arrivals)",
+        summary(|x| x.0),
+        summary(|x| x.1),
         pct(&delivery, 0.5),
         pct(&delivery, 0.99),
         delivery.len()
     );
     Ok(())
+}
+
+/// Receive a datagram with the kernel's receive timestamp (SO_TIMESTAMPNS, wall clock): when the reply reached
+/// the socket, whenever this thread gets to run. The load generator shares the machine with the server and
+/// the requestors, so its own scheduling delay would otherwise count as the server's; a client on another
+/// machine sees the socket's time.
+fn recv_stamped(sock: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, std::time::SystemTime)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let msg = recvmsg::<SockaddrStorage>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty())?;
+    let mut at = std::time::SystemTime::now();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmTimestampns(ts) = c {
+            at = std::time::UNIX_EPOCH + Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32);
+        }
+    }
+    Ok((msg.bytes, at))
 }
