@@ -683,6 +683,14 @@ fn store_choice(server: &ServerSection, text: &str) -> Result<StoreChoice, Confi
                 (None, Some(k)) => return err("server.store.cert".into(), text, Some(k.span()), "key needs cert"),
             };
             let tls = match (&st.ca, client) {
+                (Some(ca), _) if url.get_ref().contains("host=/") || url.get_ref().contains("host=%2F") => {
+                    return err(
+                        "server.store.ca".into(),
+                        text,
+                        Some(ca.span()),
+                        "the url names a Unix socket, where PostgreSQL offers no TLS: use a TCP host, or drop ca",
+                    );
+                }
                 (Some(ca), client) => Some(StoreTls { ca: ca.get_ref().clone(), client }),
                 (None, None) => None,
                 (None, Some(_)) => {
@@ -1103,6 +1111,7 @@ hw-address = "02:00:00:00:00:05"
             (r#"{ kind = "postgres", url = "x", ca = "/ca.pem", cert = "/c.pem" }"#, "server.store.key"),
             (r#"{ kind = "postgres", url = "x", ca = "/ca.pem", key = "/k.pem" }"#, "server.store.cert"),
             (r#"{ kind = "postgres", url = "x", cert = "/c.pem", key = "/k.pem" }"#, "server.store.ca"),
+            (r#"{ kind = "postgres", url = "host=/run/postgresql", ca = "/ca.pem" }"#, "server.store.ca"),
         ] {
             let e = Config::parse(&with(store)).unwrap_err();
             assert_eq!((e.key.as_str(), e.line), (key, Some(5)), "{store}: {e}");

@@ -4,16 +4,23 @@
 //! the capacity behind gets `Lagged` and must recover from the store (Active Leasequery does this through
 //! catch-up).
 //!
-//! A batch is what one group commit made durable (one fsync), so under load a subscriber wakes once per
-//! group rather than once per change; each change is behind its own `Arc`, so every Active Leasequery
-//! connection can queue it without a copy.
+//! A batch is what one or a few group commits made durable (at most [`MAX_BATCH`] changes), so under load a
+//! subscriber wakes once per group rather than once per change; each change is behind its own `Arc`, so every
+//! Active Leasequery connection can queue it without a copy.
+//!
+//! The ring is the memory bound for a subscriber that stopped reading (a connection blocked on a write for up
+//! to the send timeout): at most `capacity` × [`MAX_BATCH`] changes are held for it before it lags.
 
 use leasewire_store::BindingChange;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
-/// Default number of batches a subscriber may fall behind before it lags.
-pub const DEFAULT_CAPACITY: usize = 16_384;
+/// Default number of batches a subscriber may fall behind before it lags: at most 262,144 changes, about 8,000
+/// group commits of typical size.
+pub const DEFAULT_CAPACITY: usize = 8_192;
+
+/// The most changes in one batch: a larger publish goes out as several.
+pub const MAX_BATCH: usize = 32;
 
 /// Changes committed together, in sequence order.
 pub type Batch = Arc<[Arc<BindingChange>]>;
@@ -36,14 +43,14 @@ impl ChangeFeed {
         Self { tx: broadcast::channel(capacity.max(1)).0 }
     }
 
-    /// Publish committed changes (in sequence order) as one batch.
+    /// Publish committed changes (in sequence order), in batches of at most [`MAX_BATCH`].
     pub fn publish(&self, changes: Vec<BindingChange>) {
-        if changes.is_empty() {
-            return;
+        let mut changes = changes.into_iter().map(Arc::new).peekable();
+        while changes.peek().is_some() {
+            let batch: Batch = changes.by_ref().take(MAX_BATCH).collect();
+            // No subscribers is fine: nobody is watching.
+            let _ = self.tx.send(batch);
         }
-        let batch: Batch = changes.into_iter().map(Arc::new).collect();
-        // No subscribers is fine: nobody is watching.
-        let _ = self.tx.send(batch);
     }
 
     /// Subscribe: receives every batch published from now on.
@@ -117,6 +124,17 @@ mod tests {
         let batch = rx.recv().await.unwrap();
         assert_eq!(batch.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert!(rx.try_recv().is_err(), "the empty publish sent nothing");
+    }
+
+    #[tokio::test]
+    async fn a_large_publish_is_split_so_a_stalled_subscriber_holds_a_bounded_amount() {
+        let feed = ChangeFeed::new(2);
+        let mut rx = feed.subscribe();
+        feed.publish((1..=2 * super::MAX_BATCH as u64 + 1).map(change).collect());
+        // Three batches into a ring of two: the stalled subscriber lags instead of holding them all.
+        assert!(matches!(rx.recv().await, Err(tokio::sync::broadcast::error::RecvError::Lagged(1))));
+        let sizes = [rx.recv().await.unwrap().len(), rx.recv().await.unwrap().len()];
+        assert_eq!(sizes, [super::MAX_BATCH, 1]);
     }
 
     #[tokio::test]

@@ -452,7 +452,10 @@ impl TcpService {
                             for _ in 0..64 {
                                 match rx.try_recv() {
                                     Ok(batch) => batch.iter().for_each(|c| s.live(c.clone())),
-                                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => s.lagged(),
+                                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
+                                        s.lagged();
+                                        break;
+                                    }
                                     Err(_) => break,
                                 }
                             }

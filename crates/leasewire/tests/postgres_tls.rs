@@ -42,14 +42,20 @@ fn serve_fails(dir: &std::path::Path, config: &str) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let mut exited = false;
     for _ in 0..600 {
         if child.try_wait().unwrap().is_some() {
+            exited = true;
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    if !exited {
+        // Still serving after 30 s: it started, which is the failure (a hang would hide it).
+        let _ = child.kill();
+    }
     let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success(), "serve should have refused to start");
+    assert!(exited && !out.status.success(), "serve should have refused to start: {out:?}");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -88,6 +94,13 @@ fn leases_go_to_postgres_over_tls_and_a_wrong_certificate_or_no_tls_stops_the_se
     std::fs::write(&stranger, LabCa::new("someone else").unwrap().cert_pem()).unwrap();
     let logged = serve_fails(other.path(), &config(udp, &url, &format!(", ca = \"{}\"", stranger.display())));
     assert!(logged.contains("invalid peer certificate: UnknownIssuer"), "{logged}");
+
+    // The right CA, but the certificate does not name the host the URL asks for: refused.
+    let port = tls_db.tcp_port.unwrap();
+    let elsewhere = format!("host=db.wrong.example hostaddr=127.0.0.1 port={port} user=postgres dbname=leases");
+    let wrong_host = tempfile::tempdir().unwrap();
+    let logged = serve_fails(wrong_host.path(), &config(udp, &elsewhere, &ca));
+    assert!(logged.contains("certificate not valid for name \"db.wrong.example\""), "{logged}");
 
     // A database without TLS: refused, never spoken to in the clear.
     let plain_db = pg::Cluster::start_tcp(None, None);

@@ -6,14 +6,15 @@
 //! smallest value over the last minute or two is the estimate: it follows a clock that is stepped either way
 //! within two windows, and one slow message cannot move it.
 //!
-//! Base-time has a resolution of one second, so an offset of -1, 0 or +1 cannot be told from none: it counts as
-//! 0, and servers whose clocks agree compare exactly as they report.
+//! Base-time has a resolution of one second, and a live message's base-time is its commit time, which a busy
+//! server or requestor can deliver a second or two late: offsets of up to 3 s either way count as 0, so servers
+//! whose clocks agree compare exactly as they report. Smaller skews are not corrected.
 
 /// How long one window of observations lasts, in the requestor's seconds.
 const WINDOW: u32 = 60;
 
-/// The smallest offset that is not rounding noise.
-const NOISE: i64 = 1;
+/// The largest offset taken for rounding and delivery delay rather than a clock that is off.
+const NOISE: i64 = 3;
 
 /// One server's clock offset: requestor time minus server time, in seconds.
 #[derive(Debug, Clone, Default)]
@@ -21,14 +22,22 @@ pub(crate) struct ClockOffset {
     window_start: u32,
     current: Option<i64>,
     previous: Option<i64>,
+    /// The estimate kept from before a restart, used until the server is heard from again.
+    restored: i64,
 }
 
 impl ClockOffset {
+    /// An offset estimated before a restart (what the replica file kept).
+    pub(crate) fn restored(seconds: i64) -> Self {
+        Self { restored: seconds, ..Self::default() }
+    }
+
     /// A message with `base_time` (server clock) arrived at `received` (requestor clock). True on the first
     /// observation and when [`ClockOffset::seconds`] changed.
     pub(crate) fn observe(&mut self, received: u32, base_time: u32) -> bool {
         let (first, before) = (self.current.is_none() && self.previous.is_none(), self.seconds());
-        if received.saturating_sub(self.window_start) >= WINDOW {
+        // A requestor clock stepped back restarts the window rather than freezing it.
+        if received < self.window_start || received - self.window_start >= WINDOW {
             // A gap of more than a window leaves nothing recent to keep.
             self.previous = if received.saturating_sub(self.window_start) < 2 * WINDOW { self.current } else { None };
             self.current = None;
@@ -39,12 +48,12 @@ impl ClockOffset {
         first || self.seconds() != before
     }
 
-    /// Seconds to add to this server's times to put them in the requestor's clock (0 until it has been seen,
-    /// and 0 within the one-second resolution).
+    /// Seconds to add to this server's times to put them in the requestor's clock (the restored estimate until
+    /// it has been seen, and 0 within the noise).
     pub(crate) fn seconds(&self) -> i64 {
         let estimate = match (self.current, self.previous) {
             (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(0),
+            (a, b) => a.or(b).unwrap_or(self.restored),
         };
         if estimate.abs() <= NOISE { 0 } else { estimate }
     }
@@ -62,6 +71,9 @@ mod tests {
         assert!(c.observe(1000, 1000), "the first observation is news");
         assert!(!c.observe(1001, 1000), "nothing changed");
         assert_eq!(c.seconds(), 0, "a second of delay is within the resolution");
+        let mut late = ClockOffset::default();
+        late.observe(1003, 1000);
+        assert_eq!(late.seconds(), 0, "every message 3 s late is delay, not a clock 3 s off");
         let mut skewed = ClockOffset::default();
         // The server is 300 s behind; some messages were delayed or carry an older commit time.
         for (received, base) in [(1000, 700), (1002, 690), (1003, 703), (1010, 700)] {
@@ -71,6 +83,17 @@ mod tests {
         let mut ahead = ClockOffset::default();
         ahead.observe(1000, 1120);
         assert_eq!(ahead.seconds(), -120);
+    }
+
+    #[test]
+    fn a_restored_offset_holds_until_the_server_is_heard_from() {
+        let mut c = ClockOffset::restored(300);
+        assert_eq!(c.seconds(), 300);
+        c.observe(1000, 1000);
+        assert_eq!(c.seconds(), 0, "a fresh observation replaces it");
+        // The requestor's clock stepped back: the window restarts, estimates go on.
+        c.observe(900, 500);
+        assert_eq!(c.seconds(), 0, "the previous window's minimum still counts");
     }
 
     #[test]

@@ -68,7 +68,17 @@ impl Db {
                         message: format!("server ids not dense at {id}"),
                     });
                 }
-                servers.push(ServerState { addr, seeded, saved, gaps: Vec::new() });
+                servers.push(ServerState { addr, seeded, saved, gaps: Vec::new(), clock_offset: 0 });
+            }
+            let mut st = conn.prepare("SELECT key, value FROM meta WHERE key LIKE 'clock_offset.%'").map_err(sql)?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(sql)?;
+            for row in rows {
+                let (key, offset) = row.map_err(sql)?;
+                let server = key["clock_offset.".len()..].parse::<usize>().ok().and_then(|id| servers.get_mut(id));
+                match server {
+                    Some(s) => s.clock_offset = offset,
+                    None => return Err(ReplicaError::Corrupt { path: shown, message: format!("{key} of no server") }),
+                }
             }
             let mut st = conn.prepare("SELECT server, from_time, to_time FROM gap").map_err(sql)?;
             let rows = st.query_map([], |r| Ok((r.get::<_, u16>(0)?, r.get(1)?, r.get(2)?))).map_err(sql)?;
@@ -126,6 +136,11 @@ impl Db {
                     tx.execute("INSERT OR IGNORE INTO gap VALUES (?1, ?2, ?3)", params![id as i64, g.from, g.to])
                         .map_err(sql)?;
                 }
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?1, ?2)",
+                    params![format!("clock_offset.{id}"), s.clock_offset],
+                )
+                .map_err(sql)?;
             }
         }
         tx.commit().map_err(sql)

@@ -79,6 +79,9 @@ pub struct ServerState {
     pub saved: Option<u32>,
     /// Gaps not yet filled.
     pub gaps: Vec<Gap>,
+    /// Its clock offset as last estimated (seconds to add to its times for the requestor's clock, BLQ-7.4-2),
+    /// kept so a restarted watcher merges correctly before the server is heard from again.
+    pub clock_offset: i64,
 }
 
 /// What applying a message did.
@@ -121,6 +124,10 @@ pub struct Flush {
 impl Flush {
     /// Write the changes in one transaction (blocking); returns how many bindings were written. Flushes must
     /// be written in the order they were taken: a later one may overwrite an address an earlier one holds.
+    ///
+    /// A failed write is not retried (its changes are no longer marked dirty): the caller must stop using the
+    /// replica, as `watch` does. The file then stays as of the last successful flush, whose saved base-times
+    /// the next start catches up from, so nothing is lost.
     pub fn write(self) -> Result<usize, ReplicaError> {
         let mut db = self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         db.write(&self.records, self.servers.as_deref())?;
@@ -149,7 +156,7 @@ impl Replica {
     pub fn open(path: &Path, servers: &[String]) -> Result<Self, ReplicaError> {
         let (db, (servers_known, entries)) = db::Db::open(path)?;
         let db = Arc::new(Mutex::new(db));
-        let clocks = vec![ClockOffset::default(); servers_known.len()];
+        let clocks = servers_known.iter().map(|s| ClockOffset::restored(s.clock_offset)).collect();
         let mut r =
             Self { entries, servers: servers_known, clocks, dirty: HashSet::new(), servers_dirty: false, db: Some(db) };
         for s in servers {
@@ -164,7 +171,8 @@ impl Replica {
         if let Some(i) = self.servers.iter().position(|s| s.addr == addr) {
             return i as u16;
         }
-        self.servers.push(ServerState { addr: addr.to_string(), seeded: false, saved: None, gaps: Vec::new() });
+        let s = ServerState { addr: addr.to_string(), seeded: false, saved: None, gaps: Vec::new(), clock_offset: 0 };
+        self.servers.push(s);
         self.clocks.push(ClockOffset::default());
         self.servers_dirty = true;
         (self.servers.len() - 1) as u16
@@ -184,7 +192,14 @@ impl Replica {
     /// what the clock offset is learned from (BLQ-7.4-2). True when it is the server's first observation or
     /// the offset changed.
     pub fn observe_clock(&mut self, id: u16, received: u32, base_time: u32) -> bool {
-        self.clocks[usize::from(id)].observe(received, base_time)
+        let i = usize::from(id);
+        let moved = self.clocks[i].observe(received, base_time);
+        let offset = self.clocks[i].seconds();
+        if self.servers[i].clock_offset != offset {
+            self.servers[i].clock_offset = offset;
+            self.servers_dirty = true;
+        }
+        moved
     }
 
     /// Seconds to add to server `id`'s times to put them in the requestor's clock (0 when they agree to

@@ -66,6 +66,22 @@ fn blq_7_6_2_two_servers_are_compared_in_the_requestors_clock() {
     assert_eq!(naive.apply(1, &released, Some(NOW - 350), Via::Active), Applied::Stale);
 }
 
+/// The offset is kept in the file: after a restart, a server's records compare in the requestor's clock
+/// before it is heard from again.
+#[test]
+fn blq_7_6_2_the_clock_offset_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.sqlite3");
+    {
+        let mut r = Replica::open(&path, &["a".into(), "b".into()]).unwrap();
+        r.observe_clock(1, 1_000_000, 1_000_000 - 300);
+        r.flush().unwrap();
+    }
+    let r = Replica::open(&path, &[]).unwrap();
+    assert_eq!((r.clock_offset(0), r.clock_offset(1)), (0, 300));
+    assert_eq!(r.server(1).clock_offset, 300);
+}
+
 /// Clocks that agree to within base-time's one-second resolution compare exactly as reported.
 #[test]
 fn blq_7_6_2_a_second_of_delay_is_not_a_clock_offset() {
