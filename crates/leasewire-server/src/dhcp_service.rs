@@ -56,6 +56,8 @@ enum Work {
 /// A reply waiting for its commit.
 struct Job {
     pending: Option<Pending<Vec<leasewire_store::BindingChange>>>,
+    /// The commit's time, registered with `ChangeFeed::entering` until its changes are published.
+    time: u32,
     started: std::time::Instant,
     reply: Option<(Vec<u8>, Destination, MessageType, Arc<UdpSocket>)>,
     /// What to send instead when a shared store refuses the commit (see `Outcome::on_conflict`).
@@ -261,11 +263,12 @@ impl DhcpService {
             return;
         }
         let ips = outcome.commit.iter().map(|b| b.ip).collect();
+        self.feed.entering(now);
         let pending = Some(self.store.commit(now, outcome.commit));
         let reply = outcome.reply.map(|(b, d, t)| (b, d, t, socket.clone()));
         let on_conflict = outcome.on_conflict;
         // Queued under the engine lock, so completion order is decision order.
-        let job = Job { pending, started: std::time::Instant::now(), reply, on_conflict, ips };
+        let job = Job { pending, time: now, started: std::time::Instant::now(), reply, on_conflict, ips };
         let _ = self.jobs.send(Work::Job(job));
     }
 
@@ -303,23 +306,24 @@ impl DhcpService {
     /// on them). Changes are published when the next job's commit is not durable yet (or there is none): one
     /// group commit becomes one feed batch.
     async fn complete(self: Arc<Self>, mut work: mpsc::UnboundedReceiver<Work>) {
-        let mut unpublished = Vec::new();
+        let (mut unpublished, mut released) = (Vec::new(), Vec::new());
         loop {
             let next = match work.try_recv() {
                 Ok(w) => Some(w),
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    self.publisher.publish(std::mem::take(&mut unpublished));
+                    self.publisher.publish(std::mem::take(&mut unpublished), std::mem::take(&mut released));
                     work.recv().await
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             };
             let Some(Work::Job(job)) = next else { break };
             if job.pending.as_ref().is_some_and(|p| !p.is_ready()) {
-                self.publisher.publish(std::mem::take(&mut unpublished));
+                self.publisher.publish(std::mem::take(&mut unpublished), std::mem::take(&mut released));
             }
+            released.push(job.time);
             self.complete_job(job, &mut unpublished).await;
         }
-        self.publisher.publish(unpublished);
+        self.publisher.publish(unpublished, released);
     }
 
     /// Wait for one job's commit, then reply; its committed changes go onto `committed`.
@@ -385,9 +389,11 @@ impl DhcpService {
                 if !due.is_empty() {
                     tracing::debug!(count = due.len(), "leases ended");
                     let ips = due.iter().map(|b| b.ip).collect();
+                    self.feed.entering(now);
                     let pending = self.store.commit(now, due);
                     let job = Job {
                         pending: Some(pending),
+                        time: now,
                         started: std::time::Instant::now(),
                         reply: None,
                         on_conflict: None,
@@ -435,7 +441,7 @@ impl DhcpService {
                     engine.learn(c.binding.clone());
                 }
             }
-            self.publisher.publish(batch);
+            self.publisher.publish(batch, Vec::new());
         }
     }
 

@@ -12,7 +12,8 @@
 //! to the send timeout): at most `capacity` × [`MAX_BATCH`] changes are held for it before it lags.
 
 use leasewire_store::BindingChange;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 
 /// Default number of batches a subscriber may fall behind before it lags: at most 262,144 changes, about 8,000
@@ -29,6 +30,19 @@ pub type Batch = Arc<[Arc<BindingChange>]>;
 #[derive(Debug, Clone)]
 pub struct ChangeFeed {
     tx: broadcast::Sender<Batch>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Commit times of changes decided but not yet published (a multiset), so an Active Leasequery connection
+/// can tell how far back a change it has not received yet can be (see [`ChangeFeed::undelivered_floor`]).
+#[derive(Debug, Default)]
+struct InFlight(Mutex<BTreeMap<u32, usize>>);
+
+impl InFlight {
+    fn times(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, usize>> {
+        // Counting only: a panic elsewhere cannot leave it half-updated.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Default for ChangeFeed {
@@ -40,7 +54,32 @@ impl Default for ChangeFeed {
 impl ChangeFeed {
     /// A feed holding up to `capacity` batches per slow subscriber.
     pub fn new(capacity: usize) -> Self {
-        Self { tx: broadcast::channel(capacity.max(1)).0 }
+        Self { tx: broadcast::channel(capacity.max(1)).0, in_flight: Arc::default() }
+    }
+
+    /// A commit stamped `time` is about to be queued: until [`Publisher::publish`] releases it, no
+    /// [`ChangeFeed::undelivered_floor`] passes it. Call before the commit can become visible in the store.
+    pub fn entering(&self, time: u32) {
+        *self.in_flight.times().entry(time).or_default() += 1;
+    }
+
+    fn leave(&self, time: u32) {
+        let mut times = self.in_flight.times();
+        if let Some(n) = times.get_mut(&time) {
+            *n -= 1;
+            if *n == 0 {
+                times.remove(&time);
+            }
+        }
+    }
+
+    /// For an Active Leasequery connection subscribed to this feed, right after a catch-up read and *before*
+    /// it takes what its subscription holds: every change that neither the read saw nor the connection will
+    /// find in its subscription now is stamped `floor` or later. Such a change was either decided but not yet
+    /// published (it is in flight: at or after the oldest in-flight time) or decided from now on (at or after
+    /// `now`). Its CatchUpComplete base-time stays below it, so a requestor that reconnects catches it up.
+    pub fn undelivered_floor(&self, now: u32) -> u32 {
+        self.in_flight.times().keys().next().map_or(now, |&t| t.min(now))
     }
 
     /// Publish committed changes (in sequence order), in batches of at most [`MAX_BATCH`].
@@ -72,15 +111,20 @@ impl ChangeFeed {
     /// Subscribing before a catch-up scan still leaves no gap: a change is committed before it is queued
     /// here, so it is either published after the subscription or visible to the scan.
     pub fn publisher(&self) -> std::io::Result<Publisher> {
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<BindingChange>>();
+        let (tx, rx) = std::sync::mpsc::channel::<(Vec<BindingChange>, Vec<u32>)>();
         let feed = self.clone();
         std::thread::Builder::new().name("leasewire-feed".into()).spawn(move || {
-            while let Ok(mut changes) = rx.recv() {
-                // Whatever else queued meanwhile goes in the same batch (still in sequence order).
-                while let Ok(more) = rx.try_recv() {
+            while let Ok((mut changes, mut released)) = rx.recv() {
+                // Whatever else queued meanwhile goes in the same batches (still in sequence order).
+                while let Ok((more, times)) = rx.try_recv() {
                     changes.extend(more);
+                    released.extend(times);
                 }
                 feed.publish(changes);
+                // Only now are they out of flight: a subscriber finds them in its subscription.
+                for t in released {
+                    feed.leave(t);
+                }
             }
         })?;
         Ok(Publisher { tx })
@@ -90,15 +134,17 @@ impl ChangeFeed {
 /// Publishes on a [`ChangeFeed`] through its thread (see [`ChangeFeed::publisher`]).
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    tx: std::sync::mpsc::Sender<Vec<BindingChange>>,
+    tx: std::sync::mpsc::Sender<(Vec<BindingChange>, Vec<u32>)>,
 }
 
 impl Publisher {
-    /// Queue committed changes (in sequence order) for publishing; never blocks.
-    pub fn publish(&self, changes: Vec<BindingChange>) {
-        if !changes.is_empty() {
+    /// Queue committed changes (in sequence order) for publishing, and the times [`ChangeFeed::entering`]
+    /// registered for the commits they came from (also for commits that failed: nothing of theirs is on its
+    /// way), released once published; never blocks.
+    pub fn publish(&self, changes: Vec<BindingChange>, released: Vec<u32>) {
+        if !changes.is_empty() || !released.is_empty() {
             // The thread ends only when every Publisher is gone, so the send cannot fail while `self` lives.
-            let _ = self.tx.send(changes);
+            let _ = self.tx.send((changes, released));
         }
     }
 }
@@ -126,6 +172,37 @@ mod tests {
         assert!(rx.try_recv().is_err(), "the empty publish sent nothing");
     }
 
+    // ALQ-8.2-9: the floor stays at an in-flight commit until the publisher has broadcast it.
+    #[tokio::test]
+    async fn the_undelivered_floor_holds_until_a_commit_is_published() {
+        let feed = ChangeFeed::default();
+        let mut rx = feed.subscribe();
+        assert_eq!(feed.undelivered_floor(500), 500, "nothing in flight: now");
+        feed.entering(100);
+        feed.entering(100);
+        feed.entering(200);
+        assert_eq!(feed.undelivered_floor(500), 100);
+        let publisher = feed.publisher().unwrap();
+        publisher.publish(vec![change(1)], vec![100]);
+        rx.recv().await.unwrap();
+        // Released right after the broadcast, on the publisher's thread (waited for, not timed).
+        let wait_until = |done: &dyn Fn() -> bool| {
+            for _ in 0..2000 {
+                if done() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            panic!("the publisher thread did not get there");
+        };
+        wait_until(&|| feed.in_flight.times().get(&100) == Some(&1));
+        assert_eq!(feed.undelivered_floor(500), 100, "one commit stamped 100 is still in flight");
+        publisher.publish(Vec::new(), vec![100]);
+        wait_until(&|| !feed.in_flight.times().contains_key(&100));
+        assert_eq!(feed.undelivered_floor(500), 200, "a failed commit releases its time too");
+        assert_eq!(feed.undelivered_floor(150), 150, "never later than now");
+    }
+
     #[tokio::test]
     async fn a_large_publish_is_split_so_a_stalled_subscriber_holds_a_bounded_amount() {
         let feed = ChangeFeed::new(2);
@@ -143,7 +220,7 @@ mod tests {
         let mut rx = feed.subscribe();
         let publisher = feed.publisher().unwrap();
         for seq in 1..=100 {
-            publisher.clone().publish(vec![change(seq)]);
+            publisher.clone().publish(vec![change(seq)], Vec::new());
         }
         let mut seen = Vec::new();
         while seen.len() < 100 {

@@ -401,6 +401,10 @@ impl TcpService {
                     }
                     Output::FetchChanges(f) => {
                         let page = self.fetch_changes(f).await;
+                        // After the read: first how far back a change still on its way can be, then whatever
+                        // the subscription already holds (in this order, so nothing falls between).
+                        s.undelivered_floor(self.feed.undelivered_floor(unix_now()));
+                        take_queued(&mut live, &mut s, usize::MAX);
                         s.changes_page(page);
                     }
                     Output::Close(reason) => {
@@ -448,18 +452,7 @@ impl TcpService {
                         batch.iter().for_each(|c| s.live(c.clone()));
                         // Take whatever else is already queued, so one write carries many changes under load
                         // (fewer wake-ups and syscalls per change).
-                        if let Some(rx) = live.as_mut() {
-                            for _ in 0..64 {
-                                match rx.try_recv() {
-                                    Ok(batch) => batch.iter().for_each(|c| s.live(c.clone())),
-                                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
-                                        s.lagged();
-                                        break;
-                                    }
-                                    Err(_) => break,
-                                }
-                            }
-                        }
+                        take_queued(&mut live, &mut s, 64);
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => s.lagged(),
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => live = None,
@@ -606,6 +599,22 @@ impl Io {
         match self {
             Io::Plain(_, w) => w,
             Io::Tls(_, w) => w,
+        }
+    }
+}
+
+/// Hand the session what the subscription already holds, at most `max` batches (a cap keeps one busy
+/// connection from hogging its thread; before CatchUpComplete everything must be taken).
+fn take_queued(live: &mut Option<tokio::sync::broadcast::Receiver<Batch>>, s: &mut ServerSession, max: usize) {
+    let Some(rx) = live.as_mut() else { return };
+    for _ in 0..max {
+        match rx.try_recv() {
+            Ok(batch) => batch.iter().for_each(|c| s.live(c.clone())),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
+                s.lagged();
+                break;
+            }
+            Err(_) => break,
         }
     }
 }

@@ -190,6 +190,9 @@ pub struct ServerSession {
     keepalive_due: bool,
     /// The latest base-time seen by `poll_output` (used for the QueryTerminated at shutdown).
     clock: u32,
+    /// From the driver before a catch-up page: no change this connection has not received is older (see
+    /// [`ServerSession::undelivered_floor`]).
+    undelivered_floor: Option<u32>,
     tls: TlsState,
     seen_first_message: bool,
     /// When the connection was opened (the pre-authentication deadline counts from here).
@@ -216,6 +219,7 @@ impl ServerSession {
             last_sent: now,
             keepalive_due: false,
             clock: 0,
+            undelivered_floor: None,
             tls: TlsState::Plain,
             seen_first_message: false,
             opened: now,
@@ -300,6 +304,15 @@ impl ServerSession {
         }
     }
 
+    /// Before handing over a catch-up page, the driver may say how far back a committed change that is neither
+    /// in the page nor yet received through [`ServerSession::live`] can be (its feed knows which commits are
+    /// still on their way). CatchUpComplete's base-time then stays below it, so a change that was in flight at
+    /// the end of catch-up is caught up after a reconnect however slow its delivery (ALQ-8.2-9). Without it,
+    /// a second before the current time is assumed to be enough.
+    pub fn undelivered_floor(&mut self, floor: u32) {
+        self.undelivered_floor = Some(floor);
+    }
+
     /// A catch-up page: the changes and whether the store's history still covers query-start-time.
     pub fn changes_page(&mut self, page: Result<(Vec<BindingChange>, bool), String>) {
         let limit = self.cfg.page_size;
@@ -346,7 +359,8 @@ impl ServerSession {
                     // moment ago and still on its way to the feed (a second earlier covers that).
                     a.catch_up = CatchUp::Finished;
                     a.live_seq = HashMap::new();
-                    let safe = a.backlog.oldest_time().map_or(base_time, |t| t.min(base_time)).saturating_sub(1);
+                    let floor = self.undelivered_floor.map_or(base_time, |f| f.min(base_time));
+                    let safe = a.backlog.oldest_time().map_or(floor, |t| t.min(floor)).saturating_sub(1);
                     let mut m = self.stream_status(a.xid, StatusCode::CatchUpComplete, "");
                     m.options.set_u32(crate::options::code::BASE_TIME, safe);
                     self.push(&m);

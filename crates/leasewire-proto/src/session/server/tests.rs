@@ -610,6 +610,25 @@ fn alq_7_4_1_catch_up_then_catch_up_complete_with_live_changes_interleaved() {
     assert_eq!(drive_active(&mut s, &mut vec![]).replies[0].ciaddr, ip(6));
 }
 
+/// ALQ-8.2-9 / ALQ-7.4.1-9: a change still on its way to the connection at the end of catch-up (committed at
+/// T0 - 30, say, behind a slow disk) keeps CatchUpComplete's base-time below it, so a requestor that saves that
+/// base-time and reconnects before the change arrives still catches it up.
+#[test]
+fn alq_8_2_9_catch_up_complete_stays_below_a_change_still_on_its_way() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    let mut q = active_query(5);
+    q.options.set_u32(code::QUERY_START_TIME, T0 - 600);
+    s.receive(&frame(&q), now);
+    assert!(matches!(s.poll_output(T0), Some(Output::FetchChanges(_))));
+    s.undelivered_floor(T0 - 30);
+    s.changes_page(Ok((vec![change(3, DhcpState::Active, 1)], true)));
+    let run = drive_active(&mut s, &mut vec![]);
+    let last = run.replies.last().unwrap();
+    assert_eq!(status_of(last), Some(StatusCode::CatchUpComplete));
+    assert_eq!(last.options.base_time(), Some(T0 - 31));
+}
+
 #[test]
 fn alq_7_4_6_a_catch_up_row_older_than_a_live_change_is_not_sent_after_it() {
     let now = Instant::now();
