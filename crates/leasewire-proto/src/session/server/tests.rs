@@ -582,17 +582,23 @@ fn alq_6_3_a_backlog_coalesces_by_address_latest_state_wins() {
     assert_eq!(run.replies[0].options.dhcp_state(), Some(Ok(DhcpState::Released)));
 }
 
-#[test]
-fn alq_7_4_1_catch_up_then_catch_up_complete_with_live_changes_interleaved() {
+/// A session with an Active query with query-start-time T0 - 600 read, asking for its first catch-up page.
+fn catching_up(c: ServerConfig) -> ServerSession {
     let now = Instant::now();
-    let mut c = active_cfg(100);
-    c.page_size = 2;
     let mut s = ServerSession::new(c, now);
     let mut q = active_query(5);
     q.options.set_u32(code::QUERY_START_TIME, T0 - 600);
     s.receive(&frame(&q), now);
-    // The query is read on the first poll; a change committed after that is live.
     assert!(matches!(s.poll_output(T0), Some(Output::FetchChanges(_))));
+    s
+}
+
+#[test]
+fn alq_7_4_1_catch_up_then_catch_up_complete_with_live_changes_interleaved() {
+    let mut c = active_cfg(100);
+    c.page_size = 2;
+    // The query is read on the first poll; a change committed after that is live.
+    let mut s = catching_up(c);
     s.live(change(9, DhcpState::Active, 30));
     s.changes_page(Ok((vec![change(3, DhcpState::Active, 1), change(4, DhcpState::Expired, 2)], true)));
     let run = drive_active(&mut s, &mut vec![(vec![change(5, DhcpState::Active, 3)], true)]);
@@ -615,12 +621,7 @@ fn alq_7_4_1_catch_up_then_catch_up_complete_with_live_changes_interleaved() {
 /// base-time and reconnects before the change arrives still catches it up.
 #[test]
 fn alq_8_2_9_catch_up_complete_stays_below_a_change_still_on_its_way() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(active_cfg(100), now);
-    let mut q = active_query(5);
-    q.options.set_u32(code::QUERY_START_TIME, T0 - 600);
-    s.receive(&frame(&q), now);
-    assert!(matches!(s.poll_output(T0), Some(Output::FetchChanges(_))));
+    let mut s = catching_up(active_cfg(100));
     s.undelivered_floor(T0 - 30);
     s.changes_page(Ok((vec![change(3, DhcpState::Active, 1)], true)));
     let run = drive_active(&mut s, &mut vec![]);
@@ -631,12 +632,7 @@ fn alq_8_2_9_catch_up_complete_stays_below_a_change_still_on_its_way() {
 
 #[test]
 fn alq_7_4_6_a_catch_up_row_older_than_a_live_change_is_not_sent_after_it() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(active_cfg(100), now);
-    let mut q = active_query(5);
-    q.options.set_u32(code::QUERY_START_TIME, T0 - 600);
-    s.receive(&frame(&q), now);
-    assert!(matches!(s.poll_output(T0), Some(Output::FetchChanges(_))));
+    let mut s = catching_up(active_cfg(100));
     // The page was read (address 3 ACTIVE at seq 1); then address 3 was released (seq 2) and went out live.
     s.live(change(3, DhcpState::Released, 2));
     let mut out = Vec::new();
