@@ -81,8 +81,11 @@ pools = [{{ start = "127.2.0.0", end = "127.2.0.255" }}]
 
     // Still serving: once the flood's offers lapse (offer-timeout 5 s), a real client completes DORA.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut attempt = 0;
     let ip = loop {
-        if let Some(ip) = relay.dora([2, 0, 0, 0, 0, 0x42], 0x4242, Ipv4Addr::LOCALHOST) {
+        // A new xid each attempt: a late reply to the previous attempt must not be taken for this one's.
+        attempt += 1;
+        if let Some(ip) = relay.dora([2, 0, 0, 0, 0, 0x42], 0x4242_0000 + attempt, Ipv4Addr::LOCALHOST) {
             break ip;
         }
         assert!(std::time::Instant::now() < deadline, "server stopped serving after hostile input");
