@@ -110,6 +110,9 @@ fuzz_target!(|data: &[u8]| {
                 Output::FetchChanges(f) => {
                     let n = f.limit.saturating_sub(1).min(store_size as usize % 5);
                     let page = (0..n).map(|i| change(i as u8 + 1, DhcpState::Released, i as u64)).collect();
+                    if store_size % 3 == 0 {
+                        s.undelivered_floor(store_size);
+                    }
                     s.changes_page(Ok((page, store_size % 7 != 0)));
                 }
                 Output::StartTls => {
@@ -139,7 +142,7 @@ fuzz_target!(|data: &[u8]| {
                 seq += 1;
                 let last = input.byte().unwrap_or(0);
                 let state = if last & 1 == 0 { DhcpState::Active } else { DhcpState::Released };
-                s.live(&change(last, state, seq));
+                s.live(change(last, state, seq));
             }
             6 => s.lagged(),
             7 => s.shutdown(),
