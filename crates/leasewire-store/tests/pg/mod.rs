@@ -123,10 +123,24 @@ impl Cluster {
     /// without, TCP in the clear only. With `client_ca` as well (PEM), a TCP client must present a
     /// certificate that CA signed, named after the user (`cert` authentication).
     pub fn start_tcp(tls: Option<(&str, &str)>, client_ca: Option<&str>) -> Cluster {
+        // The port is one the kernel had free a moment before; another process may take it first. Then
+        // PostgreSQL cannot bind, and a new port is tried.
+        for _ in 0..2 {
+            match Cluster::try_start(Some((tls, client_ca))) {
+                Ok(c) => return c,
+                Err(log) if log.contains("could not bind") => continue,
+                Err(log) => panic!("PostgreSQL did not start; its log:\n{log}"),
+            }
+        }
         Cluster::start(Some((tls, client_ca)))
     }
 
     fn start(tcp: Option<TcpSetup<'_>>) -> Cluster {
+        Cluster::try_start(tcp).unwrap_or_else(|log| panic!("PostgreSQL did not start; its log:\n{log}"))
+    }
+
+    /// Start a cluster; its log when it did not come up within 30 s or could not bind its port.
+    fn try_start(tcp: Option<TcpSetup<'_>>) -> Result<Cluster, String> {
         let bin = bin_dir();
         let template = template(&bin);
         let base = tempfile::Builder::new().prefix("leasewire-pg-").tempdir().unwrap().keep();
@@ -200,13 +214,14 @@ impl Cluster {
             if ready {
                 break;
             }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(base.join("log")).unwrap_or_default();
-                panic!("PostgreSQL did not start within 30 s; its log:\n{log}");
+            let log = std::fs::read_to_string(base.join("log")).unwrap_or_default();
+            if log.contains("could not bind") || Instant::now() > deadline {
+                // Dropping `c` closes the keeper's stdin: it stops PostgreSQL and removes the directory.
+                return Err(log);
             }
             std::thread::sleep(Duration::from_millis(30));
         }
-        c
+        Ok(c)
     }
 
     /// Run SQL as the superuser on database `db`.
