@@ -81,6 +81,17 @@ pub struct DhcpService {
     /// Whether the store is shared with other servers: then the feed is published from the store's change
     /// feed (every server's commits, in sequence order) rather than from this server's completions.
     shared: bool,
+    /// With a shared store: this server's commits waiting for the store's change feed to publish them.
+    shared_feed: Mutex<SharedFeed>,
+}
+
+/// Where a shared store's change feed stands, for releasing this server's commits from the in-flight count.
+#[derive(Debug, Default)]
+struct SharedFeed {
+    /// The highest sequence number published so far.
+    published_through: u64,
+    /// Own commits not yet published: their last sequence number and their time, in sequence order.
+    awaiting: std::collections::VecDeque<(u64, u32)>,
 }
 
 /// A shared store's change feed: every server's committed changes, in sequence order, in batches (e.g.
@@ -162,6 +173,7 @@ impl DhcpService {
             leasequery: Responder::new(config),
             drop_log: LogLimiter::new(Duration::from_secs(10)),
             shared: changes.is_some(),
+            shared_feed: Mutex::new(SharedFeed::default()),
         });
         let mut sockets = Vec::new();
         for addr in &config.raw.server.listen {
@@ -320,14 +332,33 @@ impl DhcpService {
             if job.pending.as_ref().is_some_and(|p| !p.is_ready()) {
                 self.publisher.publish(std::mem::take(&mut unpublished), std::mem::take(&mut released));
             }
-            released.push(job.time);
-            self.complete_job(job, &mut unpublished).await;
+            let time = job.time;
+            match self.complete_job(job, &mut unpublished).await {
+                // A shared store: its change feed publishes the changes, and releases the time then.
+                Some(seq) => self.release_after_feed(seq, time),
+                None => released.push(time),
+            }
         }
         self.publisher.publish(unpublished, released);
     }
 
-    /// Wait for one job's commit, then reply; its committed changes go onto `committed`.
-    async fn complete_job(&self, job: Job, committed: &mut Vec<leasewire_store::BindingChange>) {
+    /// A shared store's commit up to sequence number `seq`, stamped `time`: released from the in-flight count
+    /// (`ChangeFeed::entering`) once `follow` has published that far, or now if it already has.
+    fn release_after_feed(&self, seq: u64, time: u32) {
+        let mut f = self.shared_feed.lock().unwrap_or_else(|p| p.into_inner());
+        if seq <= f.published_through {
+            // Queued behind the batch that carried it, so released after its broadcast.
+            self.publisher.publish(Vec::new(), vec![time]);
+        } else {
+            f.awaiting.push_back((seq, time));
+        }
+    }
+
+    /// Wait for one job's commit, then reply; its committed changes go onto `committed`. With a shared store
+    /// the changes reach the feed through the store's change feed instead: the last sequence number committed
+    /// is returned, so the commit stays in flight until then.
+    async fn complete_job(&self, job: Job, committed: &mut Vec<leasewire_store::BindingChange>) -> Option<u64> {
+        let mut shared_through = None;
         if let Some(p) = job.pending {
             match p.await {
                 Ok(changes) => {
@@ -335,7 +366,9 @@ impl DhcpService {
                     for c in &changes {
                         tracing::debug!(seq = c.seq, ip = %c.binding.ip, state = %c.binding.state, "binding committed");
                     }
-                    if !self.shared {
+                    if self.shared {
+                        shared_through = changes.last().map(|c| c.seq);
+                    } else {
                         committed.extend(changes);
                     }
                 }
@@ -352,12 +385,12 @@ impl DhcpService {
                             Err(e) => self.send_failed(to, &e),
                         }
                     }
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     self.metrics.commit_errors.inc();
                     tracing::error!(error = %e, "commit failed; reply withheld");
-                    return;
+                    return None;
                 }
             }
         }
@@ -368,6 +401,7 @@ impl DhcpService {
                 Err(e) => self.send_failed(to, &e),
             }
         }
+        shared_through
     }
 
     /// Lease expiry every second; forgetting records past retention every minute, or every `retention`
@@ -441,7 +475,18 @@ impl DhcpService {
                     engine.learn(c.binding.clone());
                 }
             }
+            let through = batch.last().map(|c| c.seq);
             self.publisher.publish(batch, Vec::new());
+            if let Some(through) = through {
+                // Own commits carried so far are published now (queued behind this batch): out of flight.
+                let mut f = self.shared_feed.lock().unwrap_or_else(|p| p.into_inner());
+                f.published_through = f.published_through.max(through);
+                let mut released = Vec::new();
+                while f.awaiting.front().is_some_and(|&(seq, _)| seq <= through) {
+                    released.extend(f.awaiting.pop_front().map(|(_, t)| t));
+                }
+                self.publisher.publish(Vec::new(), released);
+            }
         }
     }
 
