@@ -7,6 +7,7 @@
 #[path = "../../leasewire-store/tests/pg/mod.rs"]
 mod pg;
 #[path = "../../leasewire/tests/support/relay.rs"]
+#[allow(dead_code)] // the relay helper serves other tests too
 mod relay;
 
 use leasewire_server::config::Config;
