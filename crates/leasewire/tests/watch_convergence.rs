@@ -155,7 +155,7 @@ fn run(seed: u64, secure: bool) -> String {
     let mut server = Server::start(d, &config, None);
     let config_path: PathBuf = server.config.clone();
     let proxy = Proxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, tcp)));
-    let http_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, http));
+    let mut http_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, http));
     let mut rng = Rng(seed);
     // The very first connection (the bulk seed) is cut part-way.
     proxy.cut_next_after(500 + rng.below(3000) as usize);
@@ -184,6 +184,9 @@ fn run(seed: u64, secure: bool) -> String {
             3 => {
                 watcher.proc.kill9();
                 incarnation += 1;
+                // A fresh port: the old one was free while the watcher was down, and another test may hold it
+                // now (an HTTP request to it would then reach someone else).
+                http_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()));
                 watcher = start_watcher(d, proxy.addr, http_addr, secure, incarnation);
             }
             _ => {
@@ -202,6 +205,12 @@ fn run(seed: u64, secure: bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last_diff = String::new();
     loop {
+        // A watcher that died is a failure of its own: say so, with its log, rather than fail on a closed port.
+        if let Some(status) = watcher.proc.child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(d.join(format!("watch-{incarnation}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!("seed {seed}: the watcher exited ({status}) before converging; its log ends:\n{}", tail.join("\n"));
+        }
         let truth = server_view(&target);
         let diff: Vec<String> = truth
             .iter()
