@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 use support::relay::Relay;
-use support::{Server, free_udp_port};
+use support::{Server, free_tcp_port, free_udp_port};
 
 struct Conn {
     s: TcpStream,
@@ -60,8 +60,8 @@ fn status(m: &Message<'_>) -> Option<StatusCode> {
 fn alq_live_stream_catch_up_data_missing_and_query_terminated() {
     let dir = tempfile::tempdir().unwrap();
     let udp = free_udp_port();
-    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tcp = free_tcp_port();
+    let metrics = free_tcp_port();
     let config = format!(
         r#"
 [server]

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::relay::Relay;
-use support::{Rng, Server, free_udp_port, open_store};
+use support::{Rng, Server, free_tcp_port, free_udp_port, open_store};
 
 type View = HashMap<Ipv4Addr, (DhcpState, Vec<u8>)>;
 
@@ -98,7 +98,7 @@ fn alq_requestor_view_converges_to_the_store_across_reconnects() {
     for seed in [0x9e37_79b9u64, 0x85eb_ca6b, 0xc2b2_ae35] {
         let dir = tempfile::tempdir().unwrap();
         let udp = free_udp_port();
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let tcp = free_tcp_port();
         let config = format!(
             "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n\
              [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\

@@ -9,11 +9,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use support::relay::Relay;
-use support::{Server, free_udp_port};
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use support::{Server, free_tcp_port, free_udp_port};
 
 fn scapy(port: u16, args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/bulk_requestor.py");

@@ -5,15 +5,15 @@
 mod support;
 
 use leasewire_proto::{MessageType, Op};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use support::relay::Relay;
-use support::{Server, free_udp_port, http_get, metric};
+use support::{Server, free_tcp_port, free_udp_port, http_get, metric};
 
 #[test]
 fn malformed_packets_and_floods_are_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
-    let metrics_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics_port = free_tcp_port();
     let config = format!(
         r#"
 [server]

@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use support::relay::Relay;
-use support::{Server, free_udp_port, http_get, metric};
+use support::{Server, free_tcp_port, free_udp_port, http_get, metric};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -195,8 +195,8 @@ async fn rfc7724_9_a_thousand_hostile_connections_do_not_starve_a_requestor_or_d
     std::fs::write(p("server.pem"), &server_cert.cert_pem).unwrap();
     std::fs::write(p("server-key.pem"), &server_cert.key_pem).unwrap();
     let udp = free_udp_port();
-    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tcp = free_tcp_port();
+    let metrics_port = free_tcp_port();
     // Default limits except a short pre-authentication deadline, so the attack cycles through it in the test.
     let config = format!(
         r#"

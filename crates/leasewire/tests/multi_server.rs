@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::relay::Relay;
-use support::{Server, free_udp_port};
+use support::{Server, free_tcp_port, free_udp_port};
 
 /// What the requestor knows of an address: state, hardware address, whether another server made it.
 type View = HashMap<Ipv4Addr, (DhcpState, Vec<u8>, bool)>;
@@ -58,10 +58,6 @@ pools = [{{ start = "127.9.0.0", end = "127.9.15.255" }}]
 lease-time = 3600
 "#
     )
-}
-
-fn tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Follow the Active stream of the server at `tcp` from `start` until `stop`: every LEASEACTIVE and
@@ -128,7 +124,7 @@ fn two_servers_one_database_requestor_sees_all_and_a_kill_loses_nothing() {
     let cluster = pg::Cluster::get();
     let url = cluster.new_database();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (udp_a, udp_b, tcp_a, tcp_b) = (free_udp_port(), free_udp_port(), tcp_port(), tcp_port());
+    let (udp_a, udp_b, tcp_a, tcp_b) = (free_udp_port(), free_udp_port(), free_tcp_port(), free_tcp_port());
     let a = Server::start(dir_a.path(), &config("a", udp_a, tcp_a, &url), None);
     let mut b = Server::start(dir_b.path(), &config("b", udp_b, tcp_b, &url), None);
     let addr_a = SocketAddr::from((Ipv4Addr::LOCALHOST, udp_a));

@@ -10,11 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::relay::Relay;
-use support::{Proc, Server, free_udp_port, http_get, leasewire, metric, open_store};
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use support::{Proc, Server, free_tcp_port, free_udp_port, http_get, leasewire, metric, open_store};
 
 fn server(dir: &std::path::Path, net: u8) -> (Server, u16, u16) {
     let (udp, tcp) = (free_udp_port(), free_tcp_port());

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::proxy::Proxy;
 use support::relay::Relay;
-use support::{Proc, Rng, Server, free_udp_port, http_get, leasewire, open_store};
+use support::{Proc, Rng, Server, free_tcp_port, free_udp_port, http_get, leasewire, open_store};
 
 /// Addresses in each pool: 127.6.0.1.. (hour-long leases) and 127.7.0.1.. (3-second leases, which expire).
 const POOL: u8 = 40;
@@ -51,10 +51,6 @@ fn start_watcher(dir: &Path, proxy: SocketAddr, http: SocketAddr, secure: bool, 
     }
     cmd.env("LEASEWIRE_LOG", "info").stdin(Stdio::null()).stdout(out).stderr(err);
     Watcher { proc: Proc::spawn("leasewire watch", &mut cmd) }
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn pool_ips() -> impl Iterator<Item = Ipv4Addr> {

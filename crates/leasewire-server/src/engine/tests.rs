@@ -55,13 +55,20 @@ fn reply(o: &Outcome) -> Message<'static> {
     Message::decode(bytes).unwrap()
 }
 
-/// DISCOVER then REQUEST (SELECTING) for one client: the ACKed address.
-fn dora(e: &mut Engine, mac: u8, now: u32) -> Ipv4Addr {
+/// DISCOVER for one client, and the REQUEST (SELECTING) that takes the offer: the offered address and the
+/// request, not yet handled.
+fn offered(e: &mut Engine, mac: u8, now: u32) -> (Ipv4Addr, Message<'static>) {
     let offer = e.handle(&msg(MessageType::Discover, mac), rx(now));
     let ip = reply(&offer).yiaddr;
     let mut req = msg(MessageType::Request, mac);
     req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
     req.options.set_ip(code::REQUESTED_IP, ip);
+    (ip, req)
+}
+
+/// DISCOVER then REQUEST (SELECTING) for one client: the ACKed address.
+fn dora(e: &mut Engine, mac: u8, now: u32) -> Ipv4Addr {
+    let (ip, req) = offered(e, mac, now);
     let ack = e.handle(&req, rx(now));
     assert_eq!(reply(&ack).message_type(), Some(MessageType::Ack));
     ip
@@ -128,11 +135,7 @@ fn rfc8357_relay_source_port_gets_the_reply() {
 #[test]
 fn ack_commits_an_active_binding_with_lease_and_client() {
     let mut e = engine();
-    let offer = e.handle(&msg(MessageType::Discover, 1), rx(T0));
-    let ip = reply(&offer).yiaddr;
-    let mut req = msg(MessageType::Request, 1);
-    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
-    req.options.set_ip(code::REQUESTED_IP, ip);
+    let (ip, mut req) = offered(&mut e, 1, T0);
     req.options.set(code::HOST_NAME, b"laptop".to_vec());
     let o = e.handle(&req, rx(T0 + 1));
     assert_eq!(o.commit.len(), 1);
@@ -445,11 +448,7 @@ fn a_forget_in_flight_never_drops_a_lease_granted_meanwhile() {
 #[test]
 fn a_refused_ack_becomes_a_nak_and_learned_bindings_are_not_offered() {
     let mut e = engine();
-    let offer = e.handle(&msg(MessageType::Discover, 1), rx(T0));
-    let ip = reply(&offer).yiaddr;
-    let mut req = msg(MessageType::Request, 1);
-    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
-    req.options.set_ip(code::REQUESTED_IP, ip);
+    let (ip, req) = offered(&mut e, 1, T0);
     let o = e.handle(&req, rx(T0));
     assert_eq!(reply(&o).message_type(), Some(MessageType::Ack));
     let (bytes, _, t) = o.on_conflict.expect("a NAK for a refused commit");

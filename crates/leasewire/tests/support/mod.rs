@@ -45,6 +45,11 @@ pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago (the test binds it next).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A child process killed (SIGKILL) and reaped on drop unless already waited for.
 pub struct Proc {
     pub child: Child,
