@@ -1,4 +1,4 @@
-//! Golden tests: real ISC dhcpd 4.4.3 bytes (tests/data/isc-dhcpd-leasequery.pcap, from shared/testdata) decode to the values
+//! Golden tests: real ISC dhcpd 4.4.3 bytes (tests/data/isc-dhcpd-leasequery.pcap, captured from ISC dhcpd) decode to the values
 //! tshark and the capture's notes give, and re-encode byte for byte. No byte here was produced by our code.
 
 use leasewire_proto::options::code;

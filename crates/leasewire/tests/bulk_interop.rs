@@ -13,7 +13,7 @@ use support::{Server, free_tcp_port, free_udp_port};
 
 fn scapy(port: u16, args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/bulk_requestor.py");
-    let out = Command::new("python3")
+    let out = Command::new(support::python_module("scapy", "pip install scapy, or python3-scapy"))
         .arg(script)
         .arg("127.0.0.1")
         .arg(port.to_string())
@@ -138,7 +138,11 @@ fn leasewire_bulk_against_an_independent_scapy_server() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/bulk_server.py");
     let mut server = support::Proc::spawn(
         "bulk_server.py",
-        Command::new("python3").arg(script).arg(port.to_string()).arg(&path).stdout(std::process::Stdio::piped()),
+        Command::new(support::python_module("scapy", "pip install scapy, or python3-scapy"))
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&path)
+            .stdout(std::process::Stdio::piped()),
     );
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(server.child.stdout.as_mut().unwrap()), &mut line)

@@ -46,7 +46,7 @@ fn start(kind: Kind) -> Lab {
             .unwrap();
             let leases = dir.path().join("dhcpd.leases");
             std::fs::write(&leases, "").unwrap();
-            let mut c = ns.cmd(0, "dhcpd");
+            let mut c = ns.cmd(0, support::peer("dhcpd", "isc-dhcp-server"));
             c.args(["-4", "-f", "-d", "-cf"])
                 .arg(&conf)
                 .arg("-lf")
@@ -96,7 +96,7 @@ impl Lab {
         let out = self
             .ns
             .cmd(1, "timeout")
-            .args(["30", "dhclient", "-4", "-1", "-sf", "/bin/true", "-lf"])
+            .args(["30", support::peer("dhclient", "isc-dhcp-client"), "-4", "-1", "-sf", "/bin/true", "-lf"])
             .arg(&lf)
             .arg("-pf")
             .arg(&pf)
@@ -122,7 +122,7 @@ impl Lab {
         let lf = self.dir.path().join("dhclient.leases");
         self.ns
             .cmd(1, "timeout")
-            .args(["30", "dhclient", "-4", "-r", "-sf", "/bin/true", "-lf"])
+            .args(["30", support::peer("dhclient", "isc-dhcp-client"), "-4", "-r", "-sf", "/bin/true", "-lf"])
             .arg(&lf)
             .arg("-pf")
             .arg(self.dir.path().join("dhclient-r.pid"))
@@ -137,7 +137,7 @@ impl Lab {
     fn udhcpc_lease(&self, client_id: &str) -> Ipv4Addr {
         let args =
             ["udhcpc", "-i", &self.cli_if, "-n", "-q", "-f", "-s", "/bin/true", "-x", &format!("0x3d:{client_id}")];
-        let o = self.ns.cmd(1, "busybox").args(args).stdin(Stdio::null()).output().unwrap();
+        let o = self.ns.cmd(1, support::peer("busybox", "busybox")).args(args).stdin(Stdio::null()).output().unwrap();
         // udhcpc reports on stderr: "udhcpc: lease of 10.77.0.101 obtained from 10.77.0.1, lease time 600".
         let out = String::from_utf8_lossy(&o.stderr).into_owned();
         let line =

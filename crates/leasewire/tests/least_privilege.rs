@@ -36,7 +36,7 @@ pools = [{{ start = "10.77.0.100", end = "10.77.0.199" }}]
 
 fn udhcpc_gets_a_lease(ns: &Netns, cli_if: &str) {
     let out = ns
-        .cmd(1, "busybox")
+        .cmd(1, support::peer("busybox", "busybox"))
         .args(["udhcpc", "-i", cli_if, "-n", "-q", "-f", "-t", "5", "-s", "/bin/true"])
         .output()
         .unwrap();

@@ -71,7 +71,7 @@ fn bound_ip(line: &str) -> Ipv4Addr {
 }
 
 fn dhclient(ns: &Netns, i: usize, iface: &str, dir: &std::path::Path, release: bool) -> Command {
-    let mut c = ns.cmd(i, "dhclient");
+    let mut c = ns.cmd(i, support::peer("dhclient", "isc-dhcp-client"));
     c.args(["-4", "-d", "-sf", "/bin/true"]);
     c.arg("-lf").arg(dir.join("dhclient.leases"));
     c.arg("-pf").arg(dir.join(if release { "dhclient-r.pid" } else { "dhclient.pid" }));
@@ -124,7 +124,7 @@ fn busybox_udhcpc_obtains_renews_and_releases() {
     std::fs::write(&script, "#!/bin/sh\ncase \"$1\" in bound|renew) ip addr add \"$ip/24\" dev \"$interface\" 2>/dev/null;; esac\necho \"event $1 $ip\"\nexit 0\n").unwrap();
     Command::new("chmod").arg("+x").arg(&script).status().unwrap();
 
-    let mut cmd = ns.cmd(1, "busybox");
+    let mut cmd = ns.cmd(1, support::peer("busybox", "busybox"));
     cmd.args(["udhcpc", "-f", "-i", &cli_if, "-x", "hostname:bbox", "-x", "0x3d:01020000000042", "-s"]).arg(&script);
     let (client, out) = spawn_logged("udhcpc", cmd);
     let ip = bound_ip(&wait_line(&out, "event bound", 60));
@@ -169,7 +169,7 @@ pools = [{ start = "10.88.0.100", end = "10.88.0.199" }]
 lease-time = 600
 "#;
     let server = Server::start(dir.path(), config, Some((&ns, 0)));
-    let mut relay = ns.cmd(1, "dhcrelay");
+    let mut relay = ns.cmd(1, support::peer("dhcrelay", "isc-dhcp-relay"));
     relay.args(["-d", "-4", "-a", "-id", &relay_down, "-iu", &relay_up, "10.77.0.1"]);
     let (_relay, relay_out) = spawn_logged("dhcrelay", relay);
     wait_line(&relay_out, "Sending on", 10);

@@ -61,7 +61,7 @@ pub fn bin_dir() -> PathBuf {
         None => panic!(
             "PostgreSQL server binaries not found (no /usr/lib/postgresql/<version>/bin/postgres and \
              LEASEWIRE_PG_BIN unset): these tests need a real PostgreSQL. Install it with \
-             `apt-get install postgresql` (.ci/run does)."
+             `apt-get install postgresql` (scripts/test does, as root)."
         ),
     }
 }

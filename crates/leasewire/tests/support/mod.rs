@@ -28,6 +28,36 @@ pub fn require_root() {
     );
 }
 
+/// The third-party program `program` from the Debian package `package`, checked to be installed: a test
+/// whose peer is missing fails here with a message naming the package to install, never with an obscure
+/// `exec ... failed` later. `scripts/test` installs every package named here (as root).
+pub fn peer(program: &'static str, package: &str) -> &'static str {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .any(|dir| dir.join(program).is_file());
+    assert!(
+        found,
+        "this test needs `{program}` from the Debian package {package}: apt-get install {package} \
+         (scripts/test installs it when run as root)"
+    );
+    program
+}
+
+/// `python3` with the module `module` importable (from `package`, a Debian or pip package), checked as
+/// [`peer`] checks programs.
+pub fn python_module(module: &str, package: &str) -> &'static str {
+    let ok = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(ok, "this test needs the Python module {module} ({package}; scripts/test installs it with pip)");
+    "python3"
+}
+
 /// Run a command, panicking with its output on failure.
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
@@ -109,6 +139,7 @@ pub struct Netns {
 impl Netns {
     pub fn new(n: usize) -> Self {
         require_root();
+        peer("ip", "iproute2");
         let names: Vec<String> = (0..n).map(|_| unique("lw")).collect();
         for name in &names {
             sh(&["ip", "netns", "add", name]);
