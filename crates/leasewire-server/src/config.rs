@@ -329,9 +329,27 @@ pub struct TlsSection {
     pub key: PathBuf,
     /// The CA that signs requestor certificates (mutual authentication, ALQ-8.1-16).
     pub ca: PathBuf,
-    /// DNS names (subjectAltName) a requestor certificate must carry one of; empty: any the CA signed.
+    /// Requestors allowed by a DNS, URI or IP subjectAltName. A certificate is allowed when it matches any
+    /// entry of `allow-names`, `allow-cn` or `allow-spki`; with all three empty, any the CA signed is.
     #[serde(default)]
     pub allow_names: Vec<String>,
+    /// Requestors allowed by subject common name (for certificates without subjectAltName).
+    #[serde(default)]
+    pub allow_cn: Vec<String>,
+    /// Requestors allowed by key: base64 of the SHA-256 of the DER SubjectPublicKeyInfo.
+    #[serde(default)]
+    pub allow_spki: Vec<String>,
+}
+
+impl TlsSection {
+    /// The allow-list these keys make.
+    pub fn allow_list(&self) -> crate::tls_allow::AllowList {
+        crate::tls_allow::AllowList {
+            names: self.allow_names.clone(),
+            cns: self.allow_cn.clone(),
+            spki: self.allow_spki.clone(),
+        }
+    }
 }
 
 impl Default for ActiveSection {

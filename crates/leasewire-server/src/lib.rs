@@ -17,3 +17,4 @@ pub mod log_limit;
 pub mod metrics;
 pub mod tcp_service;
 pub mod tls;
+pub mod tls_allow;

@@ -149,7 +149,7 @@ impl TcpService {
         let a = &config.raw.active_leasequery;
         let tls = match (&a.tls, a.enabled) {
             (Some(t), true) => Some(
-                TlsSettings::load(&t.cert, &t.key, &t.ca, t.allow_names.clone())
+                TlsSettings::load(&t.cert, &t.key, &t.ca, t.allow_list())
                     .map_err(|e| std::io::Error::other(format!("active-leasequery.tls: {e}")))?,
             ),
             _ => None,
@@ -210,7 +210,7 @@ impl TcpService {
             tokio::spawn(async move {
                 while reload.changed().await.is_ok() {
                     let Some(service) = me.upgrade() else { break };
-                    match TlsSettings::load(&paths.cert, &paths.key, &paths.ca, paths.allow_names.clone()) {
+                    match TlsSettings::load(&paths.cert, &paths.key, &paths.ca, paths.allow_list()) {
                         Ok(new) => {
                             *service.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(new);
                             tracing::info!(cert = %paths.cert.display(), "TLS certificate, key and CA reloaded");
@@ -495,7 +495,11 @@ impl TcpService {
             r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => match r {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
-                    refused(crate::tls::HandshakeFailure::classify(&e), e.to_string());
+                    let detail = match crate::tls_allow::refusal_of(&e) {
+                        Some(refusal) => refusal.to_string(),
+                        None => e.to_string(),
+                    };
+                    refused(crate::tls::HandshakeFailure::classify(&e), detail);
                     return None;
                 }
                 Err(_) => {
@@ -508,10 +512,6 @@ impl TcpService {
                 return None;
             }
         };
-        if let Err(reason) = tls.peer_allowed(stream.get_ref().1.peer_certificates()) {
-            refused(crate::tls::HandshakeFailure::NotAllowed, reason);
-            return None;
-        }
         tracing::debug!(%peer, "TLS established");
         let (r, w) = tokio::io::split(stream);
         Some(Io::Tls(r, w))

@@ -1,8 +1,10 @@
 //! TLS for Active Leasequery (RFC 7724 §8.1): a rustls server configuration that requires a client
 //! certificate signed by the configured CA (mutual authentication, ALQ-8.1-16), TLS 1.2 and 1.3 only with
-//! rustls's default (BCP 195 compatible) cipher suites, and an optional allow-list of requestor names.
+//! rustls's default (BCP 195 compatible) cipher suites, and an optional allow-list of requestors
+//! ([`crate::tls_allow`]), checked inside the handshake.
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use crate::tls_allow::{AllowList, AllowListVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -43,13 +45,13 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 pub struct TlsSettings {
     /// The rustls configuration.
     pub config: Arc<rustls::ServerConfig>,
-    /// Names (DNS SAN) a requestor's certificate must carry, one of; empty: any certificate the CA signed.
-    pub allow_names: Vec<String>,
+    /// The requestors allowed beyond the CA's signature (already part of `config`; kept for inspection).
+    pub allow: AllowList,
 }
 
 impl TlsSettings {
     /// Build from PEM files: the server's certificate chain and key, and the CA that signs requestors.
-    pub fn load(cert: &Path, key: &Path, ca: &Path, allow_names: Vec<String>) -> Result<Self, TlsError> {
+    pub fn load(cert: &Path, key: &Path, ca: &Path, allow: AllowList) -> Result<Self, TlsError> {
         let chain = load_certs(cert)?;
         let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
         let mut roots = rustls::RootCertStore::empty();
@@ -60,30 +62,14 @@ impl TlsSettings {
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()
             .map_err(|e| TlsError::Config(e.to_string()))?;
+        let verifier = Arc::new(AllowListVerifier::new(verifier, allow.clone()));
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        Ok(Self { config: Arc::new(config), allow_names })
-    }
-
-    /// Whether the verified client certificate names an allowed requestor (ALQ-8.1-8).
-    pub fn peer_allowed(&self, peer_certs: Option<&[CertificateDer<'_>]>) -> Result<(), String> {
-        let Some(end) = peer_certs.and_then(|c| c.first()) else { return Err("no client certificate".into()) };
-        if self.allow_names.is_empty() {
-            return Ok(());
-        }
-        let cert = webpki::EndEntityCert::try_from(end).map_err(|e| format!("client certificate: {e}"))?;
-        for name in &self.allow_names {
-            if let Ok(n) = ServerName::try_from(name.as_str())
-                && cert.verify_is_valid_for_subject_name(&n).is_ok()
-            {
-                return Ok(());
-            }
-        }
-        Err(format!("client certificate names none of {:?}", self.allow_names))
+        Ok(Self { config: Arc::new(config), allow })
     }
 }
 
@@ -147,6 +133,7 @@ impl HandshakeFailure {
         };
         match err {
             Error::InvalidCertificate(c) => match c {
+                CertificateError::Other(o) if o.0.is::<crate::tls_allow::Refusal>() => Self::NotAllowed,
                 CertificateError::UnknownIssuer => Self::UnknownCa,
                 CertificateError::Expired
                 | CertificateError::ExpiredContext { .. }

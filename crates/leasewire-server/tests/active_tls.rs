@@ -29,8 +29,12 @@ struct Lab {
 }
 
 async fn lab(allow_names: &str) -> Lab {
+    lab_with(&format!("allow-names = [{allow_names}]"), LabCa::new("test CA").unwrap()).await
+}
+
+/// A secure server whose `[active-leasequery.tls]` ends with `allow` (TOML lines), its requestors signed by `ca`.
+async fn lab_with(allow: &str, ca: LabCa) -> Lab {
     let dir = tempfile::tempdir().unwrap();
-    let ca = LabCa::new("test CA").unwrap();
     let server = ca.issue(&["localhost", "127.0.0.1"], false, false).unwrap();
     let p = |n: &str| dir.path().join(n);
     std::fs::write(p("ca.pem"), ca.cert_pem()).unwrap();
@@ -50,7 +54,7 @@ enabled = true
 cert = "{}"
 key = "{}"
 ca = "{}"
-allow-names = [{allow_names}]
+{allow}
 "#,
         p("server.pem").display(),
         p("server-key.pem").display(),
@@ -220,6 +224,102 @@ async fn alq_8_1_8_a_requestor_not_on_the_allow_list_is_refused() {
     assert!(read_message(&mut tls, &mut Vec::new()).await.is_some());
 }
 
+/// Log lines written while the returned guard lives (this thread only: `#[tokio::test]` runs every task of
+/// the test on it).
+fn capture_log() -> (Arc<std::sync::Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || LogSink(sink.clone()))
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    (buf, tracing::subscriber::set_default(subscriber))
+}
+
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether a requestor with `cert` gets the Active stream (a live change arrives inside TLS).
+async fn admitted(lab: &Lab, cert: &Issued) -> bool {
+    let Ok(mut tls) = negotiate(lab, client_config(lab, Some(cert), &lab.ca)).await else { return false };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lab.feed.publish(vec![change()]);
+    read_message(&mut tls, &mut Vec::new()).await.is_some()
+}
+
+#[tokio::test]
+async fn alq_8_1_8_a_cn_only_certificate_is_admitted_through_allow_cn() {
+    let lab = lab_with(r#"allow-cn = ["router-7.corp"]"#, LabCa::new("enterprise CA").unwrap()).await;
+    let cn_only = lab.ca.issue_cn_only("router-7.corp", true).unwrap();
+    assert!(admitted(&lab, &cn_only).await, "CN matching is configured");
+    let other = lab.ca.issue_cn_only("router-8.corp", true).unwrap();
+    assert!(!admitted(&lab, &other).await, "another CN");
+    refused_for(&lab, "tls_not_allowed").await;
+}
+
+#[tokio::test]
+async fn alq_8_1_8_a_cn_only_certificate_is_refused_by_allow_names_and_the_log_says_what_it_carries() {
+    let (log, _guard) = capture_log();
+    let lab = lab("\"router-7.corp\"").await;
+    let cn_only = lab.ca.issue_cn_only("router-7.corp", true).unwrap();
+    let e = match negotiate(&lab, client_config(&lab, Some(&cn_only), &lab.ca)).await {
+        Err(e) => e,
+        Ok(mut s) => {
+            let mut b = [0u8; 16];
+            s.read(&mut b).await.expect_err("refused with an alert, not a silent close").to_string()
+        }
+    };
+    assert!(e.contains("alert"), "the requestor is told by a TLS alert: {e}");
+    refused_for(&lab, "tls_not_allowed").await;
+    let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    assert!(log.contains(r#"CN ["router-7.corp"]"#) && log.contains("allow-cn"), "{log}");
+}
+
+#[tokio::test]
+async fn alq_8_1_8_uri_and_ip_subject_alt_names_match_allow_names() {
+    let lab = lab("\"spiffe://lab.example/requestor\", \"10.9.8.7\"").await;
+    assert!(admitted(&lab, &lab.ca.issue(&["spiffe://lab.example/requestor"], true, false).unwrap()).await);
+    assert!(admitted(&lab, &lab.ca.issue(&["10.9.8.7"], true, false).unwrap()).await);
+    assert!(!admitted(&lab, &lab.ca.issue(&["spiffe://lab.example/other"], true, false).unwrap()).await);
+    refused_for(&lab, "tls_not_allowed").await;
+}
+
+#[tokio::test]
+async fn alq_8_1_8_an_spki_pin_admits_its_key_and_a_wrong_pin_refuses() {
+    let ca = LabCa::new("pinning CA").unwrap();
+    let pinned = ca.issue(&["anything.lab"], true, false).unwrap();
+    let key = rcgen::KeyPair::from_pem(&pinned.key_pem).unwrap();
+    let pin = leasewire_server::tls_allow::spki_pin(&rcgen::PublicKeyData::subject_public_key_info(&key));
+    let lab = lab_with(&format!("allow-spki = [\"{pin}\"]"), ca).await;
+    assert!(admitted(&lab, &pinned).await);
+    let same_name_other_key = lab.ca.issue(&["anything.lab"], true, false).unwrap();
+    assert!(!admitted(&lab, &same_name_other_key).await);
+    refused_for(&lab, "tls_not_allowed").await;
+}
+
+#[tokio::test]
+async fn lab_certs_requestor_issues_certificates_the_server_admits() {
+    let dir = tempfile::tempdir().unwrap();
+    leasewire_server::lab_certs::write(dir.path()).unwrap();
+    let (cert, key) = leasewire_server::lab_certs::write_requestor(dir.path(), "second.lab").unwrap();
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+    let ca = LabCa::load(&read("ca.pem"), &read("ca-key.pem")).unwrap();
+    let lab = lab_with(r#"allow-names = ["second.lab"]"#, ca).await;
+    let issued =
+        Issued { cert_pem: std::fs::read_to_string(cert).unwrap(), key_pem: std::fs::read_to_string(key).unwrap() };
+    assert!(admitted(&lab, &issued).await, "issued from the CA lab-certs wrote, with the name asked for");
+}
+
 #[tokio::test]
 async fn alq_8_1_9_plaintext_to_a_secure_server_is_closed() {
     let lab = lab("").await;
@@ -346,7 +446,7 @@ async fn bcp195_only_tls_1_2_and_1_3_with_aead_suites() {
         &lab._dir.path().join("server.pem"),
         &lab._dir.path().join("server-key.pem"),
         &lab._dir.path().join("ca.pem"),
-        vec![],
+        Default::default(),
     )
     .unwrap();
     for s in &server.config.crypto_provider().cipher_suites {

@@ -137,12 +137,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write a lab CA, a server certificate for 127.0.0.1/localhost and a requestor certificate (PEM) to try
-    /// Active Leasequery's mutual TLS (examples/lab-tls.toml reads them from ./certs). Not for production.
+    /// Write a lab CA (certificate and key), a server certificate for 127.0.0.1/localhost and a requestor
+    /// certificate (PEM) to try Active Leasequery's mutual TLS (examples/lab-tls.toml reads them from ./certs);
+    /// with --requestor, issue one more requestor certificate from the CA already there. Not for production.
     LabCerts {
         /// Directory to write into.
         #[arg(long, default_value = "certs")]
         out: PathBuf,
+        /// Issue only a requestor certificate with this name (DNS name, IP address or URI, also the subject
+        /// CN) from the CA in --out, as NAME.pem and NAME-key.pem.
+        #[arg(long, value_name = "NAME")]
+        requestor: Option<String>,
     },
     /// Load tools for benchmarks (populate a store, generate leasequery load, echo).
     #[command(subcommand)]
@@ -367,11 +372,17 @@ fn main() -> anyhow::Result<()> {
             init_logs(cli.log_format);
             demo::run(demo::Args { clients, rate, lease_time, duration, json })
         }
-        Command::LabCerts { out } => {
+        Command::LabCerts { out, requestor: Some(name) } => {
+            let (cert, key) = leasewire_server::lab_certs::write_requestor(&out, &name)?;
+            println!("wrote {} + {} (requestor, {name})", cert.display(), key.display());
+            Ok(())
+        }
+        Command::LabCerts { out, requestor: None } => {
             let f = leasewire_server::lab_certs::write(&out)?;
             println!(
-                "wrote {} (CA), {} + {} (server, 127.0.0.1 and localhost), {} + {} (requestor, requestor.lab)",
+                "wrote {} + {} (CA), {} + {} (server, 127.0.0.1 and localhost), {} + {} (requestor, requestor.lab)",
                 f.ca.display(),
+                f.ca_key.display(),
                 f.server_cert.display(),
                 f.server_key.display(),
                 f.requestor_cert.display(),

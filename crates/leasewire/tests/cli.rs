@@ -76,6 +76,24 @@ fn lab_certs_then_lab_tls_validates() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(dir.path().join("certs/server-key.pem")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "private keys are not world-readable");
+    let mode = std::fs::metadata(dir.path().join("certs/ca-key.pem")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the CA key is written, not world-readable");
+    let out = Command::new(support::leasewire())
+        .args(["lab-certs", "--out", "certs", "--requestor", "second.lab"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mode = std::fs::metadata(dir.path().join("certs/second.lab-key.pem")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(dir.path().join("certs/second.lab.pem").exists());
+    let out = Command::new(support::leasewire())
+        .args(["lab-certs", "--out", "elsewhere", "--requestor", "x.lab"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("ca.pem") && err.contains("lab-certs --out"), "{err}");
     std::fs::copy(repo().join("examples/lab-tls.toml"), dir.path().join("lab-tls.toml")).unwrap();
     let out = Command::new(support::leasewire())
         .args(["check-config", "lab-tls.toml"])
