@@ -57,7 +57,7 @@ impl AllowList {
                 || allowed.parse::<IpAddr>().is_ok_and(|ip| c.ips.contains(&ip))
         });
         let by_cn = self.cns.iter().any(|allowed| c.cns.iter().any(|cn| cn.eq_ignore_ascii_case(allowed)));
-        let by_pin = self.spki.iter().any(|pin| *pin == c.spki_sha256);
+        let by_pin = self.spki.contains(&c.spki_sha256);
         by_name || by_cn || by_pin
     }
 }
