@@ -4,13 +4,18 @@ on scapy's DHCP codec. Used by leasewire's interop tests as a peer nobody in thi
 logic of.
 
     bulk_requestor.py SERVER PORT [--mac HEX | --client-id HEX | --relay-id HEX | --remote-id HEX]
-                      [--start T] [--end T] [--extra-query]
+                      [--start T] [--end T] [--extra-query] [--tls CERT KEY CA]
+
+With --tls, the connection is secured first as RFC 7724 §7.2 describes (DHCPTLS with option 53 only, an answer
+without a status, then a TLS handshake with CERT/KEY as the client certificate and the server's certificate
+checked against CA) using Python's own `ssl` module (OpenSSL), not rustls.
 
 Prints one JSON object: {"replies": [{"xid", "type", "ip", "state", "mac", "base_time", "start_time_of_state",
 "lease_time", "cltt", "server_id"}...], "done": [{"xid", "status"}...], "errors": [...]}.
 """
 import json
 import socket
+import ssl
 import struct
 import sys
 
@@ -101,9 +106,20 @@ def main():
         elif flag == "--extra-query":
             extra = True
             i += 1
+        elif flag == "--tls":
+            args["tls"] = rest[i + 1:i + 4]
+            i += 4
         else:
             raise SystemExit(f"unknown argument {flag}")
     sock = socket.create_connection((server, port), timeout=30)
+    out = {"replies": [], "done": [], "errors": []}
+    if "tls" in args:
+        try:
+            sock = start_tls(sock, server, *args["tls"])
+        except (OSError, ValueError) as e:
+            out["errors"].append(f"tls: {e}")
+            print(json.dumps(out))
+            return
     xids = [0x5eed0001]
     queries = [build_query(xids[0], args)]
     if extra:
@@ -112,15 +128,38 @@ def main():
         queries.append(build_query(xids[1], {}))
     for q in queries:
         sock.sendall(struct.pack("!H", len(q)) + q)
-    out = {"replies": [], "done": [], "errors": []}
     outstanding = set(xids)
     first = {}
+    try:
+        receive(sock, outstanding, first, out)
+    except (OSError, ssl.SSLError) as e:
+        out["errors"].append(f"receive: {e}")
+    sock.close()
+    print(json.dumps(out))
+
+
+def start_tls(sock, server, cert, key, ca):
+    """RFC 7724 §7.2: DHCPTLS carrying only option 53; an answer without a status code means go ahead; then
+    TLS on the same connection, with a client certificate (mutual authentication, §8.1)."""
+    hello = bytes(BOOTP(op=1, xid=0x7150) / DHCP(options=[("message-type", 18), "end"]))
+    sock.sendall(struct.pack("!H", len(hello)) + hello)
+    answer = BOOTP(next(frames(sock)))
+    if option(answer, "message-type") != 18 or option(answer, "status-code") is not None:
+        raise ValueError(f"DHCPTLS refused: {answer[DHCP].options}")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(ca)
+    ctx.load_cert_chain(cert, key)
+    return ctx.wrap_socket(sock, server_hostname=server)
+
+
+def receive(sock, outstanding, first, out):
     for frame in frames(sock):
         pkt = BOOTP(frame)
         xid = pkt.xid
         if xid not in outstanding:
             out["errors"].append(f"unknown xid {xid:#x}")  # RFC 6926 §7.3: close
-            break
+            return
         mtype = option(pkt, "message-type")
         sid = option(pkt, "server_id")
         if sid is not None:
@@ -130,7 +169,7 @@ def main():
             out["done"].append({"xid": xid, "status": status[0] if status else 0})
             outstanding.discard(xid)
             if not outstanding:
-                break
+                return
             continue
         if mtype not in (11, 13):
             out["errors"].append(f"unexpected message type {mtype}")
@@ -149,8 +188,6 @@ def main():
             "server_id": first.get(xid),
             "has_associated_ip": option(pkt, "associated-ip") is not None,
         })
-    sock.close()
-    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -66,6 +66,14 @@ pub enum ActiveEnd {
     /// The server closed the connection without a termination message.
     #[error("the server closed the connection")]
     Closed,
+    /// The server closed the connection in answer to DHCPACTIVELEASEQUERY, before any reply: RFC 7724 §8.1.1
+    /// has a server close on a message it does not support, and a server in secure mode on anything before
+    /// TLS (that case is `ConnError::TlsRequired`).
+    #[error(
+        "the server closed the connection without answering DHCPACTIVELEASEQUERY: it does not offer Active \
+         Leasequery (RFC 7724), or not to this requestor"
+    )]
+    NoActiveLeasequery,
     /// The query could not be written for the write timeout (ALQ-7.3-9).
     #[error("the server did not take the query for {0:?}")]
     WriteTimeout(Duration),
@@ -109,11 +117,12 @@ async fn drive(
     };
     let mut buf = vec![0u8; 64 * 1024];
     let mut announced = false;
+    let mut answered = false;
     'io: loop {
         if let Some(bytes) = s.poll_transmit() {
             match tokio::time::timeout(opts.write_timeout, conn::write_frames(&mut conn, &bytes)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return ActiveEnd::Conn(e.into()),
+                Ok(Err(e)) => return ActiveEnd::Conn(conn::from_io(e)),
                 Err(_) => return ActiveEnd::WriteTimeout(opts.write_timeout),
             }
             // The query is the first thing written once in the clear or in TLS.
@@ -153,9 +162,16 @@ async fn drive(
             .map_or_else(|| tokio::time::Instant::now() + opts.rcv_timeout, tokio::time::Instant::from_std);
         tokio::select! {
             r = conn.read(&mut buf) => match r {
-                Ok(0) => return ActiveEnd::Closed,
-                Ok(n) => s.receive(&buf[..n], now()),
-                Err(e) => return ActiveEnd::Conn(e.into()),
+                Ok(0) if answered || !announced => return ActiveEnd::Closed,
+                Ok(0) if target.tls.is_none() && conn::answers_dhcptls(target.addr, opts.connect_timeout).await => {
+                    return ActiveEnd::Conn(ConnError::TlsRequired);
+                }
+                Ok(0) => return ActiveEnd::NoActiveLeasequery,
+                Ok(n) => {
+                    answered |= announced;
+                    s.receive(&buf[..n], now())
+                }
+                Err(e) => return ActiveEnd::Conn(conn::from_io(e)),
             },
             _ = tokio::time::sleep_until(deadline) => s.handle_timeout(now()),
         }

@@ -38,7 +38,7 @@ pub enum BulkError {
 
 impl From<std::io::Error> for BulkError {
     fn from(e: std::io::Error) -> Self {
-        BulkError::Conn(ConnError::Io(e))
+        BulkError::Conn(conn::from_io(e))
     }
 }
 
@@ -53,6 +53,9 @@ pub struct BulkStream {
     session: BulkRequestor,
     buf: Vec<u8>,
     data_timeout: Duration,
+    /// Where to ask whether TLS is required, when a query in the clear meets a silent close.
+    plain: Option<SocketAddr>,
+    received: bool,
 }
 
 impl BulkStream {
@@ -71,7 +74,8 @@ impl BulkStream {
                 Err(_) => return Err(BulkError::WriteTimeout(data_timeout)),
             }
         }
-        Ok(Self { conn, session, buf: vec![0u8; 64 * 1024], data_timeout })
+        let plain = target.tls.is_none().then_some(target.addr);
+        Ok(Self { conn, session, buf: vec![0u8; 64 * 1024], data_timeout, plain, received: false })
     }
 
     /// The next binding or DONE; `None` once every query is done (the connection is then closed).
@@ -93,13 +97,29 @@ impl BulkStream {
                 .poll_timeout()
                 .map_or_else(|| tokio::time::Instant::now() + self.data_timeout, tokio::time::Instant::from_std);
             tokio::select! {
-                r = self.conn.read(&mut self.buf) => match r? {
-                    0 => return Err(BulkError::Closed(self.session.outstanding())),
-                    n => self.session.receive(&self.buf[..n], now()),
+                r = self.conn.read(&mut self.buf) => match r.map_err(conn::from_io)? {
+                    0 => return Err(self.closed().await),
+                    n => {
+                        self.received = true;
+                        self.session.receive(&self.buf[..n], now())
+                    }
                 },
                 _ = tokio::time::sleep_until(deadline) => self.session.handle_timeout(now()),
             }
         }
+    }
+}
+
+impl BulkStream {
+    /// Why the server closed: a close before any reply to a query in the clear, from a server that answers
+    /// DHCPTLS, means it requires TLS.
+    async fn closed(&self) -> BulkError {
+        if let (Some(addr), false) = (self.plain, self.received)
+            && conn::answers_dhcptls(addr, self.data_timeout.min(Duration::from_secs(10))).await
+        {
+            return BulkError::Conn(ConnError::TlsRequired);
+        }
+        BulkError::Closed(self.session.outstanding())
     }
 }
 

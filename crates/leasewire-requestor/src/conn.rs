@@ -45,6 +45,20 @@ pub enum ConnError {
     /// The handshake failed, e.g. the server's certificate did not validate (ALQ-7.2-8/10).
     #[error("TLS handshake failed: {0}")]
     Handshake(io::Error),
+    /// The server answered our certificate with a TLS alert (during the handshake, or with TLS 1.3 on the
+    /// first read after it): it is not from the server's CA, or not on its allow-list.
+    #[error(
+        "the server refused this requestor's certificate (TLS alert {0}): it must be signed by the CA the server \
+         trusts and allowed by its allow-names, allow-cn or allow-spki"
+    )]
+    CertificateRefused(String),
+    /// A query sent in the clear was met with a close, and the server answers DHCPTLS: it runs in secure mode
+    /// (RFC 7724 §8.1, ALQ-8.1-9) and takes nothing before TLS.
+    #[error(
+        "the server requires TLS (RFC 7724 secure mode) and closed the connection on a query sent in the clear: \
+         pass --tls-cert FILE --tls-key FILE --ca FILE (`leasewire lab-certs` makes a lab set)"
+    )]
+    TlsRequired,
     /// Reading or writing failed.
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -82,7 +96,10 @@ pub async fn handshake(tcp: TcpStream, tls: &ClientTls, timeout: Duration) -> Re
     let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
     match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
         Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
-        Ok(Err(e)) => Err(ConnError::Handshake(e)),
+        Ok(Err(e)) => Err(match from_io(e) {
+            ConnError::Io(e) => ConnError::Handshake(e),
+            refused => refused,
+        }),
         Err(_) => Err(ConnError::Handshake(io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))),
     }
 }
@@ -115,6 +132,55 @@ pub async fn open(target: &Target, xid: u32, timeout: Duration) -> Result<Conn, 
         dhcptls::Answer::Proceed => handshake(tcp, tls, timeout).await,
         dhcptls::Answer::Refused => Err(ConnError::TlsRefused),
     }
+}
+
+/// An I/O error on a TLS connection, with a refusal of our certificate told apart: TLS 1.3 finishes the
+/// client's handshake before the server has checked the client certificate, so the server's alert arrives on
+/// the first read or write.
+pub fn from_io(e: io::Error) -> ConnError {
+    use rustls::AlertDescription as A;
+    let alert = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).and_then(|r| match r {
+        rustls::Error::AlertReceived(a) => Some(*a),
+        _ => None,
+    });
+    match alert {
+        Some(
+            a @ (A::BadCertificate
+            | A::UnsupportedCertificate
+            | A::CertificateRevoked
+            | A::CertificateExpired
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::AccessDenied
+            | A::CertificateRequired),
+        ) => ConnError::CertificateRefused(format!("{a:?}")),
+        _ => ConnError::Io(e),
+    }
+}
+
+/// Whether the server at `addr` answers DHCPTLS with a go-ahead: asked after a query in the clear met a
+/// silent close, to tell "this server requires TLS" from other reasons to close (nothing else is sent).
+pub async fn answers_dhcptls(addr: SocketAddr, timeout: Duration) -> bool {
+    let probe = async {
+        let mut tcp = connect(addr, timeout).await.ok()?;
+        let xid = crate::fresh_xid();
+        let mut request = Vec::new();
+        dhcptls::write_request(xid, &mut request);
+        tcp.write_all(&request).await.ok()?;
+        let mut buf = Vec::new();
+        loop {
+            if let Some((body, _)) = FrameDecoder::default().decode(&buf).ok()? {
+                let m = Message::decode(body).ok()?;
+                return Some(dhcptls::answer(&m, xid) == dhcptls::Answer::Proceed);
+            }
+            let mut chunk = [0u8; 1024];
+            match tcp.read(&mut chunk).await.ok()? {
+                0 => return None,
+                n => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, probe).await.ok().flatten().unwrap_or(false)
 }
 
 impl AsyncRead for Conn {

@@ -317,7 +317,7 @@ impl Peer {
                     }
                     Err(BulkError::Stopped) => break,
                     Err(e) => {
-                        if !self.retry_later(format!("bulk seed: {e}"), false).await {
+                        if !self.retry_later(format!("bulk seed: {}", describe_seed(&e)), false).await {
                             break;
                         }
                         continue;
@@ -441,10 +441,29 @@ impl Peer {
 }
 
 fn describe(end: &ActiveEnd) -> String {
+    use leasewire_proto::session::active_requestor::ActiveError::Terminated;
     match end {
-        ActiveEnd::Session(leasewire_proto::session::active_requestor::ActiveError::Terminated(
-            StatusCode::QueryTerminated,
-        )) => "the server ended the query (QueryTerminated)".into(),
+        ActiveEnd::Session(Terminated(StatusCode::QueryTerminated)) => {
+            "the server ended the query (QueryTerminated)".into()
+        }
+        ActiveEnd::Session(Terminated(StatusCode::NotAllowed)) => "the server refused DHCPACTIVELEASEQUERY \
+             (NotAllowed): it does not offer Active Leasequery (RFC 7724) to this requestor"
+            .into(),
+        other => other.to_string(),
+    }
+}
+
+/// The seed is a Bulk Leasequery for all configured addresses (RFC 6926 §7.2; optional for a server): a
+/// refusal says which capability the server lacks, not only the status.
+fn describe_seed(e: &BulkError) -> String {
+    match e {
+        BulkError::Refused { status: status @ StatusCode::NotAllowed, message } => {
+            format!(
+                "the server refuses a Bulk Leasequery for all configured addresses ({status}{}{message}), which \
+                 `watch` needs to seed its replica",
+                if message.is_empty() { "" } else { ": " }
+            )
+        }
         other => other.to_string(),
     }
 }
@@ -452,4 +471,19 @@ fn describe(end: &ActiveEnd) -> String {
 /// The requestor's clock, in Unix seconds (the unit of base-time).
 fn unix_now() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_seed_or_stream_names_the_capability_the_server_lacks() {
+        let seed = describe_seed(&BulkError::Refused { status: StatusCode::NotAllowed, message: String::new() });
+        assert!(seed.contains("all configured addresses") && seed.contains("seed"), "{seed}");
+        let active = describe(&ActiveEnd::Session(
+            leasewire_proto::session::active_requestor::ActiveError::Terminated(StatusCode::NotAllowed),
+        ));
+        assert!(active.contains("does not offer Active Leasequery"), "{active}");
+    }
 }

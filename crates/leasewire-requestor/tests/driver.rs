@@ -41,17 +41,23 @@ async fn lab(secure: bool) -> Lab {
     std::fs::write(p("server-key.pem"), &server.key_pem).unwrap();
     let mode = if secure {
         format!(
-            "[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+            "enabled = true\n[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
             p("server.pem").display(),
             p("server-key.pem").display(),
             p("ca.pem").display()
         )
     } else {
-        "insecure = true\n".into()
+        "enabled = true\ninsecure = true\n".into()
     };
+    lab_with(dir, ca, &mode).await
+}
+
+/// A TcpService whose `[active-leasequery]` section is `active` (TOML lines).
+async fn lab_with(dir: tempfile::TempDir, ca: LabCa, active: &str) -> Lab {
+    let p = |n: &str| dir.path().join(n);
     let text = format!(
         "[server]\nserver-id = \"10.0.0.1\"\ndata-dir = \"/nonexistent\"\n[bulk-leasequery]\nlisten = \
-         [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\n[active-leasequery]\nenabled = true\n{mode}"
+         [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\n[active-leasequery]\n{active}"
     );
     let config = Config::parse(&text).unwrap();
     let store: Arc<dyn LeaseStore> = Arc::new(SqliteStore::open(p("l.db"), OpenOptions::new(1_800_000_000)).unwrap());
@@ -127,6 +133,39 @@ async fn alq_7_2_8_a_server_certificate_from_another_ca_fails_the_handshake() {
     let (end, seen) = run_once(target, ActiveOptions::default()).await;
     assert!(matches!(end, ActiveEnd::Conn(ConnError::Handshake(_))), "ALQ-7.2-10: {end:?}");
     assert!(seen.is_empty());
+}
+
+#[tokio::test]
+async fn watch_says_which_capability_a_server_lacks() {
+    // Active Leasequery off: the server closes on DHCPACTIVELEASEQUERY (RFC 7724 §8.1.1).
+    let plain = lab_with(tempfile::tempdir().unwrap(), LabCa::new("t").unwrap(), "enabled = false\n").await;
+    let (end, _) = run_once(Target { addr: plain.addr, tls: None }, ActiveOptions::default()).await;
+    assert!(matches!(end, ActiveEnd::NoActiveLeasequery), "{end:?}");
+    assert!(end.to_string().contains("does not offer Active Leasequery"), "{end}");
+    // Secure mode, query in the clear: the server closes (ALQ-8.1-9); the requestor finds out why.
+    let secure = lab(true).await;
+    let (end, _) = run_once(Target { addr: secure.addr, tls: None }, ActiveOptions::default()).await;
+    assert!(matches!(end, ActiveEnd::Conn(ConnError::TlsRequired)), "{end:?}");
+    assert!(end.to_string().contains("--tls-cert"), "{end}");
+    // A certificate the server's allow-list refuses: said so, not "connection reset".
+    let dir = tempfile::tempdir().unwrap();
+    let ca = LabCa::new("t").unwrap();
+    let server = ca.issue(&["localhost", "127.0.0.1"], false, false).unwrap();
+    let p = |n: &str| dir.path().join(n);
+    std::fs::write(p("ca.pem"), ca.cert_pem()).unwrap();
+    std::fs::write(p("server.pem"), &server.cert_pem).unwrap();
+    std::fs::write(p("server-key.pem"), &server.key_pem).unwrap();
+    let tls = format!(
+        "enabled = true\n[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nallow-names = [\"other.lab\"]\n",
+        p("server.pem").display(),
+        p("server-key.pem").display(),
+        p("ca.pem").display()
+    );
+    let strict = lab_with(dir, ca, &tls).await;
+    let (end, _) =
+        run_once(Target { addr: strict.addr, tls: Some(client(&strict.ca, &strict.ca)) }, ActiveOptions::default())
+            .await;
+    assert!(matches!(end, ActiveEnd::Conn(ConnError::CertificateRefused(_))), "{end:?}");
 }
 
 /// A listener that accepts and then never says anything.

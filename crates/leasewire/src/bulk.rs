@@ -55,7 +55,8 @@ pub fn run(
     let mut out = std::io::BufWriter::new(stdout.lock());
     let tty = std::io::stderr().is_terminal();
     let mut count: u64 = 0;
-    let mut final_status = (StatusCode::Success, String::new());
+    // The DONE's status; `None` until one arrives (an error before it must not read as success).
+    let mut final_status: Option<(StatusCode, String)> = None;
     if mode == Output::Table {
         writeln!(out, "{:<15} {:<13} {:<17} {:>8} {:<24}", "address", "state", "client", "lease s", "relay")?;
     }
@@ -72,22 +73,22 @@ pub fn run(
                     eprint!("\r{count} bindings…");
                 }
             }
-            Event::Done { status, message, .. } => final_status = (status, message),
+            Event::Done { status, message, .. } => final_status = Some((status, message)),
         });
     out.flush()?;
     let secs = start.elapsed().as_secs_f64();
     if tty && count >= 100_000 {
         eprintln!();
     }
-    eprintln!(
-        "{count} binding(s) in {secs:.2} s ({:.0}/s), status {}{}",
-        count as f64 / secs.max(1e-9),
-        final_status.0,
-        if final_status.1.is_empty() { String::new() } else { format!(": {}", final_status.1) }
-    );
+    let status = match &final_status {
+        Some((code, text)) if text.is_empty() => format!("status {code}"),
+        Some((code, text)) => format!("status {code}: {text}"),
+        None => "no DONE".into(),
+    };
+    eprintln!("{count} binding(s) in {secs:.2} s ({:.0}/s), {status}", count as f64 / secs.max(1e-9));
     result?;
-    if final_status.0 != StatusCode::Success {
-        bail!("the server ended the query with {}", final_status.0);
+    match final_status {
+        Some((code, _)) if code != StatusCode::Success => bail!("the server ended the query with {code}"),
+        _ => Ok(()),
     }
-    Ok(())
 }

@@ -118,6 +118,107 @@ pools = [{{ start = "127.1.0.0", end = "127.1.0.99" }}]
     server.stop();
 }
 
+/// ALQ-8.1-8 with a TLS stack that is not rustls: a Python `ssl` (OpenSSL) requestor whose certificate names
+/// it only in the subject CN, as enterprise PKIs and network devices issue them, is admitted through
+/// `allow-cn` and gets a Bulk Leasequery answered inside TLS; another CN from the same CA is refused.
+/// A `leasewire serve` in secure mode (Active Leasequery with TLS, `allow-cn = ["router-7.corp"]`), its
+/// certificates from `ca`, and its Leasequery TCP port.
+fn secure_server(dir: &std::path::Path, ca: &leasewire_server::lab_certs::LabCa) -> (Server, u16) {
+    let server_cert = ca.issue(&["localhost", "127.0.0.1"], false, false).unwrap();
+    let ca_pem = write(dir, "ca.pem", &ca.cert_pem());
+    let (cert, key) =
+        (write(dir, "server.pem", &server_cert.cert_pem), write(dir, "server-key.pem", &server_cert.key_pem));
+    let (udp, tcp) = (free_udp_port(), free_tcp_port());
+    let config = format!(
+        r#"
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:{udp}"]
+data-dir = "@DATA@"
+[bulk-leasequery]
+listen = ["127.0.0.1:{tcp}"]
+allow = ["127.0.0.0/8"]
+[active-leasequery]
+enabled = true
+[active-leasequery.tls]
+cert = "{cert}"
+key = "{key}"
+ca = "{ca_pem}"
+allow-cn = ["router-7.corp"]
+[[subnet]]
+subnet = "127.0.0.0/8"
+pools = [{{ start = "127.1.0.0", end = "127.1.0.9" }}]
+"#
+    );
+    (Server::start(dir, &config, None), tcp)
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// A requestor certificate with only a subject CN, written as NAME.pem / NAME-key.pem.
+fn cn_only(dir: &std::path::Path, ca: &leasewire_server::lab_certs::LabCa, cn: &str) -> (String, String) {
+    let issued = ca.issue_cn_only(cn, true).unwrap();
+    (write(dir, &format!("{cn}.pem"), &issued.cert_pem), write(dir, &format!("{cn}-key.pem"), &issued.key_pem))
+}
+
+/// ALQ-8.1-8 with a TLS stack that is not rustls: a Python `ssl` (OpenSSL) requestor whose certificate names
+/// it only in the subject CN, as enterprise PKIs and network devices issue them, is admitted through
+/// `allow-cn` and gets a Bulk Leasequery answered inside TLS; another CN from the same CA is refused.
+#[test]
+fn alq_8_1_8_python_ssl_requestor_with_a_cn_only_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = leasewire_server::lab_certs::LabCa::new("enterprise CA").unwrap();
+    let (server, tcp) = secure_server(dir.path(), &ca);
+    let ca_pem = dir.path().join("ca.pem").to_str().unwrap().to_string();
+    let client = |cn: &str| {
+        let (c, k) = cn_only(dir.path(), &ca, cn);
+        scapy(tcp, &["--tls", &c, &k, &ca_pem])
+    };
+    let admitted = client("router-7.corp");
+    assert_eq!(admitted["errors"], Value::Array(vec![]), "{admitted}");
+    assert_eq!(admitted["replies"].as_array().unwrap().len(), 10, "{admitted}");
+    assert_eq!(admitted["done"][0]["status"], 0);
+    let refused = client("router-8.corp");
+    assert!(refused["replies"].as_array().unwrap().is_empty(), "{refused}");
+    let error = refused["errors"][0].as_str().unwrap_or_default();
+    assert!(error.to_lowercase().contains("certificate"), "refused with a certificate alert: {refused}");
+    server.wait_log("CN [\"router-8.corp\"]", 10);
+    server.stop();
+}
+
+/// What `leasewire bulk` says when it cannot get in: a query in the clear to a server that requires TLS
+/// names the flags to pass; a certificate the server refuses is reported as such; and the summary never
+/// says `status Success` when no DONE arrived.
+#[test]
+fn bulk_against_a_secure_server_says_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = leasewire_server::lab_certs::LabCa::new("enterprise CA").unwrap();
+    let (server, tcp) = secure_server(dir.path(), &ca);
+    let addr = format!("127.0.0.1:{tcp}");
+    let bulk = |extra: &[&str]| {
+        let out = Command::new(support::leasewire()).args(["bulk", "--server", &addr]).args(extra).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, err) = bulk(&[]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("requires TLS") && err.contains("--tls-cert"), "{err}");
+    assert!(!err.contains("status Success"), "{err}");
+    let ca_pem = dir.path().join("ca.pem").to_str().unwrap().to_string();
+    let (c, k) = cn_only(dir.path(), &ca, "router-8.corp");
+    let (ok, err) = bulk(&["--tls-cert", &c, "--tls-key", &k, "--ca", &ca_pem]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("refused this requestor's certificate"), "{err}");
+    assert!(!err.contains("status Success"), "{err}");
+    let (c, k) = cn_only(dir.path(), &ca, "router-7.corp");
+    let (ok, err) = bulk(&["--tls-cert", &c, "--tls-key", &k, "--ca", &ca_pem, "--json"]);
+    assert!(ok && err.contains("10 binding(s)") && err.contains("status Success"), "{err}");
+    server.stop();
+}
+
 mod hex {
     pub fn encode(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
