@@ -37,9 +37,31 @@ pub struct Config {
     /// Active Leasequery (RFC 7724) on the same TCP listener: off unless enabled (ALQ-8.1-2).
     #[serde(default)]
     pub active_leasequery: ActiveSection,
+    /// What is logged (besides the `LEASEWIRE_LOG` filter).
+    #[serde(default)]
+    pub log: LogSection,
     /// Address pools.
     #[serde(default, rename = "subnet")]
     pub subnets: Vec<SubnetConfig>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogSection {
+    /// The lease log: one INFO line per committed change (target `leasewire::lease`). Default true.
+    #[serde(default = "default_true")]
+    pub leases: bool,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self { leases: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[server]`.
@@ -500,6 +522,20 @@ pub struct Subnet {
     pub options: Vec<EncodedOption>,
     /// Reservations.
     pub reservations: Vec<Reservation>,
+}
+
+impl Subnet {
+    /// How many addresses this subnet can hand out: those in its pools that are not excluded, and reserved
+    /// addresses outside the pools. What the metrics' AVAILABLE count and utilisation are measured against.
+    pub fn pool_size(&self) -> u64 {
+        let in_pools = |a: u32| self.pools.iter().any(|&(s, e)| (s..=e).contains(&a));
+        let ranges: u64 = self.pools.iter().map(|&(s, e)| u64::from(e - s) + 1).sum();
+        let excluded: std::collections::HashSet<u32> =
+            self.exclude.iter().map(|&a| u32::from(a)).filter(|&a| in_pools(a)).collect();
+        let excluded = excluded.len() as u64;
+        let reserved_outside = self.reservations.iter().filter(|r| !in_pools(u32::from(r.ip))).count() as u64;
+        (ranges - excluded.min(ranges)) + reserved_outside
+    }
 }
 
 /// A fixed address.

@@ -9,6 +9,7 @@
 use crate::config::Validated;
 use crate::engine::{Destination, Engine, Received};
 use crate::feed::{ChangeFeed, Publisher};
+use crate::lease_log::{LeaseLog, Requester};
 use crate::leasequery::{Answer, Responder};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
@@ -64,6 +65,8 @@ struct Job {
     on_conflict: Option<(Vec<u8>, Destination, MessageType)>,
     /// The addresses the commit touches, re-read from the store after a refusal.
     ips: Vec<Ipv4Addr>,
+    /// The request behind the commit, for the lease log (None: a timer or an operator).
+    requester: Option<Requester>,
 }
 
 /// The running DHCP service's shared parts.
@@ -74,6 +77,8 @@ pub struct DhcpService {
     /// Publishes on `feed` from its own thread, after the client's reply is sent.
     publisher: Publisher,
     metrics: Arc<Metrics>,
+    /// One INFO line per committed change, written by its own thread.
+    lease_log: LeaseLog,
     jobs: mpsc::UnboundedSender<Work>,
     retention: u32,
     leasequery: Responder,
@@ -161,6 +166,14 @@ impl DhcpService {
             return Err(e.into());
         }
         tracing::info!(bindings = store.len().unwrap_or(0), "loaded lease store");
+        metrics.set_subnets(engine.subnets());
+        for slot in 0..=engine.subnets().len() {
+            metrics.update_bindings(slot, &engine.state_counts(slot));
+        }
+        let lease_log = match config.raw.log.leases {
+            true => LeaseLog::start(metrics.clone()).map_err(ServeError::FeedThread)?,
+            false => LeaseLog::disabled(),
+        };
         let (jobs, job_rx) = mpsc::unbounded_channel();
         let service = Arc::new(DhcpService {
             engine: Mutex::new(engine),
@@ -168,6 +181,7 @@ impl DhcpService {
             publisher: feed.publisher().map_err(ServeError::FeedThread)?,
             feed,
             metrics,
+            lease_log,
             jobs,
             retention: config.raw.server.retention,
             leasequery: Responder::new(config),
@@ -274,13 +288,15 @@ impl DhcpService {
             }
             return;
         }
-        let ips = outcome.commit.iter().map(|b| b.ip).collect();
+        let ips: Vec<Ipv4Addr> = outcome.commit.iter().map(|b| b.ip).collect();
+        self.update_gauges(&engine, &ips);
         self.feed.entering(now);
         let pending = Some(self.store.commit(now, outcome.commit));
         let reply = outcome.reply.map(|(b, d, t)| (b, d, t, socket.clone()));
         let on_conflict = outcome.on_conflict;
         // Queued under the engine lock, so completion order is decision order.
-        let job = Job { pending, time: now, started: std::time::Instant::now(), reply, on_conflict, ips };
+        let requester = self.lease_log.enabled().then(|| Requester::of(&m));
+        let job = Job { pending, time: now, started: std::time::Instant::now(), reply, on_conflict, ips, requester };
         let _ = self.jobs.send(Work::Job(job));
     }
 
@@ -366,6 +382,15 @@ impl DhcpService {
                     for c in &changes {
                         tracing::debug!(seq = c.seq, ip = %c.binding.ip, state = %c.binding.state, "binding committed");
                     }
+                    if self.lease_log.enabled() {
+                        for c in &changes {
+                            let record = match &job.requester {
+                                Some(r) => r.record(&c.binding, c.time),
+                                None => crate::lease_log::LeaseRecord::new(&c.binding, c.time, None, None),
+                            };
+                            self.lease_log.record(record);
+                        }
+                    }
                     if self.shared {
                         shared_through = changes.last().map(|c| c.seq);
                     } else {
@@ -422,7 +447,8 @@ impl DhcpService {
                 let due = engine.tick(now);
                 if !due.is_empty() {
                     tracing::debug!(count = due.len(), "leases ended");
-                    let ips = due.iter().map(|b| b.ip).collect();
+                    let ips: Vec<Ipv4Addr> = due.iter().map(|b| b.ip).collect();
+                    self.update_gauges(&engine, &ips);
                     self.feed.entering(now);
                     let pending = self.store.commit(now, due);
                     let job = Job {
@@ -432,13 +458,13 @@ impl DhcpService {
                         reply: None,
                         on_conflict: None,
                         ips,
+                        requester: None,
                     };
                     let _ = self.jobs.send(Work::Job(job));
                 }
             }
             if n % forget_every == 0 {
                 self.forget_old(now).await;
-                self.update_lease_gauges();
             }
         }
     }
@@ -452,6 +478,7 @@ impl DhcpService {
                 Err(e) => tracing::warn!(%ip, error = %e, "re-reading a refused address failed"),
             }
         }
+        self.update_gauges(&self.engine(), ips);
     }
 
     /// Take in the shared store's change feed: other servers' changes into the engine, every change onto
@@ -470,10 +497,13 @@ impl DhcpService {
             };
             {
                 let mut engine = self.engine();
+                let mut learned = Vec::new();
                 for c in batch.iter().filter(|c| c.binding.data_source.is_remote()) {
                     tracing::debug!(seq = c.seq, ip = %c.binding.ip, state = %c.binding.state, "binding committed by another server");
                     engine.learn(c.binding.clone());
+                    learned.push(c.binding.ip);
                 }
+                self.update_gauges(&engine, &learned);
             }
             let through = batch.last().map(|c| c.seq);
             self.publisher.publish(batch, Vec::new());
@@ -497,25 +527,27 @@ impl DhcpService {
             Ok(f) if !f.removed.is_empty() => {
                 let removed: Vec<Binding> = f.removed.into_iter().map(|c| c.binding).collect();
                 tracing::debug!(count = removed.len(), horizon = f.horizon, "forgot old records");
-                self.engine().forgotten(&removed);
+                let mut engine = self.engine();
+                engine.forgotten(&removed);
+                let ips: Vec<Ipv4Addr> = removed.iter().map(|b| b.ip).collect();
+                self.update_gauges(&engine, &ips);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "forgetting old records failed"),
         }
     }
 
-    fn update_lease_gauges(&self) {
-        let engine = self.engine();
-        // States that emptied since the last update must read 0, not their old count.
-        for s in engine.subnets() {
-            for state in leasewire_proto::DhcpState::ALL {
-                let label = crate::metrics::LeaseLabel { subnet: s.net.to_string(), state: state.name().into() };
-                self.metrics.leases.get_or_create(&label).set(0);
+    /// Bring the binding gauges of the subnets these addresses belong to up to date with the engine's
+    /// records: called under the engine lock after every change to them, so the gauges follow each commit (at
+    /// most one group commit ahead of the disk) rather than a periodic recount.
+    fn update_gauges(&self, engine: &Engine, ips: &[Ipv4Addr]) {
+        let mut done: Vec<usize> = Vec::new();
+        for &ip in ips {
+            let slot = engine.slot_of(ip);
+            if !done.contains(&slot) {
+                done.push(slot);
+                self.metrics.update_bindings(slot, &engine.state_counts(slot));
             }
-        }
-        for ((subnet, state), count) in engine.count_by_state() {
-            let label = crate::metrics::LeaseLabel { subnet, state: state.name().into() };
-            self.metrics.leases.get_or_create(&label).set(count as i64);
         }
     }
 }

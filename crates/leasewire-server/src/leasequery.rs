@@ -44,6 +44,17 @@ pub enum LqDrop {
 }
 
 impl LqDrop {
+    /// Every reason, so each counter exists at zero from the start.
+    pub const ALL: [Self; 7] = [
+        Self::Disabled,
+        Self::NoGiaddr,
+        Self::NotAllowed,
+        Self::RateLimited,
+        Self::NoKey,
+        Self::SeveralKeys,
+        Self::StoreError,
+    ];
+
     /// A metrics label.
     pub fn label(self) -> &'static str {
         match self {

@@ -1,4 +1,8 @@
 //! Prometheus metrics for the DHCP service, and the `/metrics` endpoint.
+//!
+//! Every counter with a known label set is created at zero when the metrics are, so an alert on it (a rate,
+//! an increase) can be written and tested before the first incident. The binding gauges follow every change
+//! of the engine's records (see [`Metrics::update_bindings`]), not a periodic recount.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,7 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
 
 /// Label: a DHCP message type name.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +35,53 @@ pub struct LeaseLabel {
     pub subnet: String,
     /// The dhcp-state name.
     pub state: String,
+}
+
+/// Label: a subnet.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SubnetLabel {
+    /// The subnet, `10.0.0.0/24`.
+    pub subnet: String,
+}
+
+/// Label: a control socket request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControlLabel {
+    /// The command, e.g. `leases_delete` (see [`CONTROL_COMMANDS`]).
+    pub command: String,
+    /// `ok`, `error` (the command failed or the request was malformed) or `refused` (peer not allowed).
+    pub result: String,
+}
+
+/// The control socket's commands as counted in `leasewire_control_requests_total{command}`; `invalid` is a
+/// request that did not parse.
+pub const CONTROL_COMMANDS: &[&str] =
+    &["status", "reload", "leases_list", "leases_get", "leases_delete", "config_show", "invalid"];
+
+/// The results of a control request.
+pub const CONTROL_RESULTS: &[&str] = &["ok", "error", "refused"];
+
+/// The name of the slot of addresses outside every configured subnet in the per-subnet gauges.
+pub const OTHER_SUBNET: &str = "other";
+
+/// States an address cannot be handed to a new client in: what the pool utilisation counts.
+const IN_USE: [leasewire_proto::DhcpState; 4] = [
+    leasewire_proto::DhcpState::Active,
+    leasewire_proto::DhcpState::Abandoned,
+    leasewire_proto::DhcpState::Transitioning,
+    leasewire_proto::DhcpState::Remote,
+];
+
+/// One subnet's gauges, created once (and again on a reload that changes the subnets), so a commit updates
+/// them with a few atomic stores rather than a label lookup per state.
+#[derive(Debug)]
+struct SubnetGauges {
+    label: String,
+    /// Indexed by dhcp-state code (0 unused).
+    by_state: Vec<Gauge>,
+    /// None for the slot outside every subnet.
+    utilisation: Option<Gauge<f64, AtomicU64>>,
+    pool_size: u64,
 }
 
 /// Label: the phase of an Active stream.
@@ -55,8 +107,19 @@ pub struct Metrics {
     pub packets_out: Family<TypeLabel, Counter>,
     /// Packets dropped, by reason.
     pub drops: Family<ReasonLabel, Counter>,
-    /// Bindings by subnet and state.
+    /// Bindings by subnet and state; AVAILABLE is the pool size minus the other states.
     pub leases: Family<LeaseLabel, Gauge>,
+    /// Addresses each subnet can hand out (pools minus exclusions, plus reservations outside the pools).
+    pub pool_size: Family<SubnetLabel, Gauge>,
+    /// Per subnet, the share of the pool that cannot go to a new client (ACTIVE, ABANDONED, TRANSITIONING,
+    /// REMOTE): what to alert on before the pool runs out.
+    pub pool_utilisation: Family<SubnetLabel, Gauge<f64, AtomicU64>>,
+    /// Lease log lines not written because the log fell behind (a summary line says how many per second).
+    pub lease_log_dropped: Counter,
+    /// Control socket requests by command and result.
+    pub control_requests: Family<ControlLabel, Counter>,
+    /// The per-subnet handles behind `leases`, `pool_size` and `pool_utilisation`, by engine slot.
+    subnets: RwLock<Vec<SubnetGauges>>,
     /// Seconds from handing a change to the store to its durable commit.
     pub commit_seconds: Histogram,
     /// Failed commits (the reply was not sent).
@@ -99,7 +162,30 @@ impl Metrics {
         let leases = Family::<LeaseLabel, Gauge>::default();
         let commit_seconds = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0]);
         let commit_errors = Counter::default();
-        let mut registry = Registry::with_prefix("leasewire_dhcp");
+        let mut root = Registry::with_prefix("leasewire");
+        let lease_log_dropped = Counter::default();
+        root.register(
+            "lease_log_dropped",
+            "Lease log lines not written because the log fell behind",
+            lease_log_dropped.clone(),
+        );
+        let control_requests = Family::<ControlLabel, Counter>::default();
+        root.register("control_requests", "Control socket requests by command and result", control_requests.clone());
+        for command in CONTROL_COMMANDS {
+            for result in CONTROL_RESULTS {
+                let _ = control_requests
+                    .get_or_create(&ControlLabel { command: command.to_string(), result: result.to_string() });
+            }
+        }
+        let registry = root.sub_registry_with_prefix("dhcp");
+        let pool_size = Family::<SubnetLabel, Gauge>::default();
+        let pool_utilisation = Family::<SubnetLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register("pool_size", "Addresses each subnet can hand out", pool_size.clone());
+        registry.register(
+            "pool_utilisation_ratio",
+            "Share of each subnet's pool that cannot go to a new client (ACTIVE, ABANDONED, TRANSITIONING, REMOTE)",
+            pool_utilisation.clone(),
+        );
         registry.register("packets_received", "DHCP packets received, by message type", packets_in.clone());
         registry.register("packets_sent", "DHCP packets sent, by message type", packets_out.clone());
         registry.register("packets_dropped", "DHCP packets dropped, by reason", drops.clone());
@@ -142,11 +228,33 @@ impl Metrics {
         registry.register("tls_failures", "Refused TLS handshakes", tls_failures.clone());
         let received_by_code = per_code(&packets_in);
         let sent_by_code = per_code(&packets_out);
+        let reason = |r: &str| ReasonLabel { reason: r.to_string() };
+        let drop_reasons = crate::engine::DropReason::ALL.iter().map(|r| r.label());
+        let drop_reasons = drop_reasons.chain(crate::leasequery::LqDrop::ALL.iter().map(|r| r.label()));
+        let drop_reasons = drop_reasons.chain(["decode_error", "send_error", "store_conflict"]);
+        for r in drop_reasons.chain(crate::tcp_service::CLOSE_REASONS.iter().copied()) {
+            let _ = drops.get_or_create(&reason(r));
+        }
+        let tls = crate::tls::HandshakeFailure::ALL.iter().map(|f| f.label());
+        for r in crate::tcp_service::REJECT_REASONS.iter().copied().chain(tls) {
+            let _ = tcp_rejected.get_or_create(&reason(r));
+        }
+        for p in ["live", "catch_up"] {
+            let _ = active_updates.get_or_create(&PhaseLabel { phase: p.to_string() });
+        }
+        for o in ["complete", "data_missing"] {
+            let _ = active_catch_ups.get_or_create(&OutcomeLabel { outcome: o.to_string() });
+        }
         Self {
             packets_in,
             packets_out,
             drops,
             leases,
+            pool_size,
+            pool_utilisation,
+            lease_log_dropped,
+            control_requests,
+            subnets: RwLock::new(Vec::new()),
             commit_seconds,
             commit_errors,
             active_connections,
@@ -158,8 +266,70 @@ impl Metrics {
             tcp_rejected,
             received_by_code,
             sent_by_code,
-            registry,
+            registry: root,
         }
+    }
+
+    /// (Re)create the per-subnet gauges for these subnets, in engine slot order (see
+    /// `Engine::slot_of`), plus the slot of addresses outside every subnet. Gauges of subnets no longer
+    /// configured are removed from the exposition; the new ones read 0 (AVAILABLE: the pool size) until
+    /// [`Metrics::update_bindings`] fills them.
+    pub fn set_subnets(&self, subnets: &[crate::config::Subnet]) {
+        let mut slots = self.subnets.write().unwrap_or_else(|p| p.into_inner());
+        for old in slots.drain(..) {
+            for state in leasewire_proto::DhcpState::ALL {
+                self.leases.remove(&LeaseLabel { subnet: old.label.clone(), state: state.name().into() });
+            }
+            self.pool_size.remove(&SubnetLabel { subnet: old.label.clone() });
+            self.pool_utilisation.remove(&SubnetLabel { subnet: old.label });
+        }
+        let named = subnets.iter().map(|s| (s.net.to_string(), Some(s.pool_size())));
+        for (label, size) in named.chain([(OTHER_SUBNET.to_string(), None)]) {
+            let mut by_state = vec![Gauge::default()];
+            for state in leasewire_proto::DhcpState::ALL {
+                by_state.push(
+                    self.leases
+                        .get_or_create(&LeaseLabel { subnet: label.clone(), state: state.name().into() })
+                        .clone(),
+                );
+            }
+            let utilisation = size.map(|size| {
+                self.pool_size.get_or_create(&SubnetLabel { subnet: label.clone() }).set(size as i64);
+                self.pool_utilisation.get_or_create(&SubnetLabel { subnet: label.clone() }).clone()
+            });
+            let g = SubnetGauges { label, by_state, utilisation, pool_size: size.unwrap_or(0) };
+            Self::fill(&g, &[0; 9]);
+            slots.push(g);
+        }
+    }
+
+    /// Set a slot's gauges from the engine's record counts (`Engine::state_counts`): each state as counted,
+    /// except AVAILABLE, which is the pool size minus the records in every other state (an address with no
+    /// record is available too).
+    pub fn update_bindings(&self, slot: usize, counts: &crate::engine::StateCounts) {
+        let slots = self.subnets.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(g) = slots.get(slot) {
+            Self::fill(g, counts);
+        }
+    }
+
+    fn fill(g: &SubnetGauges, counts: &crate::engine::StateCounts) {
+        use leasewire_proto::DhcpState;
+        let at = |s: DhcpState| usize::from(s.code());
+        for state in DhcpState::ALL {
+            g.by_state[at(state)].set(i64::from(counts[at(state)]));
+        }
+        let Some(utilisation) = &g.utilisation else { return };
+        let others: u64 =
+            DhcpState::ALL.iter().filter(|&&s| s != DhcpState::Available).map(|&s| u64::from(counts[at(s)])).sum();
+        g.by_state[at(DhcpState::Available)].set(g.pool_size.saturating_sub(others) as i64);
+        let in_use: u64 = IN_USE.iter().map(|&s| u64::from(counts[at(s)])).sum();
+        utilisation.set(if g.pool_size == 0 { 0.0 } else { in_use as f64 / g.pool_size as f64 });
+    }
+
+    /// Count a control socket request.
+    pub fn control_request(&self, command: &str, result: &str) {
+        self.control_requests.get_or_create(&ControlLabel { command: command.into(), result: result.into() }).inc();
     }
 
     /// Count a dropped packet.

@@ -636,6 +636,35 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Every `tcp_connections_rejected` reason this module uses besides the TLS ones
+/// ([`crate::tls::HandshakeFailure::label`]), so the counters exist at zero from the start.
+pub(crate) const REJECT_REASONS: &[&str] = &[
+    "not_allowed",
+    "per_source_limit",
+    "max_connections",
+    "pending_evicted",
+    "forbidden_message",
+    "bad_input",
+    "data_timeout",
+    "pre_auth_timeout",
+    "tls_required",
+    "active_refused",
+    "closed",
+];
+
+/// Every `packets_dropped` reason [`close_label`] gives, registered at zero like [`REJECT_REASONS`].
+pub(crate) const CLOSE_REASONS: &[&str] = &[
+    "bulk_forbidden_message",
+    "bulk_bad_input",
+    "bulk_data_timeout",
+    "bulk_store_failed",
+    "bulk_closed",
+    "active_slow_requestor",
+    "active_refused",
+    "active_tls_required",
+    "bulk_pre_auth_timeout",
+];
+
 /// The `tcp_connections_rejected` reason for a session that closed before it was admitted.
 fn reject_label(r: &CloseReason) -> &'static str {
     match r {

@@ -125,6 +125,19 @@ pub enum HandshakeFailure {
 }
 
 impl HandshakeFailure {
+    /// Every failure, so each counter exists at zero from the start.
+    pub const ALL: [Self; 9] = [
+        Self::UnknownCa,
+        Self::Expired,
+        Self::BadCertificate,
+        Self::NoCertificate,
+        Self::NotAllowed,
+        Self::NoCommonParameters,
+        Self::NotTls,
+        Self::Timeout,
+        Self::Other,
+    ];
+
     /// Classify the error `tokio_rustls` returned from `accept`.
     pub fn classify(e: &std::io::Error) -> Self {
         use rustls::{CertificateError, Error};

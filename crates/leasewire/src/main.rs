@@ -16,7 +16,7 @@ mod watch;
 
 /// DHCPv4 Leasequery, Bulk Leasequery and Active Leasequery (RFC 4388, RFC 6926, RFC 7724).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, after_help = LOG_HELP)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "LEASEWIRE_LOG_FORMAT")]
@@ -24,6 +24,18 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// What `--help` says about logging.
+const LOG_HELP: &str = "\
+Logging: standard error, filtered by LEASEWIRE_LOG (tracing's env-filter syntax; default `info`), e.g.
+  LEASEWIRE_LOG=info                             the default: start-up, warnings, errors, the lease log
+  LEASEWIRE_LOG=info,leasewire::lease=off        everything but the lease log
+  LEASEWIRE_LOG=warn,leasewire::lease=info       only the lease log, warnings and errors
+  LEASEWIRE_LOG=info,leasewire_server=debug      also per-packet decisions (verbose)
+The lease log (target leasewire::lease) is one INFO line per committed change, e.g.
+  DHCPACK 10.1.2.3 to aa:bb:cc:dd:ee:ff client-id 01:aa:.. via 10.1.0.1 circuit-id \"port-3\" remote-id .. lease 3600 s
+and DHCPRELEASE, DHCPDECLINE, EXPIRE, FREE and RESET lines; --log-format json gives the same values as keys.
+`[log] leases = false` in the configuration turns it off.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -285,18 +297,36 @@ enum BenchCommand {
     },
 }
 
+/// Logs go to standard error, filtered by `LEASEWIRE_LOG` (see the `--help` text). In the human format the
+/// lease log (target `leasewire::lease`) prints only its line, which already says everything its fields do;
+/// the JSON format gives the fields as keys.
 fn init_logs(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("LEASEWIRE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::fmt::format::debug_fn;
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt};
+    let filter = EnvFilter::try_from_env("LEASEWIRE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only on a terminal: log files and journald get plain text.
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+    let ansi = std::io::stderr().is_terminal();
+    let is_lease = |m: &tracing::Metadata<'_>| m.target() == leasewire_server::lease_log::TARGET;
     match format {
-        LogFormat::Human => b.init(),
-        LogFormat::Json => b.json().init(),
+        LogFormat::Human => {
+            let general = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+            let leases = fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .fmt_fields(debug_fn(|w, field, value| match field.name() {
+                    "message" => write!(w, "{value:?}"),
+                    _ => Ok(()),
+                }));
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(general.with_filter(filter_fn(move |m| !is_lease(m))))
+                .with(leases.with_filter(filter_fn(is_lease)))
+                .init();
+        }
+        LogFormat::Json => fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).json().init(),
     }
 }
 

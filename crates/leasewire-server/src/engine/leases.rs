@@ -87,7 +87,15 @@ pub struct Leases {
     offers_by_circuit: HashMap<Origin, usize>,
     offers_by_relay: HashMap<Ipv4Addr, usize>,
     pools: Vec<Pool>,
+    /// Each subnet's network, to count a record where its address belongs whatever subnet a caller names.
+    nets: Vec<ipnet::Ipv4Net>,
+    /// Records per subnet (index `nets.len()`: outside every subnet) and dhcp-state code, kept with every
+    /// change so the metrics read them in O(1) instead of walking the table.
+    counts: Vec<StateCounts>,
 }
+
+/// Records per dhcp-state, indexed by the state's code (index 0 unused).
+pub type StateCounts = [u32; 9];
 
 impl Leases {
     /// An empty table for these subnets, handing out never-used addresses from the start of each pool.
@@ -111,7 +119,25 @@ impl Leases {
                 reserved: s.reservations.iter().enumerate().map(|(i, r)| (u32::from(r.ip), i)).collect(),
             })
             .collect();
-        Self { pools, ..Default::default() }
+        let nets = subnets.iter().map(|s| s.net).collect();
+        Self { pools, nets, counts: vec![[0; 9]; subnets.len() + 1], ..Default::default() }
+    }
+
+    /// Where an address is counted: its subnet's index, or the number of subnets when it is in none.
+    pub fn slot_of(&self, ip: Ipv4Addr) -> usize {
+        self.nets.iter().position(|n| n.contains(&ip)).unwrap_or(self.nets.len())
+    }
+
+    /// Records per state in a slot (see [`Leases::slot_of`]).
+    pub fn counts(&self, slot: usize) -> StateCounts {
+        self.counts.get(slot).copied().unwrap_or_default()
+    }
+
+    fn count(&mut self, ip: Ipv4Addr, state: DhcpState, up: bool) {
+        let slot = self.slot_of(ip);
+        if let Some(c) = self.counts.get_mut(slot).map(|c| &mut c[usize::from(state.code())]) {
+            *c = if up { c.saturating_add(1) } else { c.saturating_sub(1) };
+        }
     }
 
     /// The record for an address.
@@ -186,13 +212,17 @@ impl Leases {
             self.pools[s].recycled.push_back(u32::from(b.ip));
         }
         self.remove_offer(b.ip);
-        self.records.insert(b.ip, b);
+        self.count(b.ip, b.state, true);
+        if let Some(old) = self.records.insert(b.ip, b) {
+            self.count(old.ip, old.state, false);
+        }
     }
 
     /// Forget a record (after the store forgot it).
     pub fn remove(&mut self, subnet: Option<usize>, ip: Ipv4Addr) {
-        if let Some(old) = self.records.remove(&ip)
-            && let (Some(s), Some(k)) = (subnet, ClientKey::of_binding(&old))
+        let Some(old) = self.records.remove(&ip) else { return };
+        self.count(ip, old.state, false);
+        if let (Some(s), Some(k)) = (subnet, ClientKey::of_binding(&old))
             && self.by_client.get(&(s, k.clone())) == Some(&ip)
         {
             self.by_client.remove(&(s, k));
@@ -328,11 +358,6 @@ impl Leases {
             }
         }
         out
-    }
-
-    /// All records, for forgetting old ones.
-    pub fn iter(&self) -> impl Iterator<Item = &Binding> {
-        self.records.values()
     }
 }
 

@@ -8,6 +8,7 @@
 mod leases;
 mod reply;
 
+pub use leases::StateCounts;
 pub use reply::Destination;
 
 use crate::config::{Reservation, Subnet, Validated};
@@ -94,6 +95,21 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    /// Every reason, so each counter exists at zero from the start.
+    pub const ALL: [Self; 11] = [
+        Self::NotARequest,
+        Self::NoMessageType,
+        Self::UnsupportedType,
+        Self::NoSubnet,
+        Self::PoolExhausted,
+        Self::OtherServer,
+        Self::NoRecord,
+        Self::NoRequestedAddress,
+        Self::NotHolder,
+        Self::CircuitOfferLimit,
+        Self::RelayOfferLimit,
+    ];
+
     /// A metrics label.
     pub fn label(self) -> &'static str {
         match self {
@@ -191,14 +207,15 @@ impl Engine {
         self.leases.get(ip)
     }
 
-    /// Records by subnet (its prefix, or "other" for addresses outside every subnet) and state, for metrics.
-    pub fn count_by_state(&self) -> std::collections::HashMap<(String, DhcpState), usize> {
-        let mut out = std::collections::HashMap::new();
-        for b in self.leases.iter() {
-            let subnet = self.subnet_of(b.ip).map_or_else(|| "other".to_string(), |i| self.subnets[i].net.to_string());
-            *out.entry((subnet, b.state)).or_default() += 1;
-        }
-        out
+    /// Where the metrics count an address: its subnet's index in [`Engine::subnets`], or `subnets().len()`
+    /// for an address outside every subnet (e.g. left over from a subnet removed by a reload).
+    pub fn slot_of(&self, ip: Ipv4Addr) -> usize {
+        self.leases.slot_of(ip)
+    }
+
+    /// Records per dhcp-state code in a slot (see [`Engine::slot_of`]), kept up to date with every change.
+    pub fn state_counts(&self, slot: usize) -> StateCounts {
+        self.leases.counts(slot)
     }
 
     fn subnet_of(&self, ip: Ipv4Addr) -> Option<usize> {

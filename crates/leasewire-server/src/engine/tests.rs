@@ -417,10 +417,14 @@ fn lease_counts_by_subnet_and_state_for_metrics() {
     let mut r = msg(MessageType::Release, 1);
     r.ciaddr = a;
     e.handle(&r, rx(T0 + 1));
-    let counts = e.count_by_state();
-    assert_eq!(counts.get(&("10.0.0.0/24".to_string(), DhcpState::Active)), Some(&1));
-    assert_eq!(counts.get(&("10.0.0.0/24".to_string(), DhcpState::Released)), Some(&1));
-    assert_eq!(counts.len(), 2);
+    let counts = e.state_counts(e.slot_of(a));
+    assert_eq!(e.slot_of(a), 0);
+    assert_eq!(counts[usize::from(DhcpState::Active.code())], 1);
+    assert_eq!(counts[usize::from(DhcpState::Released.code())], 1);
+    assert_eq!(counts.iter().sum::<u32>(), 2, "a replaced record is counted once: {counts:?}");
+    // An address outside every subnet has a slot of its own.
+    assert_eq!(e.slot_of("192.0.2.1".parse().unwrap()), e.subnets().len());
+    assert_eq!(e.state_counts(e.subnets().len()).iter().sum::<u32>(), 0);
 }
 
 #[test]

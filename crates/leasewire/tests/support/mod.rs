@@ -207,6 +207,18 @@ impl Server {
 
     /// Start through a wrapper command (e.g. `setpriv ...` to run without root), which execs the server.
     pub fn start_wrapped(dir: &Path, path: &Path, ns: Option<(&Netns, usize)>, wrapper: &[&str]) -> Self {
+        Self::start_env(dir, path, ns, wrapper, &[])
+    }
+
+    /// [`Server::start_wrapped`] with extra environment variables (e.g. `LEASEWIRE_LOG_FORMAT=json`; a
+    /// `LEASEWIRE_LOG` given here replaces the default filter).
+    pub fn start_env(
+        dir: &Path,
+        path: &Path,
+        ns: Option<(&Netns, usize)>,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let program = wrapper.first().copied().unwrap_or(leasewire());
         let mut cmd = match ns {
             Some((n, i)) => n.cmd(i, program),
@@ -217,6 +229,7 @@ impl Server {
         }
         cmd.args(["serve", "--config", path.to_str().unwrap()])
             .env("LEASEWIRE_LOG", "info,leasewire_server=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -247,6 +260,19 @@ impl Server {
             }
         }
         panic!("no log line containing {needle:?} within {secs} s; saw:\n{}", seen.join("\n"));
+    }
+
+    /// SIGTERM, wait for a clean exit, and return every log line written since the last `wait_log`.
+    pub fn stop_with_logs(mut self) -> Vec<String> {
+        self.proc.signal("TERM");
+        let status = self.proc.wait_exit(30);
+        assert!(status.success(), "server exited with {status}");
+        // The reader thread ends at EOF, which follows the exit.
+        let mut lines = Vec::new();
+        while let Ok(l) = self.logs.recv_timeout(Duration::from_secs(5)) {
+            lines.push(l);
+        }
+        lines
     }
 
     /// SIGTERM and wait for a clean exit.
