@@ -313,12 +313,12 @@ fn init_logs(format: LogFormat) {
     match format {
         LogFormat::Human => {
             let general = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-            let leases = fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(ansi)
-                .fmt_fields(debug_fn(|w, field, value| match field.name() {
-                    "message" => write!(w, "{value:?}"),
-                    _ => Ok(()),
+            let leases =
+                fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).fmt_fields(debug_fn(|w, field, value| {
+                    match field.name() {
+                        "message" => write!(w, "{value:?}"),
+                        _ => Ok(()),
+                    }
                 }));
             tracing_subscriber::registry()
                 .with(filter)

@@ -100,10 +100,7 @@ hw-address = "02:00:00:00:00:99"
 fn sample_alert_rules_check_and_fire_on_the_exported_series() {
     let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dist/leasewire.rules.yml");
     let promtool = |args: &[&str]| {
-        let out = std::process::Command::new("promtool")
-            .args(args)
-            .output()
-            .expect("promtool (Debian package prometheus; the test script installs it)");
+        let out = std::process::Command::new(support::peer("promtool", "prometheus")).args(args).output().unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "promtool {args:?}:\n{text}");
     };
