@@ -68,12 +68,15 @@ async fn bindings(
     let found: Vec<_> = {
         let replica = crate::replica::lock(&s.replica);
         match key {
-            Key::Ip(ip) => replica.get(ip).map(|(b, server)| (b, Some(server.to_string()))).into_iter().collect(),
-            Key::Mac(hw) => replica.by_hardware_address(&hw).into_iter().map(|b| (b, None)).collect(),
+            Key::Ip(ip) => replica.get(ip).map(|(b, server)| (b, server.to_string())).into_iter().collect(),
+            Key::Mac(hw) => replica.by_hardware_address(&hw).into_iter().map(|(b, s)| (b, s.to_string())).collect(),
         }
     };
     let status = if found.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
-    let body = found.iter().map(|(b, server)| json::binding_line(b, None, &[("server", server.as_deref())])).collect();
+    let body = found
+        .iter()
+        .map(|(b, server)| json::binding_line(b, &json::Source { server: Some(server), ..Default::default() }))
+        .collect();
     (status, JSONL, body)
 }
 

@@ -10,9 +10,9 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 /// One JSON object per binding (the library's line, plus the server identifier).
-fn json_line(out: &mut impl Write, b: &BulkBinding) -> std::io::Result<()> {
-    let server_id = b.server_id.map(|a| a.to_string());
-    out.write_all(json::binding_line(&b.binding, b.base_time, &[("server_id", server_id.as_deref())]).as_bytes())
+fn json_line(out: &mut impl Write, server: &str, b: &BulkBinding) -> std::io::Result<()> {
+    let src = json::Source { base_time: b.base_time, server: Some(server), server_id: b.server_id };
+    out.write_all(json::binding_line(&b.binding, &src).as_bytes())
 }
 
 fn table_line(out: &mut impl Write, b: &BulkBinding) -> std::io::Result<()> {
@@ -50,6 +50,7 @@ pub fn run(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let req = BulkRequest { key, changed_on_or_after: since, changed_on_or_before: until };
+    let server = target.addr.to_string();
     let start = Instant::now();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -66,7 +67,7 @@ pub fn run(
                 count += 1;
                 let _ = match mode {
                     Output::Count => Ok(()),
-                    Output::Json => json_line(&mut out, &b),
+                    Output::Json => json_line(&mut out, &server, &b),
                     Output::Table => table_line(&mut out, &b),
                 };
                 if tty && count % 100_000 == 0 {

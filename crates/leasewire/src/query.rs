@@ -2,9 +2,10 @@
 
 use anyhow::{Context, bail};
 use leasewire_proto::options::code;
+use leasewire_proto::session::bulk_requestor::binding_at;
 use leasewire_proto::{Message, MessageType};
-use leasewire_requestor::leasequery::{self, Query};
-use serde_json::json;
+use leasewire_requestor::json;
+use leasewire_requestor::leasequery::{self, Query, QueryError};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,10 +43,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Ok(s) => (s, false),
         Err(_) => (UdpSocket::bind((giaddr, 0)).with_context(|| format!("binding a socket on {giaddr}"))?, true),
     };
+    // Connected, so that an ICMP port unreachable (nothing listens there) ends the query at once instead of
+    // after the whole timeout. Replies come from the address asked.
+    socket.connect(server).with_context(|| format!("connecting to {server}"))?;
     let xid = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos() ^ std::process::id();
     let q = leasequery::build(&args.query, xid, giaddr, leasequery::DEFAULT_PRL, source_port);
     let bytes = match leasequery::exchange(&socket, SocketAddr::V4(server), &q, args.timeout) {
         Ok(b) => b,
+        Err(QueryError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            bail!("{server}: nothing listens there (ICMP port unreachable); is the server running, on that port?")
+        }
         Err(e) => {
             let hint = if source_port {
                 format!(
@@ -60,12 +67,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let reply = Message::decode(&bytes).context("the reply does not decode")?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let server_name = server.to_string();
     if args.json {
-        println!("{}", to_json(&reply, now));
+        print!("{}", to_json(&reply, &args.query, &server_name, now as u32));
     } else {
-        print!("{}", to_text(&reply, now));
+        print!("{}", to_text(&reply, &args.query, now));
     }
     Ok(())
+}
+
+/// The key asked about, for people.
+fn describe(q: &Query) -> String {
+    match q {
+        Query::Ip(ip) => format!("address {ip}"),
+        Query::Hardware(_, mac) => format!("hardware address {}", hex(mac)),
+        Query::ClientId(id) => format!("client-id {}", hex(id)),
+        Query::RemoteId(id) => format!("remote-id {}", hex(id)),
+    }
 }
 
 use leasewire_proto::hex::format as hex;
@@ -84,38 +102,53 @@ fn at(now: u64, offset: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn to_json(r: &Message<'_>, now: u64) -> serde_json::Value {
+/// The reply in the one binding schema (`leasewire_requestor::json`, docs/json.md), plus `reply`, `hostname`
+/// and `associated_ips`. Without base-time in the reply, times are in this host's clock.
+fn to_json(r: &Message<'_>, q: &Query, server: &str, now: u32) -> String {
     let o = &r.options;
-    let rai = o.relay_agent_info();
-    json!({
-        "type": r.message_type().map(|t| t.name()),
-        "xid": r.xid,
-        "ip": r.ciaddr.to_string(),
-        "server_id": o.server_identifier().map(|a| a.to_string()),
-        "htype": r.htype,
-        "mac": (r.hlen > 0).then(|| hex(r.hardware_address())),
-        "client_id": o.client_identifier().map(hex),
-        "lease_remaining": o.lease_time(),
-        "lease_expires": o.lease_time().map(|s| at(now, s as i64)),
-        "renewal_in": o.get_u32(code::RENEWAL_TIME),
-        "rebinding_in": o.get_u32(code::REBINDING_TIME),
-        "last_transaction_ago": o.client_last_transaction_time(),
-        "last_transaction": o.client_last_transaction_time().map(|s| at(now, -(s as i64))),
-        "relay": rai.map(|r| json!({
-            "circuit_id": r.circuit_id().map(hex),
-            "remote_id": r.remote_id().map(hex),
-            "relay_id": r.relay_id().map(hex),
-            "raw": hex(r.as_bytes()),
-        })),
-        "associated_ips": o.associated_ips().map(|a| a.to_string()).collect::<Vec<_>>(),
-        "hostname": o.get(code::HOST_NAME).map(|h| String::from_utf8_lossy(h).into_owned()),
-    })
+    let t = r.message_type();
+    let src = json::Source { base_time: o.base_time(), server: Some(server), server_id: o.server_identifier() };
+    let mut s = String::new();
+    match t {
+        Some(t @ (MessageType::LeaseActive | MessageType::LeaseUnassigned)) => {
+            let (b, _) = binding_at(r, t, now);
+            json::open_binding(&mut s, &b, &src);
+        }
+        _ => {
+            let ip = match q {
+                Query::Ip(ip) => Some(*ip),
+                _ => None,
+            };
+            json::open_no_binding(&mut s, ip, &src);
+        }
+    }
+    json::field(&mut s, "reply", t.map(MessageType::name));
+    json::field(&mut s, "hostname", o.get(code::HOST_NAME).map(|h| String::from_utf8_lossy(h)).as_deref());
+    let assoc: Vec<String> = o.associated_ips().map(|a| format!("\"{a}\"")).collect();
+    json::raw_field(&mut s, "associated_ips", &format!("[{}]", assoc.join(",")));
+    json::close(&mut s);
+    s
 }
 
-fn to_text(r: &Message<'_>, now: u64) -> String {
+fn to_text(r: &Message<'_>, q: &Query, now: u64) -> String {
     use std::fmt::Write;
     let o = &r.options;
     let mut s = String::new();
+    let sid = o.server_identifier().map(|a| format!(" (server {a})")).unwrap_or_default();
+    match r.message_type() {
+        Some(MessageType::LeaseUnknown) => {
+            let _ = writeln!(s, "no binding: the server does not know {} (DHCPLEASEUNKNOWN){sid}", describe(q));
+            return s;
+        }
+        Some(MessageType::LeaseUnassigned) if !matches!(q, Query::Ip(_)) => {
+            let _ = writeln!(s, "no binding: {} has no lease (DHCPLEASEUNASSIGNED){sid}", describe(q));
+            return s;
+        }
+        Some(MessageType::LeaseUnassigned) => {
+            let _ = writeln!(s, "no binding: {} is not leased to anyone (DHCPLEASEUNASSIGNED){sid}", r.ciaddr);
+        }
+        _ => {}
+    }
     let t = r.message_type().map_or("(no type)", MessageType::name);
     let sid = o.server_identifier().map(|a| format!(" from {a}")).unwrap_or_default();
     let _ = writeln!(s, "{t} for {}{sid}", r.ciaddr);

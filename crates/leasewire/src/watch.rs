@@ -116,7 +116,9 @@ impl Printer {
         base_time: Option<u32>,
     ) -> std::io::Result<()> {
         if self.json {
-            return out.write_all(json::binding_line(b, base_time, &[("server", Some(server))]).as_bytes());
+            return out.write_all(
+                json::binding_line(b, &json::Source { base_time, server: Some(server), server_id: None }).as_bytes(),
+            );
         }
         if !std::mem::replace(&mut self.header, true) {
             writeln!(

@@ -78,7 +78,7 @@ fn replica_view(http: SocketAddr, ip: Ipv4Addr) -> Option<(DhcpState, Vec<u8>, O
     let j: serde_json::Value = serde_json::from_str(line).ok()?;
     let state = DhcpState::from_name(j["state"].as_str()?)?;
     let mac = leasewire_proto::hex::parse(j["mac"].as_str().unwrap_or("")).unwrap_or_default();
-    Some((state, mac, j["expires_at"].as_u64().map(|e| e as u32)))
+    Some((state, mac, j["expires_at_epoch"].as_u64().map(|e| e as u32)))
 }
 
 fn free(s: DhcpState) -> bool {

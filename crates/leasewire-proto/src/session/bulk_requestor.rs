@@ -240,9 +240,15 @@ impl BulkRequestor {
 
 /// A reply as a binding in absolute server time (RFC 6926 §7.4): durations are relative to base-time.
 pub fn binding_of(m: &Message<'_>, t: MessageType) -> (Binding, Option<u32>) {
+    binding_at(m, t, 0)
+}
+
+/// [`binding_of`] for a reply that may lack base-time (an RFC 4388 reply over UDP): its durations are then
+/// taken relative to `now`, the requestor's clock when the reply arrived.
+pub fn binding_at(m: &Message<'_>, t: MessageType, now: u32) -> (Binding, Option<u32>) {
     let o = &m.options;
     let base = o.base_time();
-    let reference = base.unwrap_or(0);
+    let reference = base.unwrap_or(now);
     // BLQ-6.2.7-5: DHCPLEASEACTIVE without dhcp-state is ACTIVE; an UNASSIGNED without it is AVAILABLE.
     let state = match o.dhcp_state() {
         Some(Ok(s)) => s,

@@ -273,10 +273,15 @@ impl Replica {
     }
 
     /// Bindings of a hardware address (a scan: lookups by MAC are for people, not hot paths).
-    pub fn by_hardware_address(&self, hw: &[u8]) -> Vec<Binding> {
-        let mut v: Vec<Binding> =
-            self.entries.iter().filter(|(_, r)| r.hw() == hw).map(|(ip, r)| r.binding(*ip)).collect();
-        v.sort_by_key(|b| b.ip);
+    /// Each with the server it came from, as [`Replica::get`] gives it.
+    pub fn by_hardware_address(&self, hw: &[u8]) -> Vec<(Binding, &str)> {
+        let mut v: Vec<(Binding, &str)> = self
+            .entries
+            .iter()
+            .filter(|(_, r)| r.hw() == hw)
+            .map(|(ip, r)| (r.binding(*ip), self.servers[usize::from(r.server)].addr.as_str()))
+            .collect();
+        v.sort_by_key(|(b, _)| b.ip);
         v
     }
 

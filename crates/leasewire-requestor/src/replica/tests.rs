@@ -163,6 +163,6 @@ fn lookups_by_hardware_address() {
     r.apply(0, &b(2, DhcpState::Active, 1, None, 7), None, Via::Bulk);
     r.apply(0, &b(1, DhcpState::Released, 1, None, 7), None, Via::Bulk);
     r.apply(0, &b(3, DhcpState::Active, 1, None, 8), None, Via::Bulk);
-    let ips: Vec<_> = r.by_hardware_address(&[2, 0, 0, 0, 0, 7]).iter().map(|b| b.ip).collect();
+    let ips: Vec<_> = r.by_hardware_address(&[2, 0, 0, 0, 0, 7]).iter().map(|(b, _)| b.ip).collect();
     assert_eq!(ips, vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)]);
 }
