@@ -1,5 +1,6 @@
 //! RFC 4388 leasequery from the requestor's side: build the query for one key, send it, retransmit with the
-//! RFC 2131 §4.1 back-off (LQ-6.6-4), and hand back the reply.
+//! RFC 2131 §4.1 back-off (LQ-6.6-4) — no faster than one query per 10 s to a server not known to answer
+//! (LQ-6.6-2) — and hand back the reply.
 
 use leasewire_proto::options::code;
 use leasewire_proto::{Message, MessageType, Op, RelayAgentInfoBuilder};
@@ -48,12 +49,16 @@ pub fn build(query: &Query, xid: u32, giaddr: Ipv4Addr, prl: &[u8], reply_to_sou
     m
 }
 
-/// RFC 2131 §4.1 retransmission: 4 s, 8 s, 16 s ... up to 64 s, each ± up to 1 s.
+/// The wait after the `attempt`th query (0 = the first) before sending again.
 ///
+/// To a server known to answer leasequery: RFC 2131 §4.1, 4 s, 8 s, 16 s ... up to 64 s, each ± up to 1 s
+/// (LQ-6.6-4). To a server not known to (LQ-6.6-2: "no faster than about one packet every 10 seconds", and no
+/// slower than one per 70 s): the same doubling from 10 s, 10 s, 20 s, 40 s, then 64 s, never under 10 s.
 /// `jitter` is a value in [-1, 1] supplied by the caller (sans-IO: no hidden randomness).
-pub fn retransmit_delay(attempt: u32, jitter: f64) -> Duration {
-    let base = 4u64.saturating_mul(1 << attempt.min(4)).min(64) as f64;
-    Duration::from_secs_f64((base + jitter.clamp(-1.0, 1.0)).max(0.0))
+pub fn retransmit_delay(attempt: u32, jitter: f64, known_to_answer: bool) -> Duration {
+    let (first, floor) = if known_to_answer { (4u64, 0.0) } else { (10, 10.0) };
+    let base = first.saturating_mul(1 << attempt.min(4)).min(64) as f64;
+    Duration::from_secs_f64((base + jitter.clamp(-1.0, 1.0)).max(floor))
 }
 
 /// Why a query got no usable answer.
@@ -75,12 +80,14 @@ pub enum QueryError {
 }
 
 /// Send `query` from `socket` to `server` and wait for the reply with the same xid, retransmitting until
-/// `deadline` passes. Replies that do not decode or carry another xid are ignored.
+/// `total` has passed, paced by [`retransmit_delay`]. Replies that do not decode or carry another xid are
+/// ignored.
 pub fn exchange(
     socket: &UdpSocket,
     server: SocketAddr,
     query: &Message<'_>,
     total: Duration,
+    known_to_answer: bool,
 ) -> Result<Vec<u8>, QueryError> {
     let mut out = Vec::new();
     query.encode(&mut out).expect("queries are well-formed");
@@ -96,7 +103,7 @@ pub fn exchange(
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let jitter = (seed % 2001) as f64 / 1000.0 - 1.0;
-        let wait_until = (Instant::now() + retransmit_delay(attempts - 1, jitter)).min(start + total);
+        let wait_until = (Instant::now() + retransmit_delay(attempts - 1, jitter, known_to_answer)).min(start + total);
         while let Some(left) = wait_until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
             socket.set_read_timeout(Some(left))?;
             match socket.recv_from(&mut buf) {
@@ -132,10 +139,22 @@ mod tests {
 
     #[test]
     fn lq_6_6_4_backoff_doubles_to_64_seconds_with_jitter() {
-        let d: Vec<u64> = (0..7).map(|a| retransmit_delay(a, 0.0).as_secs()).collect();
+        let d: Vec<u64> = (0..7).map(|a| retransmit_delay(a, 0.0, true).as_secs()).collect();
         assert_eq!(d, vec![4, 8, 16, 32, 64, 64, 64]);
-        assert_eq!(retransmit_delay(0, -1.0), Duration::from_secs(3));
-        assert_eq!(retransmit_delay(1, 1.0), Duration::from_secs(9));
+        assert_eq!(retransmit_delay(0, -1.0, true), Duration::from_secs(3));
+        assert_eq!(retransmit_delay(1, 1.0, true), Duration::from_secs(9));
+    }
+
+    #[test]
+    fn lq_6_6_2_a_server_not_known_to_answer_gets_a_query_per_10_to_70_s() {
+        let d: Vec<u64> = (0..7).map(|a| retransmit_delay(a, 0.0, false).as_secs()).collect();
+        assert_eq!(d, vec![10, 20, 40, 64, 64, 64, 64]);
+        for attempt in 0..10 {
+            for jitter in [-1.0, 0.0, 1.0] {
+                let s = retransmit_delay(attempt, jitter, false).as_secs_f64();
+                assert!((10.0..=70.0).contains(&s), "attempt {attempt}: {s} s");
+            }
+        }
     }
 
     #[test]

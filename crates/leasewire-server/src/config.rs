@@ -202,6 +202,22 @@ pub struct LeasequerySection {
     /// most specific matching prefix applies. They govern UDP, Bulk and Active replies alike.
     #[serde(default, rename = "requestor")]
     pub requestors: Vec<RequestorRule>,
+    /// Which active binding a query by MAC answers with when the MAC has several (LQ-6.4.1-6).
+    #[serde(default)]
+    pub mac_query_prefers: MacQueryPrefers,
+}
+
+/// `[leasequery] mac-query-prefers`: the binding a query by MAC (RFC 4388 §6.4.1) picks among several active
+/// ones of that MAC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MacQueryPrefers {
+    /// The one of the client's most recent transaction (LQ-6.4.1-6, the RFC's rule).
+    #[default]
+    MostRecent,
+    /// A binding whose client is identified by the MAC (no client-id, RFC 2131 §4.2) before one that only
+    /// came from that MAC with a client-id of its own, then the most recent (what ISC dhcpd 4.4 answers).
+    MacIdentified,
 }
 
 /// `[[leasequery.requestor]]`.
@@ -220,6 +236,7 @@ impl Default for LeasequerySection {
         Self {
             allow: Vec::new(),
             disclose: default_disclose(),
+            mac_query_prefers: MacQueryPrefers::default(),
             withhold: Vec::new(),
             rate_limit: default_lq_rate(),
             reserved_as_leased: false,

@@ -1,7 +1,7 @@
 //! Leasequery over UDP (RFC 4388, with RFC 6148's query by remote-id): one question, one answer, from the
 //! lease store. Purely a read: answering never changes a binding (LQ-3-1).
 
-use crate::config::{Subnet, Validated};
+use crate::config::{MacQueryPrefers, Subnet, Validated};
 use ipnet::Ipv4Net;
 use leasewire_proto::leasequery::{KeyError, QueryKey};
 use leasewire_proto::options::code;
@@ -123,6 +123,7 @@ pub struct Responder {
     /// Per-requestor additions to `withhold`, most specific prefix first.
     per_requestor: Vec<(Ipv4Net, HashSet<u8>)>,
     reserved_as_leased: bool,
+    mac_query_prefers: MacQueryPrefers,
     limiter: Mutex<RateLimiter>,
 }
 
@@ -138,6 +139,7 @@ impl Responder {
             withhold: lq.withhold.iter().copied().collect(),
             per_requestor: config.requestor_withhold.iter().map(|(n, w)| (*n, w.iter().copied().collect())).collect(),
             reserved_as_leased: lq.reserved_as_leased,
+            mac_query_prefers: lq.mac_query_prefers,
             limiter: Mutex::new(RateLimiter { rate: lq.rate_limit as f64, buckets: HashMap::new() }),
         }
     }
@@ -252,9 +254,10 @@ impl Responder {
             return self.active(q, &b, &[], now, withheld);
         }
         if self.manages(ip) || record.is_some() {
+            // RFC 4388 §6.4.2: DHCPLEASEUNASSIGNED carries no other options (not even 54, which RFC 6926 §8.3
+            // requires of Bulk replies only).
             let mut r = reply_to(q, MessageType::LeaseUnassigned);
             r.ciaddr = ip;
-            r.options.set_ip(code::SERVER_IDENTIFIER, self.server_id);
             return r;
         }
         self.unknown(q, false)
@@ -270,9 +273,12 @@ impl Responder {
         now: u32,
         withheld: &HashSet<u8>,
     ) -> Message<'static> {
-        // For a MAC query, a binding whose client is identified by that MAC (RFC 2131 §4.2: no client-id) is a
-        // better answer than one that merely came from it with a client-id of its own; ISC dhcpd agrees.
-        let identified_by_key = |b: &Binding| !matches!(key, QueryKey::Hardware(..)) || b.client_id.is_none();
+        // LQ-6.4.1-6: the binding of the most recent transaction. Optionally (`mac-query-prefers =
+        // "mac-identified"`, ISC dhcpd's answer) a binding whose client is identified by the queried MAC (RFC
+        // 2131 §4.2: no client-id) comes before one that merely came from it with a client-id of its own.
+        let prefer_mac = self.mac_query_prefers == MacQueryPrefers::MacIdentified;
+        let identified_by_key =
+            |b: &Binding| !prefer_mac || !matches!(key, QueryKey::Hardware(..)) || b.client_id.is_none();
         let chosen = candidates
             .iter()
             .filter(|c| is_leased(&c.binding, now))

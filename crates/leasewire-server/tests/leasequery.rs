@@ -208,7 +208,7 @@ fn lq_6_4_1_unassigned_for_managed_and_unknown_for_the_rest() {
     let r = f.reply(&by_ip([10, 0, 0, 102], Some(ALL)));
     assert_eq!(r.message_type(), Some(MessageType::LeaseUnassigned));
     assert_eq!(r.ciaddr, Ipv4Addr::new(10, 0, 0, 102));
-    assert_eq!(codes(&r), vec![53, 54], "LQ-6.4.2-1: nothing else (no 51 without a valid lease, LQ-6.4.2-7)");
+    assert_eq!(codes(&r), vec![53], "RFC 4388 §6.4.2: no other options, not even 54 (no 51 either, LQ-6.4.2-7)");
     // In a pool, never leased.
     assert_eq!(f.reply(&by_ip([10, 0, 0, 150], Some(ALL))).message_type(), Some(MessageType::LeaseUnassigned));
     // A reservation is managed too.
@@ -339,18 +339,27 @@ fn expired_lease_not_yet_reclaimed_is_not_reported_as_leased() {
     assert_eq!(a.kind, MessageType::LeaseUnassigned);
 }
 
+/// LQ-6.4.1-6: by default the binding of the most recent transaction, even when an older one belongs to the
+/// client identified by the MAC itself; `mac-query-prefers = "mac-identified"` (ISC dhcpd's answer) picks
+/// that one instead.
 #[test]
-fn lq_6_4_1_3_mac_query_prefers_the_client_identified_by_that_mac() {
-    let f = fixture("");
-    // An older lease for a client with no client-id (so identified by MAC1, RFC 2131 §4.2).
-    let mut b = active([10, 0, 0, 103], MAC1, T - 200);
-    b.client_id = None;
-    f.store.commit(T - 4, vec![b]).wait().unwrap();
-    let mut q = query(Some(ALL));
-    q.set_hardware_address(1, &MAC1);
-    let r = f.reply(&q);
-    assert_eq!(r.ciaddr, Ipv4Addr::new(10, 0, 0, 103));
-    assert_eq!(r.options.associated_ips().count(), 2);
+fn lq_6_4_1_6_mac_query_prefers_the_most_recent_unless_configured_otherwise() {
+    for (setting, expected) in [
+        ("", [10, 0, 0, 101]),
+        ("mac-query-prefers = \"most-recent\"", [10, 0, 0, 101]),
+        ("mac-query-prefers = \"mac-identified\"", [10, 0, 0, 103]),
+    ] {
+        let f = fixture(setting);
+        // An older lease for a client with no client-id (so identified by MAC1, RFC 2131 §4.2).
+        let mut b = active([10, 0, 0, 103], MAC1, T - 200);
+        b.client_id = None;
+        f.store.commit(T - 4, vec![b]).wait().unwrap();
+        let mut q = query(Some(ALL));
+        q.set_hardware_address(1, &MAC1);
+        let r = f.reply(&q);
+        assert_eq!(r.ciaddr, Ipv4Addr::from(expected), "{setting:?}");
+        assert_eq!(r.options.associated_ips().count(), 2);
+    }
 }
 
 #[test]

@@ -31,36 +31,79 @@ pub fn parse_hex(what: &str, s: &str) -> anyhow::Result<Vec<u8>> {
     leasewire_server::config::parse_hex(s).with_context(|| format!("{what} {s}: expected hex octets like 01:02:0a"))
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let server = parse_server(&args.server)?;
-    let giaddr = match args.giaddr {
+/// Where replies will come: port 67 of giaddr (RFC 4388 §6.4.3), or our own port through RFC 8357.
+struct ReplySocket {
+    socket: UdpSocket,
+    giaddr: Ipv4Addr,
+    /// Why port 67 was not ours, when the reply is asked for at the socket's own port.
+    source_port_because: Option<String>,
+}
+
+/// Bind where the reply will arrive. Port 67 on giaddr when we can. When the server runs on this host and
+/// holds port 67 of the address towards it (the usual case with a server on loopback), another loopback
+/// address of ours is an equally good giaddr whose port 67 is free. Otherwise (not root) an ephemeral port
+/// with the RFC 8357 relay-source-port sub-option — which a query by remote-id cannot carry (RFC 6148 §4.1:
+/// option 82 holds only the remote-id), so that query fails here with what to do.
+fn reply_socket(server: SocketAddrV4, giaddr: Option<Ipv4Addr>, query: &Query) -> anyhow::Result<ReplySocket> {
+    let chosen = giaddr.is_some();
+    let giaddr = match giaddr {
         Some(g) => g,
         None => leasequery::local_address_towards(server).context("finding the local address towards the server")?,
     };
-    // RFC 4388 replies go to giaddr:67. Without port 67 (not root, or a server on this address), ask for the
-    // reply at our own port with the RFC 8357 sub-option (leasewire honours it; ISC dhcpd does not).
-    let (socket, source_port) = match UdpSocket::bind((giaddr, 67)) {
-        Ok(s) => (s, false),
-        Err(_) => (UdpSocket::bind((giaddr, 0)).with_context(|| format!("binding a socket on {giaddr}"))?, true),
+    let e = match UdpSocket::bind((giaddr, 67)) {
+        Ok(socket) => return Ok(ReplySocket { socket, giaddr, source_port_because: None }),
+        Err(e) => e,
     };
+    let in_use = e.kind() == std::io::ErrorKind::AddrInUse;
+    if in_use && !chosen && giaddr == *server.ip() && giaddr.is_loopback() {
+        for last in 2..=254u8 {
+            let other = Ipv4Addr::new(127, 0, 0, last);
+            if other != giaddr
+                && let Ok(socket) = UdpSocket::bind((other, 67))
+            {
+                return Ok(ReplySocket { socket, giaddr: other, source_port_because: None });
+            }
+        }
+    }
+    let because = if in_use {
+        format!("port 67 on {giaddr} is in use (by a DHCP server on this host?)")
+    } else {
+        format!("port 67 on {giaddr} could not be bound ({e}; it needs root or CAP_NET_BIND_SERVICE)")
+    };
+    if matches!(query, Query::RemoteId(_)) {
+        bail!(
+            "{because}: a query by remote-id (RFC 6148) carries only the remote-id in option 82, so the reply can \
+             only come to port 67 of giaddr; run as root, or pass --giaddr with an address of this host whose \
+             port 67 is free"
+        );
+    }
+    let socket = UdpSocket::bind((giaddr, 0)).with_context(|| format!("binding a socket on {giaddr}"))?;
+    Ok(ReplySocket { socket, giaddr, source_port_because: Some(because) })
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let server = parse_server(&args.server)?;
+    let ReplySocket { socket, giaddr, source_port_because } = reply_socket(server, args.giaddr, &args.query)?;
     // Connected, so that an ICMP port unreachable (nothing listens there) ends the query at once instead of
     // after the whole timeout. Replies come from the address asked.
     socket.connect(server).with_context(|| format!("connecting to {server}"))?;
     let xid = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos() ^ std::process::id();
-    let q = leasequery::build(&args.query, xid, giaddr, leasequery::DEFAULT_PRL, source_port);
-    let bytes = match leasequery::exchange(&socket, SocketAddr::V4(server), &q, args.timeout) {
+    let q = leasequery::build(&args.query, xid, giaddr, leasequery::DEFAULT_PRL, source_port_because.is_some());
+    // A one-shot query: the server is not known to answer leasequery (LQ-6.6-2 paces such retries at 10 s).
+    let bytes = match leasequery::exchange(&socket, SocketAddr::V4(server), &q, args.timeout, false) {
         Ok(b) => b,
         Err(QueryError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             bail!("{server}: nothing listens there (ICMP port unreachable); is the server running, on that port?")
         }
         Err(e) => {
-            let hint = if source_port {
-                format!(
-                    " (replies were requested at port {} with RFC 8357; a server that only replies to port 67 needs this run as root)",
+            let hint = match &source_port_because {
+                Some(because) => format!(
+                    "; {because}, so the reply was asked for at port {} with the RFC 8357 relay-source-port \
+                     sub-option, which servers that always reply to port 67 (ISC dhcpd, Kea) ignore: run as \
+                     root, or pass --giaddr with an address of this host whose port 67 is free",
                     socket.local_addr()?.port()
-                )
-            } else {
-                String::new()
+                ),
+                None => format!("; the reply was expected at {giaddr}:67"),
             };
             bail!("{e}{hint}");
         }

@@ -3,7 +3,7 @@
 //! equivalent answers. Leases are made by real clients (ISC dhclient, busybox udhcpc) in network namespaces.
 //!
 //! Documented differences (docs/conformance.md): ISC adds the subnet's router option to UNASSIGNED and UNKNOWN
-//! replies and option 54 to UNKNOWN; we send what RFC 4388 §6.4 allows.
+//! replies and option 54 to UNASSIGNED and UNKNOWN; we send what RFC 4388 §6.4 allows.
 
 mod support;
 
@@ -220,4 +220,43 @@ fn leasewire_query_against_isc_dhcpd_and_leasewire_serve_agree() {
             assert_eq!(a["has_lease_time"], b["has_lease_time"], "{name}");
         }
     }
+}
+
+/// `leasewire query` on the server's own host, as root, with the server holding 127.0.0.1:67: the reply
+/// cannot come to 127.0.0.1:67 (that is the server), and a query by remote-id may not carry the RFC 8357
+/// sub-option (RFC 6148 §4.1: option 82 holds only the remote-id). So the requestor takes another loopback
+/// address as giaddr and binds its port 67; every query form gets its answer.
+#[test]
+fn query_on_the_servers_host_gets_its_answer_for_every_key() {
+    let ns = Netns::new(1);
+    let dir = tempfile::tempdir().unwrap();
+    let config = r#"
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:67"]
+data-dir = "@DATA@"
+[leasequery]
+allow = ["127.0.0.0/8"]
+[[subnet]]
+subnet = "127.0.0.0/8"
+pools = [{ start = "127.1.0.0", end = "127.1.0.9" }]
+"#;
+    let server = Server::start(dir.path(), config, Some((&ns, 0)));
+    for (key, expected) in [
+        (["--remote-id", "73:77:31"], "DHCPLEASEUNKNOWN"),
+        (["--ip", "127.1.0.5"], "DHCPLEASEUNASSIGNED"),
+        (["--mac", "02:00:00:00:00:01"], "DHCPLEASEUNKNOWN"),
+    ] {
+        let out = ns
+            .cmd(0, support::leasewire())
+            .args(["query", "--server", "127.0.0.1", "--json", "--timeout", "5"])
+            .args(key)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{key:?}: {stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["type"], expected, "{key:?}: {v}");
+    }
+    server.stop();
 }
