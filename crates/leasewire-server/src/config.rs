@@ -9,7 +9,11 @@ use toml::Spanned;
 
 /// A configuration problem, naming the key and (when known) the line of the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{key}: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+#[error(
+    "{}{}{message}",
+    line.map(|l| format!("line {l}: ")).unwrap_or_default(),
+    if key.is_empty() { String::new() } else { format!("{key}: ") }
+)]
 pub struct ConfigError {
     /// Dotted path of the offending key, e.g. `subnet[0].pools[1].end`.
     pub key: String,
@@ -590,9 +594,17 @@ pub struct Validated {
 impl Config {
     /// Parse and validate a configuration file's text.
     pub fn parse(text: &str) -> Result<Validated, ConfigError> {
-        let raw: Config = toml::from_str(text).map_err(|e| {
+        // Through serde_path_to_error, so a wrong value names its key (`server.lease-time`), not only its line.
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+            key: String::new(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().to_string(),
+        })?;
+        let raw: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let e = e.into_inner();
             let line = e.span().map(|s| line_of(text, s.start));
-            ConfigError { key: String::new(), line, message: e.message().to_string() }
+            ConfigError { key: if path == "." { String::new() } else { path }, line, message: e.message().to_string() }
         })?;
         let subnets =
             raw.subnets.iter().enumerate().map(|(i, s)| s.validate(i, text)).collect::<Result<Vec<_>, _>>()?;
@@ -672,7 +684,7 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             key: String::new(),
             line: None,
-            message: format!("cannot read {}: {e}", path.display()),
+            message: format!("cannot read the file: {e}"),
         })?;
         Self::parse(&text)
     }

@@ -1,6 +1,7 @@
 //! `leasewire bulk`: one Bulk Leasequery (RFC 6926), streamed as JSON lines or a table, with a summary.
 
-use anyhow::bail;
+use crate::watch::States;
+use anyhow::{Context, bail};
 use leasewire_proto::StatusCode;
 use leasewire_proto::session::bulk_query::BulkKey;
 use leasewire_proto::session::bulk_requestor::{BulkBinding, BulkRequest, Event};
@@ -47,6 +48,7 @@ pub fn run(
     since: Option<u32>,
     until: Option<u32>,
     mode: Output,
+    states: States,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let req = BulkRequest { key, changed_on_or_after: since, changed_on_or_before: until };
@@ -56,15 +58,21 @@ pub fn run(
     let mut out = std::io::BufWriter::new(stdout.lock());
     let tty = std::io::stderr().is_terminal();
     let mut count: u64 = 0;
+    let mut hidden: u64 = 0;
     // The DONE's status; `None` until one arrives (an error before it must not read as success).
     let mut final_status: Option<(StatusCode, String)> = None;
-    if mode == Output::Table {
-        writeln!(out, "{:<15} {:<13} {:<17} {:>8} {:<24}", "address", "state", "client", "lease s", "relay")?;
-    }
     let result =
         leasewire_requestor::bulk::run_target(target, std::slice::from_ref(&req), timeout, &mut |ev| match ev {
+            Event::Binding(b) if !states.shows(b.binding.state) => hidden += 1,
             Event::Binding(b) => {
                 count += 1;
+                if count == 1 && mode == Output::Table {
+                    let _ = writeln!(
+                        out,
+                        "{:<15} {:<13} {:<17} {:>8} {:<24}",
+                        "address", "state", "client", "lease s", "relay"
+                    );
+                }
                 let _ = match mode {
                     Output::Count => Ok(()),
                     Output::Json => json_line(&mut out, &server, &b),
@@ -87,7 +95,13 @@ pub fn run(
         None => "no DONE".into(),
     };
     eprintln!("{count} binding(s) in {secs:.2} s ({:.0}/s), {status}", count as f64 / secs.max(1e-9));
-    result?;
+    if hidden > 0 {
+        eprintln!("{hidden} more not shown ({}; --state all shows them)", states.describe_hidden());
+    }
+    if count == 0 && hidden == 0 && result.is_ok() {
+        eprintln!("no bindings match");
+    }
+    result.with_context(|| format!("bulk leasequery to {server}"))?;
     match final_status {
         Some((code, _)) if code != StatusCode::Success => bail!("the server ended the query with {code}"),
         _ => Ok(()),

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
+mod args;
 mod bench;
 mod bulk;
 mod decode;
@@ -56,7 +57,11 @@ enum Command {
     /// Validate a configuration file, say what it enables, and exit.
     CheckConfig {
         /// The configuration file.
-        config: PathBuf,
+        #[arg(long, short, required_unless_present = "path")]
+        config: Option<PathBuf>,
+        /// The configuration file (the older positional form of --config).
+        #[arg(conflicts_with = "config", hide = true)]
+        path: Option<PathBuf>,
     },
     /// Ask a server about one binding (RFC 4388 leasequery over UDP; RFC 6148 for --remote-id).
     #[command(group(clap::ArgGroup::new("key").required(true).args(["ip", "mac", "client_id", "remote_id"])))]
@@ -72,9 +77,9 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
-        /// Give up after this many seconds (retransmitting after 4, 8, 16 ... s).
-        #[arg(long, default_value_t = 10)]
-        timeout: u64,
+        /// Give up after this long (retransmitting after 4, 8, 16 ... s); e.g. 10s, 1m, or seconds.
+        #[arg(long, default_value = "10s", value_parser = args::duration)]
+        timeout: std::time::Duration,
     },
     /// Fetch many bindings at once (RFC 6926 Bulk Leasequery over TCP).
     #[command(group(clap::ArgGroup::new("bulk_key").args(["all", "mac", "client_id", "relay_id", "remote_id"])))]
@@ -87,30 +92,35 @@ enum Command {
         /// Bindings behind a relay agent identifier (RFC 6925, hex).
         #[arg(long)]
         relay_id: Option<String>,
-        /// Only bindings changed at or after this time (seconds since 1970, server clock).
-        #[arg(long)]
+        /// Only bindings changed at or after this time (server clock): RFC 3339 or seconds since 1970.
+        #[arg(long, value_parser = args::time)]
         since: Option<u32>,
-        /// Only bindings changed at or before this time.
-        #[arg(long)]
+        /// Only bindings changed at or before this time: RFC 3339 or seconds since 1970.
+        #[arg(long, value_parser = args::time)]
         until: Option<u32>,
+        #[command(flatten)]
+        states: StateArgs,
         /// One JSON object per binding.
         #[arg(long, conflicts_with = "count")]
         json: bool,
         /// Print only the summary (count, duration, rate, status).
         #[arg(long)]
         count: bool,
-        /// BULK_LQ_DATA_TIMEOUT: give up after this many seconds without data.
-        #[arg(long, default_value_t = 300)]
-        timeout: u64,
+        /// BULK_LQ_DATA_TIMEOUT: give up after this long without data; e.g. 300s, 5m, or seconds.
+        #[arg(long, default_value = "5m", value_parser = args::duration)]
+        timeout: std::time::Duration,
         #[command(flatten)]
         tls: TlsArgs,
     },
     /// Keep a live replica of servers' bindings (RFC 7724 Active Leasequery, seeded and gap-filled by Bulk
     /// Leasequery) and print every change.
     Watch {
-        /// A server to watch, `ADDR` or `ADDR:PORT` (port 67 by default); repeat for a failover pair.
-        #[arg(long = "server", required = true)]
-        servers: Vec<String>,
+        /// A server to watch: `ADDR`, `ADDR:PORT`, `NAME` or `NAME:PORT` (port 67 by default); repeat for a
+        /// failover pair.
+        #[arg(long = "server", required = true, value_parser = args::server)]
+        servers: Vec<std::net::SocketAddrV4>,
+        #[command(flatten)]
+        states: StateArgs,
         #[command(flatten)]
         tls: TlsArgs,
         /// Keep the replica in this SQLite file (created mode 0600), so a restart catches up instead of
@@ -124,10 +134,10 @@ enum Command {
         #[arg(long)]
         http: Option<SocketAddr>,
         /// Wait this long before reconnecting (RFC 7724: ACTIVE_LQ_IDLE_TIMEOUT, 60s).
-        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "60s", value_parser = args::duration)]
         retry_interval: std::time::Duration,
         /// Give a connection up after this long without any message (RFC 7724: ACTIVE_LQ_RCV_TIMEOUT, 120s).
-        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "120s", value_parser = args::duration)]
         rcv_timeout: std::time::Duration,
     },
     /// Try it all on this machine: a server on loopback with simulated relayed clients, and a requestor
@@ -139,11 +149,11 @@ enum Command {
         /// Client actions (DORA, renew, release, walk away) per second.
         #[arg(long, default_value_t = 20)]
         rate: u32,
-        /// Lease time, seconds (short, so expiries show up).
-        #[arg(long, default_value_t = 30)]
-        lease_time: u32,
+        /// Lease time (short, so expiries show up); e.g. 30s, 2m, or seconds.
+        #[arg(long, default_value = "30s", value_parser = args::duration)]
+        lease_time: std::time::Duration,
         /// Stop after this long (default: at Ctrl-C).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        #[arg(long, value_parser = args::duration)]
         duration: Option<std::time::Duration>,
         /// Print changes as JSON lines.
         #[arg(long)]
@@ -177,9 +187,9 @@ enum Command {
 /// The server and the client keys `query` and `bulk` share.
 #[derive(Debug, clap::Args)]
 struct TargetArgs {
-    /// The server, `ADDR` or `ADDR:PORT` (port 67 by default).
-    #[arg(long)]
-    server: String,
+    /// The server: `ADDR`, `ADDR:PORT`, `NAME` or `NAME:PORT` (port 67 by default).
+    #[arg(long, value_parser = args::server)]
+    server: std::net::SocketAddrV4,
     /// By hardware address, e.g. 02:00:00:00:00:01.
     #[arg(long)]
     mac: Option<String>,
@@ -192,6 +202,38 @@ struct TargetArgs {
     /// By relay agent remote-id (option 82 sub-option 2), hex.
     #[arg(long)]
     remote_id: Option<String>,
+}
+
+/// Which states `bulk` and `watch` print.
+#[derive(Debug, clap::Args)]
+struct StateArgs {
+    /// Print only bindings in these states (comma-separated dhcp-state names, e.g. `active,released`, or
+    /// `all`). Default: every state but AVAILABLE (free addresses) in the table, every state in --json.
+    #[arg(long, value_delimiter = ',', value_parser = state_filter)]
+    state: Vec<Option<leasewire_proto::DhcpState>>,
+}
+
+impl StateArgs {
+    /// The filter, given whether the output is JSON (the contract for scripts: everything by default).
+    fn filter(&self, json: bool) -> watch::States {
+        if self.state.contains(&None) || (self.state.is_empty() && json) {
+            watch::States::All
+        } else if self.state.is_empty() {
+            watch::States::Bound
+        } else {
+            watch::States::Only(self.state.iter().flatten().copied().collect())
+        }
+    }
+}
+
+/// A dhcp-state name (any case), or `all` (None).
+fn state_filter(s: &str) -> Result<Option<leasewire_proto::DhcpState>, String> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(None);
+    }
+    leasewire_proto::DhcpState::from_name(&s.to_ascii_uppercase()).map(Some).ok_or_else(|| {
+        format!("{s}: not a dhcp-state (active, available, released, expired, abandoned, reset, remote, transitioning, or all)")
+    })
 }
 
 /// Secure mode for requestor connections: DHCPTLS, then TLS with a client certificate (RFC 7724 §7.2).
@@ -337,7 +379,9 @@ fn main() -> anyhow::Result<()> {
             init_logs(cli.log_format);
             serve::run(&config)
         }
-        Command::CheckConfig { config } => serve::check_config(&config),
+        Command::CheckConfig { config, path } => {
+            serve::check_config(&config.or(path).expect("clap requires --config or the positional path"))
+        }
         Command::Decode { hex, framed } => decode::run(hex, framed),
         Command::Bulk {
             target: TargetArgs { server, mac, htype, client_id, remote_id },
@@ -345,6 +389,7 @@ fn main() -> anyhow::Result<()> {
             relay_id,
             since,
             until,
+            states,
             json,
             count,
             timeout,
@@ -358,10 +403,7 @@ fn main() -> anyhow::Result<()> {
                 (.., Some(r)) => BulkKey::RemoteId(query::parse_hex("--remote-id", &r)?),
                 _ => BulkKey::All,
             };
-            let target = leasewire_requestor::conn::Target {
-                addr: std::net::SocketAddr::V4(query::parse_server(&server)?),
-                tls: tls.load()?,
-            };
+            let target = leasewire_requestor::conn::Target { addr: std::net::SocketAddr::V4(server), tls: tls.load()? };
             let mode = if count {
                 bulk::Output::Count
             } else if json {
@@ -369,18 +411,15 @@ fn main() -> anyhow::Result<()> {
             } else {
                 bulk::Output::Table
             };
-            bulk::run(&target, key, since, until, mode, std::time::Duration::from_secs(timeout))
+            bulk::run(&target, key, since, until, mode, states.filter(json), timeout)
         }
-        Command::Watch { servers, tls, db, json, http, retry_interval, rcv_timeout } => {
+        Command::Watch { servers, states, tls, db, json, http, retry_interval, rcv_timeout } => {
             init_logs(cli.log_format);
             let tls = tls.load()?;
             let targets = servers
                 .iter()
-                .map(|s| {
-                    let addr = std::net::SocketAddr::V4(query::parse_server(s)?);
-                    Ok(leasewire_requestor::conn::Target { addr, tls: tls.clone() })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
+                .map(|s| leasewire_requestor::conn::Target { addr: std::net::SocketAddr::V4(*s), tls: tls.clone() })
+                .collect();
             // RFC 7724 §5.3 defaults; shorter is allowed (labs, tests) but worth a word.
             if retry_interval < leasewire_proto::session::active::ACTIVE_LQ_IDLE_TIMEOUT {
                 tracing::warn!("--retry-interval below RFC 7724's ACTIVE_LQ_IDLE_TIMEOUT (60s): reconnects more often");
@@ -396,10 +435,11 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(!retry_interval.is_zero(), "--retry-interval must be more than 0");
             let mut opts = leasewire_requestor::watch::WatchOptions { retry_interval, ..Default::default() };
             opts.active.rcv_timeout = rcv_timeout;
-            watch::run(watch::Args { targets, db, json, http, opts })
+            watch::run(watch::Args { targets, db, json, states: states.filter(json), http, opts })
         }
         Command::Demo { clients, rate, lease_time, duration, json } => {
             init_logs(cli.log_format);
+            let lease_time = u32::try_from(lease_time.as_secs()).unwrap_or(u32::MAX).max(1);
             demo::run(demo::Args { clients, rate, lease_time, duration, json })
         }
         Command::LabCerts { out, requestor: Some(name) } => {
@@ -425,7 +465,7 @@ fn main() -> anyhow::Result<()> {
                 bench::populate(&data_dir, first, count, lease_time)
             }
             BenchCommand::Leasequery { server, giaddr, first, count, seconds, window } => bench::leasequery(
-                query::parse_server(&server)?,
+                args::server(&server).map_err(anyhow::Error::msg)?,
                 giaddr,
                 first,
                 count,
@@ -433,11 +473,13 @@ fn main() -> anyhow::Result<()> {
                 window,
             ),
             BenchCommand::Echo { listen } => bench::echo(listen),
-            BenchCommand::CatchUp { server, since } => bench::catch_up(query::parse_server(&server)?, since),
+            BenchCommand::CatchUp { server, since } => {
+                bench::catch_up(args::server(&server).map_err(anyhow::Error::msg)?, since)
+            }
             BenchCommand::ActiveLatency { tcp, dhcp, requestors, rate, seconds, threads, remote_requestors } => {
                 bench::active_latency(
-                    query::parse_server(&tcp)?,
-                    query::parse_server(&dhcp)?,
+                    args::server(&tcp).map_err(anyhow::Error::msg)?,
+                    args::server(&dhcp).map_err(anyhow::Error::msg)?,
                     requestors,
                     rate,
                     seconds,
@@ -461,7 +503,7 @@ fn main() -> anyhow::Result<()> {
                 (.., Some(r)) => Q::RemoteId(query::parse_hex("--remote-id", &r)?),
                 _ => unreachable!("clap requires one key"),
             };
-            query::run(query::Args { server, query, giaddr, json, timeout: std::time::Duration::from_secs(timeout) })
+            query::run(query::Args { server, query, giaddr, json, timeout })
         }
     }
 }

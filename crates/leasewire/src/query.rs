@@ -11,20 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Parsed command-line arguments.
 pub struct Args {
-    pub server: String,
+    pub server: SocketAddrV4,
     pub query: Query,
     pub giaddr: Option<Ipv4Addr>,
     pub json: bool,
     pub timeout: Duration,
-}
-
-pub fn parse_server(s: &str) -> anyhow::Result<SocketAddrV4> {
-    if let Ok(a) = s.parse::<SocketAddrV4>() {
-        return Ok(a);
-    }
-    let ip: Ipv4Addr =
-        s.parse().with_context(|| format!("--server {s}: expected an IPv4 address, optionally with :port"))?;
-    Ok(SocketAddrV4::new(ip, 67))
 }
 
 pub fn parse_hex(what: &str, s: &str) -> anyhow::Result<Vec<u8>> {
@@ -82,7 +73,7 @@ fn reply_socket(server: SocketAddrV4, giaddr: Option<Ipv4Addr>, query: &Query) -
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let server = parse_server(&args.server)?;
+    let server = args.server;
     let ReplySocket { socket, giaddr, source_port_because } = reply_socket(server, args.giaddr, &args.query)?;
     // Connected, so that an ICMP port unreachable (nothing listens there) ends the query at once instead of
     // after the whole timeout. Replies come from the address asked.

@@ -15,8 +15,12 @@ pub const DB_FILE: &str = "leases.sqlite3";
 
 pub fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    print!("{}: ok\n{}", path.display(), config.summary());
-    Ok(())
+    let text = format!("{}: ok\n{}", path.display(), config.summary());
+    // Not print!: that panics when the reader went away (`leasewire check-config ... | head -1`).
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 pub fn run(path: &Path) -> anyhow::Result<()> {

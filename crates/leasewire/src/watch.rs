@@ -2,7 +2,7 @@
 //! Bulk Leasequery seeding and gap filling) and print every change, as a table or as JSON lines.
 
 use anyhow::Context;
-use leasewire_proto::Binding;
+use leasewire_proto::{Binding, DhcpState};
 use leasewire_requestor::conn::Target;
 use leasewire_requestor::metrics::WatchMetrics;
 use leasewire_requestor::replica::Replica;
@@ -20,6 +20,7 @@ pub struct Args {
     pub targets: Vec<Target>,
     pub db: Option<PathBuf>,
     pub json: bool,
+    pub states: States,
     pub http: Option<SocketAddr>,
     pub opts: WatchOptions,
 }
@@ -58,7 +59,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             tokio::spawn(leasewire_requestor::http::serve(listener, replica.clone(), metrics.clone()));
         }
         let (tx, rx) = mpsc::channel(4096);
-        let mut printer = tokio::task::spawn_blocking(move || print_reports(rx, Printer::new(args.json, true)));
+        let mut printer =
+            tokio::task::spawn_blocking(move || print_reports(rx, Printer::new(args.json, true).states(args.states)));
         let mut watcher = tokio::spawn(leasewire_requestor::watch::run(
             args.targets,
             replica.clone(),
@@ -95,17 +97,56 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
+/// Which bindings are printed (`--state`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum States {
+    /// Every state.
+    All,
+    /// Every state but AVAILABLE: bindings, not free addresses (the table's default).
+    Bound,
+    /// Only these.
+    Only(Vec<DhcpState>),
+}
+
+impl States {
+    pub fn shows(&self, s: DhcpState) -> bool {
+        match self {
+            Self::All => true,
+            Self::Bound => s != DhcpState::Available,
+            Self::Only(v) => v.contains(&s),
+        }
+    }
+
+    /// What is left out, for a summary line.
+    pub fn describe_hidden(&self) -> String {
+        match self {
+            Self::All => String::new(),
+            Self::Bound => "free addresses (AVAILABLE)".into(),
+            Self::Only(v) => {
+                format!("states other than {}", v.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "))
+            }
+        }
+    }
+}
+
 /// How changes are printed.
 pub struct Printer {
     json: bool,
     /// Print changes from Bulk Leasequery too (the seed can be every configured address).
     pub bulk: bool,
     header: bool,
+    states: States,
 }
 
 impl Printer {
     pub fn new(json: bool, bulk: bool) -> Self {
-        Self { json, bulk, header: false }
+        Self { json, bulk, header: false, states: States::All }
+    }
+
+    /// Print only bindings in `states`.
+    pub fn states(mut self, states: States) -> Self {
+        self.states = states;
+        self
     }
 
     pub fn change(
@@ -115,6 +156,9 @@ impl Printer {
         b: &Binding,
         base_time: Option<u32>,
     ) -> std::io::Result<()> {
+        if !self.states.shows(b.state) {
+            return Ok(());
+        }
         if self.json {
             return out.write_all(
                 json::binding_line(b, &json::Source { base_time, server: Some(server), server_id: None }).as_bytes(),
@@ -187,4 +231,29 @@ pub fn print_reports(mut rx: mpsc::Receiver<Report>, mut printer: Printer) -> st
         out.flush()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn the_table_shows_bindings_not_free_addresses_unless_asked() {
+        let free = Binding::new(Ipv4Addr::new(10, 0, 0, 1), DhcpState::Available, 1);
+        let leased = Binding::new(Ipv4Addr::new(10, 0, 0, 2), DhcpState::Active, 1);
+        let printed = |states: States| {
+            let mut out = Vec::new();
+            let mut p = Printer::new(false, true).states(states);
+            for b in [&free, &leased] {
+                p.change(&mut out, "127.0.0.1:67", b, Some(5)).unwrap();
+            }
+            String::from_utf8(out).unwrap()
+        };
+        let bound = printed(States::Bound);
+        assert!(bound.contains("10.0.0.2") && !bound.contains("10.0.0.1 "), "{bound}");
+        assert!(printed(States::All).contains("10.0.0.1 "));
+        let only = printed(States::Only(vec![DhcpState::Available]));
+        assert!(only.contains("10.0.0.1 ") && !only.contains("10.0.0.2"), "{only}");
+    }
 }

@@ -141,3 +141,130 @@ fn watch_refuses_half_a_tls_setup_and_a_zero_retry_interval_with_a_clear_error()
     let out = leasewire(&["watch", "--server", "not-an-address"]);
     assert!(!out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+// One CLI dialect (issue #18).
+
+#[test]
+fn check_config_takes_config_like_serve_and_still_the_old_positional_path() {
+    for args in [&["check-config", "--config", "examples/lab.toml"][..], &["check-config", "examples/lab.toml"]] {
+        let out = leasewire(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn config_errors_name_the_key_and_say_plainly_when_the_file_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = std::fs::read_to_string(repo().join("examples/lab.toml"))
+        .unwrap()
+        .replace("lease-time = 3600", "lease-time = \"ten minutes\"");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, &bad).unwrap();
+    let out = leasewire(&["check-config", "--config", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(": subnet[0].lease-time: invalid type: string \"ten minutes\""), "{err}");
+    let out = leasewire(&["check-config", "--config", "nope.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nope.toml: cannot read the file: No such file") && !err.contains(": :"), "{err}");
+}
+
+#[test]
+fn check_config_does_not_panic_when_its_reader_is_gone() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(support::leasewire())
+        .args(["check-config", "--config", "examples/lab.toml"])
+        .current_dir(repo())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn durations_times_and_servers_have_one_syntax() {
+    // Durations: bare seconds and units, wherever a duration is taken.
+    for args in [
+        &["demo", "--duration", "8", "--help"][..],
+        &["query", "--server", "127.0.0.1", "--ip", "127.0.0.1", "--timeout", "5m", "--help"],
+        &["bulk", "--server", "127.0.0.1", "--timeout", "300", "--since", "2026-12-03T05:00:00Z", "--help"],
+        &["watch", "--server", "127.0.0.1", "--retry-interval", "90", "--rcv-timeout", "2m", "--help"],
+    ] {
+        let out = leasewire(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = leasewire(&["demo", "--duration", "ten minutes"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("30s, 5m, 2h"));
+    let out = leasewire(&["bulk", "--server", "127.0.0.1:1", "--since", "yesterday"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+    let out = leasewire(&["bulk", "--server", "no-such-host.invalid", "--since", "1796274600"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-host.invalid: cannot resolve the name"));
+}
+
+#[test]
+fn query_to_a_closed_port_fails_at_once_naming_it() {
+    // A name with a port; nothing listens there, so the kernel's ICMP port unreachable ends the query.
+    let port = support::free_udp_port();
+    let start = std::time::Instant::now();
+    let out = leasewire(&["query", "--server", &format!("localhost:{port}"), "--ip", "127.0.0.9", "--timeout", "30s"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains(&format!("127.0.0.1:{port}: nothing listens there (ICMP port unreachable)")), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "waited {:?}", start.elapsed());
+}
+
+#[test]
+fn bulk_and_query_for_people_show_bindings_not_free_addresses_and_say_no_binding() {
+    use std::net::{Ipv4Addr, SocketAddr};
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, tcp) = (support::free_udp_port(), support::free_tcp_port());
+    let config = format!(
+        "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n\
+         [leasequery]\nallow = [\"127.0.0.0/8\"]\n\
+         [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
+         [[subnet]]\nsubnet = \"127.32.0.0/16\"\npools = [{{ start = \"127.32.0.1\", end = \"127.32.0.50\" }}]\n"
+    );
+    let server = support::Server::start(dir.path(), &config, None);
+    let relay =
+        support::relay::Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::new(127, 32, 0, 254));
+    let ip = relay.dora([2, 0, 0, 0, 32, 1], 1, Ipv4Addr::LOCALHOST).expect("a lease");
+    let bulk = |extra: &[&str]| {
+        let server = format!("localhost:{tcp}");
+        let mut a = vec!["bulk", "--server", &server];
+        a.extend_from_slice(extra);
+        let out = leasewire(&a);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (table, summary) = bulk(&[]);
+    assert_eq!(table.lines().count(), 2, "a header and the one binding:\n{table}");
+    assert!(table.contains(&ip.to_string()) && !table.contains("AVAILABLE"), "{table}");
+    assert!(summary.contains("49 more not shown (free addresses (AVAILABLE); --state all shows them)"), "{summary}");
+    let (all, _) = bulk(&["--state", "all"]);
+    assert_eq!(all.lines().count(), 51, "{all}");
+    let (free, _) = bulk(&["--state", "available", "--json"]);
+    assert_eq!(free.lines().count(), 49);
+    let (json, _) = bulk(&["--json"]);
+    assert_eq!(json.lines().count(), 50, "JSON, the contract for scripts, has every address by default");
+
+    let query = |key: &[&str]| {
+        let server = format!("127.0.0.1:{udp}");
+        let mut a = vec!["query", "--server", &server, "--giaddr", "127.0.0.1", "--timeout", "5"];
+        a.extend_from_slice(key);
+        let out = leasewire(&a);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let unknown = query(&["--mac", "02:99:99:99:99:99"]);
+    assert!(
+        unknown.starts_with("no binding: the server does not know hardware address 02:99:99:99:99:99"),
+        "{unknown}"
+    );
+    assert!(!unknown.contains("0.0.0.0"), "{unknown}");
+    let free = query(&["--ip", "127.32.0.40"]);
+    assert!(free.starts_with("no binding: 127.32.0.40 is not leased to anyone (DHCPLEASEUNASSIGNED)"), "{free}");
+    assert!(query(&["--ip", &ip.to_string()]).starts_with(&format!("DHCPLEASEACTIVE for {ip}")));
+    server.stop();
+}
