@@ -6,7 +6,8 @@ test leasewire's requestor against a peer whose protocol code is not leasewire's
 
 BINDINGS.json: [{"ip": "10.0.0.5", "mac": "020000000005", "state": 2, "start": 100, "expires": 600,
                   "relay_id": "72656c6179"}, ...] with times in seconds relative to now (start: seconds ago,
-expires: seconds ahead). Answers every DHCPBULKLEASEQUERY on the connection: all, by MAC, by relay-id; replies
+expires: seconds ahead; without "start", no start-time-of-state is sent, and with "omit_state": true no
+dhcp-state, as Kea 3.2 does; data-source is never sent). Answers every DHCPBULKLEASEQUERY on the connection: all, by MAC, by relay-id; replies
 in DHCPLEASEACTIVE (state 2) or DHCPLEASEUNASSIGNED, server-identifier in the first only (RFC 6926 §7.3),
 base-time and relative times (§6.2.3-6.2.4), then DHCPLEASEQUERYDONE (§8.2). Prints "ready" when listening.
 """
@@ -65,7 +66,13 @@ def answer(q, bindings):
         opts = [("message-type", 13 if b["state"] == 2 else 11)]
         if not out:
             opts.append(("server_id", SERVER_ID))
-        opts += [("base-time", now), ("start-time-of-state", b["start"]), ("dhcp-state", b["state"])]
+        # Like Kea, a binding may come without start-time-of-state ("start" absent) or without dhcp-state
+        # ("omit_state"); data-source (157) is never sent.
+        opts.append(("base-time", now))
+        if "start" in b:
+            opts.append(("start-time-of-state", b["start"]))
+        if not b.get("omit_state"):
+            opts.append(("dhcp-state", b["state"]))
         if b["state"] == 2:
             opts.append(("lease_time", b["expires"]))
         if "relay_id" in b:

@@ -28,6 +28,8 @@ pub struct Binding {
     /// The dhcp-state (option 156) of the address.
     pub state: DhcpState,
     /// When the current state began (absolute); start-time-of-state = base-time − this.
+    /// [`Binding::STATE_SINCE_UNKNOWN`] (0) when a reply did not carry start-time-of-state (option 153 is
+    /// optional: Kea does not send it): a requestor must not invent a time no server sent.
     pub state_since: u32,
     /// End of the lease (ACTIVE) or of another timed state (e.g. ABANDONED until), absolute.
     pub expires_at: Option<u32>,
@@ -46,6 +48,15 @@ pub struct Binding {
 }
 
 impl Binding {
+    /// `state_since` of a binding learned from a reply without start-time-of-state. A server's own records
+    /// never carry it (1970 is before any lease).
+    pub const STATE_SINCE_UNKNOWN: u32 = 0;
+
+    /// When the current state began, if known.
+    pub fn state_since(&self) -> Option<u32> {
+        (self.state_since != Self::STATE_SINCE_UNKNOWN).then_some(self.state_since)
+    }
+
     /// A binding for `ip` in `state` since `state_since`, with no client, no timers and no options: the
     /// starting point for the engine to fill in (all fields are public).
     pub fn new(ip: Ipv4Addr, state: DhcpState, state_since: u32) -> Self {

@@ -159,7 +159,7 @@ pub fn open_binding(s: &mut String, b: &Binding, src: &Source<'_>) {
     let _ = if has_client { write!(s, "{}", b.htype) } else { write!(s, "null") };
     opt_hex(s, "mac", Some(&b.hardware_address[..]).filter(|_| has_client));
     opt_hex(s, "client_id", b.client_id.as_deref());
-    time(s, "state_since", Some(b.state_since));
+    time(s, "state_since", b.state_since());
     time(s, "expires_at", b.expires_at);
     time(s, "cltt", b.cltt);
     time(s, "base_time", src.base_time);

@@ -221,6 +221,51 @@ fn bulk_against_a_secure_server_says_what_is_missing() {
     server.stop();
 }
 
+/// A server that sends neither start-time-of-state (153) nor dhcp-state (156) nor data-source (157), as Kea
+/// 3.2's lease_query hook does: the requestor reports what the RFC defines for their absence (ACTIVE for
+/// DHCPLEASEACTIVE, BLQ-6.2.7-5; local, BLQ-6.2.8-4) and leaves the start of the state unknown (`null`) instead
+/// of inventing base-time as its value.
+#[test]
+fn blq_6_2_5_a_server_that_omits_153_156_157_gets_nothing_invented() {
+    let dir = tempfile::tempdir().unwrap();
+    let bindings = serde_json::json!([
+        {"ip": "10.9.1.5", "mac": "020000000105", "state": 2, "expires": 500, "omit_state": true},
+        {"ip": "10.9.1.6", "mac": "020000000106", "state": 4, "omit_state": true},
+    ]);
+    let path = dir.path().join("bindings.json");
+    std::fs::write(&path, bindings.to_string()).unwrap();
+    let port = free_tcp_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/bulk_server.py");
+    let mut server = support::Proc::spawn(
+        "bulk_server.py",
+        Command::new(support::python_module("scapy", "pip install scapy, or python3-scapy"))
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&path)
+            .stdout(std::process::Stdio::piped()),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.child.stdout.as_mut().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let out = Command::new(support::leasewire())
+        .args(["bulk", "--server", &format!("127.0.0.1:{port}"), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        assert_eq!((&l["state_since"], &l["state_since_epoch"]), (&Value::Null, &Value::Null), "{l}");
+        assert_eq!(l["data_source"], "local", "{l}");
+        assert!(l["base_time_epoch"].as_u64().is_some(), "{l}");
+    }
+    assert_eq!(lines[0]["state"], "ACTIVE", "BLQ-6.2.7-5: DHCPLEASEACTIVE without dhcp-state");
+    assert_eq!(lines[0]["expires_at_epoch"].as_u64(), lines[0]["base_time_epoch"].as_u64().map(|b| b + 500));
+    assert_eq!(lines[1]["state"], "AVAILABLE", "DHCPLEASEUNASSIGNED without dhcp-state: free, nothing more known");
+}
+
 mod hex {
     pub fn encode(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()

@@ -255,7 +255,9 @@ pub fn binding_at(m: &Message<'_>, t: MessageType, now: u32) -> (Binding, Option
         _ if t == MessageType::LeaseActive => DhcpState::Active,
         _ => DhcpState::Available,
     };
-    let mut b = Binding::new(m.ciaddr, state, reference.saturating_sub(o.start_time_of_state().unwrap_or(0)));
+    // Without start-time-of-state (optional; Kea does not send it) the time is unknown, not base-time.
+    let since = o.start_time_of_state().map_or(Binding::STATE_SINCE_UNKNOWN, |s| reference.saturating_sub(s).max(1));
+    let mut b = Binding::new(m.ciaddr, state, since);
     b.htype = m.htype;
     b.hardware_address = m.hardware_address().to_vec();
     b.client_id = o.client_identifier().map(<[u8]>::to_vec);

@@ -182,16 +182,21 @@ impl Record {
     /// (base-time). `Equal` means indistinguishable: the newer arrival is taken.
     pub(crate) fn compare_shifted(&self, mine: i64, other: &Record, theirs: i64) -> Ordering {
         let at = |t: u32, shift: i64| i64::from(t) + shift;
-        let (since_a, since_b) = (at(self.state_since, mine), at(other.state_since, theirs));
+        // A start-time-of-state the server did not send is unknown: a rule that needs it cannot decide, and
+        // the next one is asked (BLQ-7.6-2 as written; nothing is invented).
+        let known = |t: u32| (t != Binding::STATE_SINCE_UNKNOWN).then_some(t);
+        let (since_a, since_b) =
+            (known(self.state_since).map(|t| at(t, mine)), known(other.state_since).map(|t| at(t, theirs)));
         let (cltt_a, cltt_b) = (self.cltt().map(|t| at(t, mine)), other.cltt().map(|t| at(t, theirs)));
+        let decide = |a: Option<i64>, b: Option<i64>| a.zip(b).map_or(Ordering::Equal, |(a, b)| a.cmp(&b));
         let primary = match (cltt_a, cltt_b) {
             (Some(a), Some(b)) => a.cmp(&b),
-            (Some(a), None) => a.cmp(&since_b),
-            (None, Some(b)) => since_a.cmp(&b),
-            (None, None) => since_a.cmp(&since_b),
+            (Some(a), None) => decide(Some(a), since_b),
+            (None, Some(b)) => decide(since_a, Some(b)),
+            (None, None) => decide(since_a, since_b),
         };
-        let changed_a = since_a.max(cltt_a.unwrap_or(i64::MIN));
-        let changed_b = since_b.max(cltt_b.unwrap_or(i64::MIN));
+        let changed_a = since_a.unwrap_or(i64::MIN).max(cltt_a.unwrap_or(i64::MIN));
+        let changed_b = since_b.unwrap_or(i64::MIN).max(cltt_b.unwrap_or(i64::MIN));
         let observed = |r: &Record, shift: i64| (r.observed != 0).then(|| at(r.observed, shift));
         primary
             .then_with(|| (other.flags & REMOTE).cmp(&(self.flags & REMOTE)))
@@ -274,6 +279,24 @@ mod tests {
     fn blq_7_6_2_rule_3_start_time_of_state_when_neither_has_cltt() {
         let a = rec(Available, 10, None, false, 0, Via::Bulk);
         let b = rec(Expired, 20, None, false, 0, Via::Bulk);
+        assert_eq!(b.compare(&a), Ordering::Greater);
+    }
+
+    /// A start-time-of-state the server did not send (Kea omits option 153) decides nothing: rules 2 and 3
+    /// fall through to the next rule instead of comparing against a time nobody sent.
+    #[test]
+    fn blq_7_6_2_an_absent_start_time_of_state_decides_nothing() {
+        const UNKNOWN: u32 = Binding::STATE_SINCE_UNKNOWN;
+        // Rule 3 without the other's time: undecided, so rule 4 (local beats remote) decides.
+        let remote_known = rec(Active, 500, None, true, 0, Via::Bulk);
+        let local_unknown = rec(Active, UNKNOWN, None, false, 0, Via::Bulk);
+        assert_eq!(local_unknown.compare(&remote_known), Ordering::Greater);
+        // Rule 2 without the other's start-time-of-state: undecided too.
+        let with_cltt = rec(Active, 100, Some(200), true, 0, Via::Bulk);
+        assert_eq!(local_unknown.compare(&with_cltt), Ordering::Greater);
+        // Two unknowns from one server tie on time; the later observation wins.
+        let (a, b) =
+            (rec(Active, UNKNOWN, None, false, 10, Via::Bulk), rec(Active, UNKNOWN, None, false, 20, Via::Bulk));
         assert_eq!(b.compare(&a), Ordering::Greater);
     }
 
