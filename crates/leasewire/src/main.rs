@@ -174,6 +174,18 @@ enum Command {
     /// Load tools for benchmarks (populate a store, generate leasequery load, echo).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Write the manual pages (roff): leasewire(1) to standard output, or with --out one page per subcommand
+    /// too (leasewire-serve(1), ...) into a directory.
+    Man {
+        /// Directory to write every page into (e.g. for /usr/share/man/man1).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print a shell completion script (e.g. `leasewire completions bash > /etc/bash_completion.d/leasewire`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Decode DHCPv4 messages (hex, one per line or argument) and print them.
     Decode {
         /// Hex-encoded messages; read from standard input when none is given.
@@ -372,6 +384,15 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// Write to standard output; a reader that went away (`| head`) is not an error.
+fn write_stdout(f: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match f(&mut out).and_then(|()| std::io::Write::flush(&mut out)) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -383,6 +404,24 @@ fn main() -> anyhow::Result<()> {
             serve::check_config(&config.or(path).expect("clap requires --config or the positional path"))
         }
         Command::Decode { hex, framed } => decode::run(hex, framed),
+        Command::Man { out } => {
+            use clap::CommandFactory;
+            match out {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)?;
+                    clap_mangen::generate_to(Cli::command(), &dir)?;
+                    Ok(())
+                }
+                None => write_stdout(|w| clap_mangen::Man::new(Cli::command()).render(w)),
+            }
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            write_stdout(|w| {
+                clap_complete::generate(shell, &mut Cli::command(), "leasewire", w);
+                Ok(())
+            })
+        }
         Command::Bulk {
             target: TargetArgs { server, mac, htype, client_id, remote_id },
             all: _,
