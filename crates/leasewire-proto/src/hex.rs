@@ -24,7 +24,7 @@ pub fn format(b: &[u8]) -> String {
 /// `02000a`. `None` for an empty string, an odd number of digits or anything that is not a hex digit.
 pub fn parse(s: &str) -> Option<Vec<u8>> {
     let digits: Vec<u8> = s.bytes().filter(|c| !matches!(c, b':' | b'-' | b'.') && !c.is_ascii_whitespace()).collect();
-    if digits.is_empty() || digits.len() % 2 != 0 || !digits.iter().all(u8::is_ascii_hexdigit) {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);

@@ -101,7 +101,7 @@ pub fn validate(code: u8, data: &[u8]) -> Result<(), OptionError> {
         }
         code::MESSAGE_TYPE | code::DHCP_STATE | code::DATA_SOURCE if len != 1 => bad("1"),
         code::MAX_MESSAGE_SIZE if len != 2 => bad("2"),
-        code::ROUTERS | code::DOMAIN_NAME_SERVERS | code::ASSOCIATED_IP if len == 0 || len % 4 != 0 => {
+        code::ROUTERS | code::DOMAIN_NAME_SERVERS | code::ASSOCIATED_IP if len == 0 || !len.is_multiple_of(4) => {
             bad("a non-zero multiple of 4")
         }
         code::CLIENT_IDENTIFIER if len < 2 => bad("at least 2 (type and identifier)"),

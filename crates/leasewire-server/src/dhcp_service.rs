@@ -463,7 +463,7 @@ impl DhcpService {
                     let _ = self.jobs.send(Work::Job(job));
                 }
             }
-            if n % forget_every == 0 {
+            if n.is_multiple_of(forget_every) {
                 self.forget_old(now).await;
             }
         }

@@ -78,7 +78,7 @@ pub fn run(
                     Output::Json => json_line(&mut out, &server, &b),
                     Output::Table => table_line(&mut out, &b),
                 };
-                if tty && count % 100_000 == 0 {
+                if tty && count.is_multiple_of(100_000) {
                     eprint!("\r{count} bindings…");
                 }
             }

@@ -119,7 +119,7 @@ fn alq_requestor_view_converges_to_the_store_across_reconnects() {
                     xid += 1;
                     let mac = [2, 0, 0, 0, 7, c];
                     match held.get(&c) {
-                        Some(ip) if rng.next() % 2 == 0 => {
+                        Some(ip) if rng.next().is_multiple_of(2) => {
                             let mut r = relay.request(MessageType::Release, mac, xid);
                             r.ciaddr = *ip;
                             relay.send(&r);

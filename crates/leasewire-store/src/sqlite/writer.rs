@@ -260,7 +260,7 @@ impl Writer {
 
     fn after_commit(&mut self) {
         self.groups += 1;
-        if self.groups % CHECKPOINT_EVERY_GROUPS == 0 {
+        if self.groups.is_multiple_of(CHECKPOINT_EVERY_GROUPS) {
             if let Some(c) = &self.checkpointer {
                 c.nudge();
             }
