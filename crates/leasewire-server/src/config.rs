@@ -113,6 +113,9 @@ pub struct ServerSection {
     /// Where leases are kept: absent (or `kind = "sqlite"`) means the embedded SQLite file in `data-dir`;
     /// `kind = "postgres"` a PostgreSQL database shared with other servers (see docs/postgres.md).
     pub store: Option<Spanned<StoreSection>>,
+    /// What to log, in `tracing` filter syntax (e.g. `info`, `leasewire_server=debug,info`); overrides the
+    /// `LEASEWIRE_LOG` environment variable and can be changed by a reload. Absent: `LEASEWIRE_LOG`, else `info`.
+    pub log_filter: Option<String>,
 }
 
 /// `[server] store = { kind = ..., ... }`.
@@ -679,14 +682,45 @@ impl Config {
         Ok(Validated { raw, subnets, leasequery_allow, bulk_allow, requestor_withhold, warnings, store })
     }
 
-    /// Read, parse and validate a file.
+    /// Read, parse and validate a file. Relative paths in it (data directory, certificates, keys, CAs) are
+    /// taken relative to the file's own directory, so the meaning of a file does not depend on where the
+    /// server was started from.
     pub fn load(path: &std::path::Path) -> Result<Validated, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             key: String::new(),
             line: None,
             message: format!("cannot read the file: {e}"),
         })?;
-        Self::parse(&text)
+        let mut config = Self::parse(&text)?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+}
+
+impl Validated {
+    /// Make every relative path in the configuration relative to `base` (the configuration file's directory).
+    pub fn resolve_paths(&mut self, base: &std::path::Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(d) = self.raw.server.data_dir.as_mut() {
+            resolve(d);
+        }
+        if let Some(t) = self.raw.active_leasequery.tls.as_mut() {
+            resolve(&mut t.cert);
+            resolve(&mut t.key);
+            resolve(&mut t.ca);
+        }
+        if let StoreChoice::Postgres { tls: Some(t), .. } = &mut self.store {
+            resolve(&mut t.ca);
+            if let Some((c, k)) = t.client.as_mut() {
+                resolve(c);
+                resolve(k);
+            }
+        }
     }
 }
 

@@ -27,24 +27,7 @@ pub fn unix_now() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
 }
 
-/// Why the server could not start or stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// A socket could not be opened.
-    #[error("cannot listen on {what}: {source}")]
-    Listen {
-        /// The address or interface.
-        what: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The thread that publishes the change feed could not be started.
-    #[error("cannot start the change feed thread: {0}")]
-    FeedThread(std::io::Error),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] leasewire_store::StoreError),
-}
+pub use crate::error::ServeError;
 
 /// What the completer task does next.
 enum Work {
@@ -80,8 +63,10 @@ pub struct DhcpService {
     /// One INFO line per committed change, written by its own thread.
     lease_log: LeaseLog,
     jobs: mpsc::UnboundedSender<Work>,
-    retention: u32,
-    leasequery: Responder,
+    /// `server.retention`; replaced by a reload.
+    retention: std::sync::atomic::AtomicU32,
+    /// The UDP leasequery responder of the current configuration; a reload swaps in a new one.
+    leasequery: std::sync::RwLock<Arc<Responder>>,
     drop_log: LogLimiter,
     /// Whether the store is shared with other servers: then the feed is published from the store's change
     /// feed (every server's commits, in sequence order) rather than from this server's completions.
@@ -171,20 +156,23 @@ impl DhcpService {
             metrics.update_bindings(slot, &engine.state_counts(slot));
         }
         let lease_log = match config.raw.log.leases {
-            true => LeaseLog::start(metrics.clone()).map_err(ServeError::FeedThread)?,
+            true => LeaseLog::start(metrics.clone())
+                .map_err(|source| ServeError::Thread { what: "the lease log thread", source })?,
             false => LeaseLog::disabled(),
         };
         let (jobs, job_rx) = mpsc::unbounded_channel();
         let service = Arc::new(DhcpService {
             engine: Mutex::new(engine),
             store,
-            publisher: feed.publisher().map_err(ServeError::FeedThread)?,
+            publisher: feed
+                .publisher()
+                .map_err(|source| ServeError::Thread { what: "the change feed thread", source })?,
             feed,
             metrics,
             lease_log,
             jobs,
-            retention: config.raw.server.retention,
-            leasequery: Responder::new(config),
+            retention: config.raw.server.retention.into(),
+            leasequery: std::sync::RwLock::new(Arc::new(Responder::new(config))),
             drop_log: LogLimiter::new(Duration::from_secs(10)),
             shared: changes.is_some(),
             shared_feed: Mutex::new(SharedFeed::default()),
@@ -215,6 +203,24 @@ impl DhcpService {
             let _ = completer.await;
         });
         Ok((Running { service, local_addrs }, handle))
+    }
+
+    /// Apply a new configuration (a reload): the engine takes the new subnets, pools, options, reservations,
+    /// lease times and limits, keeping every binding it has (see [`Engine::reconfigure`]); UDP leasequery
+    /// gets the new access list, disclosed and withheld options and rate limit. Each part is swapped under its
+    /// lock, so a packet is handled wholly under the old configuration or wholly under the new one.
+    pub fn reconfigure(&self, config: &Validated) {
+        {
+            let mut engine = self.engine();
+            engine.reconfigure(config);
+            // The binding gauges follow the new subnets (removed ones leave the exposition).
+            self.metrics.set_subnets(engine.subnets());
+            for slot in 0..=engine.subnets().len() {
+                self.metrics.update_bindings(slot, &engine.state_counts(slot));
+            }
+        }
+        *self.leasequery.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Responder::new(config));
+        self.retention.store(config.raw.server.retention, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The engine (tests and leasequery read bindings through the store, not this).
@@ -318,7 +324,8 @@ impl DhcpService {
 
     /// RFC 4388: answered from the store at once; no binding changes, so nothing waits on a commit.
     fn leasequery(&self, q: &Message<'_>, src: SocketAddrV4, socket: &UdpSocket, now: u32) {
-        match self.leasequery.answer(q, src, self.store.as_ref(), now) {
+        let responder = self.leasequery.read().unwrap_or_else(|p| p.into_inner()).clone();
+        match responder.answer(q, src, self.store.as_ref(), now) {
             Ok(Answer { bytes, to, kind }) => self.send_now(socket, &bytes, Destination::Unicast(to), kind),
             Err(reason) => {
                 self.metrics.dropped(reason.label());
@@ -433,9 +440,10 @@ impl DhcpService {
     /// seconds when that is shorter (so a short retention really bounds how long records are kept).
     async fn timers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let forget_every = u64::from(self.retention.clamp(1, 60));
         let mut n: u64 = 0;
         loop {
+            let retention = self.retention.load(std::sync::atomic::Ordering::Relaxed);
+            let forget_every = u64::from(retention.clamp(1, 60));
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.wait_for(|s| *s) => return,
@@ -523,7 +531,8 @@ impl DhcpService {
     /// The store picks what to forget inside its writer, ordered with commits: a list computed here could
     /// name an address re-leased before the forget ran, and lose that lease.
     async fn forget_old(&self, now: u32) {
-        match self.store.forget_expired(now, self.retention, 10_000).await {
+        let retention = self.retention.load(std::sync::atomic::Ordering::Relaxed);
+        match self.store.forget_expired(now, retention, 10_000).await {
             Ok(f) if !f.removed.is_empty() => {
                 let removed: Vec<Binding> = f.removed.into_iter().map(|c| c.binding).collect();
                 tracing::debug!(count = removed.len(), horizon = f.horizon, "forgot old records");
@@ -562,11 +571,14 @@ fn socket_addr(dest: Destination) -> SocketAddr {
 /// Requested socket buffer size for the DHCP sockets.
 const SOCKET_BUFFER: usize = 4 << 20;
 
+/// A DHCP socket. Neither SO_REUSEADDR nor SO_REUSEPORT: with either, a second server on the same address (or
+/// interface) would bind too and the two would answer the same clients from two lease databases. Interface
+/// sockets all use 0.0.0.0:67 yet do not conflict, being bound to different devices (SO_BINDTODEVICE before
+/// bind); a second instance on the same interface is refused like one on the same address.
 fn open_socket(addr: SocketAddr, iface: Option<&str>) -> Result<UdpSocket, ServeError> {
-    let what = iface.map_or_else(|| addr.to_string(), |i| format!("{addr} on {i}"));
+    let what = iface.map_or_else(|| format!("DHCP (UDP) {addr}"), |i| format!("DHCP (UDP) {addr} on {i}"));
     let fail = |source| ServeError::Listen { what: what.clone(), source };
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
-    s.set_reuse_address(true).map_err(fail)?;
     s.set_broadcast(true).map_err(fail)?;
     // Bursts (a relay restarting, a perfdhcp run) overflow the default ~200 KiB queue and the kernel drops
     // datagrams before we see them; ask for more (the kernel caps it at net.core.rmem_max/wmem_max).
@@ -574,7 +586,6 @@ fn open_socket(addr: SocketAddr, iface: Option<&str>) -> Result<UdpSocket, Serve
     let _ = s.set_send_buffer_size(SOCKET_BUFFER);
     if let Some(i) = iface {
         s.bind_device(Some(i.as_bytes())).map_err(fail)?;
-        s.set_reuse_port(true).map_err(fail)?;
     }
     s.bind(&addr.into()).map_err(fail)?;
     s.set_nonblocking(true).map_err(fail)?;

@@ -1,5 +1,7 @@
 //! leasewire's DHCPv4 server.
 //!
+//! * [`server`]: the entry point — [`server::Server`] starts everything from a configuration and returns a
+//!   [`server::RunningServer`] (bound addresses, live reload, stop); errors are [`error::ServeError`].
 //! * [`config`]: the TOML configuration, validated with errors naming key and line.
 //! * [`engine`]: the DHCP engine (RFC 2131), a sans-IO decision core.
 //! * [`dhcp_service`]: its tokio driver (UDP sockets, durable commit before reply, timers).
@@ -11,12 +13,14 @@
 pub mod config;
 pub mod dhcp_service;
 pub mod engine;
+pub mod error;
 pub mod feed;
 pub mod lab_certs;
 pub mod lease_log;
 pub mod leasequery;
 pub mod log_limit;
 pub mod metrics;
+pub mod server;
 pub mod tcp_service;
 pub mod tls;
 pub mod tls_allow;

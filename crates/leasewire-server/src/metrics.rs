@@ -98,6 +98,13 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+/// Label: whether something succeeded.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok` or `error`.
+    pub result: String,
+}
+
 /// All DHCP metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -140,6 +147,9 @@ pub struct Metrics {
     /// `per_source_limit`, `max_connections`, `pending_evicted`, `pre_auth_timeout`, `bad_input`, `tls_*`, ...):
     /// what an operator looks at when requestors cannot connect or the listener is under attack.
     pub tcp_rejected: Family<ReasonLabel, Counter>,
+    /// Configuration reloads by result (`ok`, `error`), both present from the start so an alert on a failed
+    /// reload can be written before the first one.
+    pub reloads: Family<ResultLabel, Counter>,
     /// Per message type code (0 = none/unknown), the counters of `packets_in` / `packets_out`, created once
     /// so the per-packet path neither allocates a label nor takes the family's lock.
     received_by_code: Vec<Counter>,
@@ -162,7 +172,13 @@ impl Metrics {
         let leases = Family::<LeaseLabel, Gauge>::default();
         let commit_seconds = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0]);
         let commit_errors = Counter::default();
+        // The whole server's metrics are `leasewire_*`; the DHCP service's under `leasewire_dhcp`.
         let mut root = Registry::with_prefix("leasewire");
+        let reloads = Family::<ResultLabel, Counter>::default();
+        for result in ["ok", "error"] {
+            let _ = reloads.get_or_create(&ResultLabel { result: result.into() });
+        }
+        root.register("reloads", "Configuration reloads, by result", reloads.clone());
         let lease_log_dropped = Counter::default();
         root.register(
             "lease_log_dropped",
@@ -264,6 +280,7 @@ impl Metrics {
             active_backlog_max,
             tls_failures,
             tcp_rejected,
+            reloads,
             received_by_code,
             sent_by_code,
             registry: root,
@@ -408,6 +425,11 @@ impl Metrics {
 
 /// Serve `/metrics` until the task is dropped.
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    serve_on(tokio::net::TcpListener::bind(addr).await?, metrics).await
+}
+
+/// Serve `/metrics` on a bound listener (bound first, so a taken port is a start-up error, not a log line).
+pub async fn serve_on(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",
@@ -416,6 +438,5 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
             async move { ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode()) }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
 }

@@ -17,6 +17,7 @@
 
 use crate::config::Validated;
 use crate::dhcp_service::unix_now;
+use crate::error::ServeError;
 use crate::feed::{Batch, ChangeFeed};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
@@ -27,6 +28,7 @@ use leasewire_proto::session::active::{ActiveConfig, ChangesFetch};
 use leasewire_proto::session::bulk_query::BulkKey;
 use leasewire_proto::session::server::{CloseReason, Fetch, Output, ServerConfig, ServerSession, TlsPolicy};
 use leasewire_store::{LeaseStore, ScanFilter, ScanKey};
+use rustls::pki_types::CertificateDer;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -85,16 +87,108 @@ struct Ticket {
     evict: Arc<Notify>,
 }
 
-/// The Leasequery TCP service.
-pub struct TcpService {
+/// What a configuration says about the Leasequery TCP service; a reload replaces it as a whole.
+#[derive(Debug, Clone)]
+pub struct TcpSettings {
     session: ServerConfig,
     /// Per-requestor withheld options (the session's policy is adjusted per connection).
     config: Validated,
     limits: Limits,
+    /// The TLS settings handshakes use (established sessions keep theirs).
+    tls: Option<TlsSettings>,
+    max_connections: usize,
+}
+
+impl TcpSettings {
+    /// Everything the service needs from `config`, with the TLS certificate, key and CA read and checked:
+    /// the part of starting or reloading that can fail, done before anything changes.
+    pub fn load(config: &Validated) -> Result<Self, ServeError> {
+        let b = &config.raw.bulk_leasequery;
+        let mut configured: Vec<(u32, u32)> = config.subnets.iter().flat_map(|s| s.pools.iter().copied()).collect();
+        configured.extend(
+            config.subnets.iter().flat_map(|s| s.reservations.iter().map(|r| (u32::from(r.ip), u32::from(r.ip)))),
+        );
+        configured.sort_unstable();
+        configured.dedup();
+        let lq = &config.raw.leasequery;
+        let a = &config.raw.active_leasequery;
+        let tls = match (&a.tls, a.enabled) {
+            (Some(t), true) => Some(
+                TlsSettings::load(&t.cert, &t.key, &t.ca, t.allow_list())
+                    .map_err(|source| ServeError::Tls { key: "active-leasequery.tls", source })?,
+            ),
+            _ => None,
+        };
+        let tls_policy = match (&tls, a.insecure) {
+            (None, _) => TlsPolicy::Refuse,
+            (Some(_), true) => TlsPolicy::Offer,
+            (Some(_), false) => TlsPolicy::Require,
+        };
+        Ok(TcpSettings {
+            config: config.clone(),
+            session: ServerConfig {
+                policy: ReplyPolicy {
+                    server_id: config.raw.server.server_id,
+                    disclose: lq.disclose.clone(),
+                    withhold: lq.withhold.clone(),
+                },
+                max_queries: b.max_queries_per_connection,
+                data_timeout: Duration::from_secs(b.data_timeout),
+                max_frame: b.max_frame,
+                page_size: 1000,
+                configured: Arc::from(merge_ranges(configured)),
+                available_since: 0,
+                tls: tls_policy,
+                active: a.enabled.then(|| ActiveConfig {
+                    idle_timeout: Duration::from_secs(a.idle_timeout),
+                    send_timeout: Duration::from_secs(a.send_timeout),
+                    max_backlog: a.max_backlog,
+                }),
+                pre_auth_timeout: Some(Duration::from_secs(b.pre_auth_timeout)),
+            },
+            limits: Limits {
+                allow: config.bulk_allow.clone(),
+                per_requestor: b.max_connections_per_requestor,
+                max_pending: b.max_pending_connections,
+            },
+            tls,
+            max_connections: b.max_connections,
+        })
+    }
+
+    /// Whether an established connection may go on under these settings: its source is still allowed, an
+    /// Active stream is still enabled, a connection in the clear is still accepted in the clear, and a TLS
+    /// requestor's certificate is still on the allow-list.
+    fn still_allows(&self, peer: SocketAddr, active: bool, tls_peer: Option<&[CertificateDer<'static>]>) -> bool {
+        let IpAddr::V4(v4) = peer.ip() else { return false };
+        if !self.limits.allow.iter().any(|n| n.contains(&v4)) || (active && self.session.active.is_none()) {
+            return false;
+        }
+        match (tls_peer, &self.tls) {
+            (None, _) => self.session.tls != TlsPolicy::Require,
+            (Some(certs), Some(tls)) => certs.first().is_some_and(|end| tls.allow.check(end.as_ref()).is_ok()),
+            // TLS no longer configured: the session's TLS was set up under settings that are gone.
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The session settings for a connection from `peer`.
+    fn session_for(&self, peer: SocketAddr, available_since: u32) -> ServerConfig {
+        let mut cfg = self.session.clone();
+        cfg.available_since = available_since;
+        if let IpAddr::V4(v4) = peer.ip() {
+            cfg.policy.withhold = self.config.withheld_for(v4);
+        }
+        cfg
+    }
+}
+
+/// The Leasequery TCP service.
+pub struct TcpService {
+    /// The current settings; every connection watches it, so a reload reaches established sessions.
+    settings: watch::Sender<Arc<TcpSettings>>,
     store: Arc<dyn LeaseStore>,
     feed: ChangeFeed,
-    /// The TLS settings new handshakes use; replaced on reload (established sessions keep theirs).
-    tls: std::sync::RwLock<Option<TlsSettings>>,
     metrics: Arc<Metrics>,
     /// Admitted connections (BULK_LQ_MAX_CONNS).
     slots: Arc<Semaphore>,
@@ -118,118 +212,78 @@ impl TcpService {
         feed: ChangeFeed,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
-    ) -> std::io::Result<(Vec<SocketAddr>, tokio::task::JoinHandle<()>)> {
-        let (_keep, reload) = watch::channel(());
-        Self::start_reloadable(config, store, feed, metrics, shutdown, reload).await
+    ) -> Result<(Vec<SocketAddr>, tokio::task::JoinHandle<()>), ServeError> {
+        let (_, addrs, handle) = Self::start_service(config, store, feed, metrics, shutdown).await?;
+        Ok((addrs, handle))
     }
 
-    /// [`TcpService::start`], and every change on `reload` (the binary sends one on SIGHUP) reads the TLS
-    /// certificate, key and CA files again: new handshakes use the new ones, established sessions keep theirs
-    /// and are not dropped. A reload that fails (unreadable or mismatched files) is logged and the old
-    /// settings stay, so a botched certificate rotation does not take the service down.
-    pub async fn start_reloadable(
+    /// [`TcpService::start`], also returning the service, for [`TcpService::reconfigure`] (`None` when no
+    /// requestor is allowed and nothing was started).
+    pub async fn start_service(
         config: &Validated,
         store: Arc<dyn LeaseStore>,
         feed: ChangeFeed,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
-        mut reload: watch::Receiver<()>,
-    ) -> std::io::Result<(Vec<SocketAddr>, tokio::task::JoinHandle<()>)> {
-        let b = &config.raw.bulk_leasequery;
+    ) -> Result<(Option<Arc<Self>>, Vec<SocketAddr>, tokio::task::JoinHandle<()>), ServeError> {
         if config.bulk_allow.is_empty() {
-            return Ok((Vec::new(), tokio::spawn(async {})));
+            return Ok((None, Vec::new(), tokio::spawn(async {})));
         }
-        let mut configured: Vec<(u32, u32)> = config.subnets.iter().flat_map(|s| s.pools.iter().copied()).collect();
-        configured.extend(
-            config.subnets.iter().flat_map(|s| s.reservations.iter().map(|r| (u32::from(r.ip), u32::from(r.ip)))),
-        );
-        configured.sort_unstable();
-        configured.dedup();
-        let lq = &config.raw.leasequery;
-        let a = &config.raw.active_leasequery;
-        let tls = match (&a.tls, a.enabled) {
-            (Some(t), true) => Some(
-                TlsSettings::load(&t.cert, &t.key, &t.ca, t.allow_list())
-                    .map_err(|e| std::io::Error::other(format!("active-leasequery.tls: {e}")))?,
-            ),
-            _ => None,
-        };
-        let tls_policy = match (&tls, a.insecure) {
-            (None, _) => TlsPolicy::Refuse,
-            (Some(_), true) => TlsPolicy::Offer,
-            (Some(_), false) => TlsPolicy::Require,
-        };
+        let settings = TcpSettings::load(config)?;
+        let mut listeners = Vec::new();
+        for addr in &config.raw.bulk_leasequery.listen {
+            listeners.push(listen(*addr).map_err(|e| ServeError::listen("Leasequery (TCP)", *addr, e))?);
+        }
+        let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
         let service = Arc::new(TcpService {
-            config: config.clone(),
-            session: ServerConfig {
-                policy: ReplyPolicy {
-                    server_id: config.raw.server.server_id,
-                    disclose: lq.disclose.clone(),
-                    withhold: lq.withhold.clone(),
-                },
-                max_queries: b.max_queries_per_connection,
-                data_timeout: Duration::from_secs(b.data_timeout),
-                max_frame: b.max_frame,
-                page_size: 1000,
-                configured: Arc::from(merge_ranges(configured)),
-                available_since: store.history_horizon().unwrap_or(0),
-                tls: tls_policy,
-                active: config.raw.active_leasequery.enabled.then(|| {
-                    let a = &config.raw.active_leasequery;
-                    ActiveConfig {
-                        idle_timeout: Duration::from_secs(a.idle_timeout),
-                        send_timeout: Duration::from_secs(a.send_timeout),
-                        max_backlog: a.max_backlog,
-                    }
-                }),
-                pre_auth_timeout: Some(Duration::from_secs(b.pre_auth_timeout)),
-            },
-            limits: Limits {
-                allow: config.bulk_allow.clone(),
-                per_requestor: b.max_connections_per_requestor,
-                max_pending: b.max_pending_connections,
-            },
+            slots: Arc::new(Semaphore::new(settings.max_connections)),
+            settings: watch::Sender::new(Arc::new(settings)),
             store,
             feed,
-            tls: std::sync::RwLock::new(tls),
             metrics,
-            slots: Arc::new(Semaphore::new(b.max_connections)),
             pending: Mutex::new(Pending::default()),
             per_requestor: Mutex::new(HashMap::new()),
             log: LogLimiter::new(Duration::from_secs(10)),
         });
-        let mut listeners = Vec::new();
-        for addr in &b.listen {
-            let l = listen(*addr).map_err(|e| std::io::Error::new(e.kind(), format!("TCP {addr}: {e}")))?;
-            listeners.push(l);
-        }
-        let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
-        if let (Some(paths), true) = (a.tls.clone(), a.enabled) {
-            let me = Arc::downgrade(&service);
-            reload.mark_unchanged();
-            tokio::spawn(async move {
-                while reload.changed().await.is_ok() {
-                    let Some(service) = me.upgrade() else { break };
-                    match TlsSettings::load(&paths.cert, &paths.key, &paths.ca, paths.allow_list()) {
-                        Ok(new) => {
-                            *service.tls.write().unwrap_or_else(|p| p.into_inner()) = Some(new);
-                            tracing::info!(cert = %paths.cert.display(), "TLS certificate, key and CA reloaded");
-                        }
-                        Err(e) => {
-                            tracing::error!(error = %e, "TLS reload failed; the previous certificates stay in use")
-                        }
-                    }
-                }
-            });
-        }
+        let me = service.clone();
         let handle = tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             for l in listeners {
-                tasks.spawn(service.clone().accept_loop(l, shutdown.clone()));
+                tasks.spawn(me.clone().accept_loop(l, shutdown.clone()));
             }
             while tasks.join_next().await.is_some() {}
         });
-        Ok((addrs, handle))
+        Ok((Some(service), addrs, handle))
+    }
+
+    /// Read `config`'s TLS files and apply it ([`TcpSettings::load`], then [`TcpService::apply`]); on error
+    /// nothing changes.
+    pub fn reconfigure(&self, config: &Validated) -> Result<(), ServeError> {
+        self.apply(TcpSettings::load(config)?);
+        Ok(())
+    }
+
+    /// Take new settings (a reload). Listeners stay as they are (their addresses need a restart). New
+    /// connections and handshakes use the new settings at once; every established connection re-checks
+    /// itself: one the new settings no longer allow (source outside the allow list, Active Leasequery turned
+    /// off, TLS now required, certificate name no longer allowed) ends with QueryTerminated, the others go on
+    /// with the new reply policy, withheld options and timers without noticing.
+    pub fn apply(&self, settings: TcpSettings) {
+        let old = self.settings.borrow().max_connections;
+        let new = settings.max_connections;
+        if new > old {
+            self.slots.add_permits(new - old);
+        } else if new < old {
+            // Permits held by admitted connections come back as they close; until then the total stays higher.
+            let forgotten = self.slots.forget_permits(old - new);
+            if forgotten < old - new {
+                tracing::info!(
+                    max_connections = new,
+                    "more connections are admitted than the new max-connections; none is dropped for it"
+                );
+            }
+        }
+        self.settings.send_replace(Arc::new(settings));
     }
 
     async fn accept_loop(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
@@ -255,7 +309,7 @@ impl TcpService {
             }
             let ticket = {
                 let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-                if pending.conns.len() >= self.limits.max_pending
+                if pending.conns.len() >= self.settings.borrow().limits.max_pending
                     && let Some(victim) = pending.evict()
                 {
                     // notify_one keeps the permit if the victim is not waiting yet, so it cannot be missed.
@@ -279,12 +333,13 @@ impl TcpService {
     /// `Some(reason)` when the peer may not connect (not allowed, or too many connections from it).
     fn admit(&self, peer: SocketAddr) -> Option<&'static str> {
         let IpAddr::V4(v4) = peer.ip() else { return Some("not_allowed") };
-        if !self.limits.allow.iter().any(|n| n.contains(&v4)) {
+        let limits = self.settings.borrow().limits.clone();
+        if !limits.allow.iter().any(|n| n.contains(&v4)) {
             return Some("not_allowed");
         }
         let mut per = self.per_requestor.lock().unwrap_or_else(|p| p.into_inner());
         let n = per.entry(peer.ip()).or_default();
-        if *n >= self.limits.per_requestor {
+        if *n >= limits.per_requestor {
             return Some("per_source_limit");
         }
         *n += 1;
@@ -341,13 +396,13 @@ impl TcpService {
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let mut io = Io::Plain(rd, wr);
-        let mut cfg = self.session.clone();
+        let mut settings = self.settings.subscribe();
         // The horizon as of now: forgetting moves it while the server runs.
-        cfg.available_since = self.store.history_horizon().unwrap_or(cfg.available_since);
-        if let IpAddr::V4(v4) = peer.ip() {
-            cfg.policy.withhold = self.config.withheld_for(v4);
-        }
+        let horizon = || self.store.history_horizon().unwrap_or(0);
+        let cfg = settings.borrow_and_update().session_for(peer, horizon());
         let mut s = ServerSession::new(cfg, tokio::time::Instant::now().into_std());
+        // The requestor's verified certificate chain, once TLS is up (re-checked on reload).
+        let mut tls_peer: Option<Vec<CertificateDer<'static>>> = None;
         let mut buf = vec![0u8; 16 * 1024];
         let mut shutting_down = *shutdown.borrow();
         // Subscribed the moment the Active query is accepted, before its catch-up scan, so no change falls
@@ -425,8 +480,9 @@ impl TcpService {
                         return gauge_held;
                     }
                     Output::StartTls => match self.start_tls(io, peer, &s, ticket).await {
-                        Some(upgraded) => {
+                        Some((upgraded, certs)) => {
                             io = upgraded;
+                            tls_peer = Some(certs);
                             s.tls_established();
                         }
                         // ALQ-8.1-17: no TLS connection, no connection.
@@ -461,6 +517,19 @@ impl TcpService {
                     shutting_down = true;
                     s.shutdown();
                 }
+                // A reload: go on under the new settings, or end with QueryTerminated if they no longer allow
+                // this connection.
+                Ok(()) = settings.changed(), if !shutting_down => {
+                    let new = settings.borrow_and_update().clone();
+                    if new.still_allows(peer, s.is_active(), tls_peer.as_deref()) {
+                        s.reconfigure(new.session_for(peer, horizon()));
+                    } else {
+                        shutting_down = true;
+                        self.metrics.dropped("reload_not_allowed");
+                        tracing::info!(%peer, "leasequery connection no longer allowed by the new configuration: ending it");
+                        s.shutdown_with("no longer allowed by the server's configuration");
+                    }
+                }
                 // A newer connection needed the pending place (see `Pending::evict`).
                 _ = ticket.evict.notified(), if slot.is_none() => {
                     self.rejected(peer, "pending_evicted");
@@ -475,10 +544,19 @@ impl TcpService {
     /// The handshake is bounded by the pre-authentication deadline (else the data timeout) and by eviction.
     /// Failures are logged with their reason (unknown CA, expired, no certificate, not on the allow-list) and
     /// counted by it.
-    async fn start_tls(&self, io: Io, peer: SocketAddr, s: &ServerSession, ticket: &Ticket) -> Option<Io> {
+    async fn start_tls(
+        &self,
+        io: Io,
+        peer: SocketAddr,
+        s: &ServerSession,
+        ticket: &Ticket,
+    ) -> Option<(Io, Vec<CertificateDer<'static>>)> {
         let Io::Plain(rd, wr) = io else { return None };
         let tcp = rd.reunite(wr).ok()?;
-        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+        let (tls, data_timeout) = {
+            let settings = self.settings.borrow();
+            (settings.tls.clone()?, settings.session.data_timeout)
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
         let refused = |failure: crate::tls::HandshakeFailure, detail: String| {
             self.metrics.tls_failures.inc();
@@ -489,7 +567,7 @@ impl TcpService {
         };
         let deadline = match s.pre_auth_deadline() {
             Some(d) => tokio::time::Instant::from_std(d),
-            None => tokio::time::Instant::now() + self.session.data_timeout,
+            None => tokio::time::Instant::now() + data_timeout,
         };
         let stream = tokio::select! {
             r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => match r {
@@ -512,9 +590,11 @@ impl TcpService {
                 return None;
             }
         };
+        let certs = stream.get_ref().1.peer_certificates().unwrap_or_default().iter().map(|c| c.clone().into_owned());
+        let certs = certs.collect();
         tracing::debug!(%peer, "TLS established");
         let (r, w) = tokio::io::split(stream);
-        Some(Io::Tls(r, w))
+        Some((Io::Tls(r, w), certs))
     }
 
     /// A catch-up page, then whether the history still reaches back to query-start-time (checked after the
@@ -553,6 +633,8 @@ impl TcpService {
 /// it. The kernel caps it at `net.core.somaxconn`.
 const LISTEN_BACKLOG: u32 = 4096;
 
+/// A listener. SO_REUSEADDR on a TCP socket only lets it bind over connections in TIME_WAIT (a quick
+/// restart); a second listener on the same address is still refused.
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;

@@ -53,6 +53,7 @@ impl TlsSettings {
     /// Build from PEM files: the server's certificate chain and key, and the CA that signs requestors.
     pub fn load(cert: &Path, key: &Path, ca: &Path, allow: AllowList) -> Result<Self, TlsError> {
         let chain = load_certs(cert)?;
+        let key_path = key;
         let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
         let mut roots = rustls::RootCertStore::empty();
         for c in load_certs(ca)? {
@@ -68,7 +69,7 @@ impl TlsSettings {
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+            .map_err(|e| file_err(key_path, format!("not usable with the certificate {}: {e}", cert.display())))?;
         Ok(Self { config: Arc::new(config), allow })
     }
 }

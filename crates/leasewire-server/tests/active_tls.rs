@@ -23,7 +23,8 @@ struct Lab {
     feed: ChangeFeed,
     ca: LabCa,
     metrics: Arc<Metrics>,
-    reload: tokio::sync::watch::Sender<()>,
+    service: Arc<TcpService>,
+    config: leasewire_server::config::Validated,
     _dir: tempfile::TempDir,
     _stop: tokio::sync::watch::Sender<bool>,
 }
@@ -65,10 +66,9 @@ ca = "{}"
     let feed = ChangeFeed::default();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(Metrics::new());
-    let (reload, reload_rx) = tokio::sync::watch::channel(());
-    let (addrs, _) =
-        TcpService::start_reloadable(&config, store, feed.clone(), metrics.clone(), rx, reload_rx).await.unwrap();
-    Lab { addr: addrs[0], feed, ca, metrics, reload, _dir: dir, _stop: stop }
+    let (service, addrs, _) =
+        TcpService::start_service(&config, store, feed.clone(), metrics.clone(), rx).await.unwrap();
+    Lab { addr: addrs[0], feed, ca, metrics, service: service.unwrap(), config, _dir: dir, _stop: stop }
 }
 
 /// Waits (bounded) until the server counted a refusal for `reason`: the log line and the counter name why a
@@ -467,18 +467,11 @@ async fn reload_swaps_certificates_for_new_handshakes_without_dropping_establish
     std::fs::write(p("ca.pem"), ca2.cert_pem()).unwrap();
     std::fs::write(p("server.pem"), &server2.cert_pem).unwrap();
     std::fs::write(p("server-key.pem"), &server2.key_pem).unwrap();
-    lab.reload.send(()).unwrap();
-    // A requestor that trusts only the new CA gets in once the reload is done (bounded wait for the task).
+    lab.service.reconfigure(&lab.config).expect("the rotated files load");
+    // A requestor that trusts only the new CA gets in now.
     let new = ca2.issue(&["requestor.lab"], true, false).unwrap();
-    let mut fresh = None;
-    for _ in 0..250 {
-        if let Ok(s) = negotiate(&lab, client_config(&lab, Some(&new), &ca2)).await {
-            fresh = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut fresh = fresh.expect("the new certificates are in use");
+    let mut fresh =
+        negotiate(&lab, client_config(&lab, Some(&new), &ca2)).await.expect("the new certificates are in use");
     // The old requestor certificate is no longer accepted for new connections...
     match negotiate(&lab, client_config(&lab, Some(&old), &ca2)).await {
         Err(_) => {}
@@ -494,8 +487,8 @@ async fn reload_swaps_certificates_for_new_handshakes_without_dropping_establish
     }
     // A reload with a broken file keeps what works.
     std::fs::write(p("server-key.pem"), "not a key").unwrap();
-    lab.reload.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = lab.service.reconfigure(&lab.config).expect_err("a broken key is refused");
+    assert!(e.to_string().contains("server-key.pem"), "the error names the file: {e}");
     let again = ca2.issue(&["requestor.lab"], true, false).unwrap();
     assert!(negotiate(&lab, client_config(&lab, Some(&again), &ca2)).await.is_ok(), "still serving TLS");
 }

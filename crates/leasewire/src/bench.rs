@@ -227,7 +227,7 @@ pub fn active_latency(
         std::thread::spawn(move || -> anyhow::Result<()> {
             // Requestors are other machines in real life; on a test box they can at least yield the CPU.
             if remote_requestors {
-                crate::serve::lower_priority();
+                leasewire_server::server::lower_priority();
             }
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async move {

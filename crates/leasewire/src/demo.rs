@@ -3,7 +3,6 @@
 //! clients get, renew, release and abandon leases, and a requestor watching over mutual TLS. It prints the
 //! changes as the requestor sees them and ends with a check that the replica equals the server's store.
 
-use crate::serve::Services;
 use crate::watch::{Printer, print_reports};
 use anyhow::Context;
 use leasewire_proto::options::code;
@@ -14,7 +13,7 @@ use leasewire_requestor::tls::ClientTls;
 use leasewire_requestor::watch::WatchOptions;
 use leasewire_server::config::Config;
 use leasewire_server::dhcp_service::unix_now;
-use leasewire_server::metrics::Metrics;
+use leasewire_server::server::Server;
 use leasewire_store::{LeaseStore, OpenOptions, ScanFilter, SqliteStore};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -70,8 +69,8 @@ lease-time = {lease}
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let ok = rt.block_on(async {
-        let services = Services::start(&config, store.clone(), Arc::new(Metrics::new())).await?;
-        let (dhcp, tcp) = (services.dhcp_addrs[0], services.tcp_addrs[0]);
+        let server = Server::new(config).store(store.clone()).start().await?;
+        let (dhcp, tcp) = (server.addrs().dhcp[0], server.addrs().tcp[0]);
         eprintln!(
             "leasewire demo: server on {dhcp} (DHCP) and {tcp} (Leasequery, mutual TLS); {} clients behind a relay; \
              data in {}",
@@ -127,7 +126,7 @@ lease-time = {lease}
         let _ = stop_tx.send(true);
         watcher.await.context("watcher")??;
         let _ = printer.await;
-        services.stop().await;
+        server.stop().await;
 
         eprintln!(
             "\nsummary: {actions} client actions; server store: {} bindings ({}); replica: {} of them identical{}",

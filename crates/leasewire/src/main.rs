@@ -11,6 +11,7 @@ mod bench;
 mod bulk;
 mod decode;
 mod demo;
+mod logs;
 mod query;
 mod serve;
 mod watch;
@@ -351,36 +352,22 @@ enum BenchCommand {
     },
 }
 
-/// Logs go to standard error, filtered by `LEASEWIRE_LOG` (see the `--help` text). In the human format the
-/// lease log (target `leasewire::lease`) prints only its line, which already says everything its fields do;
-/// the JSON format gives the fields as keys.
-fn init_logs(format: LogFormat) {
-    use std::io::IsTerminal;
-    use tracing_subscriber::filter::filter_fn;
-    use tracing_subscriber::fmt::format::debug_fn;
-    use tracing_subscriber::prelude::*;
-    use tracing_subscriber::{EnvFilter, fmt};
-    let filter = EnvFilter::try_from_env("LEASEWIRE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colour only on a terminal: log files and journald get plain text.
-    let ansi = std::io::stderr().is_terminal();
-    let is_lease = |m: &tracing::Metadata<'_>| m.target() == leasewire_server::lease_log::TARGET;
-    match format {
-        LogFormat::Human => {
-            let general = fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-            let leases =
-                fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).fmt_fields(debug_fn(|w, field, value| {
-                    match field.name() {
-                        "message" => write!(w, "{value:?}"),
-                        _ => Ok(()),
-                    }
-                }));
-            tracing_subscriber::registry()
-                .with(filter)
-                .with(general.with_filter(filter_fn(move |m| !is_lease(m))))
-                .with(leases.with_filter(filter_fn(is_lease)))
-                .init();
+/// Logs go to standard error, filtered by `server.log-filter`, else `LEASEWIRE_LOG` (see the `--help` text). In
+/// the human format the lease log (target `leasewire::lease`) prints only its line, which already says
+/// everything its fields do; the JSON format gives the fields as keys.
+fn init_logs(format: LogFormat) -> std::sync::Arc<logs::Logs> {
+    logs::init(matches!(format, LogFormat::Json))
+}
+
+/// Any failure is one line on standard error, `error: ` and the causes joined by `: `, and exit status 1 —
+/// no backtrace, nothing an operator has to scroll through.
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::FAILURE
         }
-        LogFormat::Json => fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).json().init(),
     }
 }
 
@@ -393,12 +380,11 @@ fn write_stdout(f: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) 
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
-            init_logs(cli.log_format);
-            serve::run(&config)
+            let logs = init_logs(cli.log_format);
+            serve::run(&config, logs)
         }
         Command::CheckConfig { config, path } => {
             serve::check_config(&config.or(path).expect("clap requires --config or the positional path"))

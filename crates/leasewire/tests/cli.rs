@@ -94,14 +94,18 @@ fn lab_certs_then_lab_tls_validates() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("ca.pem") && err.contains("lab-certs --out"), "{err}");
-    std::fs::copy(repo().join("examples/lab-tls.toml"), dir.path().join("lab-tls.toml")).unwrap();
+    // The repository's layout: examples/lab-tls.toml names ../certs, relative to the file's own directory, so
+    // it validates from any working directory (the certificates are loaded: check-config fails where serve
+    // would).
+    std::fs::create_dir(dir.path().join("examples")).unwrap();
+    std::fs::copy(repo().join("examples/lab-tls.toml"), dir.path().join("examples/lab-tls.toml")).unwrap();
     let out = Command::new(support::leasewire())
-        .args(["check-config", "lab-tls.toml"])
-        .current_dir(dir.path())
+        .args(["check-config", "../examples/lab-tls.toml"])
+        .current_dir(dir.path().join("certs"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("active leasequery ON, secure mode (TLS required"), "{text}");
 }
 

@@ -452,15 +452,29 @@ impl ServerSession {
 
     /// The server is shutting down: end every running query with QueryTerminated (BLQ-8.5-4), then close.
     pub fn shutdown(&mut self) {
+        self.shutdown_with("server shutting down");
+    }
+
+    /// [`ServerSession::shutdown`] with `text` as the status message: the server ends this connection, e.g.
+    /// because a new configuration no longer allows its requestor (ALQ-7.4-11/12: QueryTerminated is the last
+    /// message).
+    pub fn shutdown_with(&mut self, text: &str) {
         if let Some(a) = self.active.take() {
             // ALQ-7.4-11/12: QueryTerminated with base-time, the last message on the connection.
-            let m = self.stream_status(a.xid, StatusCode::QueryTerminated, "server shutting down");
+            let m = self.stream_status(a.xid, StatusCode::QueryTerminated, text);
             self.push(&m);
         }
         for r in std::mem::take(&mut self.queries) {
-            self.push(&done(r.q.xid, Some((StatusCode::QueryTerminated, "server shutting down")), None));
+            self.push(&done(r.q.xid, Some((StatusCode::QueryTerminated, text)), None));
         }
         self.close(CloseReason::Shutdown);
+    }
+
+    /// Take new settings (a configuration reload): what replies may contain, limits and timers apply from
+    /// the next message on. The TLS policy of an established connection is the driver's business: it ends
+    /// (with [`ServerSession::shutdown_with`]) a connection the new settings would not have accepted.
+    pub fn reconfigure(&mut self, cfg: ServerConfig) {
+        self.cfg = cfg;
     }
 
     /// The store answered a fetch. An error ends the query with UnspecFail (BLQ-8.2-3).

@@ -140,6 +140,11 @@ impl Leases {
         }
     }
 
+    /// Every record, the table consumed (a reload re-files them under new subnets).
+    pub fn into_records(self) -> impl Iterator<Item = Binding> {
+        self.records.into_values()
+    }
+
     /// The record for an address.
     pub fn get(&self, ip: Ipv4Addr) -> Option<&Binding> {
         self.records.get(&ip)

@@ -197,6 +197,18 @@ impl Engine {
         e
     }
 
+    /// Take a new configuration (a reload): subnets, pools, options, reservations, lease times and limits
+    /// change; every binding record stays, re-filed under the new subnets. A record whose subnet or pool is
+    /// gone stays answerable by leasequery; its client's next renewal gets a NAK (the address is no longer
+    /// available) and it ends at its expiry like any lease. Offers not committed are forgotten (a client
+    /// between DISCOVER and REQUEST gets the requested address if still free, else a NAK and starts over),
+    /// and so is the order in which freed addresses are reused. The store's start-at (several servers)
+    /// cannot change without a restart and is kept.
+    pub fn reconfigure(&mut self, config: &Validated) {
+        let records = std::mem::take(&mut self.leases).into_records();
+        *self = Self::new(config, records);
+    }
+
     /// The subnets.
     pub fn subnets(&self) -> &[Subnet] {
         &self.subnets

@@ -1,0 +1,103 @@
+//! Why a server could not start (or a reload could not be applied): one type, each variant naming the address,
+//! file or configuration key at fault, so the binary can print one line an operator can act on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A socket could not be opened or bound (e.g. the address is held by another process).
+    #[error("cannot listen on {what}: {source}")]
+    Listen {
+        /// What the socket is for and its address, e.g. `DHCP (UDP) 127.0.0.1:67`.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TLS certificate, key or CA could not be loaded (missing, unreadable, not PEM, key not matching).
+    #[error("{key}: {source}")]
+    Tls {
+        /// The configuration key, e.g. `active-leasequery.tls`.
+        key: &'static str,
+        /// What is wrong, naming the file.
+        source: crate::tls::TlsError,
+    },
+    /// The data directory could not be created or is not writable.
+    #[error("server.data-dir {}: {message}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Another process (a second leasewire on the same data directory) holds the embedded store's lock.
+    #[error(
+        "server.data-dir {}: the lease store is in use by another leasewire (lock {} is held); one instance per data directory",
+        dir.display(),
+        lock.display()
+    )]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The lease store could not be opened.
+    #[error("lease store {what}: {source}")]
+    OpenStore {
+        /// The database file, or the PostgreSQL database.
+        what: String,
+        /// The store's error.
+        source: leasewire_store::StoreError,
+    },
+    /// A thread or runtime the server needs could not be started.
+    #[error("cannot start {what}: {source}")]
+    Thread {
+        /// Which one.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `server.log-filter` does not parse.
+    #[error("server.log-filter: {message}")]
+    LogFilter {
+        /// What is wrong.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] leasewire_store::StoreError),
+}
+
+impl ServeError {
+    /// A bind failure for the socket `what` at `addr`.
+    pub(crate) fn listen(what: &str, addr: SocketAddr, source: std::io::Error) -> Self {
+        ServeError::Listen { what: format!("{what} {addr}"), source }
+    }
+}
+
+/// Why a reload was not applied. Nothing changed: the server goes on with the configuration it had.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not pass validation (or cannot be read).
+    #[error("{}: {source}", path.display())]
+    Config {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong, with key and line.
+        source: crate::config::ConfigError,
+    },
+    /// The file is valid but a file it names is not (TLS files).
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The new log filter does not parse.
+    #[error("server.log-filter: {0}")]
+    LogFilter(String),
+    /// [`crate::server::Reloader::reload_file`] on a server started without a configuration file.
+    #[error("the server was not started from a configuration file")]
+    NoFile,
+    /// The server has stopped.
+    #[error("the server has stopped")]
+    Stopped,
+}
