@@ -190,10 +190,6 @@ impl Server {
             None => None,
         };
         let addrs = Addrs { dhcp: dhcp.local_addrs.clone(), tcp: tcp_addrs, metrics: metrics_addr };
-        if !addrs.tcp.is_empty() {
-            tracing::info!(addrs = ?addrs.tcp, "serving bulk leasequery");
-        }
-        tracing::info!(addrs = ?addrs.dhcp, "serving DHCP");
         let reloader = Reloader {
             inner: Arc::new(ReloadInner {
                 current: tokio::sync::Mutex::new(config),
@@ -601,9 +597,10 @@ fn take_lock(dir: &Path) -> Result<StoreLock, ServeError> {
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => Ok(lock),
         Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(ServeError::Locked { dir: dir.to_path_buf(), lock: path }),
-        Err((_, e)) => {
-            Err(ServeError::DataDir { path: dir.to_path_buf(), message: format!("cannot lock {}: {e}", path.display()) })
-        }
+        Err((_, e)) => Err(ServeError::DataDir {
+            path: dir.to_path_buf(),
+            message: format!("cannot lock {}: {e}", path.display()),
+        }),
     }
 }
 

@@ -48,6 +48,11 @@ pub fn run(path: &Path, logs: Arc<crate::logs::Logs>) -> anyhow::Result<()> {
             server.stop().await;
             return Err(e);
         }
+        // Logged once the process runs as it will (tests and scripts wait for this line).
+        if !server.addrs().tcp.is_empty() {
+            tracing::info!(addrs = ?server.addrs().tcp, "serving bulk leasequery");
+        }
+        tracing::info!(addrs = ?server.addrs().dhcp, "serving DHCP");
         shutdown_signal().await;
         tracing::info!("shutting down: draining in-flight commits");
         server.stop().await;
