@@ -96,6 +96,7 @@ fn blq_7_6_2_a_second_of_delay_is_not_a_clock_offset() {
     assert_eq!(r.apply(1, &remote, Some(100), Via::Active), Applied::Stale, "the tie still goes to local data");
 }
 
+/// ALQ-9-5: the replica holds what the server protects, so its file is private (mode 0600).
 #[test]
 fn the_file_keeps_bindings_base_times_and_gaps_across_restarts_and_is_private() {
     let dir = tempfile::tempdir().unwrap();
