@@ -40,6 +40,8 @@ pub enum Kind {
     Epoch,
     /// Free text (e.g. `IP:PORT` of a server).
     Text,
+    /// `true` or `false`.
+    Bool,
 }
 
 /// The common fields, in output order: name, kind, and what it means.
@@ -75,6 +77,15 @@ pub const EXTRAS: &[(&str, Kind, &str)] = &[
     ("reply", Kind::Name, "query: the reply's message type (DHCPLEASEACTIVE, DHCPLEASEUNASSIGNED, DHCPLEASEUNKNOWN)"),
     ("hostname", Kind::Text, "query: the client's host name (option 12), when the server gave it"),
     ("associated_ips", Kind::Text, "query: a list of the client's other addresses (option 92), possibly empty"),
+    ("held", Kind::Bool, "history: a client held the address during the interval (else it was free)"),
+    ("from", Kind::Time, "history: start of the interval (server clock)"),
+    ("from_epoch", Kind::Epoch, "the same, seconds since 1970"),
+    ("to", Kind::Time, "history: end of the interval; null while it lasts"),
+    ("to_epoch", Kind::Epoch, "the same, seconds since 1970"),
+    ("seen", Kind::Time, "history: the requestor's clock when the interval's first change arrived"),
+    ("seen_epoch", Kind::Epoch, "the same, seconds since 1970"),
+    ("events", Kind::Number, "history: changes merged into the interval (a lease and its renewals)"),
+    ("inferred", Kind::Bool, "history: free because the lease end passed, before any message said so"),
 ];
 
 /// Where a binding came from, beside the binding itself.
@@ -110,6 +121,11 @@ fn opt_display(s: &mut String, name: &str, v: Option<impl std::fmt::Display>) {
         Some(v) => write!(s, "\"{v}\""),
         None => write!(s, "null"),
     };
+}
+
+/// Add a time as the pair `name` (RFC 3339) and `name_epoch` (an [`EXTRAS`] time).
+pub fn time_field(s: &mut String, name: &str, v: Option<u32>) {
+    time(s, name, v);
 }
 
 /// A time as the pair `name` (RFC 3339) and `name_epoch`.
@@ -255,6 +271,7 @@ pub fn validate(v: &serde_json::Value) -> Result<(), SchemaError> {
             Kind::Ip => value.as_str().is_some_and(|s| s.parse::<Ipv4Addr>().is_ok()),
             Kind::Name | Kind::Text => value.is_string() || (*name == "associated_ips" && value.is_array()),
             Kind::Number => value.as_u64().is_some(),
+            Kind::Bool => value.is_boolean(),
             Kind::Hex => value
                 .as_str()
                 .and_then(leasewire_proto::hex::parse)

@@ -12,6 +12,7 @@
 pub mod active;
 pub mod bulk;
 pub mod conn;
+pub mod history;
 pub mod http;
 pub mod json;
 pub mod leasequery;

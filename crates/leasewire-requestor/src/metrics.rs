@@ -22,6 +22,34 @@ pub struct ServerLabel {
     pub server: String,
 }
 
+/// What the watcher knows of its connections to one server (the browser view's connections panel).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Link {
+    /// `IP:PORT`.
+    pub server: String,
+    /// Secure mode (DHCPTLS) on the last Active stream; `None` before one started.
+    pub tls: Option<bool>,
+    /// The Active stream is up.
+    pub streaming: bool,
+    /// The latest base-time received (server clock).
+    pub last_base_time: Option<u32>,
+    /// Seconds between the server sending its latest binding and the requestor applying it (in the
+    /// requestor's clock, the server's offset taken out).
+    pub lag: Option<i64>,
+    /// The server's clock offset (requestor minus server, seconds).
+    pub clock_offset: i64,
+    /// Catch-ups completed.
+    pub catch_ups: u64,
+    /// DataMissing statuses received.
+    pub data_missing: u64,
+    /// Gaps filled by Bulk Leasequery.
+    pub gaps_filled: u64,
+    /// Connections that ended or failed.
+    pub disconnects: u64,
+    /// Why the last one ended.
+    pub last_error: Option<String>,
+}
+
 /// The watcher's metrics.
 #[derive(Debug)]
 pub struct WatchMetrics {
@@ -41,6 +69,7 @@ pub struct WatchMetrics {
     pub gaps_filled: Counter,
     /// Each server's clock offset in seconds (requestor minus server; 0 within a second).
     pub clock_offset: Family<ServerLabel, Gauge>,
+    links: std::sync::Mutex<std::collections::BTreeMap<String, Link>>,
     registry: Registry,
 }
 
@@ -63,6 +92,7 @@ impl WatchMetrics {
             caught_up: Counter::default(),
             gaps_filled: Counter::default(),
             clock_offset: Family::default(),
+            links: Default::default(),
             registry: Registry::default(),
         };
         registry.register("messages", "Binding messages received, by merge outcome", m.messages.clone());
@@ -90,7 +120,42 @@ impl WatchMetrics {
         self.messages.get_or_create(&MergeLabel { outcome: outcome.into() }).inc();
     }
 
+    /// Each watched server's connection state, by address.
+    pub fn links(&self) -> Vec<Link> {
+        self.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
+
+    fn link(&self, server: &str, f: impl FnOnce(&mut Link)) {
+        let mut links = self.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let l = links.entry(server.to_string()).or_insert_with(|| Link { server: server.into(), ..Link::default() });
+        f(l);
+    }
+
+    /// A binding with `base_time` (server clock) from `server` arrived at `received` (ours).
+    pub(crate) fn observed(&self, server: &str, base_time: u32, received: u32, clock_offset: i64) {
+        self.link(server, |l| {
+            l.last_base_time = Some(l.last_base_time.map_or(base_time, |t| t.max(base_time)));
+            l.lag = Some(i64::from(received) - i64::from(base_time) - clock_offset);
+            l.clock_offset = clock_offset;
+        });
+    }
+
     pub(crate) fn status(&self, server: &str, s: &Status) {
+        self.link(server, |l| match s {
+            Status::Streaming { tls, .. } => {
+                l.tls = Some(*tls);
+                l.streaming = true;
+            }
+            Status::Disconnected { reason, active, .. } => {
+                l.streaming &= !*active;
+                l.disconnects += 1;
+                l.last_error = Some(reason.clone());
+            }
+            Status::CaughtUp => l.catch_ups += 1,
+            Status::DataMissing(_) => l.data_missing += 1,
+            Status::GapFilled { .. } => l.gaps_filled += 1,
+            Status::Seeded { .. } => {}
+        });
         let label = ServerLabel { server: server.into() };
         match s {
             Status::Streaming { .. } => {

@@ -32,6 +32,8 @@ pub struct WatchOptions {
     pub bulk_timeout: Duration,
     /// How often changed bindings are written to the replica file.
     pub flush_interval: Duration,
+    /// How often history older than the retention is pruned.
+    pub prune_interval: Duration,
 }
 
 impl Default for WatchOptions {
@@ -41,6 +43,7 @@ impl Default for WatchOptions {
             active: ActiveOptions::default(),
             bulk_timeout: Duration::from_secs(300),
             flush_interval: Duration::from_millis(250),
+            prune_interval: Duration::from_secs(60),
         }
     }
 }
@@ -149,6 +152,7 @@ pub async fn run(
         r.flush()?;
     }
     drop(tx);
+    let pruning = crate::replica::lock(&replica).pruner().map(|p| tokio::spawn(prune(p, opts.prune_interval)));
     let name = |id: u16| names.iter().find(|(i, _)| *i == id).map_or_else(String::new, |(_, n)| n.clone());
     let mut tick = tokio::time::interval(opts.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,7 +190,25 @@ pub async fn run(
         }
     }
     while tasks.join_next().await.is_some() {}
+    if let Some(p) = pruning {
+        p.abort();
+    }
     flush(&replica).await
+}
+
+/// Prune history older than the retention now and every `every`, on a blocking thread, in small batches
+/// (the flushes of the stream wait at most one batch).
+async fn prune(pruner: crate::replica::Pruner, every: Duration) {
+    loop {
+        let p = pruner.clone();
+        match tokio::task::spawn_blocking(move || p.prune(unix_now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(events = n, "history pruned"),
+            Ok(Err(e)) => tracing::warn!("history pruning: {e}"),
+            Err(_) => return,
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 /// Write what changed to the replica file on a blocking thread, without holding the replica meanwhile (so
@@ -215,6 +237,9 @@ fn merge(
             let applied = r.apply(id, &binding, base_time, via);
             if let Some(m) = metrics {
                 m.applied(applied);
+                if let (Some(t), Via::Active) = (base_time, via) {
+                    m.observed(&name(id), t, received, r.clock_offset(id));
+                }
                 if clock_moved {
                     m.clock_offset.get_or_create(&ServerLabel { server: name(id) }).set(r.clock_offset(id));
                 }
@@ -238,6 +263,7 @@ fn merge(
             r.open_gap(id, gap);
             if let Some(m) = metrics {
                 m.data_missing.inc();
+                m.status(&name(id), &Status::DataMissing(gap));
             }
             status(Status::DataMissing(gap))
         }
@@ -245,6 +271,7 @@ fn merge(
             r.close_gap(id, gap);
             if let Some(m) = metrics {
                 m.gaps_filled.inc();
+                m.status(&name(id), &Status::GapFilled { gap, bindings });
             }
             status(Status::GapFilled { gap, bindings })
         }

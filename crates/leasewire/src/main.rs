@@ -11,6 +11,7 @@ mod bench;
 mod bulk;
 mod decode;
 mod demo;
+mod history;
 mod logs;
 mod query;
 mod serve;
@@ -140,6 +141,46 @@ enum Command {
         /// Give a connection up after this long without any message (RFC 7724: ACTIVE_LQ_RCV_TIMEOUT, 120s).
         #[arg(long, default_value = "120s", value_parser = args::duration)]
         rcv_timeout: std::time::Duration,
+        /// With --db, keep every change as history this long (`leasewire history`, `/history`); 0: keep none.
+        #[arg(long, default_value = "30d", value_parser = args::duration)]
+        history_retention: std::time::Duration,
+    },
+    /// Who held an address at a time, or what a client or relay held: from the history a `watch --db` keeps.
+    #[command(group(clap::ArgGroup::new("history_key").required(true).args(["ip", "mac", "client_id", "remote_id", "relay_id"])))]
+    History {
+        /// The replica file of `leasewire watch --db` (read-only; the watcher may be running).
+        #[arg(long)]
+        db: PathBuf,
+        /// An address: who held it.
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+        /// A hardware address: which addresses it held.
+        #[arg(long)]
+        mac: Option<String>,
+        /// A client identifier (option 61), hex.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// A relay agent remote-id (option 82 sub-option 2), hex: the holdings behind it.
+        #[arg(long)]
+        remote_id: Option<String>,
+        /// A relay-id (option 82 sub-option 12), hex.
+        #[arg(long)]
+        relay_id: Option<String>,
+        /// The binding in force at this time (RFC 3339, seconds since 1970, `now`, `2h ago`, `yesterday 14:05`).
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        at: Option<String>,
+        /// List intervals from this time (default: the beginning).
+        #[arg(long)]
+        from: Option<String>,
+        /// List intervals up to this time (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// One JSON object per interval.
+        #[arg(long, conflicts_with = "csv")]
+        json: bool,
+        /// CSV with a header line.
+        #[arg(long)]
+        csv: bool,
     },
     /// Try it all on this machine: a server on loopback with simulated relayed clients, and a requestor
     /// watching it over mutual TLS; prints the live changes and checks server and replica agree at the end.
@@ -438,7 +479,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             bulk::run(&target, key, since, until, mode, states.filter(json), timeout)
         }
-        Command::Watch { servers, states, tls, db, json, http, retry_interval, rcv_timeout } => {
+        Command::History { db, ip, mac, client_id, remote_id, relay_id, at, from, to, json, csv } => {
+            use leasewire_requestor::history::Key;
+            let key = match (ip, mac, client_id, remote_id, relay_id) {
+                (Some(ip), ..) => Key::Ip(ip),
+                (_, Some(m), ..) => Key::Mac(query::parse_hex("--mac", &m)?),
+                (_, _, Some(c), ..) => Key::ClientId(query::parse_hex("--client-id", &c)?),
+                (.., Some(r), _) => Key::RemoteId(query::parse_hex("--remote-id", &r)?),
+                (.., Some(r)) => Key::RelayId(query::parse_hex("--relay-id", &r)?),
+                _ => unreachable!("clap requires one key"),
+            };
+            let format = match (json, csv) {
+                (true, _) => history::Format::Json,
+                (_, true) => history::Format::Csv,
+                _ => history::Format::Table,
+            };
+            history::run(&db, key, at.as_deref(), from.as_deref(), to.as_deref(), format)
+        }
+        Command::Watch { servers, states, tls, db, json, http, retry_interval, rcv_timeout, history_retention } => {
             init_logs(cli.log_format);
             let tls = tls.load()?;
             let targets = servers
@@ -460,7 +518,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(!retry_interval.is_zero(), "--retry-interval must be more than 0");
             let mut opts = leasewire_requestor::watch::WatchOptions { retry_interval, ..Default::default() };
             opts.active.rcv_timeout = rcv_timeout;
-            watch::run(watch::Args { targets, db, json, states: states.filter(json), http, opts })
+            let history = (!history_retention.is_zero()).then_some(history_retention);
+            watch::run(watch::Args { targets, db, json, states: states.filter(json), http, opts, history })
         }
         Command::Demo { clients, rate, lease_time, duration, json } => {
             init_logs(cli.log_format);

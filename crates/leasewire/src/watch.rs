@@ -23,6 +23,8 @@ pub struct Args {
     pub states: States,
     pub http: Option<SocketAddr>,
     pub opts: WatchOptions,
+    /// History retention (`None`: keep no history).
+    pub history: Option<Duration>,
 }
 
 /// The TLS flags, loaded.
@@ -42,7 +44,11 @@ pub fn client_tls(
 pub fn run(args: Args) -> anyhow::Result<()> {
     let names: Vec<String> = args.targets.iter().map(|t| t.addr.to_string()).collect();
     let replica = match &args.db {
-        Some(path) => Replica::open(path, &names)?,
+        Some(path) => {
+            let mut r = Replica::open(path, &names)?;
+            r.set_history(args.history);
+            r
+        }
         None => Replica::in_memory(&names),
     };
     if !replica.is_empty() {

@@ -4,6 +4,7 @@
 
 use super::record::Record;
 use super::{Gap, ReplicaError, ServerState};
+use crate::history::{self, Event};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -18,6 +19,7 @@ pub(super) type Loaded = (Vec<ServerState>, HashMap<Ipv4Addr, Record>);
 pub(super) struct Db {
     conn: Connection,
     path: String,
+    interner: history::store::Interner,
 }
 
 impl Db {
@@ -40,6 +42,10 @@ impl Db {
              CREATE TABLE IF NOT EXISTS binding (ip INTEGER PRIMARY KEY, record BLOB NOT NULL);",
         )
         .map_err(sql)?;
+        // The history's tables are new in schema 1 files too (they only add tables): created here for all.
+        conn.execute_batch(history::store::SCHEMA).map_err(sql)?;
+        // Event inserts touch four B-trees; a larger cache keeps their upper levels in memory.
+        conn.execute_batch("PRAGMA cache_size = -65536;").map_err(sql)?;
         let version: Option<i64> =
             conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional().map_err(sql)?;
         match version {
@@ -103,19 +109,40 @@ impl Db {
                 entries.insert(ip, record);
             }
         }
-        Ok((Self { conn, path: shown }, (servers, entries)))
+        Ok((Self { conn, path: shown, interner: Default::default() }, (servers, entries)))
     }
 
-    /// Write encoded records (address, [`Record::encode`] bytes) and, when given, every server's state, in one
-    /// transaction.
+    /// Write encoded records (address, [`Record::encode`] bytes), the history events of the same changes and,
+    /// when given, every server's state, in one transaction.
     pub(super) fn write(
         &mut self,
         records: &[(Ipv4Addr, Vec<u8>)],
+        events: &[Event],
+        servers: Option<&[ServerState]>,
+    ) -> Result<(), ReplicaError> {
+        let written = self.write_inner(records, events, servers);
+        if written.is_err() {
+            self.interner.clear(); // ids it learned in the rolled-back transaction are gone
+        }
+        written
+    }
+
+    /// Delete up to `batch` events that arrived before `cutoff`; how many.
+    pub(super) fn prune(&mut self, cutoff: u32, batch: u32) -> Result<usize, ReplicaError> {
+        history::store::prune(&self.conn, cutoff, batch)
+            .map_err(|source| ReplicaError::Sqlite { path: self.path.clone(), source })
+    }
+
+    fn write_inner(
+        &mut self,
+        records: &[(Ipv4Addr, Vec<u8>)],
+        events: &[Event],
         servers: Option<&[ServerState]>,
     ) -> Result<(), ReplicaError> {
         let path = self.path.clone();
         let sql = |source| ReplicaError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(sql)?;
+        history::store::append(&tx, events, &mut self.interner).map_err(sql)?;
         {
             let mut put =
                 tx.prepare_cached("INSERT OR REPLACE INTO binding (ip, record) VALUES (?1, ?2)").map_err(sql)?;

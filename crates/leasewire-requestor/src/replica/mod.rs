@@ -6,19 +6,24 @@
 //! *together with* the base-times saved after them, so a crash can only roll both back, and the next
 //! catch-up re-sends what was lost. Nothing else needs to be durable: the server is the source of truth.
 
+mod browse;
 mod clock;
 mod db;
 mod record;
 
+pub use browse::{Filter, Page, RelayCounts};
 pub use record::Via;
 
+use crate::history::Event;
 use clock::ClockOffset;
 use leasewire_proto::Binding;
 use record::Record;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// Lock a shared replica. A panic elsewhere while it was held leaves the data as consistent as any single
 /// merge step leaves it, so the poison is ignored rather than taking the watcher down with it.
@@ -97,10 +102,23 @@ pub enum Applied {
     Stale,
 }
 
+/// A change as live viewers get it (`/events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveChange {
+    /// The binding as the replica now has it.
+    pub binding: Binding,
+    /// The server that reported it.
+    pub server: String,
+}
+
+/// Changes queued for live viewers; one that falls further behind is told to reload.
+const LIVE_CAPACITY: usize = 4096;
+
 /// The replica.
 #[derive(Debug)]
 pub struct Replica {
-    entries: HashMap<Ipv4Addr, Record>,
+    /// Ordered by address: pages of the browser view are ranges of it.
+    entries: BTreeMap<Ipv4Addr, Record>,
     servers: Vec<ServerState>,
     /// Each server's clock against ours, learned from base-times since the watcher started (not persisted:
     /// a server's first message after a restart sets it again).
@@ -109,6 +127,11 @@ pub struct Replica {
     servers_dirty: bool,
     /// The file, shared with [`Flush`]es being written (one at a time: the lock orders them).
     db: Option<Arc<Mutex<db::Db>>>,
+    /// How long history events are kept; `None`: none are recorded.
+    history: Option<Duration>,
+    /// History events of the changes not yet flushed, in the order applied.
+    events: Vec<Event>,
+    live: broadcast::Sender<Arc<LiveChange>>,
 }
 
 /// Changes taken out of the replica to be written to its file without holding the replica: the SQLite
@@ -117,6 +140,7 @@ pub struct Replica {
 #[must_use = "the changes are only in the file once written"]
 pub struct Flush {
     records: Vec<(Ipv4Addr, Vec<u8>)>,
+    events: Vec<Event>,
     servers: Option<Vec<ServerState>>,
     db: Arc<Mutex<db::Db>>,
 }
@@ -130,8 +154,39 @@ impl Flush {
     /// the next start catches up from, so nothing is lost.
     pub fn write(self) -> Result<usize, ReplicaError> {
         let mut db = self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        db.write(&self.records, self.servers.as_deref())?;
+        db.write(&self.records, &self.events, self.servers.as_deref())?;
         Ok(self.records.len())
+    }
+}
+
+/// Deletes old history events from the replica file, a small batch at a time, so the writer of the
+/// stream's flushes waits at most one batch.
+#[derive(Debug, Clone)]
+pub struct Pruner {
+    db: Arc<Mutex<db::Db>>,
+    retention: Duration,
+}
+
+impl Pruner {
+    /// Events per batch.
+    pub const BATCH: u32 = 2_000;
+
+    /// How long events are kept.
+    pub fn retention(&self) -> Duration {
+        self.retention
+    }
+
+    /// Delete events that arrived before `now` − retention (blocking), batch by batch; how many.
+    pub fn prune(&self, now: u32) -> Result<usize, ReplicaError> {
+        let cutoff = now.saturating_sub(u32::try_from(self.retention.as_secs()).unwrap_or(u32::MAX));
+        let mut total = 0;
+        loop {
+            let n = self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner).prune(cutoff, Self::BATCH)?;
+            total += n;
+            if n < Self::BATCH as usize {
+                return Ok(total);
+            }
+        }
     }
 }
 
@@ -139,12 +194,15 @@ impl Replica {
     /// A replica in memory only, watching `servers`.
     pub fn in_memory(servers: &[String]) -> Self {
         let mut r = Self {
-            entries: HashMap::new(),
+            entries: BTreeMap::new(),
             servers: Vec::new(),
             clocks: Vec::new(),
             dirty: HashSet::new(),
             servers_dirty: false,
             db: None,
+            history: None,
+            events: Vec::new(),
+            live: broadcast::channel(LIVE_CAPACITY).0,
         };
         for s in servers {
             r.server_id(s);
@@ -152,18 +210,44 @@ impl Replica {
         r
     }
 
-    /// Open (or create, mode 0600) the replica file and load it; `servers` are added if new.
+    /// Open (or create, mode 0600) the replica file and load it; `servers` are added if new. History is kept
+    /// for [`crate::history::DEFAULT_RETENTION`] unless [`Replica::set_history`] says otherwise.
     pub fn open(path: &Path, servers: &[String]) -> Result<Self, ReplicaError> {
         let (db, (servers_known, entries)) = db::Db::open(path)?;
         let db = Arc::new(Mutex::new(db));
         let clocks = servers_known.iter().map(|s| ClockOffset::restored(s.clock_offset)).collect();
-        let mut r =
-            Self { entries, servers: servers_known, clocks, dirty: HashSet::new(), servers_dirty: false, db: Some(db) };
+        let mut r = Self {
+            entries: entries.into_iter().collect(),
+            servers: servers_known,
+            clocks,
+            dirty: HashSet::new(),
+            servers_dirty: false,
+            db: Some(db),
+            history: Some(crate::history::DEFAULT_RETENTION),
+            events: Vec::new(),
+            live: broadcast::channel(LIVE_CAPACITY).0,
+        };
         for s in servers {
             r.server_id(s);
         }
         r.flush()?;
         Ok(r)
+    }
+
+    /// Keep history events for `retention` (`None`: record none). Only a replica with a file keeps history.
+    pub fn set_history(&mut self, retention: Option<Duration>) {
+        self.history = retention.filter(|_| self.db.is_some());
+    }
+
+    /// What deletes expired history, if history is kept.
+    pub fn pruner(&self) -> Option<Pruner> {
+        Some(Pruner { db: self.db.clone()?, retention: self.history? })
+    }
+
+    /// Every change applied from now on, for live viewers. A receiver that lags gets `Lagged` and should
+    /// read the replica again.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveChange>> {
+        self.live.subscribe()
     }
 
     /// The id of server `addr`, added if new.
@@ -224,6 +308,16 @@ impl Replica {
         };
         self.entries.insert(b.ip, new);
         self.dirty.insert(b.ip);
+        if self.history.is_some() {
+            let seen = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+            self.events.push(Event { ip: b.ip, binding: b.clone(), server: id, seen, via });
+        }
+        if self.live.receiver_count() > 0 {
+            let server = self.servers[usize::from(id)].addr.clone();
+            let _ = self.live.send(Arc::new(LiveChange { binding: b.clone(), server }));
+        }
         outcome
     }
 
@@ -275,21 +369,16 @@ impl Replica {
     /// Bindings of a hardware address (a scan: lookups by MAC are for people, not hot paths).
     /// Each with the server it came from, as [`Replica::get`] gives it.
     pub fn by_hardware_address(&self, hw: &[u8]) -> Vec<(Binding, &str)> {
-        let mut v: Vec<(Binding, &str)> = self
-            .entries
+        self.entries
             .iter()
             .filter(|(_, r)| r.hw() == hw)
             .map(|(ip, r)| (r.binding(*ip), self.servers[usize::from(r.server)].addr.as_str()))
-            .collect();
-        v.sort_by_key(|(b, _)| b.ip);
-        v
+            .collect()
     }
 
     /// Every binding, in address order.
     pub fn bindings(&self) -> Vec<Binding> {
-        let mut v: Vec<Binding> = self.entries.iter().map(|(ip, r)| r.binding(*ip)).collect();
-        v.sort_by_key(|b| b.ip);
-        v
+        self.entries.iter().map(|(ip, r)| r.binding(*ip)).collect()
     }
 
     /// How many addresses the replica knows.
@@ -321,7 +410,7 @@ impl Replica {
             self.dirty.clear();
             return None;
         };
-        if self.dirty.is_empty() && !self.servers_dirty {
+        if self.dirty.is_empty() && !self.servers_dirty && self.events.is_empty() {
             return None;
         }
         let records = self
@@ -335,7 +424,8 @@ impl Replica {
             })
             .collect();
         let servers = std::mem::take(&mut self.servers_dirty).then(|| self.servers.clone());
-        Some(Flush { records, servers, db: db.clone() })
+        let events = std::mem::take(&mut self.events);
+        Some(Flush { records, events, servers, db: db.clone() })
     }
 }
 

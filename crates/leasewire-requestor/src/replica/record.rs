@@ -131,6 +131,30 @@ impl Record {
         b
     }
 
+    /// A variable part by tag, without decoding the rest (the browser view filters a million of these).
+    pub(crate) fn extra(&self, want: u8) -> Option<&[u8]> {
+        let mut rest = self.extra.as_deref().unwrap_or_default();
+        while let [tag, hi, lo, tail @ ..] = rest {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo])).min(tail.len());
+            let (v, next) = tail.split_at(len);
+            if *tag == want {
+                return Some(v);
+            }
+            rest = next;
+        }
+        None
+    }
+
+    /// The client identifier.
+    pub(crate) fn client_id(&self) -> Option<&[u8]> {
+        self.extra(TAG_CLIENT_ID)
+    }
+
+    /// The raw option 82.
+    pub(crate) fn relay_agent_info(&self) -> Option<&[u8]> {
+        self.extra(TAG_RELAY_AGENT_INFO)
+    }
+
     pub(crate) fn state(&self) -> DhcpState {
         DhcpState::from_code(self.state).unwrap_or(DhcpState::Available)
     }

@@ -1,0 +1,133 @@
+use super::*;
+use crate::replica::{Replica, Via};
+use leasewire_proto::{DhcpState, RelayAgentInfoBuilder};
+
+const T0: u32 = 1_800_000_000;
+
+fn lease(ip: Ipv4Addr, mac: u8, since: u32, cltt: u32, remote_id: &[u8]) -> Binding {
+    let mut b = Binding::new(ip, DhcpState::Active, since);
+    b.htype = 1;
+    b.hardware_address = vec![2, 0, 0, 0, 0, mac];
+    b.client_id = Some(vec![1, 2, 0, 0, 0, 0, mac]);
+    b.cltt = Some(cltt);
+    b.expires_at = Some(cltt + 100);
+    b.relay_agent_info =
+        Some(RelayAgentInfoBuilder::new().circuit_id(b"port1").remote_id(remote_id).relay_id(b"relay-a").build());
+    b
+}
+
+fn freed(ip: Ipv4Addr, state: DhcpState, at: u32) -> Binding {
+    let mut b = Binding::new(ip, state, at);
+    b.cltt = Some(at);
+    b
+}
+
+fn at(r: &mut HistoryReader, key: Key, t: u32) -> Vec<Interval> {
+    r.query(&Query { key, window: Window::At(t), now: T0 + 10_000 }).unwrap()
+}
+
+/// Leased, renewed, released, re-leased to another client, and a lease that ended without a message: the
+/// answers at each moment, and the periods.
+#[test]
+fn who_held_it_at_each_moment_of_a_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.sqlite3");
+    let ip = Ipv4Addr::new(10, 0, 0, 5);
+    let mut rep = Replica::open(&path, &["127.0.0.1:67".into()]).unwrap();
+    let ledger = [
+        lease(ip, 1, T0, T0, b"r1"),             // created
+        lease(ip, 1, T0, T0 + 50, b"r1"),        // renewed (state unchanged, cltt moves)
+        freed(ip, DhcpState::Released, T0 + 80), // released
+        lease(ip, 2, T0 + 200, T0 + 200, b"r2"), // re-leased to another client: lease to T0+300
+        freed(ip, DhcpState::Expired, T0 + 302), // the server's expiry, a little after the lease end
+    ];
+    for b in &ledger {
+        rep.apply(0, b, Some(changed_at(b)), Via::Active);
+    }
+    // A Bulk gap fill or seed that re-reports the current binding adds nothing.
+    rep.apply(0, &ledger[4], Some(T0 + 400), Via::Bulk);
+    rep.flush().unwrap();
+    let mut r = HistoryReader::open(&path).unwrap();
+    assert_eq!(r.events().unwrap(), 5);
+    assert!(at(&mut r, Key::Ip(ip), T0 - 1).is_empty(), "before the first event: no answer");
+    let a = at(&mut r, Key::Ip(ip), T0 + 60);
+    assert_eq!(a.len(), 1);
+    assert_eq!((a[0].held(), a[0].mac[5], a[0].from, a[0].to, a[0].events), (true, 1, T0, Some(T0 + 80), 2));
+    assert_eq!(a[0].remote_id.as_deref(), Some(&b"r1"[..]));
+    let a = at(&mut r, Key::Ip(ip), T0 + 100);
+    assert_eq!((a[0].held(), a[0].state, a[0].from, a[0].to), (false, DhcpState::Released, T0 + 80, Some(T0 + 200)));
+    let a = at(&mut r, Key::Ip(ip), T0 + 250);
+    assert_eq!((a[0].mac[5], a[0].from, a[0].lease_end), (2, T0 + 200, Some(T0 + 300)));
+    let a = at(&mut r, Key::Ip(ip), T0 + 301);
+    assert_eq!((a[0].held(), a[0].from, a[0].inferred), (false, T0 + 300, true), "free from the lease end");
+    // The whole timeline.
+    let all =
+        r.query(&Query { key: Key::Ip(ip), window: Window::Between { from: 0, to: T0 + 1_000 }, now: T0 + 1_000 });
+    let all: Vec<_> = all.unwrap().iter().map(|i| (i.state, i.from, i.to)).collect();
+    assert_eq!(
+        all,
+        [
+            (DhcpState::Active, T0, Some(T0 + 80)),
+            (DhcpState::Released, T0 + 80, Some(T0 + 200)),
+            (DhcpState::Active, T0 + 200, Some(T0 + 300)),
+            (DhcpState::Expired, T0 + 300, None),
+        ]
+    );
+    // By client: the MAC, the client-id, the relay's remote-id and relay-id.
+    let by_mac = at(&mut r, Key::Mac(vec![2, 0, 0, 0, 0, 2]), T0 + 250);
+    assert_eq!(by_mac.iter().map(|i| i.ip).collect::<Vec<_>>(), [ip]);
+    assert!(at(&mut r, Key::Mac(vec![2, 0, 0, 0, 0, 1]), T0 + 250).is_empty(), "client 1 had released it");
+    assert_eq!(at(&mut r, Key::ClientId(vec![1, 2, 0, 0, 0, 0, 1]), T0 + 10).len(), 1);
+    assert_eq!(at(&mut r, Key::RemoteId(b"r2".to_vec()), T0 + 250).len(), 1);
+    assert!(at(&mut r, Key::RemoteId(b"r2".to_vec()), T0 + 10).is_empty());
+    let through = r.query(&Query {
+        key: Key::RelayId(b"relay-a".to_vec()),
+        window: Window::Between { from: 0, to: T0 + 1_000 },
+        now: T0 + 1_000,
+    });
+    assert_eq!(through.unwrap().len(), 2, "both holdings went through relay-a");
+}
+
+/// History rides in the replica's flush: what is not flushed is in neither; a reopened replica appends
+/// after what it had.
+#[test]
+fn history_and_replica_are_written_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.sqlite3");
+    let ip = Ipv4Addr::new(10, 0, 0, 6);
+    {
+        let mut rep = Replica::open(&path, &["s".into()]).unwrap();
+        rep.apply(0, &lease(ip, 1, T0, T0, b"r"), Some(T0), Via::Active);
+        rep.flush().unwrap();
+        rep.apply(0, &freed(ip, DhcpState::Released, T0 + 5), Some(T0 + 5), Via::Active);
+        // dropped without a flush: a crash
+    }
+    let rep = Replica::open(&path, &[]).unwrap();
+    assert_eq!(rep.get(ip).unwrap().0.state, DhcpState::Active);
+    let mut r = HistoryReader::open(&path).unwrap();
+    assert_eq!(r.events().unwrap(), 1, "the unflushed release is in neither");
+    assert!(at(&mut r, Key::Ip(ip), T0 + 6)[0].held());
+}
+
+#[test]
+fn retention_prunes_old_events_and_zero_keeps_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.sqlite3");
+    let mut rep = Replica::open(&path, &["s".into()]).unwrap();
+    for i in 0..5_000u32 {
+        let ip = Ipv4Addr::from(0x0a00_0000 + i);
+        rep.apply(0, &lease(ip, 1, T0, T0, b"r"), Some(T0), Via::Active);
+    }
+    rep.flush().unwrap();
+    let pruner = rep.pruner().unwrap();
+    let now =
+        u32::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    assert_eq!(pruner.prune(now).unwrap(), 0, "events that arrived just now are kept");
+    assert_eq!(pruner.prune(now + 31 * 86_400).unwrap(), 5_000, "in batches, all of them once old");
+    let mut off = Replica::open(&dir.path().join("off.sqlite3"), &["s".into()]).unwrap();
+    off.set_history(None);
+    off.apply(0, &lease(Ipv4Addr::new(10, 9, 9, 9), 1, T0, T0, b"r"), Some(T0), Via::Active);
+    off.flush().unwrap();
+    assert!(off.pruner().is_none());
+    assert_eq!(HistoryReader::open(&dir.path().join("off.sqlite3")).unwrap().events().unwrap(), 0);
+}
