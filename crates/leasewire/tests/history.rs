@@ -152,10 +152,10 @@ fn held_at(r: &mut HistoryReader, ip: Ipv4Addr, t: u32) -> Option<Vec<u8>> {
 fn wait_history(db: &Path, ip: Ipv4Addr, mac: Option<[u8; 6]>) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(mut r) = HistoryReader::open(db) {
-            if held_at(&mut r, ip, now()).as_deref() == mac.as_ref().map(|m| &m[..]) {
-                return;
-            }
+        if let Ok(mut r) = HistoryReader::open(db)
+            && held_at(&mut r, ip, now()).as_deref() == mac.as_ref().map(|m| &m[..])
+        {
+            return;
         }
         assert!(Instant::now() < deadline, "the history never showed {ip} held by {mac:?}");
         std::thread::sleep(Duration::from_millis(50));
