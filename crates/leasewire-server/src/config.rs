@@ -1,7 +1,7 @@
 //! The server's configuration: one TOML file, validated at start with errors that name the key and the line.
 
 use ipnet::Ipv4Net;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ pub struct ConfigError {
 }
 
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
     /// Server-wide settings.
@@ -44,13 +44,28 @@ pub struct Config {
     /// What is logged (besides the `LEASEWIRE_LOG` filter).
     #[serde(default)]
     pub log: LogSection,
+    /// The control socket (`leasewire ctl`).
+    #[serde(default)]
+    pub control: ControlSection,
     /// Address pools.
     #[serde(default, rename = "subnet")]
     pub subnets: Vec<SubnetConfig>,
 }
 
+/// `[control]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ControlSection {
+    /// The Unix socket `leasewire ctl` talks to. Default `control.sock` in the data directory; without a data
+    /// directory (PostgreSQL store) there is no control socket unless this is set.
+    pub socket: Option<PathBuf>,
+}
+
+/// The control socket's file name inside the data directory, when `[control] socket` is not set.
+pub const CONTROL_SOCKET: &str = "control.sock";
+
 /// `[log]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LogSection {
     /// The lease log: one INFO line per committed change (target `leasewire::lease`). Default true.
@@ -69,7 +84,7 @@ fn default_true() -> bool {
 }
 
 /// `[server]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServerSection {
     /// The server identifier (option 54): an address of this server every client can reach.
@@ -119,7 +134,7 @@ pub struct ServerSection {
 }
 
 /// `[server] store = { kind = ..., ... }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StoreSection {
     /// `"sqlite"` (the default, embedded) or `"postgres"` (shared by several servers).
@@ -176,7 +191,7 @@ pub enum StoreChoice {
 }
 
 /// `[metrics]`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MetricsSection {
     /// Address for the Prometheus `/metrics` endpoint; absent means off.
@@ -184,7 +199,7 @@ pub struct MetricsSection {
 }
 
 /// `[leasequery]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LeasequerySection {
     /// Requestors allowed to query, as prefixes; both the source address and giaddr (where the reply goes) must
@@ -216,7 +231,7 @@ pub struct LeasequerySection {
 
 /// `[leasequery] mac-query-prefers`: the binding a query by MAC (RFC 4388 §6.4.1) picks among several active
 /// ones of that MAC.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MacQueryPrefers {
     /// The one of the client's most recent transaction (LQ-6.4.1-6, the RFC's rule).
@@ -228,7 +243,7 @@ pub enum MacQueryPrefers {
 }
 
 /// `[[leasequery.requestor]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RequestorRule {
     /// The requestors it applies to (prefix or address).
@@ -261,7 +276,7 @@ fn default_lq_rate() -> u32 {
 }
 
 /// `[bulk-leasequery]`: the TCP listener shared by Bulk (and, later, Active) Leasequery.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BulkSection {
     /// TCP addresses to listen on (RFC 6926 §6.3: port 67 by default).
@@ -342,7 +357,7 @@ fn default_max_frame() -> usize {
 }
 
 /// `[active-leasequery]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ActiveSection {
     /// Turn Active Leasequery on (RFC 7724 §8.1: it must be off by default).
@@ -366,7 +381,7 @@ pub struct ActiveSection {
 }
 
 /// `[active-leasequery.tls]`: PEM files and the requestors allowed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TlsSection {
     /// The server's certificate chain.
@@ -422,7 +437,7 @@ fn default_max_backlog() -> usize {
 }
 
 /// `[[subnet]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SubnetConfig {
     /// The subnet, e.g. `10.0.0.0/24`.
@@ -451,7 +466,7 @@ pub struct SubnetConfig {
 }
 
 /// `pools = [{ start = "...", end = "..." }]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PoolConfig {
     /// First address.
@@ -462,7 +477,7 @@ pub struct PoolConfig {
 
 /// `[subnet.options]`: common options by name, any other by code. (No `deny_unknown_fields`: serde cannot
 /// combine it with `flatten`; an unknown name lands in `by_code` and is rejected there as "not a code".)
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct OptionsConfig {
     /// Option 3.
@@ -481,7 +496,7 @@ pub struct OptionsConfig {
 }
 
 /// The value of an option given by code.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum OptionValue {
     /// `"hex:..."` for raw octets, anything else as text.
@@ -493,7 +508,7 @@ pub enum OptionValue {
 }
 
 /// `[[subnet.reservation]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ReservationConfig {
     /// The reserved address.
@@ -592,6 +607,9 @@ pub struct Validated {
     pub warnings: Vec<String>,
     /// The lease store.
     pub store: StoreChoice,
+    /// SHA-256 (hex) of the file this was read from (`Config::load`; None from `Config::parse`): which file
+    /// content is in effect, for `leasewire ctl status`.
+    pub source_sha256: Option<String>,
 }
 
 impl Config {
@@ -679,7 +697,16 @@ impl Config {
             );
         }
         let store = store_choice(&raw.server, text)?;
-        Ok(Validated { raw, subnets, leasequery_allow, bulk_allow, requestor_withhold, warnings, store })
+        Ok(Validated {
+            raw,
+            subnets,
+            leasequery_allow,
+            bulk_allow,
+            requestor_withhold,
+            warnings,
+            store,
+            source_sha256: None,
+        })
     }
 
     /// Read, parse and validate a file. Relative paths in it (data directory, certificates, keys, CAs) are
@@ -692,9 +719,15 @@ impl Config {
             message: format!("cannot read the file: {e}"),
         })?;
         let mut config = Self::parse(&text)?;
+        config.source_sha256 = Some(sha256_hex(text.as_bytes()));
         let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         config.resolve_paths(base);
         Ok(config)
+    }
+
+    /// The effective configuration (defaults filled in) as TOML, for `leasewire ctl config show`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
     }
 }
 
@@ -709,6 +742,9 @@ impl Validated {
         if let Some(d) = self.raw.server.data_dir.as_mut() {
             resolve(d);
         }
+        if let Some(s) = self.raw.control.socket.as_mut() {
+            resolve(s);
+        }
         if let Some(t) = self.raw.active_leasequery.tls.as_mut() {
             resolve(&mut t.cert);
             resolve(&mut t.key);
@@ -722,6 +758,11 @@ impl Validated {
             }
         }
     }
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Check `[server] store`: the kind is known and each key belongs to it.
@@ -1023,6 +1064,12 @@ fn check_overlaps(subnets: &[Subnet], raw: &Config, text: &str) -> Result<(), Co
 }
 
 impl Validated {
+    /// Where the control socket is: `[control] socket`, else `control.sock` in the data directory.
+    pub fn control_socket(&self) -> Option<PathBuf> {
+        let s = &self.raw;
+        s.control.socket.clone().or_else(|| s.server.data_dir.as_ref().map(|d| d.join(CONTROL_SOCKET)))
+    }
+
     /// Options never disclosed to a requestor at `addr`: the global list plus the most specific
     /// `[[leasequery.requestor]]` rule that covers it (RFC 4388 §6.4.2, RFC 7724 §8.2).
     pub fn withheld_for(&self, addr: Ipv4Addr) -> Vec<u8> {

@@ -50,6 +50,25 @@ struct Job {
     ips: Vec<Ipv4Addr>,
     /// The request behind the commit, for the lease log (None: a timer or an operator).
     requester: Option<Requester>,
+    /// Told when the commit is durable (or failed): an operator's change waits for it.
+    done: Option<tokio::sync::oneshot::Sender<Result<(), ResetError>>>,
+}
+
+/// Why an operator's reset of a binding did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResetError {
+    /// The address has no binding.
+    #[error("no binding for {0}")]
+    NoBinding(Ipv4Addr),
+    /// The store did not commit it (the binding is unchanged on disk).
+    #[error("the lease store failed: {0}")]
+    Store(String),
+    /// A shared store refused it: another server changed the address first.
+    #[error("another server changed {0} first; nothing was reset")]
+    Conflict(Ipv4Addr),
+    /// The server is stopping.
+    #[error("the server is stopping")]
+    Stopped,
 }
 
 /// The running DHCP service's shared parts.
@@ -302,7 +321,8 @@ impl DhcpService {
         let on_conflict = outcome.on_conflict;
         // Queued under the engine lock, so completion order is decision order.
         let requester = self.lease_log.enabled().then(|| Requester::of(&m));
-        let job = Job { pending, time: now, started: std::time::Instant::now(), reply, on_conflict, ips, requester };
+        let started = std::time::Instant::now();
+        let job = Job { pending, time: now, started, reply, on_conflict, ips, requester, done: None };
         let _ = self.jobs.send(Work::Job(job));
     }
 
@@ -380,7 +400,13 @@ impl DhcpService {
     /// Wait for one job's commit, then reply; its committed changes go onto `committed`. With a shared store
     /// the changes reach the feed through the store's change feed instead: the last sequence number committed
     /// is returned, so the commit stays in flight until then.
-    async fn complete_job(&self, job: Job, committed: &mut Vec<leasewire_store::BindingChange>) -> Option<u64> {
+    async fn complete_job(&self, mut job: Job, committed: &mut Vec<leasewire_store::BindingChange>) -> Option<u64> {
+        let done = job.done.take();
+        let tell = |r: Result<(), ResetError>| {
+            if let Some(d) = done {
+                let _ = d.send(r);
+            }
+        };
         let mut shared_through = None;
         if let Some(p) = job.pending {
             match p.await {
@@ -403,6 +429,7 @@ impl DhcpService {
                     } else {
                         committed.extend(changes);
                     }
+                    tell(Ok(()));
                 }
                 Err(leasewire_store::StoreError::Conflict { ip }) => {
                     // Another server bound the address first: the database's record is the truth, and the
@@ -410,6 +437,7 @@ impl DhcpService {
                     self.metrics.dropped("store_conflict");
                     tracing::info!(%ip, "commit refused: another server bound the address first");
                     self.resync(&job.ips);
+                    tell(Err(ResetError::Conflict(ip)));
                     if let (Some((bytes, dest, t)), Some((.., socket))) = (job.on_conflict, job.reply) {
                         let to = socket_addr(dest);
                         match socket.send_to(&bytes, to).await {
@@ -422,6 +450,7 @@ impl DhcpService {
                 Err(e) => {
                     self.metrics.commit_errors.inc();
                     tracing::error!(error = %e, "commit failed; reply withheld");
+                    tell(Err(ResetError::Store(e.to_string())));
                     return None;
                 }
             }
@@ -467,6 +496,7 @@ impl DhcpService {
                         on_conflict: None,
                         ips,
                         requester: None,
+                        done: None,
                     };
                     let _ = self.jobs.send(Work::Job(job));
                 }
@@ -475,6 +505,42 @@ impl DhcpService {
                 self.forget_old(now).await;
             }
         }
+    }
+
+    /// An operator frees `ip` (`leasewire ctl leases delete`): its binding goes to RESET, committed and
+    /// published like any change (so Active Leasequery requestors see it at once, RFC 6926 §6.2.7), and this
+    /// returns the binding once it is durable.
+    pub async fn reset(&self, ip: Ipv4Addr) -> Result<Binding, ResetError> {
+        let now = unix_now();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let b = {
+            let mut engine = self.engine();
+            let b = engine.reset(ip, now).ok_or(ResetError::NoBinding(ip))?;
+            self.update_gauges(&engine, &[ip]);
+            self.feed.entering(now);
+            let pending = Some(self.store.commit(now, vec![b.clone()]));
+            let started = std::time::Instant::now();
+            let job = Job {
+                pending,
+                time: now,
+                started,
+                reply: None,
+                on_conflict: None,
+                ips: vec![ip],
+                requester: None,
+                done: Some(tx),
+            };
+            // Under the engine lock, like a client's decision, so it is completed in decision order.
+            self.jobs.send(Work::Job(job)).map_err(|_| ResetError::Stopped)?;
+            b
+        };
+        rx.await.map_err(|_| ResetError::Stopped)??;
+        Ok(b)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn LeaseStore> {
+        &self.store
     }
 
     /// Re-read addresses from the store into the engine (after a refused commit).

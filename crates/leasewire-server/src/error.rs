@@ -68,6 +68,9 @@ pub enum ServeError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] leasewire_store::StoreError),
+    /// The control socket could not be opened (in use by another server, not a socket, not bindable).
+    #[error(transparent)]
+    Control(#[from] crate::control::server::ControlError),
 }
 
 impl ServeError {

@@ -6,11 +6,13 @@
 //! * [`engine`]: the DHCP engine (RFC 2131), a sans-IO decision core.
 //! * [`dhcp_service`]: its tokio driver (UDP sockets, durable commit before reply, timers).
 //! * [`feed`]: committed binding changes for the leasequery services.
+//! * [`control`]: the control socket (`leasewire ctl`): status, reload, lease administration.
 //! * [`lease_log`]: one INFO line per committed change, written off the DHCP path.
 //! * [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod dhcp_service;
 pub mod engine;
 pub mod error;

@@ -53,13 +53,11 @@ pub struct ControlLabel {
     pub result: String,
 }
 
-/// The control socket's commands as counted in `leasewire_control_requests_total{command}`; `invalid` is a
-/// request that did not parse.
+/// The control socket's commands as counted in `leasewire_control_requests_total{command}` (results `ok` and
+/// `error`); `invalid` is a request that did not parse, and `connect` with result `refused` a connection from
+/// a user other than root and the socket's owner.
 pub const CONTROL_COMMANDS: &[&str] =
     &["status", "reload", "leases_list", "leases_get", "leases_delete", "config_show", "invalid"];
-
-/// The results of a control request.
-pub const CONTROL_RESULTS: &[&str] = &["ok", "error", "refused"];
 
 /// The name of the slot of addresses outside every configured subnet in the per-subnet gauges.
 pub const OTHER_SUBNET: &str = "other";
@@ -71,6 +69,20 @@ const IN_USE: [leasewire_proto::DhcpState; 4] = [
     leasewire_proto::DhcpState::Transitioning,
     leasewire_proto::DhcpState::Remote,
 ];
+
+/// What the metrics (and `leasewire ctl status`) report for a subnet of `pool_size` addresses (None: the
+/// slot outside every subnet) whose records are `counts`: bindings per state code, AVAILABLE being the pool
+/// size minus the records in every other state, and the utilisation (the share in [`IN_USE`] states).
+pub fn binding_counts(pool_size: Option<u64>, counts: &crate::engine::StateCounts) -> ([u64; 9], f64) {
+    use leasewire_proto::DhcpState;
+    let at = |s: DhcpState| usize::from(s.code());
+    let mut out = counts.map(u64::from);
+    let Some(size) = pool_size else { return (out, 0.0) };
+    let others: u64 = DhcpState::ALL.iter().filter(|&&s| s != DhcpState::Available).map(|&s| out[at(s)]).sum();
+    out[at(DhcpState::Available)] = size.saturating_sub(others);
+    let in_use: u64 = IN_USE.iter().map(|&s| out[at(s)]).sum();
+    (out, if size == 0 { 0.0 } else { in_use as f64 / size as f64 })
+}
 
 /// One subnet's gauges, created once (and again on a reload that changes the subnets), so a commit updates
 /// them with a few atomic stores rather than a label lookup per state.
@@ -187,11 +199,9 @@ impl Metrics {
         );
         let control_requests = Family::<ControlLabel, Counter>::default();
         root.register("control_requests", "Control socket requests by command and result", control_requests.clone());
-        for command in CONTROL_COMMANDS {
-            for result in CONTROL_RESULTS {
-                let _ = control_requests
-                    .get_or_create(&ControlLabel { command: command.to_string(), result: result.to_string() });
-            }
+        let pairs = CONTROL_COMMANDS.iter().flat_map(|c| [(*c, "ok"), (*c, "error")]);
+        for (command, result) in pairs.chain([("connect", "refused")]) {
+            let _ = control_requests.get_or_create(&ControlLabel { command: command.into(), result: result.into() });
         }
         let registry = root.sub_registry_with_prefix("dhcp");
         let pool_size = Family::<SubnetLabel, Gauge>::default();
@@ -331,17 +341,14 @@ impl Metrics {
     }
 
     fn fill(g: &SubnetGauges, counts: &crate::engine::StateCounts) {
-        use leasewire_proto::DhcpState;
-        let at = |s: DhcpState| usize::from(s.code());
-        for state in DhcpState::ALL {
-            g.by_state[at(state)].set(i64::from(counts[at(state)]));
+        let size = g.utilisation.as_ref().map(|_| g.pool_size);
+        let (by_state, utilisation) = binding_counts(size, counts);
+        for (gauge, n) in g.by_state.iter().zip(by_state) {
+            gauge.set(n as i64);
         }
-        let Some(utilisation) = &g.utilisation else { return };
-        let others: u64 =
-            DhcpState::ALL.iter().filter(|&&s| s != DhcpState::Available).map(|&s| u64::from(counts[at(s)])).sum();
-        g.by_state[at(DhcpState::Available)].set(g.pool_size.saturating_sub(others) as i64);
-        let in_use: u64 = IN_USE.iter().map(|&s| u64::from(counts[at(s)])).sum();
-        utilisation.set(if g.pool_size == 0 { 0.0 } else { in_use as f64 / g.pool_size as f64 });
+        if let Some(u) = &g.utilisation {
+            u.set(utilisation);
+        }
     }
 
     /// Count a control socket request.

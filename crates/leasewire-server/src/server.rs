@@ -8,6 +8,8 @@
 //! the file, validation, TLS files, the log filter) is done first, and only then is anything swapped.
 
 use crate::config::{Config, StoreChoice, Validated};
+use crate::control::Control;
+use crate::control::server::ControlServer;
 use crate::dhcp_service::{DhcpService, SharedChanges, unix_now};
 use crate::error::{ReloadError, ServeError};
 use crate::feed::ChangeFeed;
@@ -190,6 +192,7 @@ impl Server {
             None => None,
         };
         let addrs = Addrs { dhcp: dhcp.local_addrs.clone(), tcp: tcp_addrs, metrics: metrics_addr };
+        let control_socket = config.control_socket();
         let reloader = Reloader {
             inner: Arc::new(ReloadInner {
                 current: tokio::sync::Mutex::new(config),
@@ -200,7 +203,24 @@ impl Server {
                 log_filter,
             }),
         };
+        // The control socket last: it reloads through the reloader, and frees addresses through the DHCP service.
+        let control = match control_socket {
+            Some(path) => {
+                let control = Arc::new(Control::new(dhcp.service.clone(), Arc::new(reloader.clone())));
+                match ControlServer::start(&path, control, metrics.clone(), stop_rx.clone()).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        let _ = stop.send(true);
+                        let _ = tcp_done.await;
+                        let _ = dhcp_done.await;
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(RunningServer {
+            control,
             addrs,
             store,
             metrics,
@@ -229,6 +249,8 @@ pub struct Addrs {
 
 /// A started server.
 pub struct RunningServer {
+    /// The control socket of `leasewire ctl`, if configured.
+    control: Option<ControlServer>,
     addrs: Addrs,
     store: Arc<dyn LeaseStore>,
     metrics: Arc<Metrics>,
@@ -275,6 +297,11 @@ impl RunningServer {
         &self.dhcp
     }
 
+    /// The control socket's path, if the server has one (`[control] socket`).
+    pub fn control_socket(&self) -> Option<&Path> {
+        self.control.as_ref().map(|c| c.path())
+    }
+
     /// A handle that reloads this server's configuration (clone it into signal handlers, control sockets).
     pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
@@ -290,6 +317,9 @@ impl RunningServer {
         let _ = self.stop.send(true);
         let _ = self.tcp_done.await;
         let _ = self.dhcp_done.await;
+        if let Some(c) = self.control {
+            c.stopped().await;
+        }
         drop(self.tcp_runtime);
     }
 }
@@ -349,6 +379,11 @@ impl Reloader {
     /// The configuration file, if the server was started from one.
     pub fn config_file(&self) -> Option<&Path> {
         self.inner.path.as_deref()
+    }
+
+    /// The configuration in effect (waits for a reload in progress).
+    pub async fn current(&self) -> Validated {
+        self.inner.current.lock().await.clone()
     }
 
     /// Read the configuration file again and apply it (SIGHUP, `leasewire ctl reload`). A file that does not

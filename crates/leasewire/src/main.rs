@@ -9,6 +9,7 @@ use std::path::PathBuf;
 mod args;
 mod bench;
 mod bulk;
+mod ctl;
 mod decode;
 mod demo;
 mod history;
@@ -55,6 +56,18 @@ enum Command {
         /// The configuration file (see examples/lab.toml).
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Administer a running server over its control socket (`[control] socket`, default control.sock in the
+    /// data directory): status, reload, look at and free leases, show the configuration in effect.
+    Ctl {
+        /// The server's configuration file (it says where the control socket is).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The control socket, overriding what the configuration says.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[command(subcommand)]
+        command: CtlCommand,
     },
     /// Validate a configuration file, say what it enables, and exit.
     CheckConfig {
@@ -238,6 +251,77 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum CtlCommand {
+    /// Version, uptime, configuration file and hash, bindings by subnet and state, connections by kind.
+    Status {
+        /// The result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the configuration file again and apply it; exits non-zero (saying why) when it is refused.
+    Reload,
+    /// Look at and free bindings.
+    #[command(subcommand)]
+    Leases(LeasesCommand),
+    /// The configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LeasesCommand {
+    /// Bindings matching every filter given, ascending by address, a page at a time.
+    List {
+        /// A dhcp-state: ACTIVE, RELEASED, EXPIRED, ABANDONED, RESET, AVAILABLE, ...
+        #[arg(long)]
+        state: Option<String>,
+        /// Addresses inside this prefix, e.g. 10.0.0.0/24.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// Relay agent identifier (option 82 sub-option 12), hex.
+        #[arg(long)]
+        relay_id: Option<String>,
+        /// Relay agent remote-id (option 82 sub-option 2), hex.
+        #[arg(long)]
+        remote_id: Option<String>,
+        /// The first octets of the hardware address, e.g. 02:00:00.
+        #[arg(long)]
+        mac_prefix: Option<String>,
+        /// At most this many (default 1000).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Start after this address (the next page: what the previous one said).
+        #[arg(long)]
+        after: Option<Ipv4Addr>,
+        /// One JSON object per binding (the schema of docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The bindings of an address, a MAC or a client-id (hex).
+    Get {
+        /// 10.0.0.5, aa:bb:cc:dd:ee:ff, or a client identifier such as 01:aa:bb:cc:dd:ee:ff.
+        key: String,
+        /// One JSON object per binding.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Free an address: its binding goes to RESET (durably), and Active Leasequery requestors hear of it.
+    Delete {
+        /// The address.
+        ip: Ipv4Addr,
+        /// Print the binding as committed, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// The configuration in effect (defaults filled in), as TOML.
+    Show,
+}
+
 /// The server and the client keys `query` and `bulk` share.
 #[derive(Debug, clap::Args)]
 struct TargetArgs {
@@ -406,14 +490,7 @@ fn main() -> std::process::ExitCode {
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // The causes joined by ": ", each once (library errors often already say their cause).
-            let mut line = e.to_string();
-            for cause in e.chain().skip(1).map(|c| c.to_string()) {
-                if !line.contains(&cause) {
-                    line = format!("{line}: {cause}");
-                }
-            }
-            eprintln!("error: {}", line.replace('\n', " "));
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             std::process::ExitCode::FAILURE
         }
     }
@@ -436,6 +513,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { config, path } => {
             serve::check_config(&config.or(path).expect("clap requires --config or the positional path"))
+        }
+        Command::Ctl { config, socket, command } => {
+            use leasewire_server::control::protocol::Command as C;
+            let (command, json) = match command {
+                CtlCommand::Status { json } => (C::Status, json),
+                CtlCommand::Reload => (C::Reload, false),
+                CtlCommand::Leases(LeasesCommand::List {
+                    state,
+                    subnet,
+                    relay_id,
+                    remote_id,
+                    mac_prefix,
+                    limit,
+                    after,
+                    json,
+                }) => (ctl::list_query(state, subnet, relay_id, remote_id, mac_prefix, limit, after), json),
+                CtlCommand::Leases(LeasesCommand::Get { key, json }) => (C::LeasesGet { key }, json),
+                CtlCommand::Leases(LeasesCommand::Delete { ip, json }) => (C::LeasesDelete { ip }, json),
+                CtlCommand::Config(ConfigCommand::Show) => (C::ConfigShow, false),
+            };
+            ctl::run(ctl::Args { config, socket, command, json })
         }
         Command::Decode { hex, framed } => decode::run(hex, framed),
         Command::Man { out } => {

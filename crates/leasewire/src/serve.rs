@@ -43,7 +43,7 @@ pub fn run(path: &Path, logs: Arc<crate::logs::Logs>) -> anyhow::Result<()> {
         });
         // Every socket is bound: root is no longer needed.
         if let Some(user) = &user
-            && let Err(e) = drop_privileges(user, group.as_deref(), dir.as_deref())
+            && let Err(e) = drop_privileges(user, group.as_deref(), dir.as_deref(), server.control_socket())
         {
             server.stop().await;
             return Err(e);
@@ -79,7 +79,7 @@ pub async fn shutdown_signal() {
 /// files to the user, drop supplementary groups, then the group and user ids (glibc applies setuid to every
 /// thread of the process). Changing uid from 0 clears the capabilities, so nothing privileged is left; the
 /// check at the end makes sure of it.
-fn drop_privileges(user: &str, group: Option<&str>, dir: Option<&Path>) -> anyhow::Result<()> {
+fn drop_privileges(user: &str, group: Option<&str>, dir: Option<&Path>, socket: Option<&Path>) -> anyhow::Result<()> {
     use nix::unistd::{Gid, Group, Uid, User, chown, setgid, setgroups, setuid};
     let u = User::from_name(user)
         .with_context(|| format!("server.user: looking up {user}"))?
@@ -105,6 +105,8 @@ fn drop_privileges(user: &str, group: Option<&str>, dir: Option<&Path>) -> anyho
             paths.push(entry?.path());
         }
     }
+    // The control socket belongs to the user too (its owner is who, besides root, may use it).
+    paths.extend(socket.map(Path::to_path_buf));
     for p in &paths {
         chown(p, Some(u.uid), Some(gid)).with_context(|| format!("handing {} to {user}", p.display()))?;
     }

@@ -212,7 +212,7 @@ impl Leases {
             self.timers.insert((t, b.ip));
         }
         if let Some(s) = subnet
-            && matches!(b.state, DhcpState::Expired | DhcpState::Released | DhcpState::Available)
+            && matches!(b.state, DhcpState::Expired | DhcpState::Released | DhcpState::Available | DhcpState::Reset)
         {
             self.pools[s].recycled.push_back(u32::from(b.ip));
         }

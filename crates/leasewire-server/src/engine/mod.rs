@@ -458,6 +458,21 @@ impl Engine {
         b
     }
 
+    /// An operator frees an address (`leasewire ctl leases delete`): its binding goes to RESET (RFC 6926
+    /// §6.2.7, "freed by an external agent"), the binding to commit. Like a release, the record keeps the
+    /// client, so leasequery can still say who had the address, and the address can be handed out again
+    /// (to that client first if it comes back). None when the address has no record.
+    pub fn reset(&mut self, ip: Ipv4Addr, now: u32) -> Option<Binding> {
+        let mut b = self.leases.get(ip)?.clone();
+        b.state = DhcpState::Reset;
+        b.state_since = now;
+        b.expires_at = None;
+        b.data_source = DataSource::LOCAL;
+        let sn = self.subnet_of(ip);
+        self.leases.put(sn, b.clone());
+        Some(b)
+    }
+
     /// Lease expiry and the end of abandonment: the bindings to commit now.
     pub fn tick(&mut self, now: u32) -> Vec<Binding> {
         let mut out = Vec::new();

@@ -544,3 +544,18 @@ fn a_flood_that_varies_the_circuit_id_is_held_by_the_relay_limit() {
     let mut open = limited(0, 0);
     assert_eq!((0..20u8).filter(|&i| open.handle(&discover_on(b"p", 100 + i), rx(T0)).reply.is_some()).count(), 20);
 }
+
+#[test]
+fn an_operator_reset_frees_the_address_and_keeps_who_had_it() {
+    let mut e = engine();
+    let a = dora(&mut e, 1, T0);
+    assert!(e.reset("10.0.0.250".parse().unwrap(), T0 + 5).is_none(), "no record, nothing to reset");
+    let b = e.reset(a, T0 + 5).expect("a record");
+    assert_eq!((b.state, b.state_since, b.expires_at), (DhcpState::Reset, T0 + 5, None));
+    assert_eq!(b.hardware_address, vec![2, 0, 0, 0, 0, 1], "the record still says who had it");
+    assert_eq!(e.binding(a).map(|b| b.state), Some(DhcpState::Reset));
+    let counts = e.state_counts(e.slot_of(a));
+    assert_eq!((counts[DhcpState::Active.code() as usize], counts[DhcpState::Reset.code() as usize]), (0, 1));
+    // The lease's end no longer expires anything: the record is not ACTIVE.
+    assert!(e.tick(T0 + 100_000).is_empty());
+}
