@@ -493,7 +493,16 @@ impl ServerSession {
                 }
                 let (from, to) = (r.q.changed_on_or_after, r.q.changed_on_or_before);
                 let inside = |t: u32| from.is_none_or(|f| f <= t) && to.is_none_or(|e| t <= e);
-                r.buffer.extend(page.into_iter().map(|c| (c.binding, inside(c.time))));
+                // BLQ-8.2-8: a query by MAC, client-id, remote-id or relay-id returns the addresses currently
+                // bound. With a time window it returns every binding of the key that changed inside it, in its
+                // state, so a requestor filling a gap learns of releases too (docs/conformance.md).
+                let bound_only = r.q.key != BulkKey::All && from.is_none() && to.is_none();
+                let now = self.clock;
+                let bound = |b: &Binding| b.state == DhcpState::Active && b.expires_at.is_none_or(|e| e > now);
+                r.buffer.extend(page.into_iter().map(|c| {
+                    let send = inside(c.time) && (!bound_only || bound(&c.binding));
+                    (c.binding, send)
+                }));
             }
             Err(e) => {
                 let r = self.queries.remove(i).expect("index found above");

@@ -200,14 +200,45 @@ fn blq_8_2_8_queries_by_key_return_only_matching_bindings() {
     let mut by_cid = query(3);
     by_cid.options.set(code::CLIENT_IDENTIFIER, vec![1, 9]);
     assert_eq!(types(&ask(&by_cid, &store, 10)).len(), 2);
+    // The remote-id's only binding was released: not currently bound, so DONE alone.
     let mut by_rid = query(4);
     by_rid.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().remote_id(&[5]).build());
-    assert_eq!(types(&ask(&by_rid, &store, 10))[0], (ip(5), MessageType::LeaseUnassigned));
+    assert_eq!(types(&ask(&by_rid, &store, 10)), [(Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)]);
     let mut by_relay = query(5);
     by_relay.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().relay_id(b"relay-A").build());
     let run = ask(&by_relay, &store, 3);
-    assert_eq!(run.replies.len(), 5, "four bindings and DONE");
+    assert_eq!(
+        types(&run),
+        [
+            (ip(3), MessageType::LeaseActive),
+            (ip(7), MessageType::LeaseActive),
+            (ip(50), MessageType::LeaseActive),
+            (Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)
+        ],
+        "the three bound addresses, not the released one (BLQ-8.2-8: currently bound)"
+    );
     assert!(run.fetches.iter().all(|f| f.key == BulkKey::RelayId(b"relay-A".to_vec())));
+}
+
+/// BLQ-8.2-8 with a time qualifier: a key query returns every binding of the key that changed in the window,
+/// in its state, so a requestor filling a gap (RFC 7724 §7.4.1) learns that an address was released.
+#[test]
+fn blq_8_2_8_a_key_query_with_a_window_reports_releases_in_it() {
+    let store = FakeStore::standard();
+    let mut q = query(6);
+    q.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().relay_id(b"relay-A").build());
+    q.options.set(code::QUERY_START_TIME, (T0 - 60).to_be_bytes().to_vec());
+    let run = ask(&q, &store, 10);
+    assert_eq!(
+        types(&run),
+        [
+            (ip(5), MessageType::LeaseUnassigned),
+            (ip(7), MessageType::LeaseActive),
+            (ip(50), MessageType::LeaseActive),
+            (Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)
+        ]
+    );
+    assert_eq!(run.replies[0].options.dhcp_state().unwrap().unwrap(), DhcpState::Released);
 }
 
 #[test]
@@ -652,6 +683,8 @@ fn alq_7_4_6_a_catch_up_row_older_than_a_live_change_is_not_sent_after_it() {
     assert_eq!(sent, vec![(ip(3), DhcpState::Released), (ip(4), DhcpState::Active)], "no stale ACTIVE for .3 after");
 }
 
+/// BLQ-6.2.3-2 (a documented deviation, docs/conformance.md): a live change carries its commit time as
+/// base-time, not the current time, so a saved base-time never passes a change still queued.
 #[test]
 fn alq_7_4_9_live_changes_go_out_in_commit_order_with_their_commit_time() {
     let now = Instant::now();
