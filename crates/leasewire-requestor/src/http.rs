@@ -1,6 +1,7 @@
-//! The watcher's local HTTP endpoint (off unless asked for): `/metrics` (OpenMetrics) and
+//! The watcher's local HTTP endpoint (off unless asked for): `/metrics` (OpenMetrics),
 //! `/bindings?ip=A` or `/bindings?mac=aa:bb:..` answering from the replica as JSON lines ("which MAC had this
-//! IP", now, without asking the server).
+//! IP", now, without asking the server), and the browser view with its API and `/history` ([`crate::web`]).
+//! Read-only: nothing here changes the replica.
 
 use crate::json;
 use crate::metrics::WatchMetrics;
@@ -12,22 +13,17 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-#[derive(Clone)]
-struct Shared {
-    replica: Arc<Mutex<Replica>>,
-    metrics: Arc<WatchMetrics>,
-}
+type Shared = crate::web::Web;
 
-/// Serve on `listener` until the task is dropped.
+/// Serve on `listener` until the task is dropped; `db` is the replica file, where `/history` reads.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     replica: Arc<Mutex<Replica>>,
     metrics: Arc<WatchMetrics>,
+    db: Option<std::path::PathBuf>,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new()
-        .route("/metrics", get(metrics_page))
-        .route("/bindings", get(bindings))
-        .with_state(Shared { replica, metrics });
+    let app = axum::Router::new().route("/metrics", get(metrics_page)).route("/bindings", get(bindings));
+    let app = crate::web::routes(app).with_state(Shared { replica, metrics, db });
     axum::serve(listener, app).await
 }
 

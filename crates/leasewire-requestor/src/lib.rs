@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod replica;
 pub mod tls;
 pub mod watch;
+mod web;
 
 /// A transaction id for a new connection: unique per connection is what RFC 7724 §7.3 asks (ALQ-7.3-3);
 /// different across restarts so a stale reply is never taken for a new one.

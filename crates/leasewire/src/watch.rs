@@ -61,8 +61,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let metrics = Arc::new(WatchMetrics::new());
         if let Some(addr) = args.http {
             let listener = leasewire_requestor::http::bind(addr).await.with_context(|| format!("--http {addr}"))?;
-            tracing::info!(%addr, "serving /metrics and /bindings");
-            tokio::spawn(leasewire_requestor::http::serve(listener, replica.clone(), metrics.clone()));
+            tracing::info!(%addr, "serving the browser view on / with /metrics, /bindings and /history");
+            let db = args.db.clone().filter(|_| args.history.is_some());
+            tokio::spawn(leasewire_requestor::http::serve(listener, replica.clone(), metrics.clone(), db));
         }
         let (tx, rx) = mpsc::channel(4096);
         let mut printer =
