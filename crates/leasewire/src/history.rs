@@ -41,27 +41,38 @@ pub fn run(
     let answers = reader.query(&Query { key, window, now })?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match format {
-        Format::Json => answers.iter().try_for_each(|i| out.write_all(output::json(i).as_bytes()))?,
-        Format::Csv => {
-            writeln!(out, "{}", output::csv_header())?;
-            answers.iter().try_for_each(|i| writeln!(out, "{}", output::csv(i)))?;
-        }
-        Format::Table => match window {
-            Window::At(t) if answers.is_empty() => writeln!(
-                out,
-                "{what} at {}: nothing in the history (before its first change, or pruned)",
-                time::rfc3339(t)
-            )?,
-            Window::At(t) => answers.iter().try_for_each(|i| writeln!(out, "{}", output::sentence(i, t)))?,
-            Window::Between { .. } => {
-                writeln!(out, "{}", output::table_header())?;
-                answers.iter().try_for_each(|i| writeln!(out, "{}", output::table_row(i)))?;
-            }
-        },
-    }
-    match out.flush() {
+    match print(&mut out, &answers, window, &what, format).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => Ok(r?),
+    }
+}
+
+fn print(
+    out: &mut impl Write,
+    answers: &[leasewire_requestor::history::Interval],
+    window: Window,
+    what: &str,
+    format: Format,
+) -> std::io::Result<()> {
+    match format {
+        Format::Json => answers.iter().try_for_each(|i| out.write_all(output::json(i).as_bytes())),
+        Format::Csv => {
+            writeln!(out, "{}", output::csv_header())?;
+            answers.iter().try_for_each(|i| writeln!(out, "{}", output::csv(i)))
+        }
+        Format::Table => match window {
+            Window::At(t) if answers.is_empty() => {
+                writeln!(
+                    out,
+                    "{what} at {}: nothing in the history (before its first change, or pruned)",
+                    time::rfc3339(t)
+                )
+            }
+            Window::At(t) => answers.iter().try_for_each(|i| writeln!(out, "{}", output::sentence(i, t))),
+            Window::Between { .. } => {
+                writeln!(out, "{}", output::table_header())?;
+                answers.iter().try_for_each(|i| writeln!(out, "{}", output::table_row(i)))
+            }
+        },
     }
 }

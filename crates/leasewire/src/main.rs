@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 mod args;
 mod bench;
+mod bench_history;
 mod bulk;
 mod ctl;
 mod decode;
@@ -469,6 +470,21 @@ enum BenchCommand {
         #[arg(long)]
         remote_requestors: bool,
     },
+    /// The requestor's history under load: ingest rate, bytes per event, "who held it at T" latency.
+    History {
+        /// A new replica file to fill.
+        #[arg(long)]
+        db: PathBuf,
+        /// Addresses.
+        #[arg(long, default_value_t = 1_000_000)]
+        addresses: u32,
+        /// Changes to apply.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Random `--ip --at` queries to time.
+        #[arg(long, default_value_t = 10_000)]
+        queries: u32,
+    },
     /// Answer leasequeries instantly (measures the generator's ceiling).
     Echo {
         /// Address to listen on.
@@ -662,6 +678,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 window,
             ),
             BenchCommand::Echo { listen } => bench::echo(listen),
+            BenchCommand::History { db, addresses, events, queries } => {
+                bench_history::run(&db, addresses, events, queries)
+            }
             BenchCommand::CatchUp { server, since } => {
                 bench::catch_up(args::server(&server).map_err(anyhow::Error::msg)?, since)
             }
