@@ -338,9 +338,17 @@ impl Responder {
             // LQ-6.4.2-7/8: only for a valid lease, only while the time is still ahead.
             code::LEASE_TIME => remaining(expires?),
             code::RENEWAL_TIME | code::REBINDING_TIME => {
-                let s = subnet?;
-                let t = if c == code::RENEWAL_TIME { s.renewal_time } else { s.rebinding_time };
-                remaining(expires?.checked_sub(s.lease_time - t)?)
+                let expires = expires?;
+                match (b.option(c).and_then(|v| <[u8; 4]>::try_from(v).ok()), b.cltt) {
+                    // The times the ACK gave (kept with the binding), counted from that ACK.
+                    (Some(t), Some(cltt)) => remaining(cltt.saturating_add(u32::from_be_bytes(t)).min(expires)),
+                    // A binding from before they were kept: the subnet's current settings.
+                    _ => {
+                        let s = subnet?;
+                        let t = if c == code::RENEWAL_TIME { s.renewal_time } else { s.rebinding_time };
+                        remaining(expires.checked_sub(s.lease_time - t)?)
+                    }
+                }
             }
             code::CLIENT_LAST_TRANSACTION_TIME => Some(now.saturating_sub(b.cltt?).to_be_bytes().to_vec()),
             code::CLIENT_IDENTIFIER => b.client_id.clone(),

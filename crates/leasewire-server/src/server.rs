@@ -482,6 +482,7 @@ fn compare(old: &Validated, new: &Validated) -> ReloadReport {
     check("server", limits(&o.server) != limits(&n.server), false);
     check("server.log-filter", o.server.log_filter != n.server.log_filter, false);
     check("metrics.listen", o.metrics.listen != n.metrics.listen, true);
+    check("log.leases", o.log.leases != n.log.leases, true);
     check("subnet", text(&old.subnets) != text(&new.subnets), false);
     let lq = |v: &Validated| {
         let l = &v.raw.leasequery;
@@ -491,6 +492,7 @@ fn compare(old: &Validated, new: &Validated) -> ReloadReport {
             &l.withhold,
             l.rate_limit,
             l.reserved_as_leased,
+            &l.mac_query_prefers,
             &v.requestor_withhold,
         ))
     };
@@ -535,6 +537,7 @@ fn keep_restart_only(old: &Validated, new: &mut Validated) {
     n.server.user = o.server.user.clone();
     n.server.group = o.server.group.clone();
     n.metrics.listen = o.metrics.listen;
+    n.log.leases = o.log.leases;
     n.bulk_leasequery.listen = o.bulk_leasequery.listen.clone();
     new.store = old.store.clone();
     if old.bulk_allow.is_empty() != new.bulk_allow.is_empty() {

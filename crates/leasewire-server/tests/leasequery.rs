@@ -379,3 +379,23 @@ fn lq_6_4_2_11_per_requestor_withheld_options() {
     assert!(r.options.contains(code::RELAY_AGENT_INFO));
     assert!(!r.options.contains(code::CLIENT_LAST_TRANSACTION_TIME));
 }
+
+#[test]
+fn lq_6_4_2_8_t1_t2_come_from_the_binding_not_from_todays_subnet_settings() {
+    let f = fixture("");
+    // Given with T1 100 s and T2 200 s by its ACK 30 s ago (a configuration since reloaded to lease-time 600).
+    let mut b = active([10, 0, 0, 150], MAC2, T - 30);
+    b.options.insert(1, (code::RENEWAL_TIME, 100u32.to_be_bytes().to_vec()));
+    b.options.insert(2, (code::REBINDING_TIME, 200u32.to_be_bytes().to_vec()));
+    // A lease whose subnet a reload removed: still answerable until it ends.
+    let mut gone = active([10, 7, 0, 9], MAC1, T - 30);
+    gone.options.insert(1, (code::RENEWAL_TIME, 100u32.to_be_bytes().to_vec()));
+    f.store.commit(T - 1, vec![b, gone]).wait().unwrap();
+    let r = f.reply(&by_ip([10, 0, 0, 150], Some(ALL)));
+    assert_eq!(r.options.get_u32(code::RENEWAL_TIME), Some(70));
+    assert_eq!(r.options.get_u32(code::REBINDING_TIME), Some(170));
+    assert_eq!(r.options.lease_time(), Some(570));
+    let r = f.reply(&by_ip([10, 7, 0, 9], Some(ALL)));
+    assert_eq!(r.message_type(), Some(MessageType::LeaseActive), "a lease outside every subnet is answered");
+    assert_eq!(r.options.get_u32(code::RENEWAL_TIME), Some(70));
+}

@@ -454,7 +454,14 @@ impl Engine {
         {
             b.state_since = old.state_since;
         }
-        b.expires_at = Some(now.saturating_add(self.subnets[ctx.subnet].lease_time));
+        let subnet = &self.subnets[ctx.subnet];
+        b.expires_at = Some(now.saturating_add(subnet.lease_time));
+        // T1 and T2 as this ACK gives them, kept with the binding: leasequery answers for it from these (its
+        // own times) rather than from the subnet's settings of the day, which a reload may have changed.
+        b.options.push((code::RENEWAL_TIME, subnet.renewal_time.to_be_bytes().to_vec()));
+        b.options.push((code::REBINDING_TIME, subnet.rebinding_time.to_be_bytes().to_vec()));
+        // The store keeps options in ascending code order.
+        b.options.sort_by_key(|(c, _)| *c);
         b
     }
 

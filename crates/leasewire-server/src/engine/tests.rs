@@ -559,3 +559,74 @@ fn an_operator_reset_frees_the_address_and_keeps_who_had_it() {
     // The lease's end no longer expires anything: the record is not ACTIVE.
     assert!(e.tick(T0 + 100_000).is_empty());
 }
+
+#[test]
+fn the_ack_keeps_t1_and_t2_with_the_binding() {
+    let mut e = engine();
+    let (_, req) = offered(&mut e, 1, T0);
+    let o = e.handle(&req, rx(T0));
+    let b = &o.commit[0];
+    assert_eq!(b.option(code::RENEWAL_TIME), Some(&300u32.to_be_bytes()[..]));
+    assert_eq!(b.option(code::REBINDING_TIME), Some(&525u32.to_be_bytes()[..]));
+    assert_eq!(b.validate(), Ok(()), "options in the order the store requires");
+}
+
+/// A REQUEST renewing `ip` (RENEWING: ciaddr set, unicast from the client) through the relay.
+fn renew(e: &mut Engine, mac: u8, ip: Ipv4Addr, now: u32) -> Outcome {
+    let mut r = msg(MessageType::Request, mac);
+    r.ciaddr = ip;
+    e.handle(&r, rx(now))
+}
+
+#[test]
+fn a_reload_keeps_every_binding_and_a_lease_in_a_removed_pool_gets_a_nak_on_renewal() {
+    let mut e = engine();
+    let ip = dora(&mut e, 1, T0);
+    let kept = dora(&mut e, 2, T0);
+    // The pool that held both moves; the subnet stays. Reservations and options change too.
+    let moved = CONFIG
+        .replace(
+            r#"pools = [{ start = "10.0.0.100", end = "10.0.0.102" }]"#,
+            r#"pools = [{ start = "10.0.0.100", end = "10.0.0.100" }, { start = "10.0.0.110", end = "10.0.0.120" }]"#,
+        )
+        .replace(r#"routers = ["10.0.0.1"]"#, r#"routers = ["10.0.0.254"]"#);
+    assert_ne!(moved, CONFIG);
+    e.reconfigure(&Config::parse(&moved).unwrap());
+    assert_eq!(e.binding(ip).map(|b| b.state), Some(DhcpState::Active), "bindings survive a reload");
+    assert_eq!(e.binding(kept).map(|b| b.state), Some(DhcpState::Active));
+    let (in_pool, out_of_pool) = if ip == Ipv4Addr::new(10, 0, 0, 100) { (ip, kept) } else { (kept, ip) };
+    let mac_of = |a: Ipv4Addr| e.binding(a).unwrap().hardware_address[5];
+    let (m_in, m_out) = (mac_of(in_pool), mac_of(out_of_pool));
+    // Still in a pool: renewed, with the new options.
+    let o = renew(&mut e, m_in, in_pool, T0 + 300);
+    let r = reply(&o);
+    assert_eq!(r.message_type(), Some(MessageType::Ack));
+    assert_eq!(r.options.get(code::ROUTERS), Some(&[10, 0, 0, 254][..]), "the new routers option");
+    // Its pool gone: NAK, so the client starts over with an address the new configuration gives.
+    let o = renew(&mut e, m_out, out_of_pool, T0 + 300);
+    assert_eq!(reply(&o).message_type(), Some(MessageType::Nak));
+    assert!(o.commit.is_empty());
+    // The address is not handed to anyone else (not in a pool), and the engine still knows the lease.
+    assert_eq!(e.binding(out_of_pool).map(|b| b.state), Some(DhcpState::Active));
+}
+
+#[test]
+fn a_lease_in_a_removed_subnet_is_kept_and_its_renewal_unanswered() {
+    let mut e = engine();
+    let mut d = msg(MessageType::Discover, 7);
+    d.giaddr = Ipv4Addr::new(10, 9, 0, 1);
+    let offer = reply(&e.handle(&d, rx(T0)));
+    let mut req = msg(MessageType::Request, 7);
+    req.giaddr = Ipv4Addr::new(10, 9, 0, 1);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, offer.yiaddr);
+    assert_eq!(reply(&e.handle(&req, rx(T0))).message_type(), Some(MessageType::Ack));
+    let without = CONFIG.split("[[subnet]]\nsubnet = \"10.9.0.0/24\"").next().unwrap().to_string();
+    e.reconfigure(&Config::parse(&without).unwrap());
+    assert_eq!(e.subnets().len(), 1);
+    assert_eq!(e.binding(offer.yiaddr).map(|b| b.state), Some(DhcpState::Active), "kept until it ends");
+    let mut r = msg(MessageType::Request, 7);
+    r.giaddr = Ipv4Addr::new(10, 9, 0, 1);
+    r.ciaddr = offer.yiaddr;
+    assert_eq!(e.handle(&r, rx(T0 + 300)).dropped, Some(DropReason::NoSubnet), "RFC 2131 §4.3.2: not authoritative");
+}
