@@ -157,6 +157,10 @@ pub async fn run(
     let mut tick = tokio::time::interval(opts.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(256);
+    // The flush being written, if any: merging goes on meanwhile (the stream never waits on the disk); the
+    // next flush is taken only once it is done, so flushes are written in order and, when the disk is slower
+    // than the stream, changes pile up as one (coalesced) dirty set rather than as queued writes.
+    let mut writing: Option<tokio::task::JoinHandle<Result<usize, ReplicaError>>> = None;
     loop {
         tokio::select! {
             n = rx.recv_many(&mut batch, 256) => {
@@ -186,14 +190,34 @@ pub async fn run(
                     }
                 }
             }
-            _ = tick.tick() => flush(&replica).await?,
+            _ = tick.tick() => {
+                if writing.as_ref().is_some_and(|w| !w.is_finished()) {
+                    continue;
+                }
+                if let Some(w) = writing.take() {
+                    written(w).await?;
+                }
+                writing = crate::replica::lock(&replica).take_flush().map(|f| tokio::task::spawn_blocking(move || f.write()));
+            }
         }
     }
     while tasks.join_next().await.is_some() {}
     if let Some(p) = pruning {
         p.abort();
     }
+    if let Some(w) = writing.take() {
+        written(w).await?;
+    }
     flush(&replica).await
+}
+
+/// The outcome of a flush written on a blocking thread.
+async fn written(w: tokio::task::JoinHandle<Result<usize, ReplicaError>>) -> Result<(), ReplicaError> {
+    match w.await {
+        Ok(written) => written.map(drop),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(ReplicaError::Stopped),
+    }
 }
 
 /// Prune history older than the retention now and every `every`, on a blocking thread, in small batches
@@ -212,15 +236,10 @@ async fn prune(pruner: crate::replica::Pruner, every: Duration) {
 }
 
 /// Write what changed to the replica file on a blocking thread, without holding the replica meanwhile (so
-/// HTTP lookups are not kept waiting on an fsync, nor the runtime's thread on SQLite). The merger awaits it,
-/// so flushes are written in the order taken.
+/// HTTP lookups are not kept waiting on an fsync, nor the runtime's thread on SQLite), and wait for it.
 async fn flush(replica: &Arc<Mutex<Replica>>) -> Result<(), ReplicaError> {
     let Some(f) = crate::replica::lock(replica).take_flush() else { return Ok(()) };
-    match tokio::task::spawn_blocking(move || f.write()).await {
-        Ok(written) => written.map(drop),
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Err(ReplicaError::Stopped),
-    }
+    written(tokio::task::spawn_blocking(move || f.write())).await
 }
 
 fn merge(
