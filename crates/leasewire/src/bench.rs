@@ -4,6 +4,10 @@
 //! * `leasequery` sends RFC 4388 queries with a fixed window outstanding and reports answers/s and latency.
 //! * `echo` answers every datagram at once, to show the load generator's own ceiling.
 
+mod dora;
+
+pub use dora::{DoraArgs, dhcp_echo, dora};
+
 use anyhow::{Context, bail};
 use leasewire_proto::{DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder};
 use leasewire_requestor::leasequery::{self, Query};

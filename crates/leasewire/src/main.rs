@@ -485,6 +485,49 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10_000)]
         queries: u32,
     },
+    /// Relayed DHCP clients against a running server: new leases (DORA), renewals and releases at a chosen
+    /// rate, from many clients through several sockets; prints DORA/s, drops and latency. The lab's clients
+    /// and the DORA benchmark's load.
+    Dora {
+        /// The server: `ADDR`, `ADDR:PORT`, `NAME` or `NAME:PORT`.
+        #[arg(long, value_parser = args::server)]
+        server: std::net::SocketAddrV4,
+        /// The relay address clients come from (giaddr; the server's subnet for them). Replies come back to
+        /// this host's sockets through RFC 8357, so no port 67 is needed.
+        #[arg(long, default_value = "127.0.0.1")]
+        giaddr: Ipv4Addr,
+        /// Operations (new leases, renewals, releases) per second; 0: as fast as the server answers.
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// How long; e.g. 10s, 5m, or seconds.
+        #[arg(long, default_value = "10s", value_parser = args::duration)]
+        duration: std::time::Duration,
+        /// Distinct clients (MAC addresses).
+        #[arg(long, default_value_t = 1000)]
+        clients: u32,
+        /// Percent of operations that renew a bound client's lease.
+        #[arg(long, default_value_t = 0)]
+        renew: u8,
+        /// Percent of operations that release a bound client's lease.
+        #[arg(long, default_value_t = 0)]
+        release: u8,
+        /// Sockets, one thread each.
+        #[arg(long, default_value_t = 2)]
+        sockets: usize,
+        /// Exchanges outstanding per socket.
+        #[arg(long, default_value_t = 256)]
+        window: usize,
+    },
+    /// A DHCP server that answers without work (OFFER for DISCOVER, ACK for REQUEST, no state): the ceiling
+    /// of `bench dora` itself.
+    DhcpEcho {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Sockets (SO_REUSEPORT), one thread each.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Answer leasequeries instantly (measures the generator's ceiling).
     Echo {
         /// Address to listen on.
@@ -688,6 +731,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             BenchCommand::History { db, addresses, events, queries } => {
                 bench_history::run(&db, addresses, events, queries)
             }
+            BenchCommand::Dora { server, giaddr, rate, duration, clients, renew, release, sockets, window } => {
+                bench::dora(bench::DoraArgs {
+                    server,
+                    giaddr,
+                    rate,
+                    duration,
+                    clients,
+                    sockets,
+                    window,
+                    renew,
+                    release,
+                })
+            }
+            BenchCommand::DhcpEcho { listen, threads } => bench::dhcp_echo(listen, threads),
             BenchCommand::CatchUp { server, since } => {
                 bench::catch_up(args::server(&server).map_err(anyhow::Error::msg)?, since)
             }

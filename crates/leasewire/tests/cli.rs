@@ -272,3 +272,48 @@ fn bulk_and_query_for_people_show_bindings_not_free_addresses_and_say_no_binding
     assert!(query(&["--ip", &ip.to_string()]).starts_with(&format!("DHCPLEASEACTIVE for {ip}")));
     server.stop();
 }
+
+/// `bench dora` is the lab's client population: against a real server it makes leases, renews and releases
+/// them at the rate asked, and the server's bindings show it.
+#[test]
+fn bench_dora_makes_renews_and_releases_leases_on_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, tcp) = (support::free_udp_port(), support::free_tcp_port());
+    let config = format!(
+        "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n\
+         [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
+         [[subnet]]\nsubnet = \"127.33.0.0/16\"\npools = [{{ start = \"127.33.0.1\", end = \"127.33.0.200\" }}]\n"
+    );
+    let server = support::Server::start(dir.path(), &config, None);
+    let out = leasewire(&[
+        "bench",
+        "dora",
+        "--server",
+        &format!("localhost:{udp}"),
+        "--giaddr",
+        "127.33.0.254",
+        "--rate",
+        "300",
+        "--duration",
+        "2s",
+        "--clients",
+        "50",
+        "--renew",
+        "30",
+        "--release",
+        "10",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let n = |what: &str| -> u64 {
+        let at = text.find(what).unwrap_or_else(|| panic!("{what} in {text}"));
+        text[..at].split([' ', ';', ',']).rev().find(|w| !w.is_empty()).unwrap().parse().unwrap()
+    };
+    assert!(n(" DORA in") >= 50, "{text}");
+    assert!(n(" renewed") > 0 && n(" released") > 0, "{text}");
+    assert_eq!(n(" NAK"), 0, "{text}");
+    let bulk = leasewire(&["bulk", "--server", &format!("127.0.0.1:{tcp}"), "--state", "active,released", "--json"]);
+    let lines = String::from_utf8_lossy(&bulk.stdout);
+    assert!(lines.contains("\"state\":\"ACTIVE\"") && lines.contains("\"state\":\"RELEASED\""), "{lines}");
+    server.stop();
+}
