@@ -125,6 +125,10 @@ pub enum Output {
     Close(CloseReason),
 }
 
+/// How long the QueryTerminated to a requestor closed for being too slow may wait for the socket (ALQ-8.4-5
+/// asks to try; a requestor that cannot read must not hold the connection for the send timeout).
+pub const SLOW_REQUESTOR_FAREWELL: Duration = Duration::from_secs(1);
+
 /// Why the session closed the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
@@ -193,6 +197,9 @@ pub struct ServerSession {
     /// From the driver before a catch-up page: no change this connection has not received is older (see
     /// [`ServerSession::undelivered_floor`]).
     undelivered_floor: Option<u32>,
+    /// Commit time of the latest change handed to [`ServerSession::live`]: changes the feed dropped after it
+    /// (a lag) are no older.
+    newest_live: Option<u32>,
     tls: TlsState,
     seen_first_message: bool,
     /// When the connection was opened (the pre-authentication deadline counts from here).
@@ -220,6 +227,7 @@ impl ServerSession {
             keepalive_due: false,
             clock: 0,
             undelivered_floor: None,
+            newest_live: None,
             tls: TlsState::Plain,
             seen_first_message: false,
             opened: now,
@@ -271,6 +279,10 @@ impl ServerSession {
     /// How long one write may block before the connection is given up: ACTIVE_LQ_SEND_TIMEOUT on an Active
     /// Leasequery connection (ALQ-8.2-1), BULK_LQ_DATA_TIMEOUT otherwise (BLQ-8.2-1).
     pub fn write_timeout(&self) -> Duration {
+        if self.closing == Some(CloseReason::SlowRequestor) {
+            // The farewell to a requestor too slow to read: sent if the socket takes it at once.
+            return SLOW_REQUESTOR_FAREWELL;
+        }
         match (&self.active, &self.cfg.active) {
             (Some(_), Some(a)) => a.send_timeout,
             _ => self.cfg.data_timeout,
@@ -285,12 +297,12 @@ impl ServerSession {
             if matches!(a.catch_up, CatchUp::Running { .. }) {
                 a.live_seq.insert(change.binding.ip, change.seq);
             }
+            self.newest_live = Some(change.time);
             if a.backlog.insert(change) {
                 self.stats.coalesced += 1;
             }
             if a.backlog.len() > max {
-                self.tx.clear();
-                self.close(CloseReason::SlowRequestor);
+                self.too_slow();
             }
         }
     }
@@ -299,9 +311,29 @@ impl ServerSession {
     /// the requestor catch up.
     pub fn lagged(&mut self) {
         if self.active.is_some() {
-            self.tx.clear();
-            self.close(CloseReason::SlowRequestor);
+            self.too_slow();
         }
+    }
+
+    /// The requestor cannot keep up: end the stream with QueryTerminated (ALQ-8.4-5: tell it, where the
+    /// socket still takes it — [`ServerSession::write_timeout`] is then short) and close. What is already
+    /// queued for the socket goes first, so the requestor has everything before the termination; the backlog
+    /// is dropped. The termination's base-time stays a second below the oldest change not delivered (the
+    /// backlog's oldest, or for a lag the newest change seen, after which the lost ones came): a requestor
+    /// that saves it catches up from there without a gap (ALQ-7.3-6).
+    fn too_slow(&mut self) {
+        if self.closing.is_some() {
+            return;
+        }
+        if let Some(a) = self.active.take() {
+            let undelivered = a.backlog.oldest_time().into_iter().chain(self.newest_live);
+            let base_time = undelivered.fold(self.clock, u32::min).saturating_sub(1);
+            let mut m =
+                self.stream_status(a.xid, StatusCode::QueryTerminated, "requestor too slow for the live stream");
+            m.options.set_u32(crate::options::code::BASE_TIME, base_time);
+            self.push(&m);
+        }
+        self.close(CloseReason::SlowRequestor);
     }
 
     /// Before handing over a catch-up page, the driver may say how far back a committed change that is neither
@@ -690,8 +722,11 @@ impl ServerSession {
             let m = match Message::decode(&frame) {
                 Ok(m) => m,
                 Err(e) => {
-                    self.close(CloseReason::BadInput(e.to_string()));
-                    break;
+                    if !self.answer_undecodable(&frame, &e) {
+                        self.close(CloseReason::BadInput(e.to_string()));
+                        break;
+                    }
+                    continue;
                 }
             };
             self.handle_message(&m);
@@ -700,6 +735,29 @@ impl ServerSession {
             }
         }
         self.rx.drain(..used);
+    }
+
+    /// A query whose header decodes but whose options do not (e.g. query-start-time twice: RFC 3396 joins the
+    /// copies into one 8-octet option, which is no valid time): the xid sits at a fixed offset, so the query
+    /// gets DONE with MalformedQuery (BLQ-8.2-6's answer to a query it cannot process) and the connection's
+    /// other queries go on. Only where a Bulk query could be answered at all: not before TLS in secure mode
+    /// (ALQ-8.1-9), not on an Active connection, not with an xid already running. `false`: close instead.
+    fn answer_undecodable(&mut self, frame: &[u8], e: &crate::DecodeError) -> bool {
+        use crate::DecodeError as D;
+        let header_ok =
+            !matches!(e, D::TruncatedHeader { .. } | D::BadOp(_) | D::BadHardwareLength(_) | D::BadMagicCookie(_));
+        let Some(xid) = frame.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])) else { return false };
+        let answerable = header_ok
+            && frame[0] == 1
+            && !(self.cfg.tls == TlsPolicy::Require && self.tls != TlsState::Established)
+            && self.active.is_none()
+            && !self.queries.iter().any(|r| r.q.xid == xid);
+        if answerable {
+            self.seen_first_message = true;
+            let text = format!("the query does not decode: {e}");
+            self.push(&done(xid, Some((StatusCode::MalformedQuery, &text)), Some(self.cfg.policy.server_id)));
+        }
+        answerable
     }
 
     /// DHCPTLS (RFC 7724 §8.1): only as the first message; refused when TLS is not configured (the connection

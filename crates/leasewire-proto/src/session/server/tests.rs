@@ -424,6 +424,34 @@ fn dhcptls_is_refused_until_tls_is_configured() {
     assert!(run.closed.is_none());
 }
 
+/// A query whose options do not decode — here query-start-time twice, which RFC 3396 joins into one 8-octet
+/// option — gets DONE MalformedQuery on its xid (read at its fixed offset), and the connection's other
+/// queries go on (BLQ-8.2-6, BLQ-7.7).
+#[test]
+fn blq_8_2_6_an_undecodable_query_gets_malformed_query_and_the_connection_goes_on() {
+    let mut q = query(7);
+    q.options.set(code::QUERY_START_TIME, T0.to_be_bytes().to_vec());
+    let mut m = Vec::new();
+    q.encode_with(&mut m, &crate::EncodeSettings { min_len: 0, ..Default::default() }).unwrap();
+    let end = m.iter().rposition(|&b| b == 255).unwrap();
+    m.splice(end..end, [code::QUERY_START_TIME, 4, 0, 0, 0, 1]);
+    let mut bytes = (m.len() as u16).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&m);
+    bytes.extend_from_slice(&frame(&query(8)));
+    let now = Instant::now();
+    let mut s = ServerSession::new(cfg(100, 4), now);
+    s.receive(&bytes, now);
+    let run = drive(&mut s, &FakeStore::standard());
+    assert_eq!(run.closed, None, "the connection stays open");
+    let done7: Vec<_> = run.replies.iter().filter(|r| r.xid == 7).collect();
+    assert_eq!(done7.len(), 1);
+    assert_eq!(done7[0].message_type(), Some(MessageType::LeaseQueryDone));
+    assert_eq!(done7[0].options.status_code(), Some(StatusCode::MalformedQuery));
+    let last8 = run.replies.iter().rfind(|r| r.xid == 8).unwrap();
+    assert_eq!(last8.message_type(), Some(MessageType::LeaseQueryDone), "the other query runs to its end");
+    assert!(run.replies.iter().filter(|r| r.xid == 8).count() > 1);
+}
+
 #[test]
 fn bad_frames_close_the_connection() {
     let now = Instant::now();
@@ -776,21 +804,40 @@ fn alq_8_2_1_write_timeout_is_the_send_timeout_on_active_connections() {
     assert_eq!(s.write_timeout(), ACTIVE_LQ_SEND_TIMEOUT);
 }
 
+/// ALQ-8.4-4/5: a requestor too slow for the live stream (its backlog past `max-backlog`, or the feed lagging)
+/// is closed, and told so first with QueryTerminated — whose base-time stays below every change it did not get,
+/// so catching up from it loses nothing — written only if the socket takes it at once.
 #[test]
-fn a_requestor_that_falls_behind_is_closed() {
+fn alq_8_4_5_a_requestor_that_falls_behind_gets_query_terminated_then_is_closed() {
     let now = Instant::now();
     let mut s = ServerSession::new(active_cfg(3), now);
     s.receive(&frame(&active_query(9)), now);
     drive_active(&mut s, &mut vec![]);
+    let sent = |c: &BindingChange| c.time;
+    let oldest = (10..14).map(|i| sent(&change(i, DhcpState::Active, i as u64))).min().unwrap();
     for i in 10..14 {
         s.live(change(i, DhcpState::Active, i as u64));
     }
-    assert_eq!(drive_active(&mut s, &mut vec![]).closed, Some(CloseReason::SlowRequestor));
+    assert_eq!(s.write_timeout(), leasewire_proto_farewell());
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(run.closed, Some(CloseReason::SlowRequestor));
+    let last = run.replies.last().expect("a farewell");
+    assert_eq!((last.xid, status_of(last)), (9, Some(StatusCode::QueryTerminated)));
+    assert!(last.options.base_time().unwrap() < oldest, "below the oldest change not delivered");
     let mut s = ServerSession::new(active_cfg(3), now);
     s.receive(&frame(&active_query(9)), now);
     drive_active(&mut s, &mut vec![]);
+    s.live(change(3, DhcpState::Active, 1));
     s.lagged();
-    assert_eq!(drive_active(&mut s, &mut vec![]).closed, Some(CloseReason::SlowRequestor));
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(run.closed, Some(CloseReason::SlowRequestor));
+    let last = run.replies.last().expect("a farewell");
+    assert_eq!(status_of(last), Some(StatusCode::QueryTerminated));
+    assert!(last.options.base_time().unwrap() < change(3, DhcpState::Active, 1).time);
+}
+
+fn leasewire_proto_farewell() -> Duration {
+    super::SLOW_REQUESTOR_FAREWELL
 }
 
 #[test]
