@@ -2,15 +2,14 @@
 # What the lease log costs: DORA throughput and ACK latency of `leasewire serve` with the INFO lease log on
 # (written to a file, one line per ACK) and off (`[log] leases = false`), alternating in the same run.
 #
-#   bench/lease_log.sh [rounds]      (default 3; RATE=20000 offered ACKs/s, above what the server does, so
-#                                     "achieved" is its ceiling; SECONDS_=6 per step)
+#   bench/lease_log.sh [rounds]      (default 3; SECONDS_=6 per step)
 #
-# The load is `leasewire bench active-latency --requestors 0`: relayed DORA with RFC 8357 (no port 67), on
-# loopback, from the same machine.
+# The load is `leasewire bench dora --rate 0` (as fast as the server answers): relayed DORA of new clients
+# with RFC 8357 (no port 67), on loopback, from the same machine. Every DORA is a durable commit and, with
+# the lease log on, one DHCPACK line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
-RATE=${RATE:-20000}
 SECONDS_=${SECONDS_:-6}
 BIN=${LEASEWIRE:-target/release/leasewire}
 [ -x "$BIN" ] || cargo build --release -p leasewire
@@ -18,7 +17,7 @@ BIN=$(realpath "$BIN")
 WORK=$(mktemp -d)
 trap 'kill $SRV 2>/dev/null || true; rm -rf "$WORK"' EXIT
 SRV=
-echo "# $(date -u +%FT%TZ) $(nproc) cores, offered $RATE ACKs/s, $SECONDS_ s per step, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $SECONDS_ s per step, load $(cut -d' ' -f1-3 /proc/loadavg)"
 step() { # $1 = on|off
   rm -rf "$WORK/data"
   local leases=true filter=info
@@ -37,8 +36,8 @@ TOML
   LEASEWIRE_LOG=$filter "$BIN" serve --config "$WORK/s.toml" 2>"$WORK/server.log" & SRV=$!
   until ss -Hlun "sport = :16771" | grep -q .; do sleep 0.1; done
   printf 'lease log %-3s ' "$1"
-  "$BIN" bench active-latency --tcp 127.0.0.1:1 --dhcp 127.0.0.1:16771 --requestors 0 --rate "$RATE" \
-    --seconds "$SECONDS_"
+  "$BIN" bench dora --server 127.0.0.1:16771 --giaddr 127.0.0.1 --rate 0 --clients 1000000 \
+    --duration "${SECONDS_}s" 2>/dev/null
   kill $SRV; wait $SRV 2>/dev/null || true
   printf '               lease log lines written: %s\n' "$(grep -c 'leasewire::lease: DHCPACK' "$WORK/server.log" || true)"
 }
