@@ -140,7 +140,10 @@ pub fn status_message(
         r.options.set_ip(code::SERVER_IDENTIFIER, sid);
     }
     if let Some((c, text)) = status {
-        r.options.set_status(c, text);
+        // BLQ-6.2.2-3: the text is for display and carries no termination character (texts can quote a
+        // peer's input, e.g. a decode error).
+        let text = if text.contains('\0') { text.replace('\0', "") } else { text.to_owned() };
+        r.options.set_status(c, &text);
     }
     r
 }
@@ -249,6 +252,8 @@ mod tests {
         check(&b, DEFAULT_PRL, true);
     }
 
+    /// ALQ-5.2.2-5, BLQ-6.2.2-7: no dhcp-status-code in a successful message; BLQ-8.2-2: DONE has a status only
+    /// on failure.
     #[test]
     fn withheld_options_stay_out_and_done_carries_status_only_on_failure() {
         let mut p = policy();
@@ -258,5 +263,11 @@ mod tests {
         let d = done(5, Some((StatusCode::NotAllowed, "x")), None);
         assert_eq!(d.options.status_code(), Some(StatusCode::NotAllowed));
         assert_eq!(d.message_type(), Some(MessageType::LeaseQueryDone));
+    }
+
+    #[test]
+    fn blq_6_2_2_3_status_text_carries_no_termination_character() {
+        let d = done(5, Some((StatusCode::MalformedQuery, "bad\0query\0")), None);
+        assert_eq!(d.options.status().unwrap().unwrap().message, "badquery");
     }
 }

@@ -299,3 +299,95 @@ async fn alq_7_1_2_garbage_or_a_stall_ends_the_connection_with_a_clear_error_and
     assert_eq!(r.get(known.ip).unwrap().0, known, "the replica is as it was");
     assert_eq!(r.server(0).saved, Some(1_800_000_000), "the saved base-time did not move");
 }
+
+/// A hand-written Bulk Leasequery server for one connection: reads the query, answers with `replies`
+/// ACTIVE messages (and DONE when `done`), then reports how the requestor's side ended: `Ok(0)` for a FIN.
+async fn scripted_bulk_server(
+    replies: u8,
+    done: bool,
+) -> (SocketAddr, tokio::task::JoinHandle<std::io::Result<usize>>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await?;
+        let mut buf = Vec::new();
+        let query = loop {
+            if let Some((body, _)) = FrameDecoder::default().decode(&buf).unwrap() {
+                break Message::decode(body).unwrap().xid;
+            }
+            let mut chunk = [0u8; 1024];
+            let n = s.read(&mut chunk).await?;
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let mut out = Vec::new();
+        for i in 0..replies {
+            let mut m = Message::new(Op::BootReply);
+            m.xid = query;
+            m.ciaddr = Ipv4Addr::new(10, 0, 0, 10 + i);
+            m.options.set_message_type(MessageType::LeaseActive);
+            m.options.set_u32(leasewire_proto::options::code::BASE_TIME, 1_800_000_000);
+            encode_frame(&m, &mut out).unwrap();
+        }
+        if done {
+            encode_frame(&leasewire_proto::lq_reply::done(query, None, None), &mut out).unwrap();
+        }
+        s.write_all(&out).await?;
+        if !done {
+            return Ok(0); // close on the requestor
+        }
+        let mut rest = [0u8; 64];
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest)).await.map_err(std::io::Error::other)?
+    });
+    (addr, task)
+}
+
+/// BLQ-7.8-1/2: after the DONE of its last query the requestor closes, gracefully (a FIN, not a reset), at once.
+#[tokio::test]
+async fn blq_7_8_1_the_requestor_closes_gracefully_after_the_last_done() {
+    use leasewire_proto::session::bulk_requestor::{BulkRequest, Event};
+    let (addr, server) = scripted_bulk_server(2, true).await;
+    let req = BulkRequest {
+        key: leasewire_proto::session::bulk_query::BulkKey::All,
+        changed_on_or_after: None,
+        changed_on_or_before: None,
+    };
+    let mut s =
+        leasewire_requestor::bulk::BulkStream::open(&Target { addr, tls: None }, &[req], Duration::from_secs(5))
+            .await
+            .unwrap();
+    let mut events = 0;
+    while let Some(ev) = s.next().await.unwrap() {
+        events += matches!(ev, Event::Binding(_) | Event::Done { .. }) as usize;
+    }
+    assert_eq!(events, 3);
+    assert_eq!(server.await.unwrap().unwrap(), 0, "BLQ-7.8-2: the server reads a FIN, not a reset");
+}
+
+/// BLQ-7.8-4: a server that closes mid-query leaves the bindings already received valid: they were handed
+/// over, and the error says how many queries were unfinished.
+#[tokio::test]
+async fn blq_7_8_4_bindings_received_before_a_close_are_kept() {
+    use leasewire_proto::session::bulk_requestor::{BulkRequest, Event};
+    let (addr, server) = scripted_bulk_server(2, false).await;
+    let req = BulkRequest {
+        key: leasewire_proto::session::bulk_query::BulkKey::All,
+        changed_on_or_after: None,
+        changed_on_or_before: None,
+    };
+    let mut s =
+        leasewire_requestor::bulk::BulkStream::open(&Target { addr, tls: None }, &[req], Duration::from_secs(5))
+            .await
+            .unwrap();
+    let mut bindings = Vec::new();
+    let end = loop {
+        match s.next().await {
+            Ok(Some(Event::Binding(b))) => bindings.push(b.binding.ip),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("no DONE came"),
+            Err(e) => break e,
+        }
+    };
+    server.await.unwrap().unwrap();
+    assert_eq!(bindings, vec![Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 11)]);
+    assert!(matches!(end, leasewire_requestor::bulk::BulkError::Closed(1)), "{end}");
+}

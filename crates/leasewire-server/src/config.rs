@@ -1245,6 +1245,15 @@ hw-address = "02:00:00:00:00:05"
     }
 
     #[test]
+    fn blq_6_3_1_bulk_leasequery_listens_on_port_67_by_default_and_the_port_is_configurable() {
+        let v = Config::parse(GOOD).unwrap();
+        assert_eq!(v.raw.bulk_leasequery.listen, vec!["0.0.0.0:67".parse::<SocketAddr>().unwrap()], "BLQ-6.3-2");
+        let other = format!("{GOOD}\n[bulk-leasequery]\nlisten = [\"127.0.0.1:6767\"]\n");
+        let v = Config::parse(&other).unwrap();
+        assert_eq!(v.raw.bulk_leasequery.listen, vec!["127.0.0.1:6767".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[test]
     fn the_store_is_sqlite_unless_postgres_is_chosen_and_its_keys_are_checked() {
         assert_eq!(Config::parse(GOOD).unwrap().store, StoreChoice::Sqlite);
         let with =

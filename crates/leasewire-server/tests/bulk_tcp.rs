@@ -142,6 +142,7 @@ async fn admitted(l: &Listener, xid: u32) -> TcpStream {
     s
 }
 
+/// BLQ-8.1-1/2; ALQ-8.1-11: a capacity refusal closes the TCP connection itself, with no message.
 #[tokio::test]
 async fn blq_8_1_2_connections_over_the_limit_are_closed_at_once() {
     let l = listener("max-connections = 2\nmax-connections-per-requestor = 10", "10.0.0.10").await;
@@ -403,4 +404,16 @@ async fn a_peer_that_pipelines_queries_and_never_reads_is_held_by_backpressure()
     assert!(blocked, "the server kept reading: {written} octets taken");
     // What was taken is the kernel's socket buffers plus a bounded amount in the session, far from the total.
     assert!(written < 64 << 20, "{written} octets taken before the push-back");
+}
+
+/// BLQ-8.5-5: when the requestor closes its end, the server closes its own (at once, not after the data
+/// timeout).
+#[tokio::test]
+async fn blq_8_5_5_the_server_closes_when_the_requestor_does() {
+    let l = listener("", "10.0.0.10").await;
+    let mut s = admitted(&l, 1).await;
+    s.shutdown().await.unwrap();
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await.expect("closed promptly");
+    assert!(matches!(n, Ok(0)), "{n:?}");
 }

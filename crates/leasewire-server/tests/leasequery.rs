@@ -249,6 +249,19 @@ fn lq_6_4_1_6_query_by_mac_picks_the_latest_transaction_and_lists_the_others() {
     assert!(f.reply(&q).options.contains(code::ASSOCIATED_IP));
 }
 
+/// LQ-6.4.1-5: a client with exactly one active binding: that address in ciaddr, and no associated-ip.
+#[test]
+fn lq_6_4_1_5_exactly_one_binding_is_the_answer() {
+    let f = fixture("");
+    const MAC3: [u8; 6] = [2, 0, 0, 0, 0, 3];
+    f.store.commit(T - 4, vec![active([10, 0, 0, 104], MAC3, T - 20)]).wait().unwrap();
+    let mut q = query(Some(ALL));
+    q.set_hardware_address(1, &MAC3);
+    let r = f.reply(&q);
+    assert_eq!((r.message_type(), r.ciaddr), (Some(MessageType::LeaseActive), Ipv4Addr::new(10, 0, 0, 104)));
+    assert!(!r.options.contains(code::ASSOCIATED_IP));
+}
+
 #[test]
 fn lq_6_3_1_query_by_client_identifier() {
     let f = fixture("");

@@ -78,6 +78,7 @@ mod tests {
         assert!(time("yesterday").unwrap_err().contains("RFC 3339"));
     }
 
+    /// BLQ-6.3-3: the requestor connects to port 67 unless told another port.
     #[test]
     fn servers_by_address_port_or_name() {
         assert_eq!(server("127.0.0.1"), Ok("127.0.0.1:67".parse().unwrap()));

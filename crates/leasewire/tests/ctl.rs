@@ -249,6 +249,7 @@ impl Active {
     }
 }
 
+/// BLQ-6.2.7-2: RESET (an address freed by an external agent) is produced, by the administrative delete.
 #[test]
 fn ctl_delete_resets_durably_and_an_active_watcher_sees_it_within_1s() {
     let dir = tempfile::tempdir().unwrap();

@@ -273,3 +273,19 @@ fn alq_7_4_1_4_data_missing_without_base_time_is_bad_input() {
     assert!(matches!(r.error(), Some(ActiveError::BadInput(_))));
     assert_eq!(r.poll_event(), None, "no gap from 0 to 0");
 }
+
+/// ALQ-7.3-2/3/4 from the requestor's side: the DHCPACTIVELEASEQUERY carries no ciaddr, chaddr or client-id,
+/// the connection's xid, and a parameter request list.
+#[test]
+fn alq_7_3_4_the_query_has_no_client_fields_its_xid_and_a_parameter_request_list() {
+    let mut r = ActiveRequestor::new(0x1234_5678, Some(T - 60), false, Duration::from_secs(120), Instant::now());
+    let bytes = r.poll_transmit().expect("the query");
+    let (body, _) = crate::framing::FrameDecoder::default().decode(&bytes).unwrap().unwrap();
+    let m = Message::decode(body).unwrap();
+    assert_eq!(m.message_type(), Some(MessageType::ActiveLeaseQuery));
+    assert_eq!((m.xid, m.ciaddr, m.hlen), (0x1234_5678, Ipv4Addr::UNSPECIFIED, 0), "ALQ-7.3-2, ALQ-7.3-3");
+    assert!(m.options.client_identifier().is_none(), "ALQ-7.3-2");
+    let prl = m.options.parameter_request_list().expect("ALQ-7.3-4: a parameter request list");
+    assert!(prl.contains(&code::BASE_TIME) && prl.contains(&code::DHCP_STATE));
+    assert_eq!(m.options.get_u32(code::QUERY_START_TIME), Some(T - 60));
+}
