@@ -9,6 +9,34 @@
 //! * [`control`]: the control socket (`leasewire ctl`): status, reload, lease administration.
 //! * [`lease_log`]: one INFO line per committed change, written off the DHCP path.
 //! * [`metrics`]: Prometheus metrics and the `/metrics` endpoint.
+//!
+//! A server on loopback, started and stopped (`examples/server.rs` also reloads it):
+//!
+//! ```
+//! use leasewire_server::{config::Config, server::Server};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let config = Config::parse(&format!(
+//!     r#"
+//!     [server]
+//!     server-id = "127.0.0.1"
+//!     listen = ["127.0.0.1:0"]
+//!     data-dir = "{}"
+//!     [[subnet]]
+//!     subnet = "127.0.0.0/8"
+//!     pools = [{{ start = "127.1.0.10", end = "127.1.0.20" }}]
+//!     "#,
+//!     dir.path().display()
+//! ))?;
+//! let running = Server::new(config).start().await?;
+//! assert_eq!(running.addrs().dhcp.len(), 1);
+//! assert!(running.addrs().tcp.is_empty(), "no Bulk Leasequery requestor allowed: no listener");
+//! assert!(dir.path().join("leasewire.lock").exists(), "the embedded store is locked while it runs");
+//! running.stop().await;
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod config;
