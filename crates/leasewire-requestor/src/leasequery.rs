@@ -157,6 +157,7 @@ mod tests {
         }
     }
 
+    /// LQ-6.2-2 (giaddr), LQ-6.2-4 (parameter request list), LQ-6.2-6, LQ-6.2-7, LQ-6.2-8 (each key alone).
     #[test]
     fn lq_6_2_query_forms() {
         let g = Ipv4Addr::new(10, 0, 0, 2);
@@ -168,8 +169,12 @@ mod tests {
             (by_mac.ciaddr, by_mac.htype, by_mac.hardware_address()),
             (Ipv4Addr::UNSPECIFIED, 1, &[2, 0, 0, 0, 0, 1][..])
         );
+        assert!(by_mac.options.client_identifier().is_none(), "LQ-6.2-7: no option 61 in a query by MAC");
+        assert_eq!(by_mac.giaddr, g, "LQ-6.2-2");
+        assert_eq!(by_mac.options.parameter_request_list(), Some(DEFAULT_PRL), "LQ-6.2-4");
         let by_id = build(&Query::ClientId(vec![1, 2, 3]), 3, g, DEFAULT_PRL, false);
         assert_eq!((by_id.hlen, by_id.options.client_identifier()), (0, Some(&[1, 2, 3][..])));
+        assert_eq!((by_id.ciaddr, by_id.htype), (Ipv4Addr::UNSPECIFIED, 0), "LQ-6.2-8");
         // LQR-4.1-1: option 82 with only the remote-id, 92 requested, even when asked for the source port.
         let by_rid = build(&Query::RemoteId(b"sw1".to_vec()), 4, g, DEFAULT_PRL, true);
         assert!(by_rid.options.relay_agent_info().unwrap().is_remote_id_only());

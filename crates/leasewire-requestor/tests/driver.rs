@@ -92,6 +92,8 @@ async fn run_once(target: Target, opts: ActiveOptions) -> (ActiveEnd, Vec<Progre
     (end, seen)
 }
 
+/// ALQ-7.2-1, ALQ-7.2-3, ALQ-7.2-7: secure mode negotiates TLS with DHCPTLS and runs the handshake on the same
+/// connection.
 #[tokio::test]
 async fn alq_7_2_9_secure_mode_streams_inside_mutual_tls() {
     let lab = lab(true).await;

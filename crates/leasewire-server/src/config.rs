@@ -1324,6 +1324,8 @@ hw-address = "02:00:00:00:00:05"
         assert_eq!(e.key, "subnet[0].reservation[0].hw-address");
     }
 
+    /// ALQ-8.1-2, ALQ-8.1-3, ALQ-8.1-4, ALQ-8.1-5: off by default; both modes; secure the default; insecure only by its
+    /// own setting.
     #[test]
     fn alq_8_1_active_leasequery_off_by_default_and_insecure_needs_its_own_setting() {
         let v = Config::parse(GOOD).unwrap();

@@ -207,6 +207,7 @@ async fn an_expired_client_certificate_is_refused() {
     refused_for(&lab, "tls_expired").await;
 }
 
+/// ALQ-9-4: which requestors may connect is configured through their certificates.
 #[tokio::test]
 async fn alq_8_1_8_a_requestor_not_on_the_allow_list_is_refused() {
     let lab = lab("\"requestor.lab\"").await;
@@ -412,6 +413,7 @@ async fn alq_5_1_2_one_dhcp_message_per_tls_record() {
     assert_eq!(client.await.unwrap(), 5);
 }
 
+/// ALQ-8.1-7: secure mode is TLS (1.2 and 1.3).
 #[tokio::test]
 async fn bcp195_only_tls_1_2_and_1_3_with_aead_suites() {
     let lab = lab("").await;

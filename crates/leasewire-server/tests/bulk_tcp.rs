@@ -164,6 +164,7 @@ async fn blq_8_1_2_connections_over_the_limit_are_closed_at_once() {
     assert_eq!(msgs.len(), 11);
 }
 
+/// BLQ-9-3, BLQ-9-4: Bulk Leasequery only for the configured requestors; anyone else is closed at once.
 #[tokio::test]
 async fn rfc6926_9_per_requestor_limit_and_allow_list() {
     let l = listener("max-connections-per-requestor = 1", "10.0.0.10").await;

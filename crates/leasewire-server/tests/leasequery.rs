@@ -201,6 +201,7 @@ fn lq_6_4_2_9_options_follow_the_parameter_request_list() {
     assert_eq!(codes(&r), vec![53, 54, 51, 58, 59, 91, 61, 82]);
 }
 
+/// LQ-6.4.2-3: UNASSIGNED only about an address this server is responsible for.
 #[test]
 fn lq_6_4_1_unassigned_for_managed_and_unknown_for_the_rest() {
     let f = fixture("");
@@ -230,6 +231,7 @@ fn lq_6_3_4_giaddr_does_not_restrict_the_query() {
     assert_eq!(a.kind, MessageType::LeaseActive);
 }
 
+/// LQ-6.4.1-4, LQ-6.4.1-7: the address of the client's most recent use; no address for the client: UNKNOWN.
 #[test]
 fn lq_6_4_1_6_query_by_mac_picks_the_latest_transaction_and_lists_the_others() {
     let f = fixture("");
@@ -262,6 +264,7 @@ fn lq_6_4_1_5_exactly_one_binding_is_the_answer() {
     assert!(!r.options.contains(code::ASSOCIATED_IP));
 }
 
+/// LQ-6.3-3: the answer is about the client the query's key names.
 #[test]
 fn lq_6_3_1_query_by_client_identifier() {
     let f = fixture("");

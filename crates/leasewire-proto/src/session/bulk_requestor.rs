@@ -312,6 +312,8 @@ mod tests {
         }
     }
 
+    /// BLQ-6.2.5-3, BLQ-6.2.6-3: start of state and CLTT made absolute times in the server's context; BLQ-7.3-2:
+    /// many replies with one query's xid.
     #[test]
     fn blq_7_4_times_become_absolute_and_server_id_is_cached() {
         let now = Instant::now();

@@ -104,6 +104,7 @@ fn parameter_request_list_selects_options() {
     assert!(r.options.contains(code::SUBNET_MASK));
 }
 
+/// LQ-6.7-1, LQ-5-10: the option 82 of the client's request is stored with the binding.
 #[test]
 fn rfc3046_option_82_is_echoed_last_and_stored() {
     let mut e = engine();
@@ -132,6 +133,7 @@ fn rfc8357_relay_source_port_gets_the_reply() {
     assert_eq!(o.reply.unwrap().1, Destination::Unicast(SocketAddrV4::new(RELAY, 67)));
 }
 
+/// LQ-6.7-2: the client-last-transaction-time is stored with the binding.
 #[test]
 fn ack_commits_an_active_binding_with_lease_and_client() {
     let mut e = engine();

@@ -230,6 +230,7 @@ fn server_frame(xid: u32, t: MessageType, base: Option<u32>, status: Option<Stat
     out
 }
 
+/// ALQ-7.3-6, ALQ-7.4.1-8: the requestor tracks the highest base-time, for the next query.
 #[test]
 fn alq_7_3_7_the_saved_base_time_never_runs_ahead_of_the_events_taken() {
     let now = Instant::now();

@@ -144,6 +144,7 @@ fn types(run: &Run) -> Vec<(Ipv4Addr, MessageType)> {
     run.replies.iter().map(|m| (m.ciaddr, m.message_type().unwrap())).collect()
 }
 
+/// BLQ-8.2-12: every address at most once, then DONE.
 #[test]
 fn blq_8_2_8_all_configured_addresses_exactly_once() {
     for page in [1, 2, 3, 1000] {
@@ -166,6 +167,7 @@ fn blq_8_2_8_all_configured_addresses_exactly_once() {
     }
 }
 
+/// BLQ-8.3-2: server-identifier in the first message of the response only.
 #[test]
 fn blq_7_3_5_server_identifier_in_the_first_reply_only() {
     let run = ask(&query(1), &FakeStore::standard(), 2);
@@ -396,6 +398,7 @@ fn duplicate_xid_on_a_connection_is_refused() {
     assert!(run.replies.iter().any(|m| m.options.status_code() == Some(StatusCode::MalformedQuery)));
 }
 
+/// ALQ-8.1.1-1: an unsupported message type closes the connection.
 #[test]
 fn blq_u_1_other_message_types_close_the_connection_without_reply() {
     for t in [
