@@ -443,6 +443,9 @@ impl Reloader {
         inner.dhcp.reconfigure(&new);
         if let (Some(tcp), Some(settings)) = (&inner.tcp, tcp_settings) {
             tcp.apply(settings);
+            if let Some(t) = new.raw.active_leasequery.tls.as_ref().filter(|_| new.raw.active_leasequery.enabled) {
+                tracing::info!(cert = %t.cert.display(), "TLS certificate, key and CA reloaded");
+            }
         }
         *current = new;
         Ok(report)
@@ -579,6 +582,10 @@ fn open_store(
             Ok((Arc::new(store), None, Some(lock)))
         }
         StoreChoice::Postgres { url, name, pool_size, tls, .. } => {
+            // Optional with a shared store; when given, it holds the control socket: make sure it exists.
+            if let Some(dir) = config.raw.server.data_dir.as_deref() {
+                prepare_data_dir(dir)?;
+            }
             let mut options = PgOptions::new(unix_now(), name.clone());
             // Several servers write this database: let it arbitrate every claim.
             options.guard_claims = true;

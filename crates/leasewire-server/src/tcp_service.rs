@@ -192,6 +192,8 @@ pub struct TcpService {
     metrics: Arc<Metrics>,
     /// Admitted connections (BULK_LQ_MAX_CONNS).
     slots: Arc<Semaphore>,
+    /// Permits to forget rather than return when admitted connections end (max-connections was lowered).
+    slots_owed: Arc<std::sync::atomic::AtomicUsize>,
     pending: Mutex<Pending>,
     per_requestor: Mutex<HashMap<IpAddr, usize>>,
     log: LogLimiter,
@@ -237,6 +239,7 @@ impl TcpService {
         let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
         let service = Arc::new(TcpService {
             slots: Arc::new(Semaphore::new(settings.max_connections)),
+            slots_owed: Arc::default(),
             settings: watch::Sender::new(Arc::new(settings)),
             store,
             feed,
@@ -272,16 +275,14 @@ impl TcpService {
         let old = self.settings.borrow().max_connections;
         let new = settings.max_connections;
         if new > old {
-            self.slots.add_permits(new - old);
+            // Permits still owed from an earlier lowering are cancelled first.
+            let owed = take_up_to(&self.slots_owed, new - old);
+            self.slots.add_permits(new - old - owed);
         } else if new < old {
-            // Permits held by admitted connections come back as they close; until then the total stays higher.
+            // Free permits go at once; those held by admitted connections are owed and forgotten as the
+            // connections end (see `Admitted`), so nobody is dropped for a lower limit.
             let forgotten = self.slots.forget_permits(old - new);
-            if forgotten < old - new {
-                tracing::info!(
-                    max_connections = new,
-                    "more connections are admitted than the new max-connections; none is dropped for it"
-                );
-            }
+            self.slots_owed.fetch_add(old - new - forgotten, std::sync::atomic::Ordering::SeqCst);
         }
         self.settings.send_replace(Arc::new(settings));
     }
@@ -355,11 +356,12 @@ impl TcpService {
     }
 
     /// The session accepted its first query: move the connection from the pending budget to an admitted slot.
-    fn promote(&self, ticket: &Ticket) -> Result<OwnedSemaphorePermit, &'static str> {
+    fn promote(&self, ticket: &Ticket) -> Result<Admitted, &'static str> {
         if !self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(ticket.id) {
             return Err("pending_evicted");
         }
-        self.slots.clone().try_acquire_owned().map_err(|_| "max_connections")
+        let permit = self.slots.clone().try_acquire_owned().map_err(|_| "max_connections")?;
+        Ok(Admitted { permit: Some(permit), owed: self.slots_owed.clone() })
     }
 
     fn release(&self, peer: SocketAddr) {
@@ -411,7 +413,7 @@ impl TcpService {
         // Whether this connection counts in the active-connections gauge (the caller decrements it).
         let mut gauge_held = false;
         // The admitted slot, once the session accepted a query; until then the connection is pending.
-        let mut slot: Option<OwnedSemaphorePermit> = None;
+        let mut slot: Option<Admitted> = None;
         if shutting_down {
             s.shutdown();
         }
@@ -626,6 +628,34 @@ impl TcpService {
             .await
             .unwrap_or_else(|e| Err(e.to_string()))
     }
+}
+
+/// An admitted connection's place under max-connections: returned when the connection ends, unless a lowered
+/// limit still owes one (then it is forgotten, and the limit takes effect as connections end).
+struct Admitted {
+    permit: Option<OwnedSemaphorePermit>,
+    owed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if take_up_to(&self.owed, 1) == 1
+            && let Some(p) = self.permit.take()
+        {
+            p.forget();
+        }
+    }
+}
+
+/// Take up to `n` from `counter` (never below zero); returns how much was taken.
+fn take_up_to(counter: &std::sync::atomic::AtomicUsize, n: usize) -> usize {
+    use std::sync::atomic::Ordering;
+    let mut taken = 0;
+    let _ = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+        taken = v.min(n);
+        Some(v - taken)
+    });
+    taken
 }
 
 /// The listen backlog. Larger than tokio's default (1024): under a connection flood, a connection the kernel

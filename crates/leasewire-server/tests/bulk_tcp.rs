@@ -418,3 +418,73 @@ async fn blq_8_5_5_the_server_closes_when_the_requestor_does() {
     let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await.expect("closed promptly");
     assert!(matches!(n, Ok(0)), "{n:?}");
 }
+
+/// A reload that lowers max-connections closes nobody: admitted requestors keep their connections (and get
+/// answers), new ones are refused until enough have ended, then the lower limit holds.
+#[tokio::test]
+async fn a_lowered_max_connections_drops_nobody_and_applies_as_connections_end() {
+    let text = |max: usize| {
+        format!(
+            r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/nonexistent"
+[bulk-leasequery]
+listen = ["127.0.0.1:0"]
+allow = ["127.0.0.0/8"]
+max-connections = {max}
+max-connections-per-requestor = 10
+[[subnet]]
+subnet = "10.0.0.0/16"
+pools = [{{ start = "10.0.0.1", end = "10.0.0.3" }}]
+"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn LeaseStore> =
+        Arc::new(SqliteStore::open(dir.path().join("l.db"), OpenOptions::new(1_800_000_000)).unwrap());
+    let (_stop, rx) = watch::channel(false);
+    let metrics = Arc::new(Metrics::new());
+    let config = Config::parse(&text(2)).unwrap();
+    let (service, addrs, _done) =
+        TcpService::start_service(&config, store, leasewire_server::feed::ChangeFeed::default(), metrics.clone(), rx)
+            .await
+            .unwrap();
+    let (service, addr) = (service.unwrap(), addrs[0]);
+    let l = Listener {
+        addr,
+        metrics: metrics.clone(),
+        stop: watch::channel(false).0,
+        done: tokio::spawn(async {}),
+        _dir: dir,
+    };
+    let a = admitted(&l, 1).await;
+    let mut b = admitted(&l, 2).await;
+    service.reconfigure(&Config::parse(&text(1)).unwrap()).unwrap();
+    // Both keep their connections and their answers.
+    b.write_all(&frame(&bulk_query(3))).await.unwrap();
+    let (_, closed) = read_messages(&mut b, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert!(!closed, "an admitted requestor is not dropped by a lower limit");
+    let refused = |n: u64| async move {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(&frame(&bulk_query(9))).await.unwrap();
+        let (msgs, closed) = tokio::time::timeout(
+            Duration::from_secs(5),
+            read_messages(&mut c, |m| m.message_type() == Some(MessageType::LeaseQueryDone)),
+        )
+        .await
+        .unwrap();
+        (closed && msgs.is_empty(), n)
+    };
+    assert!(refused(1).await.0, "over the new limit: refused");
+    // One ends: one admitted is left, which is the new limit, so still no room.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(refused(2).await.0, "the freed place was owed to the lower limit");
+    // The other ends: room for exactly one.
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _c = admitted(&l, 4).await;
+    assert!(refused(3).await.0, "one at a time now");
+    drop(l);
+}

@@ -180,6 +180,7 @@ fn lq_6_4_3_query_by_ip_of_a_leased_address_is_active() {
     assert!(!r.options.contains(code::ASSOCIATED_IP), "no 92 for a query by IP");
 }
 
+/// LQ-6.4.2-10: requested options on the non-sensitive list are returned.
 #[test]
 fn lq_6_4_2_11_only_non_sensitive_stored_options() {
     let f = fixture("");
@@ -202,6 +203,7 @@ fn lq_6_4_2_9_options_follow_the_parameter_request_list() {
 }
 
 /// LQ-6.4.2-3: UNASSIGNED only about an address this server is responsible for.
+/// LQ-5-9: UNASSIGNED carries the address asked about in ciaddr.
 #[test]
 fn lq_6_4_1_unassigned_for_managed_and_unknown_for_the_rest() {
     let f = fixture("");
@@ -222,6 +224,7 @@ fn lq_6_4_1_unassigned_for_managed_and_unknown_for_the_rest() {
     }
 }
 
+/// LQ-6.2-3: giaddr chooses no pool and restricts nothing.
 #[test]
 fn lq_6_3_4_giaddr_does_not_restrict_the_query() {
     let f = fixture("");
@@ -277,6 +280,7 @@ fn lq_6_3_1_query_by_client_identifier() {
     assert_eq!(codes(&f.reply(&q)), vec![53]);
 }
 
+/// LQR-4-1: a remote-id with an active lease gets DHCPLEASEACTIVE.
 #[test]
 fn lqr_4_query_by_remote_id() {
     let f = fixture("");

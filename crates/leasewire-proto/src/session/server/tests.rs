@@ -176,6 +176,7 @@ fn blq_7_3_5_server_identifier_in_the_first_reply_only() {
     assert!(with[1..].iter().all(|w| !w));
 }
 
+/// BLQ-6.2.7-4: DHCPLEASEACTIVE about an ACTIVE binding; ALQ-8.2-3: the same builder writes Active replies.
 #[test]
 fn blq_8_3_active_reply_contents() {
     let run = ask(&query(1), &FakeStore::standard(), 1000);
@@ -837,6 +838,18 @@ fn alq_8_4_5_a_requestor_that_falls_behind_gets_query_terminated_then_is_closed(
     let last = run.replies.last().expect("a farewell");
     assert_eq!(status_of(last), Some(StatusCode::QueryTerminated));
     assert!(last.options.base_time().unwrap() < change(3, DhcpState::Active, 1).time);
+}
+
+/// ALQ-8.4-6: when the requestor closes its end of an Active connection, the server closes its own.
+#[test]
+fn alq_8_4_6_the_server_closes_when_the_requestor_does() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    s.receive(&frame(&active_query(9)), now);
+    drive_active(&mut s, &mut vec![]);
+    s.peer_closed();
+    assert_eq!(drive_active(&mut s, &mut vec![]).closed, Some(CloseReason::PeerClosed));
+    assert!(s.is_closed());
 }
 
 fn leasewire_proto_farewell() -> Duration {
