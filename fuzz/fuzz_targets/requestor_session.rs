@@ -7,9 +7,9 @@
 #![no_main]
 
 use leasewire_proto::framing::FrameDecoder;
-use leasewire_proto::session::active_requestor::ActiveRequestor;
-use leasewire_proto::session::bulk_query::BulkKey;
-use leasewire_proto::session::bulk_requestor::{BulkRequest, BulkRequestor};
+use leasewire_proto::session::requestor::active::ActiveRequestor;
+use leasewire_proto::session::BulkKey;
+use leasewire_proto::session::requestor::bulk::{BulkRequest, BulkRequestor};
 use leasewire_proto::Message;
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, Instant};

@@ -14,7 +14,7 @@
 
 use leasewire_proto::framing::FrameDecoder;
 use leasewire_proto::lq_reply::ReplyPolicy;
-use leasewire_proto::session::active::ActiveConfig;
+use leasewire_proto::session::server::active::ActiveConfig;
 use leasewire_proto::session::server::{Output, ServerConfig, ServerSession, TlsPolicy};
 use leasewire_proto::{Binding, BindingChange, DhcpState, Message, MessageType};
 use libfuzzer_sys::fuzz_target;

@@ -14,15 +14,19 @@ mod dhcp_state;
 mod error;
 pub mod framing;
 pub mod hex;
-pub mod leasequery;
 pub mod lq_reply;
 mod message;
 mod message_type;
 pub mod options;
+pub mod query_key;
 mod relay_agent;
 pub mod session;
 mod status;
 mod vss;
+
+// The module's name before it said what it holds, kept while the requestor crate moves over.
+#[doc(hidden)]
+pub use query_key as leasequery;
 
 pub use binding::{Binding, BindingChange, BindingProblem, MAX_HARDWARE_ADDRESS_LEN};
 pub use dhcp_state::{DataSource, DhcpState};

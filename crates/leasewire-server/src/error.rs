@@ -21,7 +21,7 @@ pub enum ServeError {
         /// The configuration key, e.g. `active-leasequery.tls`.
         key: &'static str,
         /// What is wrong, naming the file.
-        source: crate::tls::TlsError,
+        source: crate::tcp::tls::TlsError,
     },
     /// The data directory could not be created or is not writable.
     #[error("server.data-dir {}: {message}", path.display())]

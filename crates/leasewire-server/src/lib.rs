@@ -4,7 +4,9 @@
 //!   [`server::RunningServer`] (bound addresses, live reload, stop); errors are [`error::ServeError`].
 //! * [`config`]: the TOML configuration, validated with errors naming key and line.
 //! * [`engine`]: the DHCP engine (RFC 2131), a sans-IO decision core.
-//! * [`dhcp_service`]: its tokio driver (UDP sockets, durable commit before reply, timers).
+//! * [`udp`]: what runs on the UDP sockets: the engine's tokio driver ([`udp::dhcp`]: durable commit before
+//!   reply, timers) and Leasequery (RFC 4388, [`udp::leasequery`]).
+//! * [`tcp`]: Leasequery over TCP (Bulk and Active, RFC 6926 / RFC 7724), secure mode in [`tcp::tls`].
 //! * [`feed`]: committed binding changes for the leasequery services.
 //! * [`control`]: the control socket (`leasewire ctl`): status, reload, lease administration.
 //! * [`lease_log`]: one INFO line per committed change, written off the DHCP path.
@@ -41,16 +43,23 @@
 
 pub mod config;
 pub mod control;
-pub mod dhcp_service;
 pub mod engine;
 pub mod error;
 pub mod feed;
 pub mod lab_certs;
 pub mod lease_log;
-pub mod leasequery;
 pub mod log_limit;
 pub mod metrics;
 pub mod server;
-pub mod tcp_service;
-pub mod tls;
-pub mod tls_allow;
+pub mod tcp;
+pub mod udp;
+
+// The module paths before the `udp`/`tcp` layout, kept while the other crates move over.
+#[doc(hidden)]
+pub use tcp as tcp_service;
+#[doc(hidden)]
+pub use tcp::{tls, tls_allow};
+#[doc(hidden)]
+pub use udp::dhcp as dhcp_service;
+#[doc(hidden)]
+pub use udp::leasequery;

@@ -256,13 +256,13 @@ impl Metrics {
         let sent_by_code = per_code(&packets_out);
         let reason = |r: &str| ReasonLabel { reason: r.to_string() };
         let drop_reasons = crate::engine::DropReason::ALL.iter().map(|r| r.label());
-        let drop_reasons = drop_reasons.chain(crate::leasequery::LqDrop::ALL.iter().map(|r| r.label()));
+        let drop_reasons = drop_reasons.chain(crate::udp::leasequery::LqDrop::ALL.iter().map(|r| r.label()));
         let drop_reasons = drop_reasons.chain(["decode_error", "send_error", "store_conflict"]);
-        for r in drop_reasons.chain(crate::tcp_service::CLOSE_REASONS.iter().copied()) {
+        for r in drop_reasons.chain(crate::tcp::CLOSE_REASONS.iter().copied()) {
             let _ = drops.get_or_create(&reason(r));
         }
-        let tls = crate::tls::HandshakeFailure::ALL.iter().map(|f| f.label());
-        for r in crate::tcp_service::REJECT_REASONS.iter().copied().chain(tls) {
+        let tls = crate::tcp::tls::HandshakeFailure::ALL.iter().map(|f| f.label());
+        for r in crate::tcp::REJECT_REASONS.iter().copied().chain(tls) {
             let _ = tcp_rejected.get_or_create(&reason(r));
         }
         for p in ["live", "catch_up"] {

@@ -10,11 +10,11 @@
 use crate::config::{Config, StoreChoice, Validated};
 use crate::control::Control;
 use crate::control::server::ControlServer;
-use crate::dhcp_service::{DhcpService, SharedChanges, unix_now};
 use crate::error::{ReloadError, ServeError};
 use crate::feed::ChangeFeed;
 use crate::metrics::{Metrics, ResultLabel};
-use crate::tcp_service::{TcpService, TcpSettings};
+use crate::tcp::{TcpService, TcpSettings};
+use crate::udp::dhcp::{DhcpService, SharedChanges, unix_now};
 use leasewire_store::{LeaseStore, OpenOptions, PgOptions, PgStore, PgTls, SqliteStore};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -554,7 +554,7 @@ pub fn check_files(config: &Validated) -> Result<(), ServeError> {
     TcpSettings::load(config)?;
     if let StoreChoice::Postgres { tls: Some(t), .. } = &config.store {
         let client = t.client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-        crate::tls::database_client_config(&t.ca, client)
+        crate::tcp::tls::database_client_config(&t.ca, client)
             .map_err(|source| ServeError::Tls { key: "server.store", source })?;
     }
     Ok(())
@@ -592,7 +592,7 @@ fn open_store(
             options.pool_size = *pool_size;
             if let Some(t) = tls {
                 let client = t.client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-                let config = crate::tls::database_client_config(&t.ca, client)
+                let config = crate::tcp::tls::database_client_config(&t.ca, client)
                     .map_err(|source| ServeError::Tls { key: "server.store", source })?;
                 options.tls = Some(PgTls(config));
             }

@@ -9,7 +9,7 @@ use leasewire_server::config::Config;
 use leasewire_server::feed::ChangeFeed;
 use leasewire_server::lab_certs::{Issued, LabCa};
 use leasewire_server::metrics::Metrics;
-use leasewire_server::tcp_service::TcpService;
+use leasewire_server::tcp::TcpService;
 use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -300,7 +300,7 @@ async fn alq_8_1_8_an_spki_pin_admits_its_key_and_a_wrong_pin_refuses() {
     let ca = LabCa::new("pinning CA").unwrap();
     let pinned = ca.issue(&["anything.lab"], true, false).unwrap();
     let key = rcgen::KeyPair::from_pem(&pinned.key_pem).unwrap();
-    let pin = leasewire_server::tls_allow::spki_pin(&rcgen::PublicKeyData::subject_public_key_info(&key));
+    let pin = leasewire_server::tcp::tls_allow::spki_pin(&rcgen::PublicKeyData::subject_public_key_info(&key));
     let lab = lab_with(&format!("allow-spki = [\"{pin}\"]"), ca).await;
     assert!(admitted(&lab, &pinned).await);
     let same_name_other_key = lab.ca.issue(&["anything.lab"], true, false).unwrap();
@@ -444,7 +444,7 @@ async fn bcp195_only_tls_1_2_and_1_3_with_aead_suites() {
         );
     }
     // What the server accepts at all: the two versions, no CBC, no RSA key exchange.
-    let server = leasewire_server::tls::TlsSettings::load(
+    let server = leasewire_server::tcp::tls::TlsSettings::load(
         &lab._dir.path().join("server.pem"),
         &lab._dir.path().join("server-key.pem"),
         &lab._dir.path().join("ca.pem"),

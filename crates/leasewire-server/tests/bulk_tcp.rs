@@ -6,7 +6,7 @@ use leasewire_proto::options::code;
 use leasewire_proto::{DhcpState, Message, MessageType, Op, StatusCode};
 use leasewire_server::config::Config;
 use leasewire_server::metrics::Metrics;
-use leasewire_server::tcp_service::TcpService;
+use leasewire_server::tcp::TcpService;
 use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 use leasewire_proto::options::code;
 use leasewire_proto::{DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder};
 use leasewire_server::config::Config;
-use leasewire_server::leasequery::{Answer, LqDrop, Responder};
+use leasewire_server::udp::leasequery::{Answer, LqDrop, Responder};
 use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
 use std::net::{Ipv4Addr, SocketAddrV4};
 

@@ -11,9 +11,9 @@ mod pg;
 mod relay;
 
 use leasewire_server::config::Config;
-use leasewire_server::dhcp_service::DhcpService;
 use leasewire_server::feed::ChangeFeed;
 use leasewire_server::metrics::Metrics;
+use leasewire_server::udp::dhcp::DhcpService;
 use leasewire_store::{LeaseStore, PgOptions, PgStore};
 use std::net::Ipv4Addr;
 use std::sync::Arc;

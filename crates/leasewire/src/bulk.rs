@@ -3,8 +3,8 @@
 use crate::watch::States;
 use anyhow::{Context, bail};
 use leasewire_proto::StatusCode;
-use leasewire_proto::session::bulk_query::BulkKey;
-use leasewire_proto::session::bulk_requestor::{BulkBinding, BulkRequest, Event};
+use leasewire_proto::session::BulkKey;
+use leasewire_proto::session::requestor::bulk::{BulkBinding, BulkRequest, Event};
 use leasewire_requestor::conn::Target;
 use leasewire_requestor::json::{self, hex};
 use std::io::{IsTerminal, Write};

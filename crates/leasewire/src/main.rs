@@ -632,7 +632,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
             tls,
         } => {
-            use leasewire_proto::session::bulk_query::BulkKey;
+            use leasewire_proto::session::BulkKey;
             let key = match (mac, client_id, relay_id, remote_id) {
                 (Some(m), ..) => BulkKey::Mac { htype, addr: query::parse_hex("--mac", &m)? },
                 (_, Some(c), ..) => BulkKey::ClientId(query::parse_hex("--client-id", &c)?),
@@ -675,7 +675,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|s| leasewire_requestor::conn::Target { addr: std::net::SocketAddr::V4(*s), tls: tls.clone() })
                 .collect();
             // RFC 7724 §5.3 defaults; shorter is allowed (labs, tests) but worth a word.
-            if retry_interval < leasewire_proto::session::active::ACTIVE_LQ_IDLE_TIMEOUT {
+            if retry_interval < leasewire_proto::session::ACTIVE_LQ_IDLE_TIMEOUT {
                 tracing::warn!("--retry-interval below RFC 7724's ACTIVE_LQ_IDLE_TIMEOUT (60s): reconnects more often");
             }
             if rcv_timeout < leasewire_requestor::active::ACTIVE_LQ_RCV_TIMEOUT {

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, bail};
 use leasewire_proto::options::code;
-use leasewire_proto::session::bulk_requestor::binding_at;
+use leasewire_proto::session::requestor::bulk::binding_at;
 use leasewire_proto::{Message, MessageType};
 use leasewire_requestor::json;
 use leasewire_requestor::leasequery::{self, Query, QueryError};

@@ -7,8 +7,8 @@ mod support;
 
 use leasewire_proto::framing::{FrameDecoder, encode_frame};
 use leasewire_proto::options::code;
-use leasewire_proto::session::bulk_query::BulkKey;
-use leasewire_proto::session::bulk_requestor::{BulkRequest, Event, binding_of};
+use leasewire_proto::session::BulkKey;
+use leasewire_proto::session::requestor::bulk::{BulkRequest, Event, binding_of};
 use leasewire_proto::{DhcpState, Message, MessageType, Op, StatusCode};
 use leasewire_store::LeaseStore;
 use std::collections::HashMap;

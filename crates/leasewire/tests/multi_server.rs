@@ -12,7 +12,7 @@ mod support;
 
 use leasewire_proto::framing::{FrameDecoder, encode_frame};
 use leasewire_proto::options::code;
-use leasewire_proto::session::bulk_requestor::binding_of;
+use leasewire_proto::session::requestor::bulk::binding_of;
 use leasewire_proto::{DhcpState, Message, MessageType, Op};
 use leasewire_store::{PgOptions, PgStore, ScanFilter};
 use std::collections::HashMap;

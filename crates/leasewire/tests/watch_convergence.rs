@@ -9,8 +9,8 @@
 
 mod support;
 
-use leasewire_proto::session::bulk_query::BulkKey;
-use leasewire_proto::session::bulk_requestor::{BulkRequest, Event};
+use leasewire_proto::session::BulkKey;
+use leasewire_proto::session::requestor::bulk::{BulkRequest, Event};
 use leasewire_proto::{DhcpState, MessageType};
 use leasewire_requestor::conn::Target;
 use leasewire_requestor::replica::Replica;

@@ -10,8 +10,8 @@ pub mod protocol;
 pub mod server;
 
 use crate::config::{Subnet, Validated};
-use crate::dhcp_service::DhcpService;
 use crate::metrics::OTHER_SUBNET;
+use crate::udp::dhcp::DhcpService;
 use ipnet::Ipv4Net;
 use leasewire_proto::DhcpState;
 use leasewire_store::{BindingChange, LeaseStore, ScanFilter, ScanKey};

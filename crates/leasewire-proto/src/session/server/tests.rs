@@ -4,7 +4,7 @@
 use super::*;
 use crate::framing::encode_frame;
 use crate::options::code;
-use crate::session::active::{ACTIVE_LQ_IDLE_TIMEOUT, ACTIVE_LQ_SEND_TIMEOUT};
+use crate::session::server::active::{ACTIVE_LQ_IDLE_TIMEOUT, ACTIVE_LQ_SEND_TIMEOUT};
 use crate::{DataSource, Op, RelayAgentInfoBuilder};
 
 const T0: u32 = 1_800_000_000;

@@ -14,18 +14,23 @@
 //!
 //! Both count against `max-connections-per-requestor` per source address, and a source outside the allow
 //! list is closed right after accept. Every refusal is counted by reason in `tcp_connections_rejected`.
+//!
+//! Secure mode (RFC 7724 §8.1) is in [`tls`] (the rustls configuration and handshake failures) and
+//! [`tls_allow`] (which requestors may talk to this server).
+
+pub mod tls;
+pub mod tls_allow;
 
 use crate::config::Validated;
-use crate::dhcp_service::unix_now;
 use crate::error::ServeError;
 use crate::feed::{Batch, ChangeFeed};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
-use crate::tls::TlsSettings;
+use crate::udp::dhcp::unix_now;
 use ipnet::Ipv4Net;
 use leasewire_proto::lq_reply::ReplyPolicy;
-use leasewire_proto::session::active::{ActiveConfig, ChangesFetch};
-use leasewire_proto::session::bulk_query::BulkKey;
+use leasewire_proto::session::BulkKey;
+use leasewire_proto::session::server::active::{ActiveConfig, ChangesFetch};
 use leasewire_proto::session::server::{CloseReason, Fetch, Output, ServerConfig, ServerSession, TlsPolicy};
 use leasewire_store::{LeaseStore, ScanFilter, ScanKey};
 use rustls::pki_types::CertificateDer;
@@ -33,6 +38,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tls::TlsSettings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
@@ -560,7 +566,7 @@ impl TcpService {
             (settings.tls.clone()?, settings.session.data_timeout)
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
-        let refused = |failure: crate::tls::HandshakeFailure, detail: String| {
+        let refused = |failure: tls::HandshakeFailure, detail: String| {
             self.metrics.tls_failures.inc();
             self.metrics.rejected(failure.label());
             if let Some(suppressed) = self.log.allow(failure.label()) {
@@ -575,15 +581,15 @@ impl TcpService {
             r = tokio::time::timeout_at(deadline, acceptor.accept(tcp)) => match r {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
-                    let detail = match crate::tls_allow::refusal_of(&e) {
+                    let detail = match tls_allow::refusal_of(&e) {
                         Some(refusal) => refusal.to_string(),
                         None => e.to_string(),
                     };
-                    refused(crate::tls::HandshakeFailure::classify(&e), detail);
+                    refused(tls::HandshakeFailure::classify(&e), detail);
                     return None;
                 }
                 Err(_) => {
-                    refused(crate::tls::HandshakeFailure::Timeout, "no handshake before the deadline".into());
+                    refused(tls::HandshakeFailure::Timeout, "no handshake before the deadline".into());
                     return None;
                 }
             },
@@ -749,7 +755,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Every `tcp_connections_rejected` reason this module uses besides the TLS ones
-/// ([`crate::tls::HandshakeFailure::label`]), so the counters exist at zero from the start.
+/// ([`tls::HandshakeFailure::label`]), so the counters exist at zero from the start.
 pub(crate) const REJECT_REASONS: &[&str] = &[
     "not_allowed",
     "per_source_limit",

@@ -22,7 +22,7 @@ pub const ACTIVE_LQ_SEND_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct ActiveConfig {
     /// Send ConnectionActive after this long without sending anything (ALQ-7.4-2).
     pub idle_timeout: Duration,
-    /// Close when a write is blocked this long (ALQ-8.2-1). Enforced by the driver with [`super::server::ServerSession::write_timeout`].
+    /// Close when a write is blocked this long (ALQ-8.2-1). Enforced by the driver with [`super::ServerSession::write_timeout`].
     pub send_timeout: Duration,
     /// Addresses waiting to be sent before the requestor counts as too slow.
     pub max_backlog: usize,

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::lq_reply::ReplyPolicy;
-use crate::session::active::ActiveConfig;
+use crate::session::server::active::ActiveConfig;
 use crate::session::server::{Output, ServerConfig, ServerSession, TlsPolicy};
 use crate::{BindingChange, DhcpState};
 use std::net::Ipv4Addr;

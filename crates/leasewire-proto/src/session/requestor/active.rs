@@ -3,7 +3,7 @@
 //! the base-time bookkeeping of §7.3/§7.4.1 (nothing is saved until catch-up ends; a drop before that keeps
 //! the previous value) and ACTIVE_LQ_RCV_TIMEOUT.
 
-use super::bulk_requestor::binding_of;
+use super::bulk::binding_of;
 use super::dhcptls;
 use crate::framing::{FrameDecoder, encode_frame};
 use crate::lq_reply::DEFAULT_PRL;

@@ -8,9 +8,14 @@
 //! Flow control: the session produces output only when the driver has taken what was produced before, and
 //! reads at most `max_queries` queries ahead (BLQ-8.4-1), so memory per connection is bounded whatever the
 //! size of the result or the speed of the peer.
+//!
+//! The rules of a Bulk query live in [`bulk`], those of an Active stream in [`active`].
 
-use super::active::{self, Active, ActiveConfig, CatchUp, ChangesFetch};
-use super::bulk_query::{BulkKey, BulkQuery, VpnScope};
+pub mod active;
+pub mod bulk;
+
+use self::active::{Active, ActiveConfig, CatchUp, ChangesFetch};
+use self::bulk::{BulkKey, BulkQuery, VpnScope};
 use crate::framing::{FrameDecoder, encode_frame};
 use crate::lq_reply::{DEFAULT_PRL, ReplyPolicy, done, status_message, write_binding_reply};
 use crate::{Binding, BindingChange, DhcpState, Message, MessageType, StatusCode};

@@ -1,9 +1,9 @@
 //! TLS for Active Leasequery (RFC 7724 §8.1): a rustls server configuration that requires a client
 //! certificate signed by the configured CA (mutual authentication, ALQ-8.1-16), TLS 1.2 and 1.3 only with
 //! rustls's default (BCP 195 compatible) cipher suites, and an optional allow-list of requestors
-//! ([`crate::tls_allow`]), checked inside the handshake.
+//! ([`super::tls_allow`]), checked inside the handshake.
 
-use crate::tls_allow::{AllowList, AllowListVerifier};
+use super::tls_allow::{AllowList, AllowListVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use std::path::Path;
 use std::sync::Arc;
@@ -147,7 +147,7 @@ impl HandshakeFailure {
         };
         match err {
             Error::InvalidCertificate(c) => match c {
-                CertificateError::Other(o) if o.0.is::<crate::tls_allow::Refusal>() => Self::NotAllowed,
+                CertificateError::Other(o) if o.0.is::<super::tls_allow::Refusal>() => Self::NotAllowed,
                 CertificateError::UnknownIssuer => Self::UnknownCa,
                 CertificateError::Expired
                 | CertificateError::ExpiredContext { .. }

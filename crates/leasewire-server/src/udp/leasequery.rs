@@ -3,8 +3,8 @@
 
 use crate::config::{MacQueryPrefers, Subnet, Validated};
 use ipnet::Ipv4Net;
-use leasewire_proto::leasequery::{KeyError, QueryKey};
 use leasewire_proto::options::code;
+use leasewire_proto::query_key::{KeyError, QueryKey};
 use leasewire_proto::{DhcpState, Message, MessageType, Op};
 use leasewire_store::{Binding, BindingChange, LeaseStore, StoreError};
 use std::collections::{HashMap, HashSet};

@@ -2,10 +2,10 @@
 //! unique xids, demultiplexes replies by xid, turns each reply into a [`Binding`] in absolute server time,
 //! and reports each query's end.
 
-use super::bulk_query::BulkKey;
 use crate::framing::{FrameDecoder, encode_frame};
 use crate::lq_reply::DEFAULT_PRL;
 use crate::options::code;
+use crate::session::BulkKey;
 use crate::{Binding, DataSource, DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder, StatusCode};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;

@@ -1,0 +1,158 @@
+//! Tests of parsing, validation and the summary.
+
+use super::*;
+use std::net::SocketAddr;
+
+const GOOD: &str = r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/tmp/x"
+
+[[subnet]]
+subnet = "10.0.0.0/24"
+pools = [{ start = "10.0.0.100", end = "10.0.0.199" }]
+lease-time = 600
+[subnet.options]
+routers = ["10.0.0.1"]
+"66" = "tftp.example"
+"43" = "hex:0102"
+[[subnet.reservation]]
+ip = "10.0.0.5"
+hw-address = "02:00:00:00:00:05"
+"#;
+
+#[test]
+fn a_good_file_parses_with_defaults() {
+    let v = Config::parse(GOOD).unwrap();
+    assert_eq!(v.raw.server.listen, default_listen());
+    let s = &v.subnets[0];
+    assert_eq!(s.pools, vec![(u32::from(Ipv4Addr::new(10, 0, 0, 100)), u32::from(Ipv4Addr::new(10, 0, 0, 199)))]);
+    assert_eq!((s.renewal_time, s.rebinding_time), (300, 525));
+    let codes: Vec<u8> = s.options.iter().map(|o| o.0).collect();
+    assert_eq!(codes, vec![1, 3, 43, 66]);
+    assert_eq!(s.reservations[0].hw_address, Some(vec![2, 0, 0, 0, 0, 5]));
+}
+
+#[test]
+fn blq_6_3_1_bulk_leasequery_listens_on_port_67_by_default_and_the_port_is_configurable() {
+    let v = Config::parse(GOOD).unwrap();
+    assert_eq!(v.raw.bulk_leasequery.listen, vec!["0.0.0.0:67".parse::<SocketAddr>().unwrap()], "BLQ-6.3-2");
+    let other = format!("{GOOD}\n[bulk-leasequery]\nlisten = [\"127.0.0.1:6767\"]\n");
+    let v = Config::parse(&other).unwrap();
+    assert_eq!(v.raw.bulk_leasequery.listen, vec!["127.0.0.1:6767".parse::<SocketAddr>().unwrap()]);
+}
+
+#[test]
+fn the_store_is_sqlite_unless_postgres_is_chosen_and_its_keys_are_checked() {
+    assert_eq!(Config::parse(GOOD).unwrap().store, StoreChoice::Sqlite);
+    let with =
+        |store: &str| GOOD.replace("data-dir = \"/tmp/x\"\n", &format!("data-dir = \"/tmp/x\"\nstore = {store}\n"));
+    assert_eq!(Config::parse(&with(r#"{ kind = "sqlite" }"#)).unwrap().store, StoreChoice::Sqlite);
+    let v =
+        Config::parse(&with(r#"{ kind = "postgres", url = "host=/run/postgresql dbname=leases", start-at = 0.5 }"#))
+            .unwrap();
+    assert_eq!(
+        v.store,
+        StoreChoice::Postgres {
+            url: "host=/run/postgresql dbname=leases".into(),
+            name: "10.0.0.1".into(),
+            start_at: 0.5,
+            pool_size: 8,
+            tls: None,
+        }
+    );
+    for (store, key) in [
+        (r#"{ kind = "postgres" }"#, "server.store.url"),
+        (r#"{ kind = "mysql", url = "x" }"#, "server.store.kind"),
+        (r#"{ kind = "sqlite", url = "x" }"#, "server.store.url"),
+        (r#"{ kind = "postgres", url = "x", start-at = 1.0 }"#, "server.store.start-at"),
+        (r#"{ kind = "postgres", url = "x", name = "" }"#, "server.store.name"),
+        (r#"{ kind = "postgres", url = "x", pool-size = 0 }"#, "server.store.pool-size"),
+        (r#"{ kind = "sqlite", ca = "/ca.pem" }"#, "server.store.ca"),
+        (r#"{ kind = "postgres", url = "x", ca = "/ca.pem", cert = "/c.pem" }"#, "server.store.key"),
+        (r#"{ kind = "postgres", url = "x", ca = "/ca.pem", key = "/k.pem" }"#, "server.store.cert"),
+        (r#"{ kind = "postgres", url = "x", cert = "/c.pem", key = "/k.pem" }"#, "server.store.ca"),
+        (r#"{ kind = "postgres", url = "host=/run/postgresql", ca = "/ca.pem" }"#, "server.store.ca"),
+    ] {
+        let e = Config::parse(&with(store)).unwrap_err();
+        assert_eq!((e.key.as_str(), e.line), (key, Some(5)), "{store}: {e}");
+    }
+    let v =
+        Config::parse(&with(r#"{ kind = "postgres", url = "x", ca = "/ca.pem", cert = "/c.pem", key = "/k.pem" }"#))
+            .unwrap();
+    let StoreChoice::Postgres { tls, .. } = v.store else { panic!("postgres") };
+    let client = Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")));
+    assert_eq!(tls, Some(StoreTls { ca: "/ca.pem".into(), client }));
+    // data-dir: required by the embedded store only.
+    let without_dir = |store: &str| with(store).replace("data-dir = \"/tmp/x\"\n", "");
+    let e = Config::parse(&without_dir(r#"{ kind = "sqlite" }"#)).unwrap_err();
+    assert_eq!(e.key, "server.data-dir", "{e}");
+    let e = Config::parse(&GOOD.replace("data-dir = \"/tmp/x\"\n", "")).unwrap_err();
+    assert_eq!(e.key, "server.data-dir", "{e}");
+    let v = Config::parse(&without_dir(r#"{ kind = "postgres", url = "x" }"#)).unwrap();
+    assert!(v.raw.server.data_dir.is_none() && !v.summary().contains("data-dir"));
+    let e = Config::parse(&with(r#"{ kind = "postgres", url = "x", colour = 1 }"#)).unwrap_err();
+    assert!(e.to_string().contains("colour") && e.line == Some(5), "{e}");
+}
+
+#[test]
+fn errors_name_the_key_and_line() {
+    let bad = GOOD.replace("end = \"10.0.0.199\"", "end = \"10.0.1.199\"");
+    let e = Config::parse(&bad).unwrap_err();
+    assert_eq!(e.key, "subnet[0].pools[0].end");
+    assert_eq!(e.line, Some(8));
+    assert!(e.to_string().starts_with("line 8: subnet[0].pools[0].end: 10.0.1.199 is outside"));
+
+    let e = Config::parse(&GOOD.replace("lease-time", "lease-tme")).unwrap_err();
+    assert_eq!(e.line, Some(9), "{e}");
+    assert!(e.message.contains("lease-tme"), "{e}");
+
+    let e = Config::parse(&GOOD.replace("hw-address = \"02:00:00:00:00:05\"", "hw-address = \"zz\"")).unwrap_err();
+    assert_eq!(e.key, "subnet[0].reservation[0].hw-address");
+}
+
+/// ALQ-8.1-2, ALQ-8.1-3, ALQ-8.1-4, ALQ-8.1-5: off by default; both modes; secure the default; insecure only by its
+/// own setting.
+#[test]
+fn alq_8_1_active_leasequery_off_by_default_and_insecure_needs_its_own_setting() {
+    let v = Config::parse(GOOD).unwrap();
+    assert!(!v.raw.active_leasequery.enabled);
+    let bulk = "[bulk-leasequery]\nallow = [\"10.0.0.0/24\"]\n";
+    let e = Config::parse(&format!("{GOOD}{bulk}[active-leasequery]\nenabled = true\n")).unwrap_err();
+    assert_eq!(e.key, "active-leasequery.tls", "secure mode is the default and needs TLS settings");
+    let v = Config::parse(&format!(
+        "{GOOD}{bulk}[active-leasequery]\nenabled = true\ninsecure = true\nidle-timeout = 30\n"
+    ))
+    .unwrap();
+    assert!(v.raw.active_leasequery.enabled);
+    assert!(v.warnings.iter().any(|w| w.contains("idle-timeout = 30")), "ALQ-5.3-4: {:?}", v.warnings);
+    assert!(v.summary().contains("active leasequery ON, insecure mode"));
+}
+
+#[test]
+fn robustness_keys_are_validated_and_summarised() {
+    let bulk = "[bulk-leasequery]\nallow = [\"10.0.0.0/24\"]\n";
+    let v = Config::parse(&format!("{GOOD}{bulk}")).unwrap();
+    let b = &v.raw.bulk_leasequery;
+    assert_eq!((b.max_pending_connections, b.pre_auth_timeout), (32, 10));
+    assert!(v.summary().contains("32 waiting for a first query, for at most 10 s"), "{}", v.summary());
+    for (extra, key) in [
+        ("pre-auth-timeout = 0\n", "bulk-leasequery.pre-auth-timeout"),
+        ("pre-auth-timeout = 301\n", "bulk-leasequery.pre-auth-timeout"),
+        ("max-pending-connections = 0\n", "bulk-leasequery.max-pending-connections"),
+    ] {
+        assert_eq!(Config::parse(&format!("{GOOD}{bulk}{extra}")).unwrap_err().key, key, "{extra}");
+    }
+    let server = |extra: &str| GOOD.replace("data-dir = \"/tmp/x\"", &format!("data-dir = \"/tmp/x\"\n{extra}"));
+    let v = Config::parse(&server("user = \"nobody\"\nmax-offers-per-circuit = 8")).unwrap();
+    assert!(v.summary().contains("runs as nobody") && v.summary().contains("8 per relay circuit, no limit per relay"));
+    assert_eq!(Config::parse(&server("group = \"nogroup\"")).unwrap_err().key, "server.group");
+    assert_eq!(Config::parse(&server("user = \"a b\"")).unwrap_err().key, "server.user");
+}
+
+#[test]
+fn overlapping_subnets_are_rejected() {
+    let two = format!("{GOOD}\n[[subnet]]\nsubnet = \"10.0.0.128/25\"\n");
+    let e = Config::parse(&two).unwrap_err();
+    assert_eq!(e.key, "subnet[1].subnet");
+}

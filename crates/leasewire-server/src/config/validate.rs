@@ -1,0 +1,421 @@
+//! Validation: the file's text in, a [`Validated`] configuration out, or a [`ConfigError`] naming the key and
+//! the line.
+
+use super::*;
+use ipnet::Ipv4Net;
+use std::net::Ipv4Addr;
+use toml::Spanned;
+
+impl Config {
+    /// Parse and validate a configuration file's text.
+    pub fn parse(text: &str) -> Result<Validated, ConfigError> {
+        // Through serde_path_to_error, so a wrong value names its key (`server.lease-time`), not only its line.
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+            key: String::new(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().to_string(),
+        })?;
+        let raw: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let e = e.into_inner();
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigError { key: if path == "." { String::new() } else { path }, line, message: e.message().to_string() }
+        })?;
+        let subnets =
+            raw.subnets.iter().enumerate().map(|(i, s)| s.validate(i, text)).collect::<Result<Vec<_>, _>>()?;
+        check_overlaps(&subnets, &raw, text)?;
+        let leasequery_allow = prefixes(&raw.leasequery.allow, "leasequery.allow", text)?;
+        let bulk_allow = prefixes(&raw.bulk_leasequery.allow, "bulk-leasequery.allow", text)?;
+        let mut requestor_withhold = Vec::new();
+        for (i, r) in raw.leasequery.requestors.iter().enumerate() {
+            let net = prefixes(std::slice::from_ref(&r.prefix), &format!("leasequery.requestor[{i}].prefix"), text)?;
+            requestor_withhold.push((net[0], r.withhold.clone()));
+        }
+        requestor_withhold.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
+        let mut warnings = Vec::new();
+        let b = &raw.bulk_leasequery;
+        if b.data_timeout < default_data_timeout() {
+            warnings.push(format!(
+                "bulk-leasequery.data-timeout = {} is below BULK_LQ_DATA_TIMEOUT (300 s), which RFC 6926 §6.3 does not recommend",
+                b.data_timeout
+            ));
+        }
+        let a = &raw.active_leasequery;
+        if a.enabled && !a.insecure && a.tls.is_none() {
+            return err(
+                "active-leasequery.tls".into(),
+                text,
+                None,
+                "secure mode (DHCPTLS with mutual TLS) is the default once Active Leasequery is enabled: give [active-leasequery.tls] cert, key and ca (`leasewire lab-certs` makes a set), or set insecure = true to run without TLS on a trusted network",
+            );
+        }
+        if a.enabled && raw.bulk_leasequery.allow.is_empty() {
+            return err(
+                "active-leasequery.enabled".into(),
+                text,
+                None,
+                "Active Leasequery uses the bulk-leasequery listener: set bulk-leasequery.allow",
+            );
+        }
+        for (key, value, default) in [("idle-timeout", a.idle_timeout, 60), ("send-timeout", a.send_timeout, 120)] {
+            if value < default {
+                warnings.push(format!("active-leasequery.{key} = {value} is below the RFC 7724 default ({default} s), which §5.3 says should not be used"));
+            }
+        }
+        if b.max_connections == 0 || b.max_queries_per_connection == 0 {
+            return err(
+                "bulk-leasequery".into(),
+                text,
+                None,
+                "max-connections and max-queries-per-connection must be at least 1",
+            );
+        }
+        let srv = &raw.server;
+        for (key, v) in [("server.user", &srv.user), ("server.group", &srv.group)] {
+            if v.as_deref().is_some_and(|n| n.is_empty() || n.contains(['/', ':', ' '])) {
+                return err(key.into(), text, None, "expected a user or group name");
+            }
+        }
+        if srv.group.is_some() && srv.user.is_none() {
+            return err("server.group".into(), text, None, "only used with server.user");
+        }
+        if b.max_pending_connections == 0 {
+            return err("bulk-leasequery.max-pending-connections".into(), text, None, "must be at least 1");
+        }
+        if b.pre_auth_timeout == 0 || b.pre_auth_timeout > b.data_timeout {
+            return err(
+                "bulk-leasequery.pre-auth-timeout".into(),
+                text,
+                None,
+                format!("must be between 1 and data-timeout ({} s)", b.data_timeout),
+            );
+        }
+        let store = store_choice(&raw.server, text)?;
+        Ok(Validated {
+            raw,
+            subnets,
+            leasequery_allow,
+            bulk_allow,
+            requestor_withhold,
+            warnings,
+            store,
+            source_sha256: None,
+        })
+    }
+
+    /// Read, parse and validate a file. Relative paths in it (data directory, certificates, keys, CAs) are
+    /// taken relative to the file's own directory, so the meaning of a file does not depend on where the
+    /// server was started from.
+    pub fn load(path: &std::path::Path) -> Result<Validated, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            key: String::new(),
+            line: None,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        let mut config = Self::parse(&text)?;
+        config.source_sha256 = Some(sha256_hex(text.as_bytes()));
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        config.resolve_paths(base);
+        Ok(config)
+    }
+
+    /// The effective configuration (defaults filled in) as TOML, for `leasewire ctl config show`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot show the configuration: {e}\n"))
+    }
+}
+
+/// Check `[server] store`: the kind is known and each key belongs to it.
+fn store_choice(server: &ServerSection, text: &str) -> Result<StoreChoice, ConfigError> {
+    let sqlite = || match server.data_dir {
+        Some(_) => Ok(StoreChoice::Sqlite),
+        None => err(
+            "server.data-dir".into(),
+            text,
+            None,
+            "required with the embedded store (the default): where the lease database lives",
+        ),
+    };
+    let Some(section) = &server.store else { return sqlite() };
+    let st = section.get_ref();
+    let kind = st.kind.get_ref().as_str();
+    match kind {
+        "sqlite" => {
+            let extra = [
+                st.url.as_ref().map(|v| ("url", v.span())),
+                st.name.as_ref().map(|v| ("name", v.span())),
+                st.start_at.as_ref().map(|v| ("start-at", v.span())),
+                st.pool_size.as_ref().map(|v| ("pool-size", v.span())),
+                st.ca.as_ref().map(|v| ("ca", v.span())),
+                st.cert.as_ref().map(|v| ("cert", v.span())),
+                st.key.as_ref().map(|v| ("key", v.span())),
+            ];
+            if let Some((key, span)) = extra.into_iter().flatten().next() {
+                return err(format!("server.store.{key}"), text, Some(span), "only for kind = \"postgres\"");
+            }
+            sqlite()
+        }
+        "postgres" => {
+            let Some(url) = &st.url else {
+                return err(
+                    "server.store.url".into(),
+                    text,
+                    Some(section.span()),
+                    "kind = \"postgres\" needs url (e.g. \"postgresql://leasewire@db.example/leases\")",
+                );
+            };
+            if url.get_ref().trim().is_empty() {
+                return err("server.store.url".into(), text, Some(url.span()), "must not be empty");
+            }
+            let name = match &st.name {
+                Some(n) if n.get_ref().trim().is_empty() => {
+                    return err("server.store.name".into(), text, Some(n.span()), "must not be empty");
+                }
+                Some(n) => n.get_ref().clone(),
+                None => server.server_id.to_string(),
+            };
+            let start_at = match &st.start_at {
+                Some(v) if !(0.0..1.0).contains(v.get_ref()) => {
+                    return err("server.store.start-at".into(), text, Some(v.span()), "must be at least 0 and below 1");
+                }
+                Some(v) => *v.get_ref(),
+                // FNV-1a of the name: stable across restarts and builds.
+                None => {
+                    let h = name
+                        .bytes()
+                        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+                    (h % 1_000_000) as f64 / 1_000_000.0
+                }
+            };
+            let pool_size = match &st.pool_size {
+                Some(v) if *v.get_ref() == 0 => {
+                    return err("server.store.pool-size".into(), text, Some(v.span()), "must be at least 1");
+                }
+                Some(v) => *v.get_ref(),
+                None => 8,
+            };
+            let client = match (&st.cert, &st.key) {
+                (Some(c), Some(k)) => Some((c.get_ref().clone(), k.get_ref().clone())),
+                (None, None) => None,
+                (Some(c), None) => return err("server.store.key".into(), text, Some(c.span()), "cert needs key"),
+                (None, Some(k)) => return err("server.store.cert".into(), text, Some(k.span()), "key needs cert"),
+            };
+            let tls = match (&st.ca, client) {
+                (Some(ca), _) if url.get_ref().contains("host=/") || url.get_ref().contains("host=%2F") => {
+                    return err(
+                        "server.store.ca".into(),
+                        text,
+                        Some(ca.span()),
+                        "the url names a Unix socket, where PostgreSQL offers no TLS: use a TCP host, or drop ca",
+                    );
+                }
+                (Some(ca), client) => Some(StoreTls { ca: ca.get_ref().clone(), client }),
+                (None, None) => None,
+                (None, Some(_)) => {
+                    let span = st.cert.as_ref().map(|c| c.span());
+                    return err(
+                        "server.store.ca".into(),
+                        text,
+                        span,
+                        "a client certificate needs ca (the CA of the database server's certificate)",
+                    );
+                }
+            };
+            Ok(StoreChoice::Postgres { url: url.get_ref().clone(), name, start_at, pool_size, tls })
+        }
+        other => err(
+            "server.store.kind".into(),
+            text,
+            Some(st.kind.span()),
+            format!("unknown store kind {other:?}: expected \"sqlite\" or \"postgres\""),
+        ),
+    }
+}
+
+fn prefixes(list: &[Spanned<String>], key: &str, text: &str) -> Result<Vec<Ipv4Net>, ConfigError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let net = p.get_ref().parse::<Ipv4Net>().or_else(|_| p.get_ref().parse::<Ipv4Addr>().map(Ipv4Net::from));
+            net.map(|n| n.trunc())
+                .or_else(|_| err(format!("{key}[{i}]"), text, Some(p.span()), "expected an IPv4 prefix or address"))
+        })
+        .collect()
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+fn err<T>(
+    key: String,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    message: impl Into<String>,
+) -> Result<T, ConfigError> {
+    Err(ConfigError { key, line: span.map(|s| line_of(text, s.start)), message: message.into() })
+}
+
+impl SubnetConfig {
+    fn validate(&self, i: usize, text: &str) -> Result<Subnet, ConfigError> {
+        let key = |k: &str| format!("subnet[{i}].{k}");
+        let net: Ipv4Net = match self.subnet.get_ref().parse() {
+            Ok(n) => n,
+            Err(_) => {
+                return err(key("subnet"), text, Some(self.subnet.span()), "expected an IPv4 prefix like 10.0.0.0/24");
+            }
+        };
+        let net = net.trunc();
+        let mut pools = Vec::new();
+        for (j, p) in self.pools.iter().enumerate() {
+            let (s, e) = (*p.start.get_ref(), *p.end.get_ref());
+            if !net.contains(&s) {
+                return err(
+                    key(&format!("pools[{j}].start")),
+                    text,
+                    Some(p.start.span()),
+                    format!("{s} is outside {net}"),
+                );
+            }
+            if !net.contains(&e) {
+                return err(key(&format!("pools[{j}].end")), text, Some(p.end.span()), format!("{e} is outside {net}"));
+            }
+            if u32::from(s) > u32::from(e) {
+                return err(
+                    key(&format!("pools[{j}].end")),
+                    text,
+                    Some(p.end.span()),
+                    format!("{e} is before start {s}"),
+                );
+            }
+            pools.push((u32::from(s), u32::from(e)));
+        }
+        pools.sort();
+        if let Some(w) = pools.windows(2).find(|w| w[1].0 <= w[0].1) {
+            return err(key("pools"), text, None, format!("pools overlap at {}", Ipv4Addr::from(w[1].0)));
+        }
+        for x in &self.exclude {
+            if !net.contains(x.get_ref()) {
+                return err(key("exclude"), text, Some(x.span()), format!("{} is outside {net}", x.get_ref()));
+            }
+        }
+        if self.lease_time == 0 {
+            return err(key("lease-time"), text, None, "must be at least 1 second");
+        }
+        let renewal_time = self.renewal_time.unwrap_or(self.lease_time / 2);
+        let rebinding_time = self.rebinding_time.unwrap_or((self.lease_time as u64 * 7 / 8) as u32);
+        if !(renewal_time <= rebinding_time && rebinding_time <= self.lease_time) {
+            return err(key("rebinding-time"), text, None, "need renewal-time <= rebinding-time <= lease-time");
+        }
+        let options = self.options.encode(net).map_err(|(k, m)| ConfigError {
+            key: key(&format!("options.{k}")),
+            line: None,
+            message: m,
+        })?;
+        let mut reservations = Vec::new();
+        for (j, r) in self.reservations.iter().enumerate() {
+            let rk = |k: &str| key(&format!("reservation[{j}].{k}"));
+            if !net.contains(r.ip.get_ref()) {
+                return err(rk("ip"), text, Some(r.ip.span()), format!("{} is outside {net}", r.ip.get_ref()));
+            }
+            let hw = match &r.hw_address {
+                Some(h) => match parse_hex(h.get_ref()) {
+                    Some(b) if b.len() <= 16 => Some(b),
+                    _ => {
+                        return err(
+                            rk("hw-address"),
+                            text,
+                            Some(h.span()),
+                            "expected a hardware address like 02:00:00:00:00:01",
+                        );
+                    }
+                },
+                None => None,
+            };
+            let cid = match &r.client_id {
+                Some(h) => match parse_hex(h.get_ref()) {
+                    Some(b) if b.len() >= 2 => Some(b),
+                    _ => return err(rk("client-id"), text, Some(h.span()), "expected at least 2 octets of hex"),
+                },
+                None => None,
+            };
+            if hw.is_none() && cid.is_none() {
+                return err(rk("ip"), text, Some(r.ip.span()), "a reservation needs hw-address or client-id");
+            }
+            let name = r.name.clone().unwrap_or_else(|| format!("reservation {}", r.ip.get_ref()));
+            reservations.push(Reservation { ip: *r.ip.get_ref(), hw_address: hw, client_id: cid, name });
+        }
+        Ok(Subnet {
+            net,
+            interface: self.interface.clone(),
+            pools,
+            exclude: self.exclude.iter().map(|x| *x.get_ref()).collect(),
+            lease_time: self.lease_time,
+            renewal_time,
+            rebinding_time,
+            options,
+            reservations,
+        })
+    }
+}
+
+impl OptionsConfig {
+    /// The options as (code, value) in code order; an error names the key (relative) and the problem.
+    fn encode(&self, net: Ipv4Net) -> Result<Vec<EncodedOption>, (String, String)> {
+        use leasewire_proto::options::code;
+        let ips = |v: &[Ipv4Addr]| v.iter().flat_map(|a| a.octets()).collect::<Vec<u8>>();
+        let mut out = vec![(code::SUBNET_MASK, net.netmask().octets().to_vec())];
+        if !self.routers.is_empty() {
+            out.push((code::ROUTERS, ips(&self.routers)));
+        }
+        if !self.dns_servers.is_empty() {
+            out.push((code::DOMAIN_NAME_SERVERS, ips(&self.dns_servers)));
+        }
+        if let Some(d) = &self.domain_name {
+            out.push((code::DOMAIN_NAME, d.as_bytes().to_vec()));
+        }
+        if let Some(b) = self.broadcast_address {
+            out.push((code::BROADCAST_ADDRESS, b.octets().to_vec()));
+        }
+        for (k, v) in &self.by_code {
+            let c: u8 = match k.parse() {
+                Ok(c) if !matches!(c, 0 | 50..=59 | 61 | 82 | 255) => c,
+                _ => {
+                    return Err((
+                        k.clone(),
+                        "expected an option code 1-254 that the server does not manage itself".into(),
+                    ));
+                }
+            };
+            let data = match v {
+                OptionValue::Text(t) => match t.strip_prefix("hex:") {
+                    Some(h) => parse_hex(h).ok_or((k.clone(), "bad hex".to_string()))?,
+                    None => t.as_bytes().to_vec(),
+                },
+                OptionValue::Addresses(a) => ips(a),
+                OptionValue::Number(n) => n.to_be_bytes().to_vec(),
+            };
+            out.retain(|(x, _)| *x != c);
+            out.push((c, data));
+        }
+        out.sort_by_key(|(c, _)| *c);
+        Ok(out)
+    }
+}
+
+fn check_overlaps(subnets: &[Subnet], raw: &Config, text: &str) -> Result<(), ConfigError> {
+    for (i, a) in subnets.iter().enumerate() {
+        for (j, b) in subnets.iter().enumerate().skip(i + 1) {
+            if a.net.contains(&b.net.network()) || b.net.contains(&a.net.network()) {
+                let span = raw.subnets[j].subnet.span();
+                return err(
+                    format!("subnet[{j}].subnet"),
+                    text,
+                    Some(span),
+                    format!("{} overlaps subnet[{i}] {}", b.net, a.net),
+                );
+            }
+        }
+    }
+    Ok(())
+}
