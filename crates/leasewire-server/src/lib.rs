@@ -41,6 +41,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod engine;

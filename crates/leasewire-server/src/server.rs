@@ -7,6 +7,7 @@
 //! handler or a control socket) applies a new configuration atomically: everything that can fail (reading
 //! the file, validation, TLS files, the log filter) is done first, and only then is anything swapped.
 
+use crate::clock::unix_now;
 use crate::config::{Config, StoreChoice, Validated};
 use crate::control::Control;
 use crate::control::server::ControlServer;
@@ -14,7 +15,7 @@ use crate::error::{ReloadError, ServeError};
 use crate::feed::ChangeFeed;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::tcp::{TcpService, TcpSettings};
-use crate::udp::dhcp::{DhcpService, SharedChanges, unix_now};
+use crate::udp::dhcp::{DhcpService, SharedChanges};
 use leasewire_store::{LeaseStore, OpenOptions, PgOptions, PgStore, PgTls, SqliteStore};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -109,14 +110,14 @@ impl Server {
     /// socket is bound; any failure is returned (nothing keeps running) naming the address, file or key.
     pub async fn start(self) -> Result<RunningServer, ServeError> {
         let Server { config, config_path, store, metrics, log_filter } = self;
-        if let (Some(h), Some(f)) = (&log_filter, &config.raw.server.log_filter) {
+        if let (Some(h), Some(f)) = (&log_filter, &config.server().log_filter) {
             h.set(Some(f)).map_err(|message| ServeError::LogFilter { message })?;
         }
         // The TLS files first: the cheapest failure, and nothing is open yet.
         let tcp_settings = TcpSettings::load(&config)?;
         drop(tcp_settings);
         let metrics = metrics.unwrap_or_default();
-        let metrics_listener = match config.raw.metrics.listen {
+        let metrics_listener = match config.metrics().listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr).await.map_err(|e| ServeError::listen("metrics (TCP)", addr, e))?,
             ),
@@ -429,21 +430,21 @@ impl Reloader {
         let report = compare(&current, &new);
         // What cannot change without a restart keeps its running value, so the rest of the server sees one
         // consistent configuration.
-        keep_restart_only(&current, &mut new);
+        new.keep_restart_only(&current);
         // Everything that can fail, before anything changes.
         let tcp_settings = match &inner.tcp {
             Some(_) => Some(TcpSettings::load(&new)?),
             None => None,
         };
         if let Some(h) = &inner.log_filter
-            && new.raw.server.log_filter != current.raw.server.log_filter
+            && new.server().log_filter != current.server().log_filter
         {
-            h.set(new.raw.server.log_filter.as_deref()).map_err(ReloadError::LogFilter)?;
+            h.set(new.server().log_filter.as_deref()).map_err(ReloadError::LogFilter)?;
         }
         inner.dhcp.reconfigure(&new);
         if let (Some(tcp), Some(settings)) = (&inner.tcp, tcp_settings) {
             tcp.apply(settings);
-            if let Some(t) = new.raw.active_leasequery.tls.as_ref().filter(|_| new.raw.active_leasequery.enabled) {
+            if let Some(t) = new.active_leasequery().tls.as_ref().filter(|_| new.active_leasequery().enabled) {
                 tracing::info!(cert = %t.cert.display(), "TLS certificate, key and CA reloaded");
             }
         }
@@ -459,19 +460,19 @@ fn text(v: &impl std::fmt::Debug) -> String {
 
 /// What differs between the running configuration and a new one.
 fn compare(old: &Validated, new: &Validated) -> ReloadReport {
-    let (o, n) = (&old.raw, &new.raw);
+    let (o, n) = (old, new);
     let mut r = ReloadReport::default();
     let mut check = |name: &str, changed: bool, restart: bool| {
         if changed {
             if restart { r.needs_restart.push(name.into()) } else { r.changed.push(name.into()) }
         }
     };
-    check("server.listen", o.server.listen != n.server.listen, true);
-    check("server.interfaces", o.server.interfaces != n.server.interfaces, true);
-    check("server.data-dir", o.server.data_dir != n.server.data_dir, true);
+    check("server.listen", o.server().listen != n.server().listen, true);
+    check("server.interfaces", o.server().interfaces != n.server().interfaces, true);
+    check("server.data-dir", o.server().data_dir != n.server().data_dir, true);
     check("server.store", old.store != new.store, true);
-    check("server.user", (&o.server.user, &o.server.group) != (&n.server.user, &n.server.group), true);
-    check("server.server-id", o.server.server_id != n.server.server_id, false);
+    check("server.user", (&o.server().user, &o.server().group) != (&n.server().user, &n.server().group), true);
+    check("server.server-id", o.server().server_id != n.server().server_id, false);
     let limits = |s: &crate::config::ServerSection| {
         (
             s.decline_time,
@@ -482,13 +483,13 @@ fn compare(old: &Validated, new: &Validated) -> ReloadReport {
             s.max_offers_per_relay,
         )
     };
-    check("server", limits(&o.server) != limits(&n.server), false);
-    check("server.log-filter", o.server.log_filter != n.server.log_filter, false);
-    check("metrics.listen", o.metrics.listen != n.metrics.listen, true);
-    check("log.leases", o.log.leases != n.log.leases, true);
+    check("server", limits(o.server()) != limits(n.server()), false);
+    check("server.log-filter", o.server().log_filter != n.server().log_filter, false);
+    check("metrics.listen", o.metrics().listen != n.metrics().listen, true);
+    check("log.leases", o.log().leases != n.log().leases, true);
     check("subnet", text(&old.subnets) != text(&new.subnets), false);
     let lq = |v: &Validated| {
-        let l = &v.raw.leasequery;
+        let l = v.leasequery();
         text(&(
             &v.leasequery_allow,
             &l.disclose,
@@ -500,7 +501,7 @@ fn compare(old: &Validated, new: &Validated) -> ReloadReport {
         ))
     };
     check("leasequery", lq(old) != lq(new), false);
-    check("bulk-leasequery.listen", o.bulk_leasequery.listen != n.bulk_leasequery.listen, true);
+    check("bulk-leasequery.listen", o.bulk_leasequery().listen != n.bulk_leasequery().listen, true);
     // Turning the TCP service on or off opens or closes its listeners.
     check(
         "bulk-leasequery.allow",
@@ -518,8 +519,8 @@ fn compare(old: &Validated, new: &Validated) -> ReloadReport {
             b.max_frame,
         )
     };
-    check("bulk-leasequery", bulk(&o.bulk_leasequery) != bulk(&n.bulk_leasequery), false);
-    let (oa, na) = (&o.active_leasequery, &n.active_leasequery);
+    check("bulk-leasequery", bulk(o.bulk_leasequery()) != bulk(n.bulk_leasequery()), false);
+    let (oa, na) = (o.active_leasequery(), n.active_leasequery());
     let active =
         |a: &crate::config::ActiveSection| (a.enabled, a.insecure, a.idle_timeout, a.send_timeout, a.max_backlog);
     check("active-leasequery", active(oa) != active(na), false);
@@ -528,24 +529,6 @@ fn compare(old: &Validated, new: &Validated) -> ReloadReport {
         r.changed.push("active-leasequery.tls".into());
     }
     r
-}
-
-/// Put back into `new` what only a restart changes, so the running parts go on with the values they were
-/// started with.
-fn keep_restart_only(old: &Validated, new: &mut Validated) {
-    let (o, n) = (&old.raw, &mut new.raw);
-    n.server.listen = o.server.listen.clone();
-    n.server.interfaces = o.server.interfaces.clone();
-    n.server.data_dir = o.server.data_dir.clone();
-    n.server.user = o.server.user.clone();
-    n.server.group = o.server.group.clone();
-    n.metrics.listen = o.metrics.listen;
-    n.log.leases = o.log.leases;
-    n.bulk_leasequery.listen = o.bulk_leasequery.listen.clone();
-    new.store = old.store.clone();
-    if old.bulk_allow.is_empty() != new.bulk_allow.is_empty() {
-        new.bulk_allow = old.bulk_allow.clone();
-    }
 }
 
 /// Check what `serve` would check before opening anything: the TLS files of Active Leasequery and of the
@@ -570,7 +553,7 @@ fn open_store(
     match &config.store {
         StoreChoice::Sqlite => {
             // The configuration check requires data-dir with the embedded store.
-            let dir = config.raw.server.data_dir.as_deref().ok_or_else(|| ServeError::DataDir {
+            let dir = config.server().data_dir.as_deref().ok_or_else(|| ServeError::DataDir {
                 path: PathBuf::new(),
                 message: "required with the embedded store".into(),
             })?;
@@ -583,7 +566,7 @@ fn open_store(
         }
         StoreChoice::Postgres { url, name, pool_size, tls, .. } => {
             // Optional with a shared store; when given, it holds the control socket: make sure it exists.
-            if let Some(dir) = config.raw.server.data_dir.as_deref() {
+            if let Some(dir) = config.server().data_dir.as_deref() {
                 prepare_data_dir(dir)?;
             }
             let mut options = PgOptions::new(unix_now(), name.clone());

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// Active bindings for `count` addresses from `first`, committed in large batches.
 pub fn populate(data_dir: &Path, first: Ipv4Addr, count: u32, lease_time: u32) -> anyhow::Result<()> {
     std::fs::create_dir_all(data_dir)?;
-    let now = leasewire_server::udp::dhcp::unix_now();
+    let now = leasewire_server::clock::unix_now();
     let store = SqliteStore::open(data_dir.join(crate::serve::DB_FILE), OpenOptions::new(now))?;
     let start = Instant::now();
     let base = u32::from(first);

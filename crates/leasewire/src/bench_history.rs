@@ -31,7 +31,7 @@ pub fn run(db: &Path, addresses: u32, events: u64, queries: u32) -> anyhow::Resu
     anyhow::ensure!(!db.exists(), "{} exists: give a new file", db.display());
     let mut replica = Replica::open(db, &["bench:67".into()])?;
     replica.set_history(Some(Duration::from_secs(u64::from(SPAN) * 2)));
-    let t0 = leasewire_server::udp::dhcp::unix_now() - SPAN;
+    let t0 = leasewire_server::clock::unix_now() - SPAN;
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // Per address: the client holding it (index), if any.
     let mut holder: Vec<Option<u32>> = vec![None; addresses as usize];
@@ -94,7 +94,7 @@ pub fn run(db: &Path, addresses: u32, events: u64, queries: u32) -> anyhow::Resu
     );
 
     let mut reader = HistoryReader::open(db)?;
-    let now = leasewire_server::udp::dhcp::unix_now();
+    let now = leasewire_server::clock::unix_now();
     let mut lat = Vec::with_capacity(queries as usize);
     let mut answered = 0;
     for _ in 0..queries {

@@ -153,7 +153,7 @@ fn print_leases(out: &mut impl Write, leases: &[Lease], as_json: bool) -> std::i
         "{:<15} {:<13} {:<17} {:<20} {:>10} {:<18} REMOTE-ID",
         "IP", "STATE", "MAC", "CLIENT-ID", "EXPIRES-IN", "SUBNET"
     )?;
-    let now = leasewire_server::udp::dhcp::unix_now();
+    let now = leasewire_server::clock::unix_now();
     for l in leases {
         let expires = l.expires_at.map_or_else(|| "-".to_string(), |e| format!("{}s", i64::from(e) - i64::from(now)));
         let mac = if l.mac.is_empty() { "-".to_string() } else { l.mac.clone() };

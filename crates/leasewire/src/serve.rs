@@ -12,7 +12,7 @@ pub use leasewire_server::server::DB_FILE;
 pub fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     leasewire_server::server::check_files(&config)?;
-    if let Some(f) = &config.raw.server.log_filter {
+    if let Some(f) = &config.server().log_filter {
         crate::logs::check_filter(f).map_err(|e| anyhow::anyhow!("server.log-filter: {e}"))?;
     }
     let text = format!("{}: ok\n{}", path.display(), config.summary());
@@ -25,8 +25,8 @@ pub fn check_config(path: &Path) -> anyhow::Result<()> {
 
 pub fn run(path: &Path, logs: Arc<crate::logs::Logs>) -> anyhow::Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let dir = config.raw.server.data_dir.clone();
-    let (user, group) = (config.raw.server.user.clone(), config.raw.server.group.clone());
+    let dir = config.server().data_dir.clone();
+    let (user, group) = (config.server().user.clone(), config.server().group.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = rt.block_on(async move {
         let server = Server::new(config).config_file(path).log_filter(logs).start().await?;

@@ -8,6 +8,7 @@ mod support;
 use leasewire_proto::framing::{FrameDecoder, encode_frame};
 use leasewire_proto::options::code;
 use leasewire_proto::{DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder, StatusCode};
+use leasewire_server::clock::unix_now;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
@@ -104,10 +105,6 @@ fn dora(relay: &Relay, mac: u8, relay_id: &[u8], client_id: Option<&[u8]>) -> Ip
     let ack = relay.recv(xid).expect("ACK");
     assert_eq!(ack.message_type(), Some(MessageType::Ack));
     ack.yiaddr
-}
-
-fn unix_now() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32
 }
 
 #[test]

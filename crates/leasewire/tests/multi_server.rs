@@ -14,6 +14,7 @@ use leasewire_proto::framing::{FrameDecoder, encode_frame};
 use leasewire_proto::options::code;
 use leasewire_proto::session::requestor::bulk::binding_of;
 use leasewire_proto::{DhcpState, Message, MessageType, Op};
+use leasewire_server::clock::unix_now;
 use leasewire_store::{PgOptions, PgStore, ScanFilter};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -29,10 +30,6 @@ type View = HashMap<Ipv4Addr, (DhcpState, Vec<u8>, bool)>;
 
 /// Every DHCPACK a client got: its MAC, the address, and whether it came after the kill.
 type Acks = Arc<Mutex<Vec<([u8; 6], Ipv4Addr, bool)>>>;
-
-fn unix_now() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32
-}
 
 fn config(name: &str, udp: u16, tcp: u16, url: &str) -> String {
     format!(

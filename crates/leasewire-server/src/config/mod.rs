@@ -107,10 +107,14 @@ pub struct Reservation {
 }
 
 /// A configuration that passed validation.
+///
+/// The file's sections are read through accessors ([`Validated::server`], [`Validated::bulk_leasequery`], ...),
+/// never changed from outside: what a reload may not change is put back by [`Validated::keep_restart_only`],
+/// here, next to the schema it depends on.
 #[derive(Debug, Clone)]
 pub struct Validated {
     /// The parsed file.
-    pub raw: Config,
+    raw: Config,
     /// The subnets, checked.
     pub subnets: Vec<Subnet>,
     /// Prefixes allowed to send leasequeries.
@@ -158,6 +162,60 @@ impl Validated {
 }
 
 impl Validated {
+    /// `[server]`.
+    pub fn server(&self) -> &ServerSection {
+        &self.raw.server
+    }
+
+    /// `[log]`.
+    pub fn log(&self) -> &LogSection {
+        &self.raw.log
+    }
+
+    /// `[metrics]`.
+    pub fn metrics(&self) -> &MetricsSection {
+        &self.raw.metrics
+    }
+
+    /// `[leasequery]` (UDP, RFC 4388); its prefixes, checked, are [`Validated::leasequery_allow`].
+    pub fn leasequery(&self) -> &LeasequerySection {
+        &self.raw.leasequery
+    }
+
+    /// `[bulk-leasequery]` (the TCP listener of Bulk and Active Leasequery); its prefixes, checked, are
+    /// [`Validated::bulk_allow`].
+    pub fn bulk_leasequery(&self) -> &BulkSection {
+        &self.raw.bulk_leasequery
+    }
+
+    /// `[active-leasequery]`.
+    pub fn active_leasequery(&self) -> &ActiveSection {
+        &self.raw.active_leasequery
+    }
+
+    /// The effective configuration (defaults filled in) as TOML, for `leasewire ctl config show`.
+    pub fn to_toml(&self) -> String {
+        self.raw.to_toml()
+    }
+
+    /// Put back what only a restart changes, from the `running` configuration, so the running parts go on
+    /// with the values they were started with (a reload applies the rest).
+    pub fn keep_restart_only(&mut self, running: &Validated) {
+        let (o, n) = (&running.raw, &mut self.raw);
+        n.server.listen = o.server.listen.clone();
+        n.server.interfaces = o.server.interfaces.clone();
+        n.server.data_dir = o.server.data_dir.clone();
+        n.server.user = o.server.user.clone();
+        n.server.group = o.server.group.clone();
+        n.metrics.listen = o.metrics.listen;
+        n.log.leases = o.log.leases;
+        n.bulk_leasequery.listen = o.bulk_leasequery.listen.clone();
+        self.store = running.store.clone();
+        if running.bulk_allow.is_empty() != self.bulk_allow.is_empty() {
+            self.bulk_allow = running.bulk_allow.clone();
+        }
+    }
+
     /// Where the control socket is: `[control] socket`, else `control.sock` in the data directory.
     pub fn control_socket(&self) -> Option<PathBuf> {
         let s = &self.raw;

@@ -114,7 +114,7 @@ impl Control {
             Command::LeasesList(q) => self.list(q).await.map(Response::ok),
             Command::LeasesGet { key } => self.get(key).await.map(Response::ok),
             Command::LeasesDelete { ip } => self.delete(ip).await.map(Response::ok),
-            Command::ConfigShow => Ok(Response::ok(ConfigText { toml: self.config.current().await.raw.to_toml() })),
+            Command::ConfigShow => Ok(Response::ok(ConfigText { toml: self.config.current().await.to_toml() })),
         };
         result.unwrap_or_else(Response::error)
     }

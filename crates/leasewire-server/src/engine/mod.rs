@@ -172,7 +172,7 @@ pub struct Engine {
 impl Engine {
     /// An engine for a configuration, starting from the store's records.
     pub fn new(config: &Validated, records: impl IntoIterator<Item = Binding>) -> Self {
-        let s = &config.raw.server;
+        let s = config.server();
         let mut e = Self {
             settings: Settings {
                 server_id: s.server_id,

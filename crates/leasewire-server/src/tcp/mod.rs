@@ -21,12 +21,12 @@
 pub mod tls;
 pub mod tls_allow;
 
+use crate::clock::unix_now;
 use crate::config::Validated;
 use crate::error::ServeError;
 use crate::feed::{Batch, ChangeFeed};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
-use crate::udp::dhcp::unix_now;
 use ipnet::Ipv4Net;
 use leasewire_proto::lq_reply::ReplyPolicy;
 use leasewire_proto::session::BulkKey;
@@ -109,15 +109,15 @@ impl TcpSettings {
     /// Everything the service needs from `config`, with the TLS certificate, key and CA read and checked:
     /// the part of starting or reloading that can fail, done before anything changes.
     pub fn load(config: &Validated) -> Result<Self, ServeError> {
-        let b = &config.raw.bulk_leasequery;
+        let b = config.bulk_leasequery();
         let mut configured: Vec<(u32, u32)> = config.subnets.iter().flat_map(|s| s.pools.iter().copied()).collect();
         configured.extend(
             config.subnets.iter().flat_map(|s| s.reservations.iter().map(|r| (u32::from(r.ip), u32::from(r.ip)))),
         );
         configured.sort_unstable();
         configured.dedup();
-        let lq = &config.raw.leasequery;
-        let a = &config.raw.active_leasequery;
+        let lq = config.leasequery();
+        let a = config.active_leasequery();
         let tls = match (&a.tls, a.enabled) {
             (Some(t), true) => Some(
                 TlsSettings::load(&t.cert, &t.key, &t.ca, t.allow_list())
@@ -134,7 +134,7 @@ impl TcpSettings {
             config: config.clone(),
             session: ServerConfig {
                 policy: ReplyPolicy {
-                    server_id: config.raw.server.server_id,
+                    server_id: config.server().server_id,
                     disclose: lq.disclose.clone(),
                     withhold: lq.withhold.clone(),
                 },
@@ -239,7 +239,7 @@ impl TcpService {
         }
         let settings = TcpSettings::load(config)?;
         let mut listeners = Vec::new();
-        for addr in &config.raw.bulk_leasequery.listen {
+        for addr in &config.bulk_leasequery().listen {
             listeners.push(listen(*addr).map_err(|e| ServeError::listen("Leasequery (TCP)", *addr, e))?);
         }
         let addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();

@@ -22,11 +22,9 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-/// Seconds since the Unix epoch, as the store and base-time count them.
-pub fn unix_now() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
-}
-
+// The clock's path before it had a module of its own, kept while the other crates move over.
+#[doc(hidden)]
+pub use crate::clock::unix_now;
 pub use crate::error::ServeError;
 
 /// What the completer task does next.
@@ -174,7 +172,7 @@ impl DhcpService {
         for slot in 0..=engine.subnets().len() {
             metrics.update_bindings(slot, &engine.state_counts(slot));
         }
-        let lease_log = match config.raw.log.leases {
+        let lease_log = match config.log().leases {
             true => LeaseLog::start(metrics.clone())
                 .map_err(|source| ServeError::Thread { what: "the lease log thread", source })?,
             false => LeaseLog::disabled(),
@@ -190,17 +188,17 @@ impl DhcpService {
             metrics,
             lease_log,
             jobs,
-            retention: config.raw.server.retention.into(),
+            retention: config.server().retention.into(),
             leasequery: std::sync::RwLock::new(Arc::new(Responder::new(config))),
             drop_log: LogLimiter::new(Duration::from_secs(10)),
             shared: changes.is_some(),
             shared_feed: Mutex::new(SharedFeed::default()),
         });
         let mut sockets = Vec::new();
-        for addr in &config.raw.server.listen {
+        for addr in &config.server().listen {
             sockets.push((open_socket(*addr, None)?, None));
         }
-        for iface in &config.raw.server.interfaces {
+        for iface in &config.server().interfaces {
             let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 67));
             sockets.push((open_socket(any, Some(iface))?, Some(iface.clone())));
         }
@@ -239,7 +237,7 @@ impl DhcpService {
             }
         }
         *self.leasequery.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Responder::new(config));
-        self.retention.store(config.raw.server.retention, std::sync::atomic::Ordering::Relaxed);
+        self.retention.store(config.server().retention, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The engine (tests and leasequery read bindings through the store, not this).

@@ -130,9 +130,9 @@ pub struct Responder {
 impl Responder {
     /// A responder for a configuration.
     pub fn new(config: &Validated) -> Self {
-        let lq = &config.raw.leasequery;
+        let lq = config.leasequery();
         Self {
-            server_id: config.raw.server.server_id,
+            server_id: config.server().server_id,
             subnets: config.subnets.clone(),
             allow: config.leasequery_allow.clone(),
             disclose: lq.disclose.iter().copied().collect(),
