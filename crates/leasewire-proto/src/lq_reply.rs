@@ -5,20 +5,6 @@ use crate::options::code;
 use crate::{Binding, DataSource, Message, MessageType, Op, StatusCode};
 use std::net::Ipv4Addr;
 
-/// Options sent when a query has no parameter request list: the ones RFC 6926 §7.2 says a requestor should
-/// ask for (152, 51, 153, 91) plus state, source, client identifier and relay agent information, which a
-/// requestor needs to make sense of a binding.
-pub const DEFAULT_PRL: &[u8] = &[
-    code::BASE_TIME,
-    code::LEASE_TIME,
-    code::START_TIME_OF_STATE,
-    code::CLIENT_LAST_TRANSACTION_TIME,
-    code::DHCP_STATE,
-    code::DATA_SOURCE,
-    code::CLIENT_IDENTIFIER,
-    code::RELAY_AGENT_INFO,
-];
-
 /// What governs the replies to one query.
 #[derive(Debug, Clone)]
 pub struct ReplyPolicy {
@@ -152,6 +138,7 @@ pub fn status_message(
 mod tests {
     use super::*;
     use crate::DhcpState;
+    use crate::options::default_prl;
 
     fn policy() -> ReplyPolicy {
         ReplyPolicy { server_id: Ipv4Addr::new(10, 0, 0, 1), disclose: vec![12], withhold: vec![] }
@@ -206,7 +193,7 @@ mod tests {
             b.state = s;
             b.expires_at = None;
             b.data_source = DataSource::REMOTE;
-            let r = reply(&b, 1, DEFAULT_PRL, 1100, false, &policy());
+            let r = reply(&b, 1, default_prl::TCP, 1100, false, &policy());
             assert_eq!(r.message_type(), Some(MessageType::LeaseUnassigned));
             assert_eq!(r.options.dhcp_state(), Some(Ok(s)));
             assert!(r.options.lease_time().is_none());
@@ -220,7 +207,7 @@ mod tests {
         let mut b = active();
         b.options = vec![(12, b"host".to_vec()), (60, vec![7; 300])];
         let prls: [&[u8]; 5] =
-            [DEFAULT_PRL, &[82, 152, 82, 12, 60, 92, 54, 51], &[], &[157, 156, 61], &[153, 91, 51, 1, 2, 3]];
+            [default_prl::TCP, &[82, 152, 82, 12, 60, 92, 54, 51], &[], &[157, 156, 61], &[153, 91, 51, 1, 2, 3]];
         let mut p = policy();
         p.disclose = vec![12, 60];
         p.withhold = vec![153];
@@ -249,7 +236,7 @@ mod tests {
         let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 1), DhcpState::Available, 5);
         b.client_id = Some(vec![1; 300]);
         b.expires_at = Some(1000);
-        check(&b, DEFAULT_PRL, true);
+        check(&b, default_prl::TCP, true);
     }
 
     /// ALQ-5.2.2-5, BLQ-6.2.2-7: no dhcp-status-code in a successful message; BLQ-8.2-2: DONE has a status only
@@ -258,7 +245,7 @@ mod tests {
     fn withheld_options_stay_out_and_done_carries_status_only_on_failure() {
         let mut p = policy();
         p.withhold = vec![82];
-        assert!(!reply(&active(), 1, DEFAULT_PRL, 1100, false, &p).options.contains(82));
+        assert!(!reply(&active(), 1, default_prl::TCP, 1100, false, &p).options.contains(82));
         assert!(!done(5, None, None).options.contains(151), "BLQ-8.2-2");
         let d = done(5, Some((StatusCode::NotAllowed, "x")), None);
         assert_eq!(d.options.status_code(), Some(StatusCode::NotAllowed));

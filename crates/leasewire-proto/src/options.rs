@@ -6,6 +6,41 @@ use crate::{
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
+/// The parameter request lists used when nobody asked for anything else, one per transport: both sides read
+/// them here, so what a requestor asks for and what a server assumes are written once.
+pub mod default_prl {
+    use super::code;
+
+    /// Bulk and Active Leasequery (TCP): what a server sends when a query has no parameter request list, and what
+    /// the requestor sessions ask for: the ones RFC 6926 §7.2 says a requestor should
+    /// ask for (152, 51, 153, 91) plus state, source, client identifier and relay agent information, which a
+    /// requestor needs to make sense of a binding.
+    pub const TCP: &[u8] = &[
+        code::BASE_TIME,
+        code::LEASE_TIME,
+        code::START_TIME_OF_STATE,
+        code::CLIENT_LAST_TRANSACTION_TIME,
+        code::DHCP_STATE,
+        code::DATA_SOURCE,
+        code::CLIENT_IDENTIFIER,
+        code::RELAY_AGENT_INFO,
+    ];
+
+    /// Leasequery over UDP (RFC 4388): what a requestor asks for by default (LQ-6.2-4; 92 is required for remote-id queries by RFC 6148 §4.1).
+    pub const UDP: &[u8] = &[
+        code::LEASE_TIME,
+        code::RENEWAL_TIME,
+        code::REBINDING_TIME,
+        code::CLIENT_LAST_TRANSACTION_TIME,
+        code::CLIENT_IDENTIFIER,
+        code::RELAY_AGENT_INFO,
+        code::ASSOCIATED_IP,
+        code::SERVER_IDENTIFIER,
+        code::HOST_NAME,
+        code::VENDOR_CLASS,
+    ];
+}
+
 /// Option codes used by leasewire (RFC 2132 and the leasequery family).
 pub mod code {
     /// Pad, RFC 2132 §3.1.

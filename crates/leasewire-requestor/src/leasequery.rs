@@ -10,20 +10,6 @@ use std::time::{Duration, Instant};
 /// What to ask about: the RFC's query forms, shared with the server.
 pub use leasewire_proto::leasequery::QueryKey as Query;
 
-/// Options a requestor asks for by default (LQ-6.2-4; 92 is required for remote-id queries by RFC 6148 §4.1).
-pub const DEFAULT_PRL: &[u8] = &[
-    code::LEASE_TIME,
-    code::RENEWAL_TIME,
-    code::REBINDING_TIME,
-    code::CLIENT_LAST_TRANSACTION_TIME,
-    code::CLIENT_IDENTIFIER,
-    code::RELAY_AGENT_INFO,
-    code::ASSOCIATED_IP,
-    code::SERVER_IDENTIFIER,
-    code::HOST_NAME,
-    code::VENDOR_CLASS,
-];
-
 /// Build a DHCPLEASEQUERY.
 ///
 /// `reply_to_source_port` adds the RFC 8357 relay-source-port sub-option so a server that honours it answers
@@ -136,6 +122,7 @@ pub fn local_address_towards(server: SocketAddrV4) -> std::io::Result<Ipv4Addr> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use leasewire_proto::options::default_prl;
 
     #[test]
     fn lq_6_6_4_backoff_doubles_to_64_seconds_with_jitter() {
@@ -161,25 +148,25 @@ mod tests {
     #[test]
     fn lq_6_2_query_forms() {
         let g = Ipv4Addr::new(10, 0, 0, 2);
-        let by_ip = build(&Query::Ip(Ipv4Addr::new(10, 0, 0, 9)), 1, g, DEFAULT_PRL, false);
+        let by_ip = build(&Query::Ip(Ipv4Addr::new(10, 0, 0, 9)), 1, g, default_prl::UDP, false);
         assert_eq!((by_ip.ciaddr, by_ip.hlen, by_ip.giaddr), (Ipv4Addr::new(10, 0, 0, 9), 0, g));
         assert!(by_ip.options.client_identifier().is_none());
-        let by_mac = build(&Query::Hardware(1, vec![2, 0, 0, 0, 0, 1]), 2, g, DEFAULT_PRL, false);
+        let by_mac = build(&Query::Hardware(1, vec![2, 0, 0, 0, 0, 1]), 2, g, default_prl::UDP, false);
         assert_eq!(
             (by_mac.ciaddr, by_mac.htype, by_mac.hardware_address()),
             (Ipv4Addr::UNSPECIFIED, 1, &[2, 0, 0, 0, 0, 1][..])
         );
         assert!(by_mac.options.client_identifier().is_none(), "LQ-6.2-7: no option 61 in a query by MAC");
         assert_eq!(by_mac.giaddr, g, "LQ-6.2-2");
-        assert_eq!(by_mac.options.parameter_request_list(), Some(DEFAULT_PRL), "LQ-6.2-4");
-        let by_id = build(&Query::ClientId(vec![1, 2, 3]), 3, g, DEFAULT_PRL, false);
+        assert_eq!(by_mac.options.parameter_request_list(), Some(default_prl::UDP), "LQ-6.2-4");
+        let by_id = build(&Query::ClientId(vec![1, 2, 3]), 3, g, default_prl::UDP, false);
         assert_eq!((by_id.hlen, by_id.options.client_identifier()), (0, Some(&[1, 2, 3][..])));
         assert_eq!((by_id.ciaddr, by_id.htype), (Ipv4Addr::UNSPECIFIED, 0), "LQ-6.2-8");
         // LQR-4.1-1: option 82 with only the remote-id, 92 requested, even when asked for the source port.
-        let by_rid = build(&Query::RemoteId(b"sw1".to_vec()), 4, g, DEFAULT_PRL, true);
+        let by_rid = build(&Query::RemoteId(b"sw1".to_vec()), 4, g, default_prl::UDP, true);
         assert!(by_rid.options.relay_agent_info().unwrap().is_remote_id_only());
         assert!(by_rid.options.parameter_request_list().unwrap().contains(&code::ASSOCIATED_IP));
-        let sp = build(&Query::Ip(Ipv4Addr::new(10, 0, 0, 9)), 5, g, DEFAULT_PRL, true);
+        let sp = build(&Query::Ip(Ipv4Addr::new(10, 0, 0, 9)), 5, g, default_prl::UDP, true);
         assert!(sp.options.relay_agent_info().unwrap().has_relay_source_port());
     }
 }

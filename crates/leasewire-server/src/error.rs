@@ -20,8 +20,8 @@ pub enum ServeError {
     Tls {
         /// The configuration key, e.g. `active-leasequery.tls`.
         key: &'static str,
-        /// What is wrong, naming the file.
-        source: crate::tcp::tls::TlsError,
+        /// What is wrong, naming the file (boxed: it is the largest error, and start-up failures are rare).
+        source: Box<crate::tcp::tls::TlsError>,
     },
     /// The data directory could not be created or is not writable.
     #[error("server.data-dir {}: {message}", path.display())]
@@ -74,6 +74,11 @@ pub enum ServeError {
 }
 
 impl ServeError {
+    /// The TLS files of the configuration section `key` could not be loaded.
+    pub(crate) fn tls(key: &'static str, source: crate::tcp::tls::TlsError) -> Self {
+        ServeError::Tls { key, source: Box::new(source) }
+    }
+
     /// A bind failure for the socket `what` at `addr`.
     pub(crate) fn listen(what: &str, addr: SocketAddr, source: std::io::Error) -> Self {
         ServeError::Listen { what: format!("{what} {addr}"), source }

@@ -538,7 +538,7 @@ pub fn check_files(config: &Validated) -> Result<(), ServeError> {
     if let StoreChoice::Postgres { tls: Some(t), .. } = &config.store {
         let client = t.client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
         crate::tcp::tls::database_client_config(&t.ca, client)
-            .map_err(|source| ServeError::Tls { key: "server.store", source })?;
+            .map_err(|source| ServeError::tls("server.store", source))?;
     }
     Ok(())
 }
@@ -576,7 +576,7 @@ fn open_store(
             if let Some(t) = tls {
                 let client = t.client.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
                 let config = crate::tcp::tls::database_client_config(&t.ca, client)
-                    .map_err(|source| ServeError::Tls { key: "server.store", source })?;
+                    .map_err(|source| ServeError::tls("server.store", source))?;
                 options.tls = Some(PgTls(config));
             }
             let store = PgStore::open(url, options)

@@ -79,7 +79,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // after the whole timeout. Replies come from the address asked.
     socket.connect(server).with_context(|| format!("connecting to {server}"))?;
     let xid = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos() ^ std::process::id();
-    let q = leasequery::build(&args.query, xid, giaddr, leasequery::DEFAULT_PRL, source_port_because.is_some());
+    let q = leasequery::build(
+        &args.query,
+        xid,
+        giaddr,
+        leasewire_proto::options::default_prl::UDP,
+        source_port_because.is_some(),
+    );
     // A one-shot query: the server is not known to answer leasequery (LQ-6.6-2 paces such retries at 10 s).
     let bytes = match leasequery::exchange(&socket, SocketAddr::V4(server), &q, args.timeout, false) {
         Ok(b) => b,

@@ -121,7 +121,7 @@ impl TcpSettings {
         let tls = match (&a.tls, a.enabled) {
             (Some(t), true) => Some(
                 TlsSettings::load(&t.cert, &t.key, &t.ca, t.allow_list())
-                    .map_err(|source| ServeError::Tls { key: "active-leasequery.tls", source })?,
+                    .map_err(|source| ServeError::tls("active-leasequery.tls", source))?,
             ),
             _ => None,
         };

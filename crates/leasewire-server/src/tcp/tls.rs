@@ -5,39 +5,75 @@
 
 use super::tls_allow::{AllowList, AllowListVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Why TLS could not be set up.
+/// Why TLS could not be set up: which file, and what the PEM parser or rustls said about it (rustls' own
+/// error types, not their text, so a caller can tell a missing file from a key that does not fit).
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A certificate, key or CA file could not be read or parsed.
-    #[error("{path}: {message}")]
-    File {
+    /// A certificate, key or CA file could not be read, or is not PEM of the kind expected.
+    #[error("{}: {source}", path.display())]
+    Pem {
         /// The file.
-        path: String,
-        /// What was wrong.
-        message: String,
+        path: PathBuf,
+        /// What reading or parsing it said.
+        source: rustls::pki_types::pem::Error,
     },
-    /// rustls refused the configuration.
+    /// A certificate or CA file holds no certificate.
+    #[error("{}: no certificate in the file", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CA certificate rustls cannot take as a trust anchor.
+    #[error("{}: {source}", path.display())]
+    BadCa {
+        /// The CA file.
+        path: PathBuf,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// The key does not go with the certificate (or is of a kind rustls cannot use).
+    #[error("{}: not usable with the certificate {}: {source}", key.display(), cert.display())]
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// rustls refused the protocol versions (cannot happen with the ring provider; kept typed, not unwrapped).
     #[error("TLS configuration: {0}")]
-    Config(String),
+    Config(#[from] rustls::Error),
+    /// The client certificate verifier could not be built from the CA.
+    #[error("TLS configuration: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
-fn file_err(path: &Path, message: impl ToString) -> TlsError {
-    TlsError::File { path: path.display().to_string(), message: message.to_string() }
-}
-
-/// Certificates from a PEM file.
+/// Certificates from a PEM file (at least one).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| file_err(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| file_err(path, e))?;
+    let pem = |source| TlsError::Pem { path: path.to_owned(), source };
+    let certs = CertificateDer::pem_file_iter(path).map_err(pem)?.collect::<Result<Vec<_>, _>>().map_err(pem)?;
     if certs.is_empty() {
-        return Err(file_err(path, "no certificate in the file"));
+        return Err(TlsError::NoCertificate { path: path.to_owned() });
     }
     Ok(certs)
+}
+
+/// The private key from a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Pem { path: path.to_owned(), source })
+}
+
+/// A root store of the certificates in a CA file.
+fn load_roots(ca: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c).map_err(|source| TlsError::BadCa { path: ca.to_owned(), source })?;
+    }
+    Ok(roots)
 }
 
 /// The server's TLS settings, ready for connections.
@@ -53,23 +89,17 @@ impl TlsSettings {
     /// Build from PEM files: the server's certificate chain and key, and the CA that signs requestors.
     pub fn load(cert: &Path, key: &Path, ca: &Path, allow: AllowList) -> Result<Self, TlsError> {
         let chain = load_certs(cert)?;
-        let key_path = key;
-        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for c in load_certs(ca)? {
-            roots.add(c).map_err(|e| file_err(ca, e))?;
-        }
+        let key_der = load_key(key)?;
+        let roots = load_roots(ca)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
-            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
         let verifier = Arc::new(AllowListVerifier::new(verifier, allow.clone()));
         let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| file_err(key_path, format!("not usable with the certificate {}: {e}", cert.display())))?;
+            .with_single_cert(chain, key_der)
+            .map_err(|source| TlsError::KeyMismatch { key: key.to_owned(), cert: cert.to_owned(), source })?;
         Ok(Self { config: Arc::new(config), allow })
     }
 }
@@ -81,20 +111,13 @@ pub fn database_client_config(
     ca: &Path,
     client: Option<(&Path, &Path)>,
 ) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in load_certs(ca)? {
-        roots.add(c).map_err(|e| file_err(ca, e))?;
-    }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots);
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(load_roots(ca)?);
     let config = match client {
-        Some((cert, key)) => {
-            let chain = load_certs(cert)?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e))?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| TlsError::Config(e.to_string()))?
-        }
+        Some((cert, key)) => builder
+            .with_client_auth_cert(load_certs(cert)?, load_key(key)?)
+            .map_err(|source| TlsError::KeyMismatch { key: key.to_owned(), cert: cert.to_owned(), source })?,
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))

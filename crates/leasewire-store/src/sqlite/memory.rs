@@ -10,6 +10,14 @@
 //! `BTreeSet` (32 bits of a keyed hash of the key, then the address), so a key lookup yields candidate
 //! addresses in address order and is confirmed against the record itself (a hash collision only costs a
 //! comparison).
+//!
+//! The requestor's replica has an encoding of its own (`leasewire-requestor`'s `replica/record.rs`), on purpose:
+//! this one is private to the store, holds the server's current record (sequence number, the DAMAGED marker of
+//! a row that could not be read, the options blob as SQLite stores it) and is rebuilt from SQLite at every
+//! open, so it can change with any release; the replica's is also its file format (it is persisted as is),
+//! holds what a requestor learns (base-time, where each observation came from) and must stay readable across
+//! versions. Sharing one would tie the store's memory layout to the replica's file format, and the requestor
+//! would depend on the store crate for it.
 
 use crate::binding::{decode_options, encode_options};
 use crate::store::{ScanFilter, ScanKey};

@@ -6,8 +6,7 @@
 use super::bulk::binding_of;
 use super::dhcptls;
 use crate::framing::{FrameDecoder, encode_frame};
-use crate::lq_reply::DEFAULT_PRL;
-use crate::options::code;
+use crate::options::{code, default_prl};
 use crate::{Binding, Message, MessageType, Op, StatusCode};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -124,7 +123,7 @@ impl ActiveRequestor {
         let mut m = Message::new(Op::BootRequest);
         m.xid = self.xid;
         m.options.set_message_type(MessageType::ActiveLeaseQuery);
-        m.options.set(code::PARAMETER_REQUEST_LIST, DEFAULT_PRL.to_vec());
+        m.options.set(code::PARAMETER_REQUEST_LIST, default_prl::TCP.to_vec());
         if let Some(t) = self.query_start_time {
             m.options.set_u32(code::QUERY_START_TIME, t);
         }

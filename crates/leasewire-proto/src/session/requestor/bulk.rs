@@ -3,8 +3,7 @@
 //! and reports each query's end.
 
 use crate::framing::{FrameDecoder, encode_frame};
-use crate::lq_reply::DEFAULT_PRL;
-use crate::options::code;
+use crate::options::{code, default_prl};
 use crate::session::BulkKey;
 use crate::{Binding, DataSource, DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder, StatusCode};
 use std::collections::HashMap;
@@ -134,7 +133,7 @@ impl BulkRequestor {
             m.options.set_u32(code::QUERY_END_TIME, t);
         }
         // BLQ-7.2-2: ask for base-time, lease time, start-time-of-state and CLTT (and what a replica needs).
-        m.options.set(code::PARAMETER_REQUEST_LIST, DEFAULT_PRL.to_vec());
+        m.options.set(code::PARAMETER_REQUEST_LIST, default_prl::TCP.to_vec());
         encode_frame(&m, &mut self.tx).expect("queries encode");
         self.outstanding.insert(xid, Outstanding::default());
         self.last_progress = now;
@@ -326,8 +325,8 @@ mod tests {
         let mut b2 = b.clone();
         b2.ip = Ipv4Addr::new(10, 0, 0, 6);
         let mut bytes = Vec::new();
-        write_binding_reply(&mut bytes, &b, xid, DEFAULT_PRL, 1100, true, &policy());
-        write_binding_reply(&mut bytes, &b2, xid, DEFAULT_PRL, 1101, false, &policy());
+        write_binding_reply(&mut bytes, &b, xid, default_prl::TCP, 1100, true, &policy());
+        write_binding_reply(&mut bytes, &b2, xid, default_prl::TCP, 1101, false, &policy());
         bytes.extend(server_frames(&[done(xid, None, None)]));
         r.receive(&bytes, now);
         let Some(Event::Binding(one)) = r.poll_event() else { panic!() };

@@ -17,7 +17,8 @@ pub mod bulk;
 use self::active::{Active, ActiveConfig, CatchUp, ChangesFetch};
 use self::bulk::{BulkKey, BulkQuery, VpnScope};
 use crate::framing::{FrameDecoder, encode_frame};
-use crate::lq_reply::{DEFAULT_PRL, ReplyPolicy, done, status_message, write_binding_reply};
+use crate::lq_reply::{ReplyPolicy, done, status_message, write_binding_reply};
+use crate::options::default_prl;
 use crate::{Binding, BindingChange, DhcpState, Message, MessageType, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -808,7 +809,8 @@ impl ServerSession {
             }
             Ok(start) => {
                 self.admitted = true;
-                let mut prl = m.options.parameter_request_list().map_or_else(|| DEFAULT_PRL.to_vec(), <[u8]>::to_vec);
+                let mut prl =
+                    m.options.parameter_request_list().map_or_else(|| default_prl::TCP.to_vec(), <[u8]>::to_vec);
                 if !prl.contains(&crate::options::code::BASE_TIME) {
                     prl.insert(0, crate::options::code::BASE_TIME);
                 }
@@ -864,7 +866,7 @@ impl ServerSession {
                     let synthesize = q.key == BulkKey::All
                         && q.changed_on_or_after.is_none_or(|from| from <= h)
                         && q.changed_on_or_before.is_none_or(|to| h <= to);
-                    let prl = q.prl.clone().unwrap_or_else(|| DEFAULT_PRL.to_vec());
+                    let prl = q.prl.clone().unwrap_or_else(|| default_prl::TCP.to_vec());
                     self.queries.push_back(Running {
                         q,
                         prl,
