@@ -101,6 +101,8 @@ impl BulkStream {
                     0 => return Err(self.closed().await),
                     n => {
                         self.received = true;
+                        // BLQ-6.2.6-4: a reply without base-time is in our time context.
+                        self.session.wall_clock(crate::unix_now());
                         self.session.receive(&self.buf[..n], now())
                     }
                 },

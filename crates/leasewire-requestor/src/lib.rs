@@ -22,6 +22,11 @@ pub mod tls;
 pub mod watch;
 mod web;
 
+/// The requestor's clock, in Unix seconds (the unit of base-time).
+pub(crate) fn unix_now() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+}
+
 /// A transaction id for a new connection: unique per connection is what RFC 7724 §7.3 asks (ALQ-7.3-3);
 /// different across restarts so a stale reply is never taken for a new one.
 pub fn fresh_xid() -> u32 {

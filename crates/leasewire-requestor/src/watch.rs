@@ -10,6 +10,7 @@ use crate::bulk::{BulkError, BulkStream};
 use crate::conn::Target;
 use crate::metrics::{ServerLabel, WatchMetrics};
 use crate::replica::{Applied, Gap, Replica, ReplicaError, Via};
+use crate::unix_now;
 use leasewire_proto::session::active::ACTIVE_LQ_IDLE_TIMEOUT;
 use leasewire_proto::session::active_requestor::ActiveEvent;
 use leasewire_proto::session::bulk_query::BulkKey;
@@ -512,11 +513,6 @@ fn describe_seed(e: &BulkError) -> String {
         }
         other => other.to_string(),
     }
-}
-
-/// The requestor's clock, in Unix seconds (the unit of base-time).
-fn unix_now() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
 }
 
 #[cfg(test)]

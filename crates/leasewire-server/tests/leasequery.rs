@@ -419,3 +419,41 @@ fn lq_6_4_2_8_t1_t2_come_from_the_binding_not_from_todays_subnet_settings() {
     assert_eq!(r.message_type(), Some(MessageType::LeaseActive), "a lease outside every subnet is answered");
     assert_eq!(r.options.get_u32(code::RENEWAL_TIME), Some(70));
 }
+
+/// LQ-6.1-3: associated-ip is option 92, its length a non-zero multiple of 4, one address per 4 octets; a
+/// list whose length is not a multiple of 4 does not decode (the requestor refuses it).
+#[test]
+fn lq_6_1_3_associated_ip_is_a_whole_number_of_addresses() {
+    let f = fixture("");
+    f.store.commit(T - 4, vec![active([10, 0, 0, 103], MAC1, T - 20)]).wait().unwrap();
+    let mut q = query(Some(ALL));
+    q.set_hardware_address(1, &MAC1);
+    let a = f.ask(&q).expect("an answer");
+    // Walk the raw options: option 92 with 8 octets, the two other bindings of MAC1.
+    let raw = &a.bytes[240..];
+    let mut i = 0;
+    let mut found = None;
+    while i < raw.len() && raw[i] != 255 {
+        if raw[i] == 0 {
+            i += 1;
+            continue;
+        }
+        let (c, n) = (raw[i], raw[i + 1] as usize);
+        if c == code::ASSOCIATED_IP {
+            found = Some(raw[i + 2..i + 2 + n].to_vec());
+        }
+        i += 2 + n;
+    }
+    let value = found.expect("option 92");
+    assert_eq!(value.len(), 8);
+    let mut ips: Vec<&[u8]> = value.chunks(4).collect();
+    ips.sort();
+    assert_eq!(ips, [[10, 0, 0, 100], [10, 0, 0, 103]]);
+    // Six octets are no list of addresses: the message is refused as a whole.
+    let mut bad = a.bytes.clone();
+    let at = 240 + raw.windows(2).position(|w| w == [code::ASSOCIATED_IP, 8]).unwrap();
+    bad[at + 1] = 6;
+    bad.remove(at + 2 + 6);
+    bad.remove(at + 2 + 6);
+    assert!(Message::decode(&bad).is_err(), "LQ-6.1-3: length 6 is refused");
+}

@@ -167,3 +167,44 @@ fn lookups_by_hardware_address() {
     let ips: Vec<_> = r.by_hardware_address(&[2, 0, 0, 0, 0, 7]).iter().map(|(b, _)| b.ip).collect();
     assert_eq!(ips, vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)]);
 }
+
+/// BLQ-6.2.7-7, ALQ-6-2: no state is expected to follow another. Every state may follow every other (also
+/// itself, with the intermediate states never seen), and the newer report is taken whichever it is.
+#[test]
+fn blq_6_2_7_7_and_alq_6_2_any_state_may_follow_any_other() {
+    for from in DhcpState::ALL {
+        for to in DhcpState::ALL {
+            let mut r = Replica::in_memory(&["s".into()]);
+            let first = b(1, from, 1000, Some(1000), 1);
+            let mut second = b(1, to, 1500, Some(1500), 2);
+            second.client_id = Some(vec![9]);
+            assert_eq!(r.apply(0, &first, Some(1000), Via::Active), Applied::New);
+            let applied = r.apply(0, &second, Some(1500), Via::Active);
+            assert_eq!(applied, Applied::Changed, "{from:?} -> {to:?}");
+            assert_eq!(r.get(first.ip).unwrap().0, second, "{from:?} -> {to:?}");
+        }
+    }
+}
+
+/// BLQ-7.3-10: bindings come in no particular order. Addresses arrive in descending order and base-times go
+/// down; each binding is judged by its own times, not by its place in the stream or its message's base-time.
+#[test]
+fn blq_7_3_10_no_order_is_assumed_among_returned_bindings() {
+    let mut r = Replica::in_memory(&["s".into()]);
+    // Addresses 9 .. 1, base-times falling.
+    for last in (1..=9u8).rev() {
+        let t = 2000 - u32::from(last);
+        assert_eq!(
+            r.apply(0, &b(last, DhcpState::Active, t, Some(t), last), Some(3000 - u32::from(last)), Via::Bulk),
+            Applied::New
+        );
+    }
+    assert_eq!(r.len(), 9);
+    // Two reports about one address: the first under a later base-time but about an older change. The
+    // second, under an earlier base-time, carries the newer change and wins.
+    let older_change = b(5, DhcpState::Released, 2100, Some(2100), 5);
+    let newer_change = b(5, DhcpState::Expired, 2200, Some(2200), 5);
+    assert_eq!(r.apply(0, &older_change, Some(4000), Via::Bulk), Applied::Changed);
+    assert_eq!(r.apply(0, &newer_change, Some(2300), Via::Bulk), Applied::Changed);
+    assert_eq!(r.get(newer_change.ip).unwrap().0, newer_change);
+}

@@ -231,7 +231,8 @@ impl Default for LeasequerySection {
 }
 
 pub(super) fn default_disclose() -> Vec<u8> {
-    vec![12, 60]
+    // Host name, and the vendor's class and information as the client sent them (BLQ-8.3-10).
+    vec![12, 60, 124, 125]
 }
 
 pub(super) fn default_lq_rate() -> u32 {

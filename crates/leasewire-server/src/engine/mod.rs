@@ -18,8 +18,10 @@ use leasewire_proto::{DataSource, DhcpState, Message, MessageType, Op, RelayAgen
 use leasewire_store::Binding;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-/// Client options the server stores with a binding so leasequery can return them (RFC 4388 §6.7).
-const STORED_OPTIONS: &[u8] = &[code::HOST_NAME, code::PARAMETER_REQUEST_LIST, code::VENDOR_CLASS, 77, 81];
+/// Client options the server stores with a binding so leasequery can return them (RFC 4388 §6.7: the vendor
+/// class, LQ-6.7-3). 124 and 125 (vendor-identifying class and information) flow both ways: a Bulk or Active
+/// requestor that asks for one gets the value the client sent (RFC 6926 §8.3 item 7, BLQ-8.3-10).
+const STORED_OPTIONS: &[u8] = &[code::HOST_NAME, code::PARAMETER_REQUEST_LIST, code::VENDOR_CLASS, 77, 81, 124, 125];
 
 /// How the engine identifies a client: its client identifier when it sent one, else htype + chaddr
 /// (RFC 2131 §4.2).

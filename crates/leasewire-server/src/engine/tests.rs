@@ -632,3 +632,26 @@ fn a_lease_in_a_removed_subnet_is_kept_and_its_renewal_unanswered() {
     r.ciaddr = offer.yiaddr;
     assert_eq!(e.handle(&r, rx(T0 + 300)).dropped, Some(DropReason::NoSubnet), "RFC 2131 §4.3.2: not authoritative");
 }
+
+/// LQ-6.7-3: the vendor-class-id (60) of the client's request is stored with the binding; BLQ-8.3-10: so are
+/// the options that flow both ways (124, 125), so a requestor that asks for them gets what the client sent.
+#[test]
+fn lq_6_7_3_vendor_class_and_vendor_information_are_stored_with_the_binding() {
+    let mut e = engine();
+    let (ip, mut req) = offered(&mut e, 1, T0);
+    req.options.set(code::VENDOR_CLASS, b"MSFT 5.0".to_vec());
+    req.options.set(124, vec![0, 0, 0x0d, 0xe9, 3, b'c', b'p', b'e']);
+    req.options.set(125, vec![0, 0, 0x0d, 0xe9, 4, 1, 2, b'x', b'y']);
+    let o = e.handle(&req, rx(T0 + 1));
+    let b = &o.commit[0];
+    assert_eq!(b.ip, ip);
+    assert_eq!(b.option(code::VENDOR_CLASS), Some(&b"MSFT 5.0"[..]));
+    assert_eq!(b.option(124), Some(&[0, 0, 0x0d, 0xe9, 3, b'c', b'p', b'e'][..]));
+    assert_eq!(b.option(125), Some(&[0, 0, 0x0d, 0xe9, 4, 1, 2, b'x', b'y'][..]));
+    // A renewal that carries another vendor class stores the newest.
+    let mut renew = msg(MessageType::Request, 1);
+    renew.ciaddr = ip;
+    renew.options.set(code::VENDOR_CLASS, b"MSFT 98".to_vec());
+    let o = e.handle(&renew, rx(T0 + 100));
+    assert_eq!(o.commit[0].option(code::VENDOR_CLASS), Some(&b"MSFT 98"[..]));
+}

@@ -87,6 +87,9 @@ pub struct BulkRequestor {
     data_timeout: Duration,
     last_progress: Instant,
     failed: Option<RequestorError>,
+    /// The requestor's clock (Unix seconds) as the driver last gave it: the reference for a reply without
+    /// base-time (BLQ-6.2.6-4).
+    wall_clock: u32,
 }
 
 impl BulkRequestor {
@@ -102,7 +105,16 @@ impl BulkRequestor {
             data_timeout,
             last_progress: now,
             failed: None,
+            wall_clock: 0,
         }
+    }
+
+    /// The requestor's own clock (Unix seconds), given by the driver before [`BulkRequestor::receive`]. A reply
+    /// without base-time has its durations taken from it: without information to the contrary the server's
+    /// time context is assumed to be the requestor's (BLQ-6.2.6-4). Until it is given, such times come out
+    /// relative to 0.
+    pub fn wall_clock(&mut self, unix_now: u32) {
+        self.wall_clock = unix_now;
     }
 
     /// Queue a query; returns its xid (unique on the connection, BLQ-7.1-3).
@@ -216,7 +228,7 @@ impl BulkRequestor {
             MessageType::LeaseActive | MessageType::LeaseUnassigned => {
                 q.count += 1;
                 let server_id = q.server_id;
-                let (binding, base_time) = binding_of(&m, t);
+                let (binding, base_time) = binding_at(&m, t, self.wall_clock);
                 self.events.push_back(Event::Binding(BulkBinding { xid: m.xid, binding, base_time, server_id }));
             }
             MessageType::LeaseQueryDone => {
@@ -370,6 +382,7 @@ mod tests {
         assert_eq!(r.error(), Some(&RequestorError::Unexpected(MessageType::LeaseUnknown)));
     }
 
+    /// BLQ-6.2.8-5: the requestor ignores data-source's unassigned bits (0xFE is local, 0xFF remote).
     #[test]
     fn blq_6_2_7_5_and_6_2_8_4_defaults_for_absent_state_and_source() {
         let mut m = Message::new(Op::BootReply);
@@ -393,5 +406,111 @@ mod tests {
         assert!(r.error().is_none());
         r.handle_timeout(t0 + Duration::from_secs(300));
         assert_eq!(r.error(), Some(&RequestorError::Timeout(Duration::from_secs(300))));
+    }
+
+    fn query_of(key: BulkKey) -> Message<'static> {
+        let mut r = BulkRequestor::new(1, Duration::from_secs(300), Instant::now());
+        r.query(&BulkRequest { key, changed_on_or_after: None, changed_on_or_before: None }, Instant::now());
+        let bytes = r.poll_transmit().unwrap();
+        let (f, n) = FrameDecoder::default().decode(&bytes).unwrap().unwrap();
+        assert_eq!(n, bytes.len(), "one query, one frame");
+        Message::decode(Box::leak(f.to_vec().into_boxed_slice())).unwrap()
+    }
+
+    /// BLQ-7.2-3: each query carries exactly one primary query, in the form RFC 6926 §7.2 gives it, and the
+    /// server reads it back as that key (and not as "more than one primary query").
+    #[test]
+    fn blq_7_2_3_each_query_carries_exactly_one_primary_query() {
+        let mac = query_of(BulkKey::Mac { htype: 1, addr: vec![2, 0, 0, 0, 0, 7] });
+        assert_eq!((mac.htype, mac.hlen, mac.hardware_address()), (1, 6, &[2, 0, 0, 0, 0, 7][..]));
+        assert!(mac.options.client_identifier().is_none() && mac.options.get(code::RELAY_AGENT_INFO).is_none());
+
+        let cid = query_of(BulkKey::ClientId(vec![1, 2, 3]));
+        assert_eq!(cid.options.client_identifier(), Some(&[1, 2, 3][..]));
+        assert_eq!((cid.hlen, cid.options.get(code::RELAY_AGENT_INFO)), (0, None));
+
+        let remote = query_of(BulkKey::RemoteId(b"modem-7".to_vec()));
+        let rai = remote.options.relay_agent_info().unwrap();
+        assert_eq!((rai.remote_id(), rai.relay_id()), (Some(&b"modem-7"[..]), None));
+        assert_eq!((remote.hlen, remote.options.client_identifier()), (0, None));
+
+        let relay = query_of(BulkKey::RelayId(b"relay-A".to_vec()));
+        let rai = relay.options.relay_agent_info().unwrap();
+        assert_eq!((rai.relay_id(), rai.remote_id()), (Some(&b"relay-A"[..]), None));
+        assert_eq!((relay.hlen, relay.options.client_identifier()), (0, None));
+
+        let all = query_of(BulkKey::All);
+        assert_eq!((all.hlen, all.options.client_identifier()), (0, None));
+        assert_eq!(all.options.get(code::RELAY_AGENT_INFO), None, "All Configured IP Addresses: none of them");
+
+        for (m, key) in [
+            (&mac, BulkKey::Mac { htype: 1, addr: vec![2, 0, 0, 0, 0, 7] }),
+            (&cid, BulkKey::ClientId(vec![1, 2, 3])),
+            (&remote, BulkKey::RemoteId(b"modem-7".to_vec())),
+            (&relay, BulkKey::RelayId(b"relay-A".to_vec())),
+            (&all, BulkKey::All),
+        ] {
+            assert_eq!(crate::session::bulk_query::BulkQuery::parse(m).map(|q| q.key), Ok(key));
+        }
+    }
+
+    /// BLQ-7.7-1: queries pipelined on one connection each get their own xid, also across the wrap of the xid
+    /// space, and replies are demultiplexed by it.
+    #[test]
+    fn blq_7_7_1_pipelined_queries_have_unique_xids() {
+        let now = Instant::now();
+        let mut r = BulkRequestor::new(u32::MAX - 2, Duration::from_secs(300), now);
+        let all = BulkRequest { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None };
+        let xids: Vec<u32> = (0..6).map(|_| r.query(&all, now)).collect();
+        let unique: std::collections::HashSet<u32> = xids.iter().copied().collect();
+        assert_eq!(unique.len(), xids.len(), "{xids:x?}");
+        // On the wire: six frames, six xids.
+        let bytes = r.poll_transmit().unwrap();
+        let wire: Vec<u32> = crate::framing::frames(&bytes).map(|f| Message::decode(&f[2..]).unwrap().xid).collect();
+        assert_eq!(wire, xids);
+        // Replies interleaved across the queries land on theirs.
+        let b = Binding::new(Ipv4Addr::new(10, 0, 0, 5), DhcpState::Active, 1000);
+        let mut replies = Vec::new();
+        write_binding_reply(&mut replies, &b, xids[4], DEFAULT_PRL, 1100, true, &policy());
+        write_binding_reply(&mut replies, &b, xids[1], DEFAULT_PRL, 1100, true, &policy());
+        replies.extend(server_frames(&[done(xids[1], None, None)]));
+        r.receive(&replies, now);
+        let got: Vec<u32> = std::iter::from_fn(|| r.poll_event())
+            .map(|e| match e {
+                Event::Binding(b) => b.xid,
+                Event::Done { xid, .. } => xid,
+            })
+            .collect();
+        assert_eq!(got, vec![xids[4], xids[1], xids[1]]);
+        assert_eq!(r.outstanding(), 5);
+        // A later query never reuses an xid still outstanding.
+        let next = r.query(&all, now);
+        assert!(!xids.iter().enumerate().any(|(i, x)| i != 1 && *x == next));
+    }
+
+    /// BLQ-6.2.6-4: a reply without base-time is read in the requestor's own time context (the times it
+    /// carries count back from the requestor's clock), not from the epoch.
+    #[test]
+    fn blq_6_2_6_4_a_reply_without_base_time_is_in_the_requestors_time() {
+        let now = Instant::now();
+        let mut r = BulkRequestor::new(7, Duration::from_secs(300), now);
+        let xid =
+            r.query(&BulkRequest { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }, now);
+        let mut m = Message::new(Op::BootReply);
+        m.xid = xid;
+        m.ciaddr = Ipv4Addr::new(10, 0, 0, 5);
+        m.options.set_message_type(MessageType::LeaseActive);
+        m.options.set_u32(code::CLIENT_LAST_TRANSACTION_TIME, 30);
+        m.options.set_u32(code::START_TIME_OF_STATE, 40);
+        m.options.set_u32(code::LEASE_TIME, 600);
+        r.wall_clock(1_800_000_000);
+        r.receive(&server_frames(&[m]), now);
+        let Some(Event::Binding(got)) = r.poll_event() else { panic!("a binding") };
+        assert_eq!(got.base_time, None, "no base-time is invented");
+        let b = got.binding;
+        assert_eq!(
+            (b.cltt, b.state_since, b.expires_at),
+            (Some(1_800_000_000 - 30), 1_800_000_000 - 40, Some(1_800_000_000 + 600))
+        );
     }
 }

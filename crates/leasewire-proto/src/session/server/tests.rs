@@ -1030,3 +1030,163 @@ fn in_secure_mode_tls_alone_does_not_admit_a_query_inside_it_does() {
     s.handle_timeout(t0 + PRE_AUTH);
     assert!(drive_active(&mut s, &mut vec![]).closed.is_none());
 }
+
+// ---- requirements named one by one ---------------------------------------------------------------------
+
+/// BLQ-8.3-10: the query's option 55 governs every reply to it, and an option that flows both ways (125)
+/// comes back as the client sent it when asked for. Two pipelined queries with different lists each get
+/// their own.
+#[test]
+fn blq_8_3_10_each_query_s_parameter_request_list_governs_all_its_replies() {
+    let mut store = FakeStore::standard();
+    for c in &mut store.0 {
+        c.binding.options = vec![(12, b"pc".to_vec()), (125, vec![0, 0, 0x0d, 0xe9, 2, 1, c.binding.ip.octets()[3]])];
+    }
+    let now = Instant::now();
+    let mut c = cfg(2, 4);
+    c.policy.disclose = vec![12, 125];
+    let mut s = ServerSession::new(c, now);
+    let mut with_125 = query(41);
+    with_125.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 125, 51]);
+    let mut without = query(42);
+    without.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 12, 51]);
+    let mut bytes = frame(&with_125);
+    bytes.extend(frame(&without));
+    s.receive(&bytes, now);
+    let run = drive(&mut s, &store);
+    let bindings = |xid| {
+        run.replies
+            .iter()
+            .filter(move |m| m.xid == xid && m.message_type() != Some(MessageType::LeaseQueryDone))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bindings(41).len(), 11, "10 configured addresses and the record outside them");
+    for m in bindings(41) {
+        let sent = store.0.iter().find(|c| c.binding.ip == m.ciaddr).and_then(|c| c.binding.option(125));
+        assert_eq!(m.options.get(125), sent, "{}: the client's own option 125", m.ciaddr);
+        assert!(!m.options.contains(12), "not asked for");
+    }
+    assert!(bindings(41).iter().any(|m| m.options.contains(125)));
+    for m in bindings(42) {
+        assert!(!m.options.contains(125), "not asked for by this query");
+    }
+    assert!(bindings(42).iter().any(|m| m.options.get(12) == Some(&b"pc"[..])));
+}
+
+/// ALQ-3-9: options configured as withheld never appear in Active replies, even when the query's parameter
+/// request list asks for them (catch-up and live alike).
+#[test]
+fn alq_3_9_withheld_options_stay_out_of_active_replies_the_query_asks_for() {
+    let mut c = active_cfg(100);
+    c.policy.disclose = vec![12];
+    c.policy.withhold = vec![code::RELAY_AGENT_INFO, 12];
+    let now = Instant::now();
+    let mut s = ServerSession::new(c, now);
+    let mut q = active_query(5);
+    q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156, 61, 82, 12]);
+    q.options.set_u32(code::QUERY_START_TIME, T0 - 600);
+    s.receive(&frame(&q), now);
+    assert!(matches!(s.poll_output(T0), Some(Output::FetchChanges(_))));
+    let mut caught_up = change(3, DhcpState::Active, 1);
+    caught_up.binding.options = vec![(12, b"laptop".to_vec())];
+    let mut live = change(4, DhcpState::Active, 2);
+    live.binding.options = vec![(12, b"phone".to_vec())];
+    s.live(live);
+    s.changes_page(Ok((vec![caught_up], true)));
+    let run = drive_active(&mut s, &mut vec![]);
+    let bindings: Vec<_> = run.replies.iter().filter(|m| m.message_type() == Some(MessageType::LeaseActive)).collect();
+    assert_eq!(bindings.len(), 2);
+    for m in bindings {
+        assert!(!m.options.contains(code::RELAY_AGENT_INFO) && !m.options.contains(12), "{:?}", m.options);
+        assert!(m.options.client_identifier().is_some(), "what is not withheld is sent");
+    }
+    // Without the withholding the same query gets both.
+    let mut c = active_cfg(100);
+    c.policy.disclose = vec![12];
+    let mut s = ServerSession::new(c, now);
+    s.receive(&frame(&q), now);
+    assert!(matches!(s.poll_output(T0), Some(Output::FetchChanges(_))));
+    let mut live = change(4, DhcpState::Active, 2);
+    live.binding.options = vec![(12, b"phone".to_vec())];
+    s.live(live);
+    s.changes_page(Ok((vec![], true)));
+    let run = drive_active(&mut s, &mut vec![]);
+    let m = run.replies.iter().find(|m| m.message_type() == Some(MessageType::LeaseActive)).unwrap();
+    assert!(m.options.contains(code::RELAY_AGENT_INFO) && m.options.contains(12));
+}
+
+/// ALQ-8.2-2: an error while processing the Active query — at the start (refused) or later (the store fails
+/// during catch-up) — is a DHCPLEASEQUERYSTATUS with an error status, then the connection is closed.
+#[test]
+fn alq_8_2_2_an_error_during_the_active_query_is_a_status_then_a_close() {
+    let mut s = catching_up(active_cfg(100));
+    s.changes_page(Err("disk I/O error".into()));
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(run.replies.len(), 1);
+    let status = status_of(&run.replies[0]).expect("a status");
+    assert_ne!(status, StatusCode::Success);
+    assert_eq!(run.replies[0].xid, 5);
+    assert_eq!(run.closed, Some(CloseReason::StoreFailed));
+    // At the start: a second Active query on the connection.
+    let now = Instant::now();
+    let mut s = ServerSession::new(active_cfg(100), now);
+    let mut bytes = frame(&active_query(6));
+    bytes.extend(frame(&active_query(7)));
+    s.receive(&bytes, now);
+    let run = drive_active(&mut s, &mut vec![]);
+    let last = run.replies.last().expect("a status");
+    assert_eq!((last.xid, status_of(last)), (7, Some(StatusCode::NotAllowed)));
+    assert_eq!(run.closed, Some(CloseReason::ActiveRefused));
+}
+
+/// BLQ-7.7-2: the number of queries processed at once on a connection is a setting; only that many are read,
+/// and the next is read when one finishes.
+#[test]
+fn blq_7_7_2_only_max_queries_are_read_and_the_next_when_one_finishes() {
+    let now = Instant::now();
+    let mut s = ServerSession::new(cfg(1, 2), now);
+    let mut bytes = Vec::new();
+    for xid in 51..=53 {
+        bytes.extend(frame(&query(xid)));
+    }
+    s.receive(&bytes, now);
+    // Two fetches for the two queries read; the third stays in the buffer.
+    let Some(Output::Fetch(f)) = s.poll_output(T0) else { panic!("a fetch") };
+    assert_eq!(f.xid, 51);
+    assert_eq!(s.queries.len(), 2);
+    assert_eq!(s.rx.len(), frame(&query(53)).len(), "53 unread while 51 and 52 run");
+    s.page(51, Ok(vec![]));
+    let run = drive(&mut s, &FakeStore(Vec::new()));
+    let dones: Vec<u32> =
+        run.replies.iter().filter(|m| m.message_type() == Some(MessageType::LeaseQueryDone)).map(|m| m.xid).collect();
+    assert_eq!(dones.len(), 3, "53 was read once a query finished: {dones:?}");
+    assert!(s.rx.is_empty());
+    // With a limit of 3 all three are read at once.
+    let mut s = ServerSession::new(cfg(1, 3), now);
+    s.receive(&bytes, now);
+    assert!(matches!(s.poll_output(T0), Some(Output::Fetch(_))));
+    assert_eq!((s.queries.len(), s.rx.len()), (3, 0));
+}
+
+/// ALQ-8.1-18: a connection that blocks while a query is being read (half a frame, then nothing) is closed
+/// after BULK_LQ_DATA_TIMEOUT, also after earlier queries were answered (the pre-authentication deadline no
+/// longer applies then).
+#[test]
+fn alq_8_1_18_a_query_read_that_stalls_is_closed_after_the_data_timeout() {
+    let t0 = Instant::now();
+    let mut c = cfg(10, 4);
+    c.pre_auth_timeout = Some(Duration::from_secs(10));
+    let mut s = ServerSession::new(c, t0);
+    s.receive(&frame(&query(1)), t0);
+    let run = drive(&mut s, &FakeStore::standard());
+    assert_eq!(run.replies.last().unwrap().message_type(), Some(MessageType::LeaseQueryDone));
+    s.transmitted(1, t0);
+    let partial = frame(&query(2));
+    let t1 = t0 + Duration::from_secs(5);
+    s.receive(&partial[..20], t1);
+    assert_eq!(s.poll_timeout(), Some(t1 + BULK_LQ_DATA_TIMEOUT));
+    s.handle_timeout(t1 + BULK_LQ_DATA_TIMEOUT - Duration::from_secs(1));
+    assert!(drive(&mut s, &FakeStore::standard()).closed.is_none(), "not before the timeout");
+    s.handle_timeout(t1 + BULK_LQ_DATA_TIMEOUT);
+    assert_eq!(drive(&mut s, &FakeStore::standard()).closed, Some(CloseReason::Timeout));
+}

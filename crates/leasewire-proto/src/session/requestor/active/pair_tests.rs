@@ -290,3 +290,23 @@ fn alq_7_3_4_the_query_has_no_client_fields_its_xid_and_a_parameter_request_list
     assert!(prl.contains(&code::BASE_TIME) && prl.contains(&code::DHCP_STATE));
     assert_eq!(m.options.get_u32(code::QUERY_START_TIME), Some(T - 60));
 }
+
+/// ALQ-7.4-7: one DHCPACTIVELEASEQUERY, many replies with its xid — catch-up, live changes, keep-alives — all
+/// taken, in order, for as long as the stream lasts.
+#[test]
+fn alq_7_4_7_many_replies_with_the_one_xid_are_all_taken() {
+    let mut p = Pair::new(TlsPolicy::Refuse, false, Some(T - 200), 2);
+    p.run();
+    for i in 0..200u32 {
+        p.clock += 1;
+        p.server.live(change((i % 200) as u8 + 20, DhcpState::Active, 100 + u64::from(i), p.clock));
+        if i % 50 == 0 {
+            p.advance(Duration::from_secs(60));
+        }
+        p.run();
+    }
+    assert!(p.req.error().is_none() && !p.server_closed);
+    assert_eq!(p.bindings().len(), 5 + 200, "5 caught up, 200 live");
+    assert!(p.events.contains(&ActiveEvent::KeepAlive));
+    assert_eq!(p.events.iter().filter(|e| **e == ActiveEvent::CatchUpComplete).count(), 1);
+}
