@@ -471,8 +471,8 @@ mod tests {
         // Replies interleaved across the queries land on theirs.
         let b = Binding::new(Ipv4Addr::new(10, 0, 0, 5), DhcpState::Active, 1000);
         let mut replies = Vec::new();
-        write_binding_reply(&mut replies, &b, xids[4], DEFAULT_PRL, 1100, true, &policy());
-        write_binding_reply(&mut replies, &b, xids[1], DEFAULT_PRL, 1100, true, &policy());
+        write_binding_reply(&mut replies, &b, xids[4], default_prl::TCP, 1100, true, &policy());
+        write_binding_reply(&mut replies, &b, xids[1], default_prl::TCP, 1100, true, &policy());
         replies.extend(server_frames(&[done(xids[1], None, None)]));
         r.receive(&replies, now);
         let got: Vec<u32> = std::iter::from_fn(|| r.poll_event())
