@@ -2,6 +2,11 @@
 //! with certificates made here, the receive timeout on tokio's paused clock, the retry interval, and a
 //! server that sends garbage. Test names carry the requirement IDs.
 
+#[allow(dead_code)]
+#[path = "../../leasewire/src/lab_certs.rs"]
+mod lab_certs;
+
+use lab_certs::LabCa;
 use leasewire_proto::framing::{FrameDecoder, encode_frame};
 use leasewire_proto::session::active_requestor::{ActiveError, ActiveEvent};
 use leasewire_proto::{Binding, BindingChange, DhcpState, Message, MessageType, Op};
@@ -12,7 +17,6 @@ use leasewire_requestor::tls::ClientTls;
 use leasewire_requestor::watch::{self, Report, Status, WatchOptions};
 use leasewire_server::config::Config;
 use leasewire_server::feed::ChangeFeed;
-use leasewire_server::lab_certs::LabCa;
 use leasewire_server::metrics::Metrics;
 use leasewire_server::tcp_service::TcpService;
 use leasewire_store::{LeaseStore, OpenOptions, SqliteStore};

@@ -2,12 +2,16 @@
 //! server's TcpService, a rustls client. Good certificate, wrong CA, no client certificate, expired
 //! certificate, a name not on the allow-list, and plaintext to a secure server.
 
+#[allow(dead_code)]
+#[path = "../../leasewire/src/lab_certs.rs"]
+mod lab_certs;
+
+use lab_certs::{Issued, LabCa};
 use leasewire_proto::framing::{FrameDecoder, encode_frame};
 use leasewire_proto::options::code;
 use leasewire_proto::{BindingChange, DhcpState, Message, MessageType, Op, StatusCode};
 use leasewire_server::config::Config;
 use leasewire_server::feed::ChangeFeed;
-use leasewire_server::lab_certs::{Issued, LabCa};
 use leasewire_server::metrics::Metrics;
 use leasewire_server::tcp::TcpService;
 use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
@@ -311,8 +315,8 @@ async fn alq_8_1_8_an_spki_pin_admits_its_key_and_a_wrong_pin_refuses() {
 #[tokio::test]
 async fn lab_certs_requestor_issues_certificates_the_server_admits() {
     let dir = tempfile::tempdir().unwrap();
-    leasewire_server::lab_certs::write(dir.path()).unwrap();
-    let (cert, key) = leasewire_server::lab_certs::write_requestor(dir.path(), "second.lab").unwrap();
+    lab_certs::write(dir.path()).unwrap();
+    let (cert, key) = lab_certs::write_requestor(dir.path(), "second.lab").unwrap();
     let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
     let ca = LabCa::load(&read("ca.pem"), &read("ca-key.pem")).unwrap();
     let lab = lab_with(r#"allow-names = ["second.lab"]"#, ca).await;

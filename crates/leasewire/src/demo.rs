@@ -33,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!((1..=60_000).contains(&args.clients), "--clients must be 1 to 60000");
     anyhow::ensure!(args.rate >= 1, "--rate must be at least 1");
     let dir = tempfile::Builder::new().prefix("leasewire-demo-").tempdir()?;
-    let certs = leasewire_server::lab_certs::write(&dir.path().join("certs"))?;
+    let certs = crate::lab_certs::write(&dir.path().join("certs"))?;
     let pool_end = Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 77, 0, 1)) + args.clients + args.clients / 4);
     let config = Config::parse(&format!(
         r#"

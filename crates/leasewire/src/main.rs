@@ -14,6 +14,7 @@ mod ctl;
 mod decode;
 mod demo;
 mod history;
+mod lab_certs;
 mod logs;
 mod query;
 mod serve;
@@ -698,12 +699,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             demo::run(demo::Args { clients, rate, lease_time, duration, json })
         }
         Command::LabCerts { out, requestor: Some(name) } => {
-            let (cert, key) = leasewire_server::lab_certs::write_requestor(&out, &name)?;
+            let (cert, key) = crate::lab_certs::write_requestor(&out, &name)?;
             println!("wrote {} + {} (requestor, {name})", cert.display(), key.display());
             Ok(())
         }
         Command::LabCerts { out, requestor: None } => {
-            let f = leasewire_server::lab_certs::write(&out)?;
+            let f = crate::lab_certs::write(&out)?;
             println!(
                 "wrote {} + {} (CA), {} + {} (server, 127.0.0.1 and localhost), {} + {} (requestor, requestor.lab)",
                 f.ca.display(),

@@ -125,7 +125,7 @@ pools = [{{ start = "127.1.0.0", end = "127.1.0.99" }}]
 /// `allow-cn` and gets a Bulk Leasequery answered inside TLS; another CN from the same CA is refused.
 /// A `leasewire serve` in secure mode (Active Leasequery with TLS, `allow-cn = ["router-7.corp"]`), its
 /// certificates from `ca`, and its Leasequery TCP port.
-fn secure_server(dir: &std::path::Path, ca: &leasewire_server::lab_certs::LabCa) -> (Server, u16) {
+fn secure_server(dir: &std::path::Path, ca: &support::lab_certs::LabCa) -> (Server, u16) {
     let server_cert = ca.issue(&["localhost", "127.0.0.1"], false, false).unwrap();
     let ca_pem = write(dir, "ca.pem", &ca.cert_pem());
     let (cert, key) =
@@ -162,7 +162,7 @@ fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
 }
 
 /// A requestor certificate with only a subject CN, written as NAME.pem / NAME-key.pem.
-fn cn_only(dir: &std::path::Path, ca: &leasewire_server::lab_certs::LabCa, cn: &str) -> (String, String) {
+fn cn_only(dir: &std::path::Path, ca: &support::lab_certs::LabCa, cn: &str) -> (String, String) {
     let issued = ca.issue_cn_only(cn, true).unwrap();
     (write(dir, &format!("{cn}.pem"), &issued.cert_pem), write(dir, &format!("{cn}-key.pem"), &issued.key_pem))
 }
@@ -173,7 +173,7 @@ fn cn_only(dir: &std::path::Path, ca: &leasewire_server::lab_certs::LabCa, cn: &
 #[test]
 fn alq_8_1_8_python_ssl_requestor_with_a_cn_only_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = leasewire_server::lab_certs::LabCa::new("enterprise CA").unwrap();
+    let ca = support::lab_certs::LabCa::new("enterprise CA").unwrap();
     let (server, tcp) = secure_server(dir.path(), &ca);
     let ca_pem = dir.path().join("ca.pem").to_str().unwrap().to_string();
     let client = |cn: &str| {
@@ -198,7 +198,7 @@ fn alq_8_1_8_python_ssl_requestor_with_a_cn_only_certificate() {
 #[test]
 fn bulk_against_a_secure_server_says_what_is_missing() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = leasewire_server::lab_certs::LabCa::new("enterprise CA").unwrap();
+    let ca = support::lab_certs::LabCa::new("enterprise CA").unwrap();
     let (server, tcp) = secure_server(dir.path(), &ca);
     let addr = format!("127.0.0.1:{tcp}");
     let bulk = |extra: &[&str]| {

@@ -9,10 +9,10 @@
 mod pg;
 mod support;
 
-use leasewire_server::lab_certs::{self, LabCa};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
+use support::lab_certs::{self, LabCa};
 use support::relay::Relay;
 use support::{Server, free_udp_port, leasewire};
 

@@ -130,7 +130,7 @@ fn run(seed: u64, secure: bool) -> String {
     let mut tls_section = String::from("insecure = true\n");
     let mut target = Target { addr: SocketAddr::from((Ipv4Addr::LOCALHOST, tcp)), tls: None };
     if secure {
-        let f = leasewire_server::lab_certs::write(&d.join("certs")).unwrap();
+        let f = support::lab_certs::write(&d.join("certs")).unwrap();
         tls_section = format!(
             "[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
             f.server_cert.display(),

@@ -2,6 +2,9 @@
 //! client on loopback. Everything started here is killed by PID when its guard drops, even on failure.
 #![allow(dead_code)]
 
+/// The lab CA of `leasewire lab-certs`, for tests that need certificates of their own.
+#[path = "../../src/lab_certs.rs"]
+pub mod lab_certs;
 pub mod proxy;
 pub mod relay;
 
