@@ -56,7 +56,7 @@ pub enum ConnError {
     /// (RFC 7724 §8.1, ALQ-8.1-9) and takes nothing before TLS.
     #[error(
         "the server requires TLS (RFC 7724 secure mode) and closed the connection on a query sent in the clear: \
-         pass --tls-cert FILE --tls-key FILE --ca FILE (`leasewire lab-certs` makes a lab set)"
+         this requestor needs a client certificate, its key and the CA that signs the server"
     )]
     TlsRequired,
     /// Reading or writing failed.

@@ -3,28 +3,31 @@
 //! IP", now, without asking the server), and the browser view with its API and `/history` ([`crate::web`]).
 //! Read-only: nothing here changes the replica.
 
+use crate::Watching;
 use crate::json;
-use crate::metrics::WatchMetrics;
-use crate::replica::Replica;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
 
 type Shared = crate::web::Web;
 
-/// Serve on `listener` until the task is dropped; `db` is the replica file, where `/history` reads.
-pub async fn serve(
+/// Serve `watcher`'s replica, status, metrics and history on `listener` until the returned future is dropped
+/// (it holds what it serves, not the handle: the watcher may stop first, the pages then show the last state).
+pub fn serve(
     listener: tokio::net::TcpListener,
-    replica: Arc<Mutex<Replica>>,
-    metrics: Arc<WatchMetrics>,
-    db: Option<std::path::PathBuf>,
-) -> std::io::Result<()> {
+    watcher: &Watching,
+) -> impl std::future::Future<Output = std::io::Result<()>> + Send + 'static {
+    let shared = Shared {
+        replica: watcher.replica().clone(),
+        board: watcher.board().clone(),
+        metrics: watcher.metrics().clone(),
+        db: watcher.history_file().map(Into::into),
+    };
     let app = axum::Router::new().route("/metrics", get(metrics_page)).route("/bindings", get(bindings));
-    let app = crate::web::routes(app).with_state(Shared { replica, metrics, db });
-    axum::serve(listener, app).await
+    let app = crate::web::routes(app).with_state(shared);
+    async move { axum::serve(listener, app).await }
 }
 
 /// Bind `addr` (so the caller learns of a busy port before starting).

@@ -18,9 +18,13 @@ pub mod json;
 pub mod leasequery;
 pub mod metrics;
 pub mod replica;
+pub mod status;
 pub mod tls;
 pub mod watch;
+mod watcher;
 mod web;
+
+pub use watcher::{WatchError, Watcher, WatcherBuilder, Watching};
 
 /// The requestor's clock, in Unix seconds (the unit of base-time).
 pub(crate) fn unix_now() -> u32 {

@@ -1,7 +1,8 @@
-//! Prometheus metrics of a watcher (`leasewire watch --http`), prefix `leasewire_requestor_`.
+//! Prometheus metrics of a watcher, prefix `leasewire_requestor_` (served on `/metrics` by [`crate::http`]).
+//! Fed by the watcher's merger; it knows the report types ([`crate::status`]), not the watcher.
 
 use crate::replica::Applied;
-use crate::watch::Status;
+use crate::status::Status;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,34 +21,6 @@ pub struct MergeLabel {
 pub struct ServerLabel {
     /// `IP:PORT`.
     pub server: String,
-}
-
-/// What the watcher knows of its connections to one server (the browser view's connections panel).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Link {
-    /// `IP:PORT`.
-    pub server: String,
-    /// Secure mode (DHCPTLS) on the last Active stream; `None` before one started.
-    pub tls: Option<bool>,
-    /// The Active stream is up.
-    pub streaming: bool,
-    /// The latest base-time received (server clock).
-    pub last_base_time: Option<u32>,
-    /// Seconds between the server sending its latest binding and the requestor applying it (in the
-    /// requestor's clock, the server's offset taken out).
-    pub lag: Option<i64>,
-    /// The server's clock offset (requestor minus server, seconds).
-    pub clock_offset: i64,
-    /// Catch-ups completed.
-    pub catch_ups: u64,
-    /// DataMissing statuses received.
-    pub data_missing: u64,
-    /// Gaps filled by Bulk Leasequery.
-    pub gaps_filled: u64,
-    /// Connections that ended or failed.
-    pub disconnects: u64,
-    /// Why the last one ended.
-    pub last_error: Option<String>,
 }
 
 /// The watcher's metrics.
@@ -69,7 +42,6 @@ pub struct WatchMetrics {
     pub gaps_filled: Counter,
     /// Each server's clock offset in seconds (requestor minus server; 0 within a second).
     pub clock_offset: Family<ServerLabel, Gauge>,
-    links: std::sync::Mutex<std::collections::BTreeMap<String, Link>>,
     registry: Registry,
 }
 
@@ -92,7 +64,6 @@ impl WatchMetrics {
             caught_up: Counter::default(),
             gaps_filled: Counter::default(),
             clock_offset: Family::default(),
-            links: Default::default(),
             registry: Registry::default(),
         };
         registry.register("messages", "Binding messages received, by merge outcome", m.messages.clone());
@@ -120,42 +91,12 @@ impl WatchMetrics {
         self.messages.get_or_create(&MergeLabel { outcome: outcome.into() }).inc();
     }
 
-    /// Each watched server's connection state, by address.
-    pub fn links(&self) -> Vec<Link> {
-        self.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
-    }
-
-    fn link(&self, server: &str, f: impl FnOnce(&mut Link)) {
-        let mut links = self.links.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let l = links.entry(server.to_string()).or_insert_with(|| Link { server: server.into(), ..Link::default() });
-        f(l);
-    }
-
-    /// A binding with `base_time` (server clock) from `server` arrived at `received` (ours).
-    pub(crate) fn observed(&self, server: &str, base_time: u32, received: u32, clock_offset: i64) {
-        self.link(server, |l| {
-            l.last_base_time = Some(l.last_base_time.map_or(base_time, |t| t.max(base_time)));
-            l.lag = Some(i64::from(received) - i64::from(base_time) - clock_offset);
-            l.clock_offset = clock_offset;
-        });
+    /// Server `server`'s clock offset changed.
+    pub(crate) fn clock_offset(&self, server: &str, seconds: i64) {
+        self.clock_offset.get_or_create(&ServerLabel { server: server.into() }).set(seconds);
     }
 
     pub(crate) fn status(&self, server: &str, s: &Status) {
-        self.link(server, |l| match s {
-            Status::Streaming { tls, .. } => {
-                l.tls = Some(*tls);
-                l.streaming = true;
-            }
-            Status::Disconnected { reason, active, .. } => {
-                l.streaming &= !*active;
-                l.disconnects += 1;
-                l.last_error = Some(reason.clone());
-            }
-            Status::CaughtUp => l.catch_ups += 1,
-            Status::DataMissing(_) => l.data_missing += 1,
-            Status::GapFilled { .. } => l.gaps_filled += 1,
-            Status::Seeded { .. } => {}
-        });
         let label = ServerLabel { server: server.into() };
         match s {
             Status::Streaming { .. } => {
@@ -170,7 +111,13 @@ impl WatchMetrics {
             Status::CaughtUp => {
                 self.caught_up.inc();
             }
-            Status::Seeded { .. } | Status::DataMissing(_) | Status::GapFilled { .. } => {}
+            Status::DataMissing(_) => {
+                self.data_missing.inc();
+            }
+            Status::GapFilled { .. } => {
+                self.gaps_filled.inc();
+            }
+            Status::Seeded { .. } => {}
         }
     }
 

@@ -19,7 +19,7 @@ pub enum TlsError {
         message: String,
     },
     /// The name to check the server's certificate against is not a DNS name or an address.
-    #[error("--tls-name {0:?} is neither a DNS name nor an IP address")]
+    #[error("server name {0:?} is neither a DNS name nor an IP address")]
     BadName(String),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]

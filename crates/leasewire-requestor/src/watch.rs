@@ -8,8 +8,10 @@
 use crate::active::{self, ActiveEnd, ActiveOptions, Progress};
 use crate::bulk::{BulkError, BulkStream};
 use crate::conn::Target;
-use crate::metrics::{ServerLabel, WatchMetrics};
+#[cfg(feature = "metrics")]
+use crate::metrics::WatchMetrics;
 use crate::replica::{Applied, Gap, Replica, ReplicaError, Via};
+use crate::status::{Board, Failure, Report, Status};
 use crate::unix_now;
 use leasewire_proto::session::active::ACTIVE_LQ_IDLE_TIMEOUT;
 use leasewire_proto::session::active_requestor::ActiveEvent;
@@ -18,7 +20,7 @@ use leasewire_proto::session::bulk_requestor::{BulkRequest, Event};
 use leasewire_proto::{Binding, StatusCode};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 
 /// Settings of a watcher.
@@ -49,66 +51,6 @@ impl Default for WatchOptions {
     }
 }
 
-/// Something worth telling the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    /// The Active query is out (inside TLS when `tls`).
-    Streaming {
-        /// Secure mode.
-        tls: bool,
-        /// The query-start-time sent.
-        query_start_time: Option<u32>,
-    },
-    /// The first full Bulk Leasequery finished.
-    Seeded {
-        /// Bindings it reported.
-        bindings: u64,
-    },
-    /// Catch-up ended with CatchUpComplete.
-    CaughtUp,
-    /// The server's history did not reach back: a gap to fill (ALQ-7.4.1-13).
-    DataMissing(Gap),
-    /// A gap was filled by Bulk Leasequery.
-    GapFilled {
-        /// The gap.
-        gap: Gap,
-        /// Bindings it reported.
-        bindings: u64,
-    },
-    /// A connection ended or failed; the next try comes after `retry_in`.
-    Disconnected {
-        /// Why.
-        reason: String,
-        /// When the next attempt starts.
-        retry_in: Duration,
-        /// Whether it was the Active stream (else the seed or a gap fill).
-        active: bool,
-    },
-}
-
-/// What the watcher reports, in the order it happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Report {
-    /// A binding changed in the replica (duplicates and stale messages are not reported).
-    Change {
-        /// The server that reported it (`IP:PORT`).
-        server: String,
-        /// The binding as the replica now has it.
-        binding: Binding,
-        /// The base-time of the message that brought it.
-        base_time: Option<u32>,
-        /// Whether it came from the Active stream or a Bulk Leasequery (seed, gap fill).
-        via: Via,
-    },
-    /// A status change of one server's connections.
-    Status {
-        /// The server.
-        server: String,
-        /// What happened.
-        status: Status,
-    },
-}
-
 #[derive(Debug)]
 enum Msg {
     /// `received`: our clock when it arrived (Unix seconds), for the server's clock offset.
@@ -125,15 +67,27 @@ enum Msg {
     Status(Status),
 }
 
-/// Watch `targets` into `replica` until `stop` turns true; `reports` (if any) gets every change and status.
-/// The replica file is flushed every `flush_interval` and at the end.
-pub async fn run(
+/// Where the merger's results go.
+pub(crate) struct Outputs {
+    /// Every report, losslessly: the merger waits for this reader (a stop still stops it).
+    pub reports: Option<mpsc::Sender<Report>>,
+    /// Every report, for subscribers that may lag (they are told how many they missed).
+    pub subscribers: broadcast::Sender<Report>,
+    /// Per-server connection state.
+    pub board: Arc<Board>,
+    /// Counters for `/metrics`.
+    #[cfg(feature = "metrics")]
+    pub metrics: Arc<WatchMetrics>,
+}
+
+/// Watch `targets` into `replica` until `stop` turns true, telling `out` every change and status. The
+/// replica file is flushed every `flush_interval` and at the end. [`crate::Watcher`] is the way in.
+pub(crate) async fn run(
     targets: Vec<Target>,
     replica: Arc<Mutex<Replica>>,
     opts: WatchOptions,
     stop: watch::Receiver<bool>,
-    reports: Option<mpsc::Sender<Report>>,
-    metrics: Option<Arc<WatchMetrics>>,
+    out: Outputs,
 ) -> Result<(), ReplicaError> {
     let (tx, mut rx) = mpsc::channel::<(u16, Msg)>(4096);
     let mut tasks = JoinSet::new();
@@ -168,21 +122,25 @@ pub async fn run(
                 if n == 0 {
                     break;
                 }
-                let mut out = Vec::new();
+                let mut reported = Vec::new();
                 {
                     let mut r = crate::replica::lock(&replica);
                     for (id, msg) in batch.drain(..) {
-                        if let Some(report) = merge(&mut r, id, msg, metrics.as_deref(), &name) {
-                            out.push(report);
+                        if let Some(report) = merge(&mut r, id, msg, &out, &name) {
+                            reported.push(report);
                         }
                     }
-                    if let Some(m) = &metrics {
-                        m.bindings.set(r.len() as i64);
+                    #[cfg(feature = "metrics")]
+                    out.metrics.bindings.set(r.len() as i64);
+                }
+                if out.subscribers.receiver_count() > 0 {
+                    for report in &reported {
+                        let _ = out.subscribers.send(report.clone());
                     }
                 }
                 // A reader that stops reading (a paused pager) must not keep a stop from stopping.
-                if let Some(reports) = &reports {
-                    for report in out {
+                if let Some(reports) = &out.reports {
+                    for report in reported {
                         let mut stop = stop.clone();
                         tokio::select! {
                             _ = reports.send(report) => {}
@@ -243,27 +201,29 @@ async fn flush(replica: &Arc<Mutex<Replica>>) -> Result<(), ReplicaError> {
     written(tokio::task::spawn_blocking(move || f.write())).await
 }
 
-fn merge(
-    r: &mut Replica,
-    id: u16,
-    msg: Msg,
-    metrics: Option<&WatchMetrics>,
-    name: &dyn Fn(u16) -> String,
-) -> Option<Report> {
-    let status = |status| Some(Report::Status { server: name(id), status });
+fn merge(r: &mut Replica, id: u16, msg: Msg, out: &Outputs, name: &dyn Fn(u16) -> String) -> Option<Report> {
+    let status = |status: Status| {
+        out.board.status(&name(id), &status);
+        #[cfg(feature = "metrics")]
+        out.metrics.status(&name(id), &status);
+        Some(Report::Status { server: name(id), status })
+    };
     match msg {
         Msg::Binding { binding, base_time, via, received } => {
             let clock_moved = base_time.is_some_and(|t| r.observe_clock(id, received, t));
             let applied = r.apply(id, &binding, base_time, via);
-            if let Some(m) = metrics {
-                m.applied(applied);
-                if let (Some(t), Via::Active) = (base_time, via) {
-                    m.observed(&name(id), t, received, r.clock_offset(id));
-                }
+            if let (Some(t), Via::Active) = (base_time, via) {
+                out.board.observed(&name(id), t, received, r.clock_offset(id));
+            }
+            #[cfg(feature = "metrics")]
+            {
+                out.metrics.applied(applied);
                 if clock_moved {
-                    m.clock_offset.get_or_create(&ServerLabel { server: name(id) }).set(r.clock_offset(id));
+                    out.metrics.clock_offset(&name(id), r.clock_offset(id));
                 }
             }
+            #[cfg(not(feature = "metrics"))]
+            let _ = clock_moved;
             matches!(applied, Applied::New | Applied::Changed).then(|| Report::Change {
                 server: name(id),
                 binding,
@@ -281,26 +241,13 @@ fn merge(
         }
         Msg::GapOpened(gap) => {
             r.open_gap(id, gap);
-            if let Some(m) = metrics {
-                m.data_missing.inc();
-                m.status(&name(id), &Status::DataMissing(gap));
-            }
             status(Status::DataMissing(gap))
         }
         Msg::GapFilled(gap, bindings) => {
             r.close_gap(id, gap);
-            if let Some(m) = metrics {
-                m.gaps_filled.inc();
-                m.status(&name(id), &Status::GapFilled { gap, bindings });
-            }
             status(Status::GapFilled { gap, bindings })
         }
-        Msg::Status(s) => {
-            if let Some(m) = metrics {
-                m.status(&name(id), &s);
-            }
-            status(s)
-        }
+        Msg::Status(s) => status(s),
     }
 }
 
@@ -336,9 +283,9 @@ impl Peer {
     }
 
     /// Report a failure and wait the retry interval; `false` when stopping.
-    async fn retry_later(&mut self, reason: String, active: bool) -> bool {
+    async fn retry_later(&mut self, reason: Failure, active: bool) -> bool {
         let retry_in = self.opts.retry_interval;
-        self.send(Msg::Status(Status::Disconnected { reason, retry_in, active })).await
+        self.send(Msg::Status(Status::Disconnected { reason: Arc::new(reason), retry_in, active })).await
             && pause(retry_in, &mut self.stop).await
     }
 
@@ -364,7 +311,7 @@ impl Peer {
                     }
                     Err(BulkError::Stopped) => break,
                     Err(e) => {
-                        if !self.retry_later(format!("bulk seed: {}", describe_seed(&e)), false).await {
+                        if !self.retry_later(Failure::Seed(e), false).await {
                             break;
                         }
                         continue;
@@ -383,7 +330,7 @@ impl Peer {
             if matches!(end, ActiveEnd::Stopped) || !self.send(Msg::Saved(saved)).await {
                 break;
             }
-            if !self.retry_later(describe(&end), true).await {
+            if !self.retry_later(Failure::Stream(end), true).await {
                 break;
             }
         }
@@ -478,54 +425,11 @@ impl Peer {
                 }
                 Err(BulkError::Stopped) => return,
                 Err(e) => {
-                    if !self.retry_later(format!("gap fill {}..{}: {e}", gap.from, gap.to), false).await {
+                    if !self.retry_later(Failure::GapFill { gap, error: e }, false).await {
                         return;
                     }
                 }
             }
         }
-    }
-}
-
-fn describe(end: &ActiveEnd) -> String {
-    use leasewire_proto::session::active_requestor::ActiveError::Terminated;
-    match end {
-        ActiveEnd::Session(Terminated(StatusCode::QueryTerminated)) => {
-            "the server ended the query (QueryTerminated)".into()
-        }
-        ActiveEnd::Session(Terminated(StatusCode::NotAllowed)) => "the server refused DHCPACTIVELEASEQUERY \
-             (NotAllowed): it does not offer Active Leasequery (RFC 7724) to this requestor"
-            .into(),
-        other => other.to_string(),
-    }
-}
-
-/// The seed is a Bulk Leasequery for all configured addresses (RFC 6926 §7.2; optional for a server): a
-/// refusal says which capability the server lacks, not only the status.
-fn describe_seed(e: &BulkError) -> String {
-    match e {
-        BulkError::Refused { status: status @ StatusCode::NotAllowed, message } => {
-            format!(
-                "the server refuses a Bulk Leasequery for all configured addresses ({status}{}{message}), which \
-                 `watch` needs to seed its replica",
-                if message.is_empty() { "" } else { ": " }
-            )
-        }
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refused_seed_or_stream_names_the_capability_the_server_lacks() {
-        let seed = describe_seed(&BulkError::Refused { status: StatusCode::NotAllowed, message: String::new() });
-        assert!(seed.contains("all configured addresses") && seed.contains("seed"), "{seed}");
-        let active = describe(&ActiveEnd::Session(
-            leasewire_proto::session::active_requestor::ActiveError::Terminated(StatusCode::NotAllowed),
-        ));
-        assert!(active.contains("does not offer Active Leasequery"), "{active}");
     }
 }

@@ -101,6 +101,12 @@ pub fn run(
     if count == 0 && hidden == 0 && result.is_ok() {
         eprintln!("no bindings match");
     }
+    if let Err(leasewire_requestor::bulk::BulkError::Conn(e)) = &result {
+        let hint = crate::watch::flag_hint(e);
+        if !hint.is_empty() {
+            bail!("bulk leasequery to {server}: {e}{hint}");
+        }
+    }
     result.with_context(|| format!("bulk leasequery to {server}"))?;
     match final_status {
         Some((code, _)) if code != StatusCode::Success => bail!("the server ended the query with {code}"),

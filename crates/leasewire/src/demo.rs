@@ -7,16 +7,16 @@ use crate::watch::{Printer, print_reports};
 use anyhow::Context;
 use leasewire_proto::options::code;
 use leasewire_proto::{DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder};
+use leasewire_requestor::Watcher;
 use leasewire_requestor::conn::Target;
 use leasewire_requestor::replica::Replica;
 use leasewire_requestor::tls::ClientTls;
-use leasewire_requestor::watch::WatchOptions;
 use leasewire_server::clock::unix_now;
 use leasewire_server::config::Config;
 use leasewire_server::server::Server;
 use leasewire_store::{LeaseStore, OpenOptions, ScanFilter, SqliteStore};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 
@@ -84,19 +84,12 @@ lease-time = {lease}
         eprintln!("Ctrl-C ends it.\n");
 
         // The requestor.
-        let replica = Arc::new(Mutex::new(Replica::in_memory(&[])));
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let (rtx, rrx) = tokio::sync::mpsc::channel(4096);
         let printer = tokio::task::spawn_blocking(move || print_reports(rrx, Printer::new(args.json, false)));
-        let opts = WatchOptions { retry_interval: Duration::from_secs(1), ..Default::default() };
-        let watcher = tokio::spawn(leasewire_requestor::watch::run(
-            vec![Target { addr: tcp, tls: Some(tls) }],
-            replica.clone(),
-            opts,
-            stop_rx,
-            Some(rtx),
-            None,
-        ));
+        let watcher = Watcher::builder([Target { addr: tcp, tls: Some(tls) }])
+            .retry_interval(Duration::from_secs(1))
+            .reports(rtx)
+            .spawn()?;
 
         // The clients, until Ctrl-C or --duration.
         let (clients_stop_tx, clients_stop) = tokio::sync::watch::channel(false);
@@ -115,16 +108,15 @@ lease-time = {lease}
         let actions = sim.await.context("client simulation")??;
 
         // Let the stream deliver the last changes, then compare.
-        let mut check = compare(store.as_ref(), &leasewire_requestor::replica::lock(&replica))?;
+        let mut check = compare(store.as_ref(), &leasewire_requestor::replica::lock(watcher.replica()))?;
         for _ in 0..50 {
             if check.differences.is_empty() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-            check = compare(store.as_ref(), &leasewire_requestor::replica::lock(&replica))?;
+            check = compare(store.as_ref(), &leasewire_requestor::replica::lock(watcher.replica()))?;
         }
-        let _ = stop_tx.send(true);
-        watcher.await.context("watcher")??;
+        watcher.stop().await.context("watcher")?;
         let _ = printer.await;
         server.stop().await;
 

@@ -3,15 +3,15 @@
 
 use anyhow::Context;
 use leasewire_proto::{Binding, DhcpState};
-use leasewire_requestor::conn::Target;
-use leasewire_requestor::metrics::WatchMetrics;
-use leasewire_requestor::replica::Replica;
-use leasewire_requestor::watch::{Report, Status, WatchOptions};
-use leasewire_requestor::{json, tls::ClientTls};
+use leasewire_requestor::conn::{ConnError, Target};
+use leasewire_requestor::status::{Report, Status};
+use leasewire_requestor::tls::{ClientTls, TlsError};
+use leasewire_requestor::watch::WatchOptions;
+use leasewire_requestor::{WatchError, Watcher, json};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
@@ -36,67 +36,57 @@ pub fn client_tls(
 ) -> anyhow::Result<Option<Arc<ClientTls>>> {
     match (cert, key, ca) {
         (None, None, None) => Ok(None),
-        (Some(c), Some(k), Some(ca)) => Ok(Some(Arc::new(ClientTls::load(&c, &k, &ca, name)?))),
+        (Some(c), Some(k), Some(ca)) => match ClientTls::load(&c, &k, &ca, name) {
+            Ok(tls) => Ok(Some(Arc::new(tls))),
+            Err(e @ TlsError::BadName(_)) => Err(anyhow::anyhow!("--tls-name: {e}")),
+            Err(e) => Err(e.into()),
+        },
         _ => anyhow::bail!("secure mode needs all of --tls-cert, --tls-key and --ca"),
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let names: Vec<String> = args.targets.iter().map(|t| t.addr.to_string()).collect();
-    let replica = match &args.db {
-        Some(path) => {
-            let mut r = Replica::open(path, &names)?;
-            r.set_history(args.history);
-            r
-        }
-        None => Replica::in_memory(&names),
-    };
-    if !replica.is_empty() {
-        tracing::info!(bindings = replica.len(), "replica loaded; catching up from the saved base-times");
-    }
-    let replica = Arc::new(Mutex::new(replica));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let metrics = Arc::new(WatchMetrics::new());
+        let (tx, rx) = mpsc::channel(4096);
+        let mut builder = Watcher::builder(args.targets).options(args.opts).reports(tx);
+        if let Some(db) = &args.db {
+            builder = builder.replica_file(db).history(args.history);
+        }
+        let mut watcher = builder.spawn()?;
+        if !watcher.is_empty() {
+            tracing::info!(bindings = watcher.len(), "replica loaded; catching up from the saved base-times");
+        }
         if let Some(addr) = args.http {
             let listener = leasewire_requestor::http::bind(addr).await.with_context(|| format!("--http {addr}"))?;
             tracing::info!(%addr, "serving the browser view on / with /metrics, /bindings and /history");
-            let db = args.db.clone().filter(|_| args.history.is_some());
-            tokio::spawn(leasewire_requestor::http::serve(listener, replica.clone(), metrics.clone(), db));
+            tokio::spawn(leasewire_requestor::http::serve(listener, &watcher));
         }
-        let (tx, rx) = mpsc::channel(4096);
         let mut printer =
             tokio::task::spawn_blocking(move || print_reports(rx, Printer::new(args.json, true).states(args.states)));
-        let mut watcher = tokio::spawn(leasewire_requestor::watch::run(
-            args.targets,
-            replica.clone(),
-            args.opts,
-            stop_rx,
-            Some(tx),
-            Some(metrics),
-        ));
-        let mut printed = None;
-        let result = tokio::select! {
-            r = &mut watcher => r,
-            _ = crate::serve::shutdown_signal() => {
-                tracing::info!("stopping: writing the replica");
-                let _ = stop_tx.send(true);
-                watcher.await
-            }
+        enum End {
+            Failed(Result<(), WatchError>),
+            Signal,
+            Printer(Result<std::io::Result<()>, tokio::task::JoinError>),
+        }
+        let end = tokio::select! {
+            r = watcher.ended() => End::Failed(r),
+            _ = crate::serve::shutdown_signal() => End::Signal,
             // Standard output went away (e.g. the reader of a pipe exited): nothing left to do.
-            p = &mut printer => {
-                printed = Some(p);
+            p = &mut printer => End::Printer(p),
+        };
+        let (result, printed) = match end {
+            End::Failed(r) => (r, printer.await),
+            End::Signal => {
+                tracing::info!("stopping: writing the replica");
+                (watcher.stop().await, printer.await)
+            }
+            End::Printer(p) => {
                 tracing::info!("standard output closed: stopping");
-                let _ = stop_tx.send(true);
-                watcher.await
+                (watcher.stop().await, p)
             }
         };
-        let printed = match printed {
-            Some(p) => p,
-            None => printer.await,
-        };
-        result??;
+        result?;
         match printed? {
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
             _ => Ok(()),
@@ -212,8 +202,19 @@ pub fn log_status(server: &str, s: &Status) {
             server,
             active,
             retry_in = %humantime::format_duration(*retry_in),
-            "connection ended: {reason}"
+            "connection ended: {reason}{}",
+            reason.conn_error().map_or("", flag_hint)
         ),
+    }
+}
+
+/// What to pass on the command line about a connection error, after the library's own words.
+pub fn flag_hint(e: &ConnError) -> &'static str {
+    match e {
+        ConnError::TlsRequired => {
+            "; pass --tls-cert FILE --tls-key FILE --ca FILE (`leasewire lab-certs` makes a lab set)"
+        }
+        _ => "",
     }
 }
 

@@ -15,6 +15,7 @@ use crate::history::{self, HistoryReader, Key, Query, Window};
 use crate::json;
 use crate::metrics::WatchMetrics;
 use crate::replica::{Filter, Replica};
+use crate::status::Board;
 use axum::extract::{Query as Params, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone)]
 pub(crate) struct Web {
     pub replica: Arc<Mutex<Replica>>,
+    pub board: Arc<Board>,
     pub metrics: Arc<WatchMetrics>,
     /// The replica file, when there is one (history is read from it).
     pub db: Option<PathBuf>,
@@ -102,19 +104,17 @@ async fn counts(State(w): State<Web>) -> Response {
 
 /// One object per watched server.
 async fn connections(State(w): State<Web>) -> Response {
-    let links = w.metrics.links();
-    let (servers, total): (Vec<_>, usize) = {
+    let (servers, total) = {
         let r = crate::replica::lock(&w.replica);
-        (r.servers().to_vec(), r.len())
+        (w.board.snapshot(&r), r.len())
     };
     let mut s = format!("{{\"bindings\":{total},\"history\":{},\"servers\":[", w.db.is_some());
-    for (i, sv) in servers.iter().enumerate() {
-        let l = links.iter().find(|l| l.server == sv.addr).cloned().unwrap_or_default();
+    for (i, l) in servers.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
         s.push_str("{\"server\":");
-        push_str(&mut s, &sv.addr);
+        push_str(&mut s, &l.server);
         let opt = |v: Option<String>| v.unwrap_or_else(|| "null".into());
         let _ = write!(
             s,
@@ -122,17 +122,17 @@ async fn connections(State(w): State<Web>) -> Response {
              \"data_missing\":{},\"gaps_filled\":{},\"open_gaps\":{},\"disconnects\":{}",
             opt(l.tls.map(|t| t.to_string())),
             l.streaming,
-            sv.seeded,
+            l.seeded,
             opt(l.lag.map(|t| t.to_string())),
-            sv.clock_offset,
+            l.clock_offset,
             l.catch_ups,
             l.data_missing,
             l.gaps_filled,
-            sv.gaps.len(),
+            l.open_gaps,
             l.disconnects,
         );
         json::time_field(&mut s, "last_base_time", l.last_base_time);
-        json::time_field(&mut s, "saved_base_time", sv.saved);
+        json::time_field(&mut s, "saved_base_time", l.saved_base_time);
         json::field(&mut s, "last_error", l.last_error.as_deref());
         s.push('}');
     }
