@@ -4,12 +4,12 @@
 //! the caller's business ([`crate::watch`]).
 
 use crate::conn::{self, Conn, ConnError, Target};
-use leasewire_proto::session::active_requestor::{ActiveError, ActiveEvent, ActiveRequestor};
+use leasewire_proto::session::requestor::active::{ActiveError, ActiveEvent, ActiveRequestor};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-pub use leasewire_proto::session::active_requestor::ACTIVE_LQ_RCV_TIMEOUT;
+pub use leasewire_proto::session::requestor::active::ACTIVE_LQ_RCV_TIMEOUT;
 
 /// Timers of a connection.
 #[derive(Debug, Clone, Copy)]

@@ -3,7 +3,7 @@
 //! yield every event, and close gracefully when all are done (BLQ-7.8-1/2).
 
 use crate::conn::{self, Conn, ConnError, Target};
-use leasewire_proto::session::bulk_requestor::{BulkRequest, BulkRequestor, Event, RequestorError};
+use leasewire_proto::session::requestor::bulk::{BulkRequest, BulkRequestor, Event, RequestorError};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

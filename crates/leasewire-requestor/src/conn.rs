@@ -4,7 +4,7 @@
 use crate::tls::ClientTls;
 use leasewire_proto::Message;
 use leasewire_proto::framing::FrameDecoder;
-use leasewire_proto::session::dhcptls;
+use leasewire_proto::session::requestor::dhcptls;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// What to ask about: the RFC's query forms, shared with the server.
-pub use leasewire_proto::leasequery::QueryKey as Query;
+pub use leasewire_proto::query_key::QueryKey as Query;
 
 /// Build a DHCPLEASEQUERY.
 ///

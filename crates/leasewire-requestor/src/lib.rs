@@ -3,7 +3,7 @@
 //! * [`leasequery`]: RFC 4388 / RFC 6148 queries over UDP, with RFC 2131 retransmission.
 //! * [`bulk`]: RFC 6926 Bulk Leasequery over TCP, plain or inside TLS.
 //! * [`active`]: one RFC 7724 Active Leasequery connection, driving the sans-IO session of
-//!   `leasewire_proto::session::active_requestor`.
+//!   `leasewire_proto::session::requestor::active`.
 //! * [`replica`]: the requestor's copy of the servers' bindings, merged per RFC 6926 §7.6 and persisted.
 //! * [`watch`]: keeps a replica exact: bulk seed, Active stream, catch-up and gap filling after any disconnect,
 //!   for one or several servers.

@@ -9,7 +9,7 @@ use crate::active::ActiveEnd;
 use crate::bulk::BulkError;
 use crate::conn::ConnError;
 use crate::replica::{Gap, Replica, Via};
-use leasewire_proto::session::active_requestor::ActiveError;
+use leasewire_proto::session::requestor::active::ActiveError;
 use leasewire_proto::{Binding, StatusCode};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -8,7 +8,7 @@ mod lab_certs;
 
 use lab_certs::LabCa;
 use leasewire_proto::framing::{FrameDecoder, encode_frame};
-use leasewire_proto::session::active_requestor::{ActiveError, ActiveEvent};
+use leasewire_proto::session::requestor::active::{ActiveError, ActiveEvent};
 use leasewire_proto::{Binding, BindingChange, DhcpState, Message, MessageType, Op};
 use leasewire_requestor::Watcher;
 use leasewire_requestor::active::{self, ActiveEnd, ActiveOptions, Progress};
@@ -19,7 +19,7 @@ use leasewire_requestor::tls::ClientTls;
 use leasewire_server::config::Config;
 use leasewire_server::feed::ChangeFeed;
 use leasewire_server::metrics::Metrics;
-use leasewire_server::tcp_service::TcpService;
+use leasewire_server::tcp::TcpService;
 use leasewire_store::{LeaseStore, OpenOptions, SqliteStore};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -353,10 +353,10 @@ async fn scripted_bulk_server(
 /// BLQ-7.8-1/2: after the DONE of its last query the requestor closes, gracefully (a FIN, not a reset), at once.
 #[tokio::test]
 async fn blq_7_8_1_the_requestor_closes_gracefully_after_the_last_done() {
-    use leasewire_proto::session::bulk_requestor::{BulkRequest, Event};
+    use leasewire_proto::session::requestor::bulk::{BulkRequest, Event};
     let (addr, server) = scripted_bulk_server(2, true).await;
     let req = BulkRequest {
-        key: leasewire_proto::session::bulk_query::BulkKey::All,
+        key: leasewire_proto::session::BulkKey::All,
         changed_on_or_after: None,
         changed_on_or_before: None,
     };
@@ -376,10 +376,10 @@ async fn blq_7_8_1_the_requestor_closes_gracefully_after_the_last_done() {
 /// over, and the error says how many queries were unfinished.
 #[tokio::test]
 async fn blq_7_8_4_bindings_received_before_a_close_are_kept() {
-    use leasewire_proto::session::bulk_requestor::{BulkRequest, Event};
+    use leasewire_proto::session::requestor::bulk::{BulkRequest, Event};
     let (addr, server) = scripted_bulk_server(2, false).await;
     let req = BulkRequest {
-        key: leasewire_proto::session::bulk_query::BulkKey::All,
+        key: leasewire_proto::session::BulkKey::All,
         changed_on_or_after: None,
         changed_on_or_before: None,
     };
