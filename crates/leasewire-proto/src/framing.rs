@@ -13,7 +13,7 @@ pub const PREFIX_LEN: usize = 2;
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024;
 
 /// Why a byte stream is not a sequence of valid frames.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// A length prefix of 0: no DHCP message is empty.
     #[error("frame with length 0")]
@@ -34,9 +34,6 @@ pub enum FrameError {
         /// Octets the frame needs (prefix included), or 2 when the prefix itself is incomplete.
         needed: usize,
     },
-    /// An I/O error from the underlying transport (only with the tokio codec).
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 /// Splits a byte stream into frames.
@@ -135,6 +132,20 @@ mod codec {
     use super::*;
     use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+    /// Why the codec failed: the stream's framing, a message we could not encode, or the transport.
+    #[derive(Debug, thiserror::Error)]
+    pub enum CodecError {
+        /// The bytes received are not a valid frame.
+        #[error(transparent)]
+        Frame(#[from] FrameError),
+        /// A message to send could not be encoded.
+        #[error(transparent)]
+        Encode(#[from] EncodeError),
+        /// The transport failed.
+        #[error(transparent)]
+        Io(#[from] std::io::Error),
+    }
+
     /// `tokio_util::codec` adapter: decodes frames into message octets ([`Bytes`]) and encodes messages.
     #[derive(Debug, Clone, Copy, Default)]
     pub struct DhcpFrameCodec {
@@ -150,9 +161,9 @@ mod codec {
 
     impl tokio_util::codec::Decoder for DhcpFrameCodec {
         type Item = Bytes;
-        type Error = FrameError;
+        type Error = CodecError;
 
-        fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
             match self.frames.decode(src)? {
                 Some((_, used)) => {
                     let mut frame = src.split_to(used);
@@ -169,20 +180,20 @@ mod codec {
             }
         }
 
-        fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
             match self.decode(src)? {
                 Some(frame) => Ok(Some(frame)),
-                None => self.frames.finish(src).map(|()| None),
+                None => Ok(self.frames.finish(src).map(|()| None)?),
             }
         }
     }
 
     impl tokio_util::codec::Encoder<&Message<'_>> for DhcpFrameCodec {
-        type Error = FrameError;
+        type Error = CodecError;
 
-        fn encode(&mut self, msg: &Message<'_>, dst: &mut BytesMut) -> Result<(), FrameError> {
+        fn encode(&mut self, msg: &Message<'_>, dst: &mut BytesMut) -> Result<(), CodecError> {
             let mut v = Vec::with_capacity(320);
-            encode_frame(msg, &mut v).map_err(|e| FrameError::Io(std::io::Error::other(e)))?;
+            encode_frame(msg, &mut v)?;
             dst.put_slice(&v);
             Ok(())
         }
@@ -190,7 +201,7 @@ mod codec {
 }
 
 #[cfg(feature = "tokio-codec")]
-pub use codec::DhcpFrameCodec;
+pub use codec::{CodecError, DhcpFrameCodec};
 
 #[cfg(test)]
 mod tests {

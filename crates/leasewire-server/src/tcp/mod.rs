@@ -31,7 +31,9 @@ use ipnet::Ipv4Net;
 use leasewire_proto::lq_reply::ReplyPolicy;
 use leasewire_proto::session::BulkKey;
 use leasewire_proto::session::server::active::{ActiveConfig, ChangesFetch};
-use leasewire_proto::session::server::{CloseReason, Fetch, Output, ServerConfig, ServerSession, TlsPolicy};
+use leasewire_proto::session::server::{
+    CloseReason, Fetch, FetchError, Output, ServerConfig, ServerSession, TlsPolicy,
+};
 use leasewire_store::{LeaseStore, ScanFilter, ScanKey};
 use rustls::pki_types::CertificateDer;
 use std::collections::{BTreeMap, HashMap};
@@ -473,14 +475,14 @@ impl TcpService {
                     Output::Close(reason) => {
                         match &reason {
                             CloseReason::PeerClosed | CloseReason::Shutdown => {
-                                tracing::debug!(%peer, ?reason, "leasequery connection closed")
+                                tracing::debug!(%peer, %reason, "leasequery connection closed")
                             }
                             _ if slot.is_none() => self.rejected(peer, reject_label(&reason)),
                             _ => {
                                 let label = close_label(&reason);
                                 self.metrics.dropped(label);
                                 if let Some(suppressed) = self.log.allow(label) {
-                                    tracing::warn!(%peer, ?reason, suppressed, "leasequery connection closed");
+                                    tracing::warn!(%peer, %reason, suppressed, "leasequery connection closed");
                                 }
                             }
                         }
@@ -607,18 +609,20 @@ impl TcpService {
 
     /// A catch-up page, then whether the history still reaches back to query-start-time (checked after the
     /// read, so a horizon that moved during the read is noticed).
-    async fn fetch_changes(&self, f: ChangesFetch) -> Result<(Vec<leasewire_store::BindingChange>, bool), String> {
+    async fn fetch_changes(&self, f: ChangesFetch) -> Result<(Vec<leasewire_store::BindingChange>, bool), FetchError> {
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let page = store.changed_since(f.since, f.after_seq, f.limit).map_err(|e| e.to_string())?;
-            let coverable = store.can_catch_up_from(f.since).map_err(|e| e.to_string())?;
+        let page = tokio::task::spawn_blocking(move || {
+            let page = store.changed_since(f.since, f.after_seq, f.limit).map_err(store_failed)?;
+            let coverable = store.can_catch_up_from(f.since).map_err(store_failed)?;
             Ok((page, coverable))
         })
         .await
-        .unwrap_or_else(|e| Err(e.to_string()))
+        .unwrap_or(Err(FetchError::Aborted));
+        log_fetch_failure(&page);
+        page
     }
 
-    async fn fetch(&self, f: Fetch) -> Result<Vec<leasewire_store::BindingChange>, String> {
+    async fn fetch(&self, f: Fetch) -> Result<Vec<leasewire_store::BindingChange>, FetchError> {
         let store = self.store.clone();
         let key = match f.key {
             BulkKey::All => ScanKey::All,
@@ -630,9 +634,22 @@ impl TcpService {
         let mut filter = ScanFilter::new(key);
         filter.changed_on_or_after = f.changed_on_or_after;
         filter.changed_on_or_before = f.changed_on_or_before;
-        tokio::task::spawn_blocking(move || store.scan(&filter, f.after, f.limit).map_err(|e| e.to_string()))
+        let page = tokio::task::spawn_blocking(move || store.scan(&filter, f.after, f.limit).map_err(store_failed))
             .await
-            .unwrap_or_else(|e| Err(e.to_string()))
+            .unwrap_or(Err(FetchError::Aborted));
+        log_fetch_failure(&page);
+        page
+    }
+}
+
+fn store_failed(e: leasewire_store::StoreError) -> FetchError {
+    FetchError::Store(Box::new(e))
+}
+
+/// A failed read ends the query (the session tells the requestor); the cause is for the operator.
+fn log_fetch_failure<T>(page: &Result<T, FetchError>) {
+    if let Err(e) = page {
+        tracing::error!(error = %e, "leasequery store read failed; the query is ended");
     }
 }
 
@@ -787,7 +804,7 @@ pub(crate) const CLOSE_REASONS: &[&str] = &[
 fn reject_label(r: &CloseReason) -> &'static str {
     match r {
         CloseReason::ForbiddenMessage(_) => "forbidden_message",
-        CloseReason::BadInput(_) => "bad_input",
+        CloseReason::BadFrame(_) | CloseReason::BadMessage(_) => "bad_input",
         CloseReason::Timeout => "data_timeout",
         CloseReason::PreAuthTimeout => "pre_auth_timeout",
         CloseReason::TlsRequired => "tls_required",
@@ -799,7 +816,7 @@ fn reject_label(r: &CloseReason) -> &'static str {
 fn close_label(r: &CloseReason) -> &'static str {
     match r {
         CloseReason::ForbiddenMessage(_) => "bulk_forbidden_message",
-        CloseReason::BadInput(_) => "bulk_bad_input",
+        CloseReason::BadFrame(_) | CloseReason::BadMessage(_) => "bulk_bad_input",
         CloseReason::Timeout => "bulk_data_timeout",
         CloseReason::StoreFailed => "bulk_store_failed",
         CloseReason::PeerClosed | CloseReason::Shutdown | CloseReason::QueryTerminated => "bulk_closed",

@@ -4,7 +4,7 @@
 //! the previous value) and ACTIVE_LQ_RCV_TIMEOUT.
 
 use super::bulk::binding_of;
-use super::dhcptls;
+use super::{BadReply, dhcptls};
 use crate::framing::{FrameDecoder, encode_frame};
 use crate::options::{code, default_prl};
 use crate::{Binding, Message, MessageType, Op, StatusCode};
@@ -55,7 +55,7 @@ pub enum ActiveError {
     Terminated(StatusCode),
     /// Bytes that are not frames or messages, or a reply for another xid.
     #[error("bad input from the server: {0}")]
-    BadInput(String),
+    BadInput(#[from] BadReply),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,20 +208,20 @@ impl ActiveRequestor {
                     }
                 }
                 Ok(None) => break,
-                Err(e) => self.failed = Some(ActiveError::BadInput(e.to_string())),
+                Err(e) => self.failed = Some(BadReply::Frame(e).into()),
             }
         }
         rx.drain(..used);
         // Bytes after the DHCPTLS answer and before the handshake are not the server's (it waits for our
         // ClientHello): taking them would let anyone on the path inject plaintext into the TLS stream.
         if self.state == State::Handshaking && !rx.is_empty() && self.failed.is_none() {
-            self.failed = Some(ActiveError::BadInput("bytes after the DHCPTLS answer, before TLS".into()));
+            self.failed = Some(BadReply::BytesBeforeTls.into());
         }
         self.rx = rx;
     }
 
     fn handle_frame(&mut self, frame: &[u8]) -> Result<(), ActiveError> {
-        let m = Message::decode(frame).map_err(|e| ActiveError::BadInput(e.to_string()))?;
+        let m = Message::decode(frame).map_err(BadReply::from)?;
         if self.state == State::AwaitTlsAnswer {
             // ALQ-7.2-5/6: only a DHCPTLS without status lets TLS proceed; anything else ends the connection.
             return match dhcptls::answer(&m, Self::tls_xid(self.xid)) {
@@ -234,9 +234,9 @@ impl ActiveRequestor {
             };
         }
         if m.xid != self.xid {
-            return Err(ActiveError::BadInput(format!("reply with xid {:#x}, expected {:#x}", m.xid, self.xid)));
+            return Err(BadReply::WrongXid { got: m.xid, expected: self.xid }.into());
         }
-        let t = m.message_type().ok_or_else(|| ActiveError::BadInput("no message type".into()))?;
+        let t = m.message_type().ok_or(BadReply::NoMessageType)?;
         let base = m.options.base_time();
         match (t, m.options.status_code()) {
             (MessageType::LeaseActive | MessageType::LeaseUnassigned, _) => {
@@ -251,7 +251,7 @@ impl ActiveRequestor {
             }
             (MessageType::LeaseQueryStatus, Some(StatusCode::DataMissing)) => {
                 // ALQ-7.4.1-4: DataMissing carries the server's time; without it there is no gap to fill.
-                let to = base.ok_or_else(|| ActiveError::BadInput("DataMissing without base-time".into()))?;
+                let to = base.ok_or(BadReply::DataMissingWithoutBaseTime)?;
                 self.caught_up = true;
                 self.note_base(base);
                 self.push(ActiveEvent::DataMissing { from: self.query_start_time.unwrap_or(0), to });
@@ -263,7 +263,7 @@ impl ActiveRequestor {
             (MessageType::LeaseQueryStatus | MessageType::LeaseQueryDone, status) => {
                 return Err(ActiveError::Terminated(status.unwrap_or(StatusCode::UnspecFail)));
             }
-            (other, _) => return Err(ActiveError::BadInput(format!("unexpected {other}"))),
+            (other, _) => return Err(BadReply::Unexpected(other).into()),
         }
         Ok(())
     }

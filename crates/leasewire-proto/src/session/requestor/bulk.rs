@@ -2,6 +2,7 @@
 //! unique xids, demultiplexes replies by xid, turns each reply into a [`Binding`] in absolute server time,
 //! and reports each query's end.
 
+use super::BadReply;
 use crate::framing::{FrameDecoder, encode_frame};
 use crate::options::{code, default_prl};
 use crate::session::BulkKey;
@@ -60,7 +61,7 @@ pub enum RequestorError {
     UnknownXid(u32),
     /// A frame or message that does not decode.
     #[error("bad input from the server: {0}")]
-    BadInput(String),
+    BadInput(#[from] BadReply),
     /// A message type a server must not send here (e.g. DHCPLEASEUNKNOWN, BLQ-7.3-9).
     #[error("unexpected {0} from the server")]
     Unexpected(MessageType),
@@ -186,7 +187,7 @@ impl BulkRequestor {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    self.failed = Some(RequestorError::BadInput(e.to_string()));
+                    self.failed = Some(BadReply::Frame(e).into());
                     break;
                 }
             }
@@ -218,8 +219,8 @@ impl BulkRequestor {
     }
 
     fn handle_frame(&mut self, frame: &[u8]) -> Result<(), RequestorError> {
-        let m = Message::decode(frame).map_err(|e| RequestorError::BadInput(e.to_string()))?;
-        let t = m.message_type().ok_or_else(|| RequestorError::BadInput("reply without message type".into()))?;
+        let m = Message::decode(frame).map_err(BadReply::from)?;
+        let t = m.message_type().ok_or(BadReply::NoMessageType)?;
         let Some(q) = self.outstanding.get_mut(&m.xid) else { return Err(RequestorError::UnknownXid(m.xid)) };
         if let Some(sid) = m.options.server_identifier() {
             q.server_id.get_or_insert(sid);

@@ -16,10 +16,10 @@ pub mod bulk;
 
 use self::active::{Active, ActiveConfig, CatchUp, ChangesFetch};
 use self::bulk::{BulkKey, BulkQuery, VpnScope};
-use crate::framing::{FrameDecoder, encode_frame};
+use crate::framing::{FrameDecoder, FrameError, encode_frame};
 use crate::lq_reply::{ReplyPolicy, done, status_message, write_binding_reply};
 use crate::options::default_prl;
-use crate::{Binding, BindingChange, DhcpState, Message, MessageType, StatusCode};
+use crate::{Binding, BindingChange, DecodeError, DhcpState, Message, MessageType, StatusCode};
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -140,8 +140,11 @@ pub const SLOW_REQUESTOR_FAREWELL: Duration = Duration::from_secs(1);
 pub enum CloseReason {
     /// A message type not allowed on this connection (RFC 7724 §8.1.1).
     ForbiddenMessage(MessageType),
-    /// Bytes that are not a valid frame or message.
-    BadInput(String),
+    /// Bytes that are not a valid frame (RFC 6926 §6.1): a zero or oversized length prefix.
+    BadFrame(FrameError),
+    /// A frame whose message does not decode, and that the session could not answer with MalformedQuery
+    /// (no xid to answer on, or not a DHCPBULKLEASEQUERY).
+    BadMessage(DecodeError),
     /// BULK_LQ_DATA_TIMEOUT passed without progress.
     Timeout,
     /// The peer closed its side (BLQ-8.5-5).
@@ -161,6 +164,41 @@ pub enum CloseReason {
     TlsRequired,
     /// No query was accepted within the pre-authentication timeout ([`ServerConfig::pre_auth_timeout`]).
     PreAuthTimeout,
+}
+
+impl std::fmt::Display for CloseReason {
+    /// What an operator reads in the log line of a closed connection.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ForbiddenMessage(t) => write!(f, "{t} is not allowed on this connection"),
+            Self::BadFrame(e) => write!(f, "bad frame: {e}"),
+            Self::BadMessage(e) => write!(f, "undecodable message: {e}"),
+            Self::Timeout => f.write_str("no progress within the data timeout"),
+            Self::PeerClosed => f.write_str("the requestor closed the connection"),
+            Self::Shutdown => f.write_str("the server is shutting down"),
+            Self::StoreFailed => f.write_str("the lease store failed"),
+            Self::SlowRequestor => f.write_str("the requestor fell too far behind the live changes"),
+            Self::ActiveRefused => f.write_str("the Active Leasequery was refused"),
+            Self::QueryTerminated => f.write_str("the Active Leasequery was ended with QueryTerminated"),
+            Self::TlsRequired => f.write_str("secure mode requires DHCPTLS first"),
+            Self::PreAuthTimeout => f.write_str("no query accepted within the pre-authentication timeout"),
+        }
+    }
+}
+
+/// Why the driver could not answer a store fetch ([`ServerSession::page`], [`ServerSession::changes_page`]).
+///
+/// The session cannot name the store's error type (the store crate depends on this one), so the cause is
+/// kept whole, boxed, for the driver's log; the session ends the query and tells the requestor that the lease
+/// store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The store answered with an error.
+    #[error("lease store: {0}")]
+    Store(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The read did not finish (its task panicked or was cancelled).
+    #[error("lease store: the read did not finish")]
+    Aborted,
 }
 
 /// One query being answered.
@@ -352,7 +390,7 @@ impl ServerSession {
     }
 
     /// A catch-up page: the changes and whether the store's history still covers query-start-time.
-    pub fn changes_page(&mut self, page: Result<(Vec<BindingChange>, bool), String>) {
+    pub fn changes_page(&mut self, page: Result<(Vec<BindingChange>, bool), FetchError>) {
         let limit = self.cfg.page_size;
         let base_time = self.clock;
         let Some(mut a) = self.active.take() else { return };
@@ -360,7 +398,7 @@ impl ServerSession {
         match page {
             Err(e) => {
                 // ALQ-8.2-2: an error while processing ends the query.
-                let m = self.stream_status(a.xid, StatusCode::QueryTerminated, &format!("lease store: {e}"));
+                let m = self.stream_status(a.xid, StatusCode::QueryTerminated, &e.to_string());
                 self.push(&m);
                 self.close(CloseReason::StoreFailed);
             }
@@ -516,7 +554,7 @@ impl ServerSession {
     }
 
     /// The store answered a fetch. An error ends the query with UnspecFail (BLQ-8.2-3).
-    pub fn page(&mut self, xid: u32, page: Result<Vec<BindingChange>, String>) {
+    pub fn page(&mut self, xid: u32, page: Result<Vec<BindingChange>, FetchError>) {
         if self.fetching == Some(xid) {
             self.fetching = None;
         }
@@ -544,7 +582,7 @@ impl ServerSession {
             }
             Err(e) => {
                 let r = self.queries.remove(i).expect("index found above");
-                self.push(&done(r.q.xid, Some((StatusCode::UnspecFail, &format!("lease store: {e}"))), None));
+                self.push(&done(r.q.xid, Some((StatusCode::UnspecFail, &e.to_string())), None));
             }
         }
     }
@@ -721,7 +759,7 @@ impl ServerSession {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    self.close(CloseReason::BadInput(e.to_string()));
+                    self.close(CloseReason::BadFrame(e));
                     break;
                 }
             };
@@ -729,7 +767,7 @@ impl ServerSession {
                 Ok(m) => m,
                 Err(e) => {
                     if !self.answer_undecodable(&frame, &e) {
-                        self.close(CloseReason::BadInput(e.to_string()));
+                        self.close(CloseReason::BadMessage(e));
                         break;
                     }
                     continue;

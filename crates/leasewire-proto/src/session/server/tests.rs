@@ -466,7 +466,10 @@ fn bad_frames_close_the_connection() {
     }] {
         let mut s = ServerSession::new(cfg(10, 4), now);
         s.receive(&bytes, now);
-        assert!(matches!(drive(&mut s, &FakeStore::standard()).closed, Some(CloseReason::BadInput(_))));
+        assert!(matches!(
+            drive(&mut s, &FakeStore::standard()).closed,
+            Some(CloseReason::BadFrame(_) | CloseReason::BadMessage(_))
+        ));
     }
 }
 
@@ -505,7 +508,7 @@ fn blq_8_2_3_store_failure_ends_the_query_with_unspecfail() {
     let mut s = ServerSession::new(cfg(1, 4), now);
     s.receive(&frame(&query(41)), now);
     let Some(Output::Fetch(f)) = s.poll_output(T0) else { panic!("a fetch") };
-    s.page(f.xid, Err("disk on fire".into()));
+    s.page(f.xid, Err(FetchError::Store("disk on fire".into())));
     let run = drive(&mut s, &FakeStore::standard());
     assert_eq!(run.replies[0].options.status_code(), Some(StatusCode::UnspecFail));
 }
@@ -1120,7 +1123,7 @@ fn alq_3_9_withheld_options_stay_out_of_active_replies_the_query_asks_for() {
 #[test]
 fn alq_8_2_2_an_error_during_the_active_query_is_a_status_then_a_close() {
     let mut s = catching_up(active_cfg(100));
-    s.changes_page(Err("disk I/O error".into()));
+    s.changes_page(Err(FetchError::Store("disk I/O error".into())));
     let run = drive_active(&mut s, &mut vec![]);
     assert_eq!(run.replies.len(), 1);
     let status = status_of(&run.replies[0]).expect("a status");
