@@ -24,10 +24,6 @@ pub mod session;
 mod status;
 mod vss;
 
-// The module's name before it said what it holds, kept while the requestor crate moves over.
-#[doc(hidden)]
-pub use query_key as leasequery;
-
 pub use binding::{Binding, BindingChange, BindingProblem, MAX_HARDWARE_ADDRESS_LEN};
 pub use dhcp_state::{DataSource, DhcpState};
 pub use error::{DecodeError, EncodeError, OptionError};

@@ -59,13 +59,3 @@ pub mod udp;
 #[allow(dead_code)]
 #[path = "../../leasewire/src/lab_certs.rs"]
 mod lab_certs;
-
-// The module paths before the `udp`/`tcp` layout, kept while the other crates move over.
-#[doc(hidden)]
-pub use tcp as tcp_service;
-#[doc(hidden)]
-pub use tcp::{tls, tls_allow};
-#[doc(hidden)]
-pub use udp::dhcp as dhcp_service;
-#[doc(hidden)]
-pub use udp::leasequery;

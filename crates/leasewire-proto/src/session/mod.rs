@@ -13,15 +13,3 @@ pub mod server;
 
 pub use server::active::{ACTIVE_LQ_IDLE_TIMEOUT, ACTIVE_LQ_SEND_TIMEOUT};
 pub use server::bulk::{BulkKey, VpnScope};
-
-// The paths before the split into `server` and `requestor`, kept while the requestor crate moves over.
-#[doc(hidden)]
-pub use requestor::active as active_requestor;
-#[doc(hidden)]
-pub use requestor::bulk as bulk_requestor;
-#[doc(hidden)]
-pub use requestor::dhcptls;
-#[doc(hidden)]
-pub use server::active;
-#[doc(hidden)]
-pub use server::bulk as bulk_query;

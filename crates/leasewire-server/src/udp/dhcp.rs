@@ -22,10 +22,8 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
-// The clock's path before it had a module of its own, kept while the other crates move over.
-#[doc(hidden)]
-pub use crate::clock::unix_now;
-pub use crate::error::ServeError;
+use crate::clock::unix_now;
+use crate::error::ServeError;
 
 /// What the completer task does next.
 enum Work {

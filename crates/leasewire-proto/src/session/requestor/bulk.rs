@@ -451,7 +451,7 @@ mod tests {
             (&relay, BulkKey::RelayId(b"relay-A".to_vec())),
             (&all, BulkKey::All),
         ] {
-            assert_eq!(crate::session::bulk_query::BulkQuery::parse(m).map(|q| q.key), Ok(key));
+            assert_eq!(crate::session::server::bulk::BulkQuery::parse(m).map(|q| q.key), Ok(key));
         }
     }
 
