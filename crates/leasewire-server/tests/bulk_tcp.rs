@@ -488,3 +488,157 @@ pools = [{{ start = "10.0.0.1", end = "10.0.0.3" }}]
     assert!(refused(3).await.0, "one at a time now");
     drop(l);
 }
+
+/// BLQ-8.2-1: a requestor that stops reading makes the server's writes really block (the 65k-address answer
+/// fills both socket buffers); after BULK_LQ_DATA_TIMEOUT blocked the server gives the connection up: the
+/// answer ends without DONE, the close is counted as a data timeout, and not a moment before.
+#[tokio::test(start_paused = true)]
+async fn blq_8_2_1_a_write_blocked_for_the_data_timeout_ends_the_connection() {
+    let l = listener("", "10.0.255.255").await;
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    s.write_all(&frame(&bulk_query(9))).await.unwrap();
+    // Not reading: the server fills the buffers and blocks.
+    tokio::time::sleep(Duration::from_secs(299)).await;
+    assert_eq!(l.metrics.drops_for("bulk_data_timeout"), 0, "still waiting for the socket");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(l.metrics.drops_for("bulk_data_timeout"), 1, "given up after the data timeout");
+    // What was queued in the buffers arrives, then the end: no DONE, far fewer than 65k bindings.
+    let (msgs, closed) = read_messages(&mut s, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert!(closed, "the server closed the connection");
+    assert!(msgs.iter().all(|m| msg(m).message_type() != Some(MessageType::LeaseQueryDone)));
+    assert!(!msgs.is_empty() && msgs.len() < 65_000, "{} messages", msgs.len());
+}
+
+/// BLQ-8.5-3, ALQ-8.4-3 (the driver's one write path serves Bulk and Active connections): an error while
+/// sending closes the server's end. The requestor resets the connection in the middle of a 65k-address
+/// answer; the server's next write fails and it closes the connection at once, so its only admitted place is
+/// free for the next requestor — long before any timeout. BLQ-8.5-1: how the requestor closed (an abort
+/// here) means nothing more: no error is counted.
+#[tokio::test]
+async fn blq_8_5_3_a_send_error_closes_the_connection() {
+    let l = listener("max-connections = 1\nmax-connections-per-requestor = 4", "10.0.255.255").await;
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    s.write_all(&frame(&bulk_query(1))).await.unwrap();
+    let mut buf = Vec::new();
+    let (first, _) = read_messages_buf(&mut s, &mut buf, |_| true).await;
+    assert_eq!(first.len(), 1, "the answer is streaming");
+    s.set_zero_linger().unwrap();
+    drop(s); // RST
+    // The next requestor gets the place (retried while the server notices: at most a few writes away).
+    let answered = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut c = TcpStream::connect(l.addr).await.unwrap();
+            let mut q = bulk_query(2);
+            q.set_hardware_address(1, &[2, 0, 0, 0, 0, 2]);
+            c.write_all(&frame(&q)).await.unwrap();
+            let (msgs, _) = read_messages(&mut c, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+            if msgs.last().is_some_and(|m| msg(m).message_type() == Some(MessageType::LeaseQueryDone)) {
+                break msgs.len();
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the reset connection's place was freed");
+    assert_eq!(answered, 2, "one binding and DONE");
+    for label in ["bulk_data_timeout", "bulk_bad_input", "bulk_store_failed"] {
+        assert_eq!(l.metrics.drops_for(label), 0, "{label}");
+    }
+}
+
+/// BLQ-8.5-1: the server closes gracefully, never by abort, also when the requestor has sent more than the
+/// server read: a requestor that pipelined queries beyond the per-connection limit gets the QueryTerminated
+/// of a shutdown and then an orderly end of stream, not a reset that would throw the message away.
+#[tokio::test]
+async fn blq_8_5_1_the_server_closes_gracefully_with_unread_queries_pending() {
+    let l = listener("max-queries-per-connection = 1", "10.0.255.255").await;
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    let mut batch = Vec::new();
+    for xid in 0..200 {
+        batch.extend(frame(&bulk_query(100 + xid)));
+    }
+    s.write_all(&batch).await.unwrap();
+    let mut buf = Vec::new();
+    let (first, _) = read_messages_buf(&mut s, &mut buf, |_| true).await;
+    assert_eq!(first.len(), 1);
+    // Keep reading while the server shuts down: everything it wrote is readable, then the end of stream.
+    let reader = tokio::spawn(async move {
+        let mut rest = buf;
+        let mut chunk = vec![0u8; 65536];
+        let end = loop {
+            match s.read(&mut chunk).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+                Err(e) => break Err(e),
+            }
+        };
+        (rest, end)
+    });
+    let _ = l.stop.send(true);
+    let (rest, end) = tokio::time::timeout(Duration::from_secs(30), reader).await.expect("closed").unwrap();
+    l.done.await.unwrap();
+    assert!(end.is_ok(), "an orderly close, not {end:?}");
+    let msgs: Vec<Message<'_>> = leasewire_proto::framing::frames(&rest).map(|f| msg(&f[2..])).collect();
+    let last = msgs.last().expect("messages");
+    assert_eq!((last.xid, last.options.status_code()), (100, Some(StatusCode::QueryTerminated)));
+}
+
+/// BLQ-9-6: through the listener, a requestor restricted to queries by MAC gets DONE with NotAllowed for
+/// "all configured addresses" and its answer by MAC on the same connection; another requestor is not
+/// restricted.
+#[tokio::test]
+async fn blq_9_6_a_requestor_restricted_to_some_query_types() {
+    let l =
+        listener("[[bulk-leasequery.requestor]]\nprefix = \"127.0.0.1\"\nquery-types = [\"mac\"]", "10.0.0.10").await;
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    let mut by_mac = bulk_query(2);
+    by_mac.set_hardware_address(1, &[2, 0, 0, 0, 0, 2]);
+    s.write_all(&[frame(&bulk_query(1)), frame(&by_mac)].concat()).await.unwrap();
+    let mut dones = 0;
+    let (msgs, _) = read_messages(&mut s, |m| {
+        dones += usize::from(m.message_type() == Some(MessageType::LeaseQueryDone));
+        dones == 2
+    })
+    .await;
+    let of = |xid| msgs.iter().map(|b| msg(b)).filter(|m| m.xid == xid).collect::<Vec<_>>();
+    assert_eq!(of(1).len(), 1);
+    assert_eq!(of(1)[0].options.status_code(), Some(StatusCode::NotAllowed));
+    assert_eq!(of(2).len(), 2, "the binding and DONE");
+    assert_eq!(of(2)[1].options.status_code(), None);
+    // From 127.0.0.2 (no rule) the same query is answered.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = sock.connect(l.addr).await.unwrap();
+    other.write_all(&frame(&bulk_query(3))).await.unwrap();
+    let (msgs, _) = read_messages(&mut other, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert_eq!(msgs.len(), 11, "ten configured addresses and DONE");
+}
+
+/// BLQ-8.4-2, ALQ-8.3-4: what one requestor runs at once is bounded by settings: at most
+/// max-connections-per-requestor connections, each processing at most max-queries-per-connection queries (so
+/// here at most 2 × 1). With one query at a time per connection, a second pipelined query starts only after
+/// the first's DONE, and a third connection from the same requestor is closed at once.
+#[tokio::test]
+async fn blq_8_4_2_a_requestor_runs_at_most_connections_times_queries_at_once() {
+    let l = listener("max-connections-per-requestor = 2\nmax-queries-per-connection = 1", "10.0.3.255").await;
+    let mut a = TcpStream::connect(l.addr).await.unwrap();
+    a.write_all(&[frame(&bulk_query(1)), frame(&bulk_query(2))].concat()).await.unwrap();
+    let _b = TcpStream::connect(l.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut c = TcpStream::connect(l.addr).await.unwrap();
+    let mut one = [0u8; 1];
+    let third = tokio::time::timeout(Duration::from_secs(5), c.read(&mut one)).await.expect("closed at once");
+    assert!(matches!(third, Ok(0) | Err(_)), "{third:?}");
+    assert_eq!(l.metrics.rejected_for("per_source_limit"), 1);
+    let mut dones = 0;
+    let (msgs, _) = read_messages(&mut a, |m| {
+        dones += usize::from(m.message_type() == Some(MessageType::LeaseQueryDone));
+        dones == 2
+    })
+    .await;
+    let xids: Vec<u32> = msgs.iter().map(|b| msg(b).xid).collect();
+    let first_2 = xids.iter().position(|x| *x == 2).unwrap();
+    assert!(xids[..first_2].iter().all(|x| *x == 1), "query 2 started before query 1 ended");
+    assert_eq!(msg(&msgs[first_2 - 1]).message_type(), Some(MessageType::LeaseQueryDone));
+    assert_eq!(xids.len(), 2 * 1024, "1023 configured addresses and DONE, twice");
+}

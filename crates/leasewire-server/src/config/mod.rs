@@ -14,6 +14,7 @@ mod validate;
 pub use schema::*;
 
 use ipnet::Ipv4Net;
+use leasewire_proto::session::server::QueryTypes;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
@@ -123,6 +124,9 @@ pub struct Validated {
     pub bulk_allow: Vec<Ipv4Net>,
     /// Per-requestor withheld options: (prefix, options), most specific prefix first.
     pub requestor_withhold: Vec<(Ipv4Net, Vec<u8>)>,
+    /// Per-requestor query kinds over TCP (`[[bulk-leasequery.requestor]]`): (prefix, kinds), most specific
+    /// prefix first.
+    pub requestor_query_types: Vec<(Ipv4Net, QueryTypes)>,
     /// Warnings about settings that work but go against an RFC recommendation.
     pub warnings: Vec<String>,
     /// The lease store.
@@ -220,6 +224,12 @@ impl Validated {
     pub fn control_socket(&self) -> Option<PathBuf> {
         let s = &self.raw;
         s.control.socket.clone().or_else(|| s.server.data_dir.as_ref().map(|d| d.join(CONTROL_SOCKET)))
+    }
+
+    /// The kinds of Bulk and Active query a requestor at `addr` may make: the most specific
+    /// `[[bulk-leasequery.requestor]]` rule that covers it, else every kind (BLQ-9-6).
+    pub fn query_types_for(&self, addr: Ipv4Addr) -> QueryTypes {
+        self.requestor_query_types.iter().find(|(n, _)| n.contains(&addr)).map_or(QueryTypes::EVERY, |(_, t)| *t)
     }
 
     /// Options never disclosed to a requestor at `addr`: the global list plus the most specific

@@ -277,6 +277,21 @@ pub struct BulkSection {
     /// Largest frame accepted from a requestor, octets (a query is a few hundred; RFC maximum 65535).
     #[serde(default = "default_max_frame")]
     pub max_frame: usize,
+    /// Per-requestor rules for the TCP listener: the kinds of query requestors in a prefix may make (RFC 6926
+    /// §9, BLQ-9-6). The most specific matching prefix applies; a requestor no rule covers may make any.
+    #[serde(default, rename = "requestor")]
+    pub requestors: Vec<BulkRequestorRule>,
+}
+
+/// `[[bulk-leasequery.requestor]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BulkRequestorRule {
+    /// The requestors it applies to (prefix or address).
+    pub prefix: Spanned<String>,
+    /// The queries they may make: `all` (all configured addresses), `mac`, `client-id`, `remote-id`,
+    /// `relay-id` (the Bulk primary queries) and `active` (DHCPACTIVELEASEQUERY). Others get NotAllowed.
+    pub query_types: Vec<Spanned<String>>,
 }
 
 impl Default for BulkSection {
@@ -291,6 +306,7 @@ impl Default for BulkSection {
             max_queries_per_connection: default_max_queries(),
             data_timeout: default_data_timeout(),
             max_frame: default_max_frame(),
+            requestors: Vec::new(),
         }
     }
 }

@@ -156,3 +156,23 @@ fn overlapping_subnets_are_rejected() {
     let e = Config::parse(&two).unwrap_err();
     assert_eq!(e.key, "subnet[1].subnet");
 }
+
+/// BLQ-9-6: `[[bulk-leasequery.requestor]] query-types` restricts what requestors in a prefix may ask; the
+/// most specific prefix wins, requestors no rule covers may ask anything, and an unknown type is named.
+#[test]
+fn blq_9_6_query_types_per_requestor_prefix() {
+    use leasewire_proto::session::server::QueryTypes;
+    let bulk = "[bulk-leasequery]\nallow = [\"10.0.0.0/8\"]\n\
+                [[bulk-leasequery.requestor]]\nprefix = \"10.9.0.0/16\"\nquery-types = [\"mac\", \"active\"]\n\
+                [[bulk-leasequery.requestor]]\nprefix = \"10.9.1.1\"\nquery-types = [\"all\"]\n";
+    let v = Config::parse(&format!("{GOOD}{bulk}")).unwrap();
+    let at = |a: [u8; 4]| v.query_types_for(Ipv4Addr::from(a));
+    assert_eq!(at([10, 9, 0, 5]), QueryTypes::MAC.with(QueryTypes::ACTIVE));
+    assert_eq!(at([10, 9, 1, 1]), QueryTypes::ALL_ADDRESSES);
+    assert_eq!(at([10, 1, 0, 1]), QueryTypes::EVERY);
+    let bad = "[bulk-leasequery]\nallow = [\"10.0.0.0/8\"]\n[[bulk-leasequery.requestor]]\nprefix = \"10.9.0.0/16\"\n\
+               query-types = [\"by-ip\"]\n";
+    let e = Config::parse(&format!("{GOOD}{bad}")).unwrap_err();
+    assert_eq!(e.key, "bulk-leasequery.requestor[0].query-types");
+    assert!(e.message.contains("by-ip") && e.message.contains("client-id"), "{}", e.message);
+}

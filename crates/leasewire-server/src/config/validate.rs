@@ -32,6 +32,26 @@ impl Config {
             requestor_withhold.push((net[0], r.withhold.clone()));
         }
         requestor_withhold.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
+        let mut requestor_query_types = Vec::new();
+        for (i, r) in raw.bulk_leasequery.requestors.iter().enumerate() {
+            let key = format!("bulk-leasequery.requestor[{i}]");
+            let net = prefixes(std::slice::from_ref(&r.prefix), &format!("{key}.prefix"), text)?;
+            let mut kinds = QueryTypes::NONE;
+            for name in &r.query_types {
+                let Some(kind) = QueryTypes::named(name.get_ref()) else {
+                    let known: Vec<&str> = QueryTypes::NAMES.iter().map(|(n, _)| *n).collect();
+                    return err(
+                        format!("{key}.query-types"),
+                        text,
+                        Some(name.span()),
+                        format!("unknown query type {:?}: one of {}", name.get_ref(), known.join(", ")),
+                    );
+                };
+                kinds = kinds.with(kind);
+            }
+            requestor_query_types.push((net[0], kinds));
+        }
+        requestor_query_types.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         let mut warnings = Vec::new();
         let b = &raw.bulk_leasequery;
         if b.data_timeout < default_data_timeout() {
@@ -97,6 +117,7 @@ impl Config {
             leasequery_allow,
             bulk_allow,
             requestor_withhold,
+            requestor_query_types,
             warnings,
             store,
             source_sha256: None,

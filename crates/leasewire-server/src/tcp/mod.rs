@@ -153,6 +153,7 @@ impl TcpSettings {
                     max_backlog: a.max_backlog,
                 }),
                 pre_auth_timeout: Some(Duration::from_secs(b.pre_auth_timeout)),
+                query_types: Default::default(),
             },
             limits: Limits {
                 allow: config.bulk_allow.clone(),
@@ -186,6 +187,7 @@ impl TcpSettings {
         cfg.available_since = available_since;
         if let IpAddr::V4(v4) = peer.ip() {
             cfg.policy.withhold = self.config.withheld_for(v4);
+            cfg.query_types = self.config.query_types_for(v4);
         }
         cfg
     }
@@ -329,10 +331,15 @@ impl TcpService {
             let me = self.clone();
             let sd = shutdown.clone();
             conns.spawn(async move {
-                if me.connection(stream, peer, sd, ticket).await {
+                let (active, io) = me.connection(stream, peer, sd, ticket).await;
+                if active {
                     me.metrics.active_connections.dec();
                 }
                 me.release(peer);
+                // The connection no longer counts anywhere while its close completes.
+                if let Some(io) = io {
+                    close_gracefully(io).await;
+                }
             });
         }
         // Shutdown: every session sends QueryTerminated and closes (they watch the same signal).
@@ -382,18 +389,19 @@ impl TcpService {
         }
     }
 
-    /// Serve one connection; returns whether it was counted as an Active stream.
+    /// Serve one connection; returns whether it was counted as an Active stream, and the stream to close
+    /// (with [`close_gracefully`]) unless it is gone already.
     async fn connection(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
         shutdown: watch::Receiver<bool>,
         ticket: Ticket,
-    ) -> bool {
-        let gauge = self.serve_connection(stream, peer, shutdown, &ticket).await;
+    ) -> (bool, Option<Io>) {
+        let served = self.serve_connection(stream, peer, shutdown, &ticket).await;
         // Gone before admission (closed, timed out, evicted): its pending place is free again.
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(ticket.id);
-        gauge
+        served
     }
 
     async fn serve_connection(
@@ -402,7 +410,7 @@ impl TcpService {
         peer: SocketAddr,
         mut shutdown: watch::Receiver<bool>,
         ticket: &Ticket,
-    ) -> bool {
+    ) -> (bool, Option<Io>) {
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let mut io = Io::Plain(rd, wr);
@@ -434,8 +442,7 @@ impl TcpService {
                         Ok(permit) => slot = Some(permit),
                         Err(reason) => {
                             self.rejected(peer, reason);
-                            let _ = io.writer().shutdown().await;
-                            return gauge_held;
+                            return (gauge_held, Some(io));
                         }
                     }
                 }
@@ -486,8 +493,7 @@ impl TcpService {
                                 }
                             }
                         }
-                        let _ = io.writer().shutdown().await;
-                        return gauge_held;
+                        return (gauge_held, Some(io));
                     }
                     Output::StartTls => match self.start_tls(io, peer, &s, ticket).await {
                         Some((upgraded, certs)) => {
@@ -496,7 +502,7 @@ impl TcpService {
                             s.tls_established();
                         }
                         // ALQ-8.1-17: no TLS connection, no connection.
-                        None => return gauge_held,
+                        None => return (gauge_held, None),
                     },
                 }
             }
@@ -543,8 +549,7 @@ impl TcpService {
                 // A newer connection needed the pending place (see `Pending::evict`).
                 _ = ticket.evict.notified(), if slot.is_none() => {
                     self.rejected(peer, "pending_evicted");
-                    let _ = io.writer().shutdown().await;
-                    return gauge_held;
+                    return (gauge_held, Some(io));
                 }
             }
         }
@@ -693,6 +698,29 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// How long a closing connection waits for the requestor to close its side too.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Close the connection gracefully, never by abort (BLQ-8.5-1): our side is shut down (FIN, or close_notify
+/// then FIN inside TLS), then whatever the requestor still sends is read and dropped until it closes too, for
+/// at most [`CLOSE_LINGER`]. A socket closed with unread input is reset by the kernel, and a reset makes the
+/// requestor's kernel discard what it has not read yet: the last messages we wrote (QueryTerminated, the end
+/// of an answer) would be lost on a requestor that pipelined queries we never read.
+/// The whole close is bounded, the shutdown too: inside TLS it writes close_notify, which a requestor that
+/// stopped reading would never take.
+async fn close_gracefully(mut io: Io) {
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let _ = io.writer().shutdown().await;
+        while let Ok(n) = io.reader().read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, drain).await;
 }
 
 /// Resolves once the shutdown flag is set (the watch guard is dropped before returning, keeping callers Send).

@@ -13,6 +13,9 @@
 
 pub mod active;
 pub mod bulk;
+pub mod query_types;
+
+pub use query_types::QueryTypes;
 
 use self::active::{Active, ActiveConfig, CatchUp, ChangesFetch};
 use self::bulk::{BulkKey, BulkQuery, VpnScope};
@@ -57,6 +60,8 @@ pub struct ServerConfig {
     /// name connections that send partial or no queries as the TCP threat; in secure mode the deadline also
     /// covers DHCPTLS and the TLS handshake, since no query is accepted before them.
     pub pre_auth_timeout: Option<Duration>,
+    /// The kinds of query this requestor may make (BLQ-9-6); the others are refused with NotAllowed.
+    pub query_types: QueryTypes,
 }
 
 /// What the session does with DHCPTLS (RFC 7724 §8.1).
@@ -845,6 +850,14 @@ impl ServerSession {
                 self.push(&s);
                 self.close(CloseReason::ActiveRefused);
             }
+            Ok(_) if !self.cfg.query_types.contains(QueryTypes::ACTIVE) => {
+                // BLQ-9-6, ALQ-8.2-2: not allowed for this requestor: a status, then the close.
+                let status = Some((StatusCode::NotAllowed, "this requestor may not make active leasequeries"));
+                let mut s = status_message(MessageType::LeaseQueryStatus, m.xid, status, None);
+                s.options.set_u32(crate::options::code::BASE_TIME, self.clock);
+                self.push(&s);
+                self.close(CloseReason::ActiveRefused);
+            }
             Ok(start) => {
                 self.admitted = true;
                 let mut prl =
@@ -893,6 +906,12 @@ impl ServerSession {
                         Some((StatusCode::MalformedQuery, "xid already in use on this connection")),
                         None,
                     ));
+                }
+                Ok(q) if !self.cfg.query_types.contains(QueryTypes::of_key(&q.key)) => {
+                    // BLQ-9-6: a query of a kind this requestor may not make: DONE with NotAllowed (and no
+                    // admission: it has not shown it may use the connection).
+                    let text = "this requestor may not make this kind of query";
+                    self.push(&done(m.xid, Some((StatusCode::NotAllowed, text)), Some(self.cfg.policy.server_id)));
                 }
                 Ok(q) => {
                     self.admitted = true;

@@ -25,6 +25,7 @@ fn cfg(page_size: usize, max_queries: usize) -> ServerConfig {
         tls: TlsPolicy::Refuse,
         active: None,
         pre_auth_timeout: None,
+        query_types: Default::default(),
     }
 }
 
@@ -1192,4 +1193,39 @@ fn alq_8_1_18_a_query_read_that_stalls_is_closed_after_the_data_timeout() {
     assert!(drive(&mut s, &FakeStore::standard()).closed.is_none(), "not before the timeout");
     s.handle_timeout(t1 + BULK_LQ_DATA_TIMEOUT);
     assert_eq!(drive(&mut s, &FakeStore::standard()).closed, Some(CloseReason::Timeout));
+}
+
+/// BLQ-9-6: a requestor restricted to certain query types gets DONE with NotAllowed for the others (and the
+/// connection goes on), and an Active query refused with a status and a close.
+#[test]
+fn blq_9_6_queries_of_a_kind_the_requestor_may_not_make_are_not_allowed() {
+    let now = Instant::now();
+    let mut c = active_cfg(100);
+    c.query_types = QueryTypes::MAC.with(QueryTypes::CLIENT_ID);
+    let mut s = ServerSession::new(c.clone(), now);
+    let mut by_mac = query(61);
+    by_mac.set_hardware_address(1, &[2, 0, 0, 0, 0, 3]);
+    let mut bytes = frame(&query(60));
+    bytes.extend(frame(&by_mac));
+    s.receive(&bytes, now);
+    let run = drive(&mut s, &FakeStore::standard());
+    let done_of =
+        |xid| run.replies.iter().find(|m| m.xid == xid && m.message_type() == Some(MessageType::LeaseQueryDone));
+    assert_eq!(done_of(60).unwrap().options.status_code(), Some(StatusCode::NotAllowed), "all addresses: refused");
+    assert_eq!(run.replies.iter().filter(|m| m.xid == 60).count(), 1, "nothing but the refusal");
+    assert_eq!(done_of(61).unwrap().options.status_code(), None, "by MAC: answered");
+    assert_eq!(run.replies.iter().filter(|m| m.xid == 61).count(), 3, "its two bindings and DONE");
+    assert!(run.closed.is_none());
+    // Active Leasequery not in the set.
+    let mut s = ServerSession::new(c, now);
+    s.receive(&frame(&active_query(62)), now);
+    let run = drive_active(&mut s, &mut vec![]);
+    assert_eq!(status_of(&run.replies[0]), Some(StatusCode::NotAllowed));
+    assert_eq!(run.closed, Some(CloseReason::ActiveRefused));
+    assert!(!s.is_active());
+    // The same queries with every kind allowed.
+    let mut s = ServerSession::new(active_cfg(100), now);
+    s.receive(&frame(&query(60)), now);
+    let run = drive(&mut s, &FakeStore::standard());
+    assert!(run.replies.len() > 1 && run.replies.last().unwrap().options.status_code().is_none());
 }

@@ -46,6 +46,7 @@ impl Pair {
             tls: policy,
             active: Some(ActiveConfig::default()),
             pre_auth_timeout: None,
+            query_types: Default::default(),
         };
         Self {
             server: ServerSession::new(cfg, now),
