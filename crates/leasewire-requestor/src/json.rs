@@ -9,7 +9,12 @@
 //! producer may add the fields of [`EXTRAS`] after the common ones.
 //!
 //! Written directly (no value tree): this runs once per binding, a million times for a large bulk query.
+//!
+//! Compiled unconditionally, not behind the `http` feature: the schema has one owner, and both the HTTP
+//! endpoint and the CLI (`query`, `bulk`, `watch`, `history --json`, built without caring which features an
+//! embedder picks) produce it. It costs no dependency the crate does not already have.
 
+use crate::history::Interval;
 use leasewire_proto::Binding;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -233,6 +238,23 @@ pub fn binding_line(b: &Binding, src: &Source<'_>) -> String {
     s
 }
 
+/// One history interval as a line: the binding object for the address as it stood during the interval, then
+/// the history fields of [`EXTRAS`] (`held`, `from`, `to`, `seen`, `events`, `inferred`). What `/history`
+/// serves and `leasewire history --json` prints (docs/history.md).
+pub fn interval_line(i: &Interval) -> String {
+    let mut s = String::with_capacity(640);
+    let src = Source { base_time: None, server: Some(&i.server), server_id: None };
+    open_binding(&mut s, &i.binding(), &src);
+    raw_field(&mut s, "held", if i.held() { "true" } else { "false" });
+    time_field(&mut s, "from", Some(i.from));
+    time_field(&mut s, "to", i.to);
+    time_field(&mut s, "seen", Some(i.seen));
+    raw_field(&mut s, "events", &i.events.to_string());
+    raw_field(&mut s, "inferred", if i.inferred { "true" } else { "false" });
+    close(&mut s);
+    s
+}
+
 /// Why a JSON value is not a binding of this schema.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem} (in {object})")]
@@ -385,5 +407,50 @@ mod tests {
             }),
             "version"
         );
+    }
+
+    fn interval() -> Interval {
+        Interval {
+            ip: Ipv4Addr::new(10, 1, 2, 3),
+            state: DhcpState::Active,
+            from: 1_764_597_900,
+            to: None,
+            lease_end: Some(1_764_601_500),
+            htype: 1,
+            mac: vec![2, 0, 0, 0, 0, 1],
+            client_id: None,
+            circuit_id: Some(b"p1".to_vec()),
+            relay_agent_info: Some(RelayAgentInfoBuilder::new().circuit_id(b"p1").build()),
+            remote: false,
+            remote_id: None,
+            relay_id: None,
+            server: "127.0.0.1:67".into(),
+            seen: 1_764_597_901,
+            events: 2,
+            inferred: false,
+        }
+    }
+
+    #[test]
+    fn an_interval_is_a_binding_of_the_one_schema_with_the_history_fields() {
+        let j = interval_line(&interval());
+        assert!(j.ends_with("}\n"));
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        validate(&v).unwrap();
+        for (k, want) in [
+            ("version", serde_json::json!(1)),
+            ("ip", "10.1.2.3".into()),
+            ("held", true.into()),
+            ("from", "2025-12-01T14:05:00Z".into()),
+            ("from_epoch", 1_764_597_900.into()),
+            ("state_since_epoch", 1_764_597_900.into()),
+            ("to", serde_json::Value::Null),
+            ("mac", "02:00:00:00:00:01".into()),
+            ("client_id", serde_json::Value::Null),
+            ("circuit_id", "70:31".into()),
+            ("expires_at_epoch", 1_764_601_500.into()),
+        ] {
+            assert_eq!(v[k], want, "{k} in {j}");
+        }
     }
 }

@@ -231,12 +231,15 @@ impl Watching {
         &self.metrics
     }
 
-    /// The replica file holding the history, when history is kept.
-    #[cfg(feature = "sqlite")]
-    pub fn history_file(&self) -> Option<&Path> {
-        self.history_file.as_deref()
+    /// The replica file holding the history, when history is kept (never without the `sqlite` feature).
+    pub fn history_file(&self) -> Option<&std::path::Path> {
+        #[cfg(feature = "sqlite")]
+        return self.history_file.as_deref();
+        #[cfg(not(feature = "sqlite"))]
+        None
     }
 
+    #[cfg(feature = "http")]
     pub(crate) fn board(&self) -> &Arc<Board> {
         &self.board
     }

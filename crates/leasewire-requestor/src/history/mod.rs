@@ -16,7 +16,7 @@
 //! Times are the server's clock, as it reported them (start-time-of-state, client-last-transaction-time,
 //! lease end); each event also keeps the requestor's clock when it arrived.
 
-pub mod output;
+#[cfg(feature = "sqlite")]
 pub(crate) mod store;
 pub mod time;
 pub mod timeline;
@@ -25,6 +25,7 @@ use crate::replica::Via;
 use leasewire_proto::{Binding, DhcpState};
 use std::net::Ipv4Addr;
 
+#[cfg(feature = "sqlite")]
 pub use store::HistoryReader;
 pub use timeline::Interval;
 
@@ -100,6 +101,7 @@ pub struct Query {
 }
 
 /// Why a history question could not be answered.
+#[cfg(feature = "sqlite")]
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     /// SQLite failed.
@@ -111,7 +113,7 @@ pub enum HistoryError {
         source: rusqlite::Error,
     },
     /// The file is not a replica with history (never written by `watch --db`, or by an older version).
-    #[error("history {path}: no history in this file (was it written by `leasewire watch --db`?)")]
+    #[error("history {path}: no history in this file (not a replica file written with history kept)")]
     NoHistory {
         /// The file.
         path: String,
@@ -123,5 +125,5 @@ pub(crate) fn held(state: DhcpState) -> bool {
     state == DhcpState::Active
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests;

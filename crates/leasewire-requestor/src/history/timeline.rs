@@ -4,6 +4,8 @@
 //! re-sent binding) are one interval; consecutive events of a free address (RELEASED then EXPIRED, say) are
 //! one too, starting at the first. A lease whose end passed before the next event (or before now) ends the
 //! holding at its end: the address is free from then (`inferred`), whatever message comes later.
+// Rows and spans are what the SQLite store reads back; without it only `Interval` is used.
+#![cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 
 use super::held;
 use leasewire_proto::DhcpState;

@@ -28,6 +28,7 @@ pub(crate) struct ClockOffset {
 
 impl ClockOffset {
     /// An offset estimated before a restart (what the replica file kept).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn restored(seconds: i64) -> Self {
         Self { restored: seconds, ..Self::default() }
     }

@@ -8,6 +8,7 @@
 
 mod browse;
 mod clock;
+#[cfg(feature = "sqlite")]
 mod db;
 mod record;
 
@@ -20,8 +21,11 @@ use leasewire_proto::Binding;
 use record::Record;
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
+#[cfg(feature = "sqlite")]
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(feature = "sqlite")]
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
@@ -35,6 +39,7 @@ pub fn lock(replica: &std::sync::Mutex<Replica>) -> std::sync::MutexGuard<'_, Re
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicaError {
     /// SQLite failed.
+    #[cfg(feature = "sqlite")]
     #[error("replica {path}: {source}")]
     Sqlite {
         /// The file.
@@ -126,6 +131,7 @@ pub struct Replica {
     dirty: HashSet<Ipv4Addr>,
     servers_dirty: bool,
     /// The file, shared with [`Flush`]es being written (one at a time: the lock orders them).
+    #[cfg(feature = "sqlite")]
     db: Option<Arc<Mutex<db::Db>>>,
     /// How long history events are kept; `None`: none are recorded.
     history: Option<Duration>,
@@ -138,11 +144,16 @@ pub struct Replica {
 /// transaction (and its fsync) runs on a blocking thread while merges and lookups go on.
 #[derive(Debug)]
 #[must_use = "the changes are only in the file once written"]
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub struct Flush {
     records: Vec<(Ipv4Addr, Vec<u8>)>,
     events: Vec<Event>,
     servers: Option<Vec<ServerState>>,
+    #[cfg(feature = "sqlite")]
     db: Arc<Mutex<db::Db>>,
+    /// Without SQLite there is no file, so no flush is ever taken.
+    #[cfg(not(feature = "sqlite"))]
+    never: std::convert::Infallible,
 }
 
 impl Flush {
@@ -153,9 +164,14 @@ impl Flush {
     /// replica, as `watch` does. The file then stays as of the last successful flush, whose saved base-times
     /// the next start catches up from, so nothing is lost.
     pub fn write(self) -> Result<usize, ReplicaError> {
-        let mut db = self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        db.write(&self.records, &self.events, self.servers.as_deref())?;
-        Ok(self.records.len())
+        #[cfg(not(feature = "sqlite"))]
+        match self.never {}
+        #[cfg(feature = "sqlite")]
+        {
+            let mut db = self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            db.write(&self.records, &self.events, self.servers.as_deref())?;
+            Ok(self.records.len())
+        }
     }
 }
 
@@ -163,8 +179,12 @@ impl Flush {
 /// stream's flushes waits at most one batch.
 #[derive(Debug, Clone)]
 pub struct Pruner {
+    #[cfg(feature = "sqlite")]
     db: Arc<Mutex<db::Db>>,
     retention: Duration,
+    /// Without SQLite there is no history to prune.
+    #[cfg(not(feature = "sqlite"))]
+    never: std::convert::Infallible,
 }
 
 impl Pruner {
@@ -178,13 +198,20 @@ impl Pruner {
 
     /// Delete events that arrived before `now` − retention (blocking), batch by batch; how many.
     pub fn prune(&self, now: u32) -> Result<usize, ReplicaError> {
-        let cutoff = now.saturating_sub(u32::try_from(self.retention.as_secs()).unwrap_or(u32::MAX));
-        let mut total = 0;
-        loop {
-            let n = self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner).prune(cutoff, Self::BATCH)?;
-            total += n;
-            if n < Self::BATCH as usize {
-                return Ok(total);
+        #[cfg(not(feature = "sqlite"))]
+        match (self.never, now) {}
+        #[cfg(feature = "sqlite")]
+        {
+            let cutoff = now.saturating_sub(u32::try_from(self.retention.as_secs()).unwrap_or(u32::MAX));
+            let mut total = 0;
+            loop {
+                let mut db = self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let n = db.prune(cutoff, Self::BATCH)?;
+                drop(db);
+                total += n;
+                if n < Self::BATCH as usize {
+                    return Ok(total);
+                }
             }
         }
     }
@@ -199,6 +226,7 @@ impl Replica {
             clocks: Vec::new(),
             dirty: HashSet::new(),
             servers_dirty: false,
+            #[cfg(feature = "sqlite")]
             db: None,
             history: None,
             events: Vec::new(),
@@ -212,6 +240,7 @@ impl Replica {
 
     /// Open (or create, mode 0600) the replica file and load it; `servers` are added if new. History is kept
     /// for [`crate::history::DEFAULT_RETENTION`] unless [`Replica::set_history`] says otherwise.
+    #[cfg(feature = "sqlite")]
     pub fn open(path: &Path, servers: &[String]) -> Result<Self, ReplicaError> {
         let (db, (servers_known, entries)) = db::Db::open(path)?;
         let db = Arc::new(Mutex::new(db));
@@ -235,13 +264,17 @@ impl Replica {
     }
 
     /// Keep history events for `retention` (`None`: record none). Only a replica with a file keeps history.
+    #[cfg(feature = "sqlite")]
     pub fn set_history(&mut self, retention: Option<Duration>) {
         self.history = retention.filter(|_| self.db.is_some());
     }
 
     /// What deletes expired history, if history is kept.
     pub fn pruner(&self) -> Option<Pruner> {
-        Some(Pruner { db: self.db.clone()?, retention: self.history? })
+        #[cfg(feature = "sqlite")]
+        return Some(Pruner { db: self.db.clone()?, retention: self.history? });
+        #[cfg(not(feature = "sqlite"))]
+        None
     }
 
     /// Every change applied from now on, for live viewers. A receiver that lags gets `Lagged` and should
@@ -406,6 +439,17 @@ impl Replica {
     /// `None` when there is nothing to write or no file. Taken together, so a file never holds a saved
     /// base-time without the bindings that came before it.
     pub fn take_flush(&mut self) -> Option<Flush> {
+        #[cfg(not(feature = "sqlite"))]
+        {
+            self.dirty.clear();
+            None
+        }
+        #[cfg(feature = "sqlite")]
+        self.take_flush_to_file()
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn take_flush_to_file(&mut self) -> Option<Flush> {
         let Some(db) = &self.db else {
             self.dirty.clear();
             return None;

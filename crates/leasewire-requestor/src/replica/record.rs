@@ -27,6 +27,7 @@ const TAG_RESERVED_FOR: u8 = 3;
 const TAG_OPTION: u8 = 4;
 
 /// Length of the fixed part of the encoding.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 const FIXED: usize = 4 * 4 + 4 + 2;
 
 /// A binding in the replica (56 bytes plus the rare variable part).
@@ -230,6 +231,7 @@ impl Record {
     }
 
     /// Append the persisted form.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         for v in [self.state_since, self.expires_at, self.cltt, self.observed] {
             out.extend_from_slice(&v.to_be_bytes());
@@ -241,6 +243,7 @@ impl Record {
     }
 
     /// Read the persisted form; `None` if it is not one.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn decode(b: &[u8]) -> Option<Self> {
         if b.len() < FIXED {
             return None;

@@ -68,6 +68,7 @@ fn blq_7_6_2_two_servers_are_compared_in_the_requestors_clock() {
 
 /// The offset is kept in the file: after a restart, a server's records compare in the requestor's clock
 /// before it is heard from again.
+#[cfg(feature = "sqlite")]
 #[test]
 fn blq_7_6_2_the_clock_offset_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,6 +98,7 @@ fn blq_7_6_2_a_second_of_delay_is_not_a_clock_offset() {
 }
 
 /// ALQ-9-5: the replica holds what the server protects, so its file is private (mode 0600).
+#[cfg(feature = "sqlite")]
 #[test]
 fn the_file_keeps_bindings_base_times_and_gaps_across_restarts_and_is_private() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,6 +128,7 @@ fn the_file_keeps_bindings_base_times_and_gaps_across_restarts_and_is_private() 
 
 /// A flush is taken under the replica's lock and written without it: merges go on meanwhile, and what they
 /// change goes in the next flush, not lost between the two.
+#[cfg(feature = "sqlite")]
 #[test]
 fn a_taken_flush_is_written_while_the_replica_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,6 +152,7 @@ fn a_taken_flush_is_written_while_the_replica_goes_on() {
     assert_eq!(r.server(0).saved, Some(200));
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn a_file_that_is_not_a_replica_is_refused_with_its_name() {
     let dir = tempfile::tempdir().unwrap();

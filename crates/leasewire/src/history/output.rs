@@ -1,10 +1,10 @@
-//! Intervals as text: JSON lines (the contract for scripts and `/history`), CSV, a table, and the sentence
-//! that answers "who held it at T".
+//! History intervals for people and spreadsheets: CSV, a table, and the sentence that answers "who held it at
+//! T". The JSON line, the contract shared with the watcher's `/history`, is the library's
+//! (`leasewire_requestor::json::interval_line`).
 
-use super::time::rfc3339;
-use super::timeline::Interval;
-use crate::json;
 use leasewire_proto::hex;
+use leasewire_requestor::history::Interval;
+use leasewire_requestor::history::time::rfc3339;
 use std::fmt::Write as _;
 
 /// CSV columns, in order (the header line).
@@ -26,22 +26,6 @@ pub const FIELDS: [&str; 16] = [
     "events",
     "inferred",
 ];
-
-/// One JSON line: the binding object of `leasewire_requestor::json` (docs/json.md) for the address as it
-/// stood during the interval, then the history fields (`held`, `from`, `to`, `seen`, `events`, `inferred`).
-pub fn json(i: &Interval) -> String {
-    let mut s = String::with_capacity(640);
-    let src = json::Source { base_time: None, server: Some(&i.server), server_id: None };
-    json::open_binding(&mut s, &i.binding(), &src);
-    json::raw_field(&mut s, "held", if i.held() { "true" } else { "false" });
-    json::time_field(&mut s, "from", Some(i.from));
-    json::time_field(&mut s, "to", i.to);
-    json::time_field(&mut s, "seen", Some(i.seen));
-    json::raw_field(&mut s, "events", &i.events.to_string());
-    json::raw_field(&mut s, "inferred", if i.inferred { "true" } else { "false" });
-    json::close(&mut s);
-    s
-}
 
 /// The CSV header line (no newline).
 pub fn csv_header() -> String {
@@ -163,26 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn json_is_a_binding_of_the_one_schema_with_the_history_fields() {
-        let j = json(&interval());
-        assert!(j.ends_with("}\n"));
-        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
-        json::validate(&v).unwrap();
-        for (k, want) in [
-            ("version", serde_json::json!(1)),
-            ("ip", "10.1.2.3".into()),
-            ("held", true.into()),
-            ("from", "2025-12-01T14:05:00Z".into()),
-            ("from_epoch", 1_764_597_900.into()),
-            ("state_since_epoch", 1_764_597_900.into()),
-            ("to", serde_json::Value::Null),
-            ("mac", "02:00:00:00:00:01".into()),
-            ("client_id", serde_json::Value::Null),
-            ("circuit_id", "70:31".into()),
-            ("expires_at_epoch", 1_764_601_500.into()),
-        ] {
-            assert_eq!(v[k], want, "{k} in {j}");
-        }
+    fn a_csv_record_has_every_column() {
         assert_eq!(csv(&interval()).split(',').count(), FIELDS.len());
     }
 

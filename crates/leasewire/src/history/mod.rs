@@ -1,7 +1,10 @@
 //! `leasewire history`: who held an address at a time, or the intervals of an address, client or relay over
 //! a period, from the history `leasewire watch --db` keeps in its replica file.
 
-use leasewire_requestor::history::{HistoryReader, Key, Query, Window, output, time};
+mod output;
+
+use leasewire_requestor::history::{HistoryError, HistoryReader, Key, Query, Window, time};
+use leasewire_requestor::json;
 use std::io::Write;
 use std::path::Path;
 
@@ -33,7 +36,10 @@ pub fn run(
             to: to.map(|t| when("--to", t)).transpose()?.unwrap_or(now),
         },
     };
-    let mut reader = HistoryReader::open(db)?;
+    let mut reader = HistoryReader::open(db).map_err(|e| match e {
+        HistoryError::NoHistory { .. } => anyhow::anyhow!("{e}: was it written by `leasewire watch --db`?"),
+        e => e.into(),
+    })?;
     let what = match &key {
         Key::Ip(ip) => ip.to_string(),
         _ => "it".into(),
@@ -55,7 +61,7 @@ fn print(
     format: Format,
 ) -> std::io::Result<()> {
     match format {
-        Format::Json => answers.iter().try_for_each(|i| out.write_all(output::json(i).as_bytes())),
+        Format::Json => answers.iter().try_for_each(|i| out.write_all(json::interval_line(i).as_bytes())),
         Format::Csv => {
             writeln!(out, "{}", output::csv_header())?;
             answers.iter().try_for_each(|i| writeln!(out, "{}", output::csv(i)))
