@@ -1,6 +1,6 @@
 //! The watcher's local HTTP endpoint (off unless asked for): `/metrics` (OpenMetrics),
 //! `/bindings?ip=A` or `/bindings?mac=aa:bb:..` answering from the replica as JSON lines ("which MAC had this
-//! IP", now, without asking the server), and the browser view with its API and `/history` ([`crate::web`]).
+//! IP", now, without asking the server), and the browser view with its API and `/history` (`web`).
 //! Read-only: nothing here changes the replica.
 
 use crate::Watching;

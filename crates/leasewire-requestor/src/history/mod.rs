@@ -5,7 +5,7 @@
 //!   saved base-times ([`crate::replica::Flush`]): after a crash the history holds exactly what the replica
 //!   file holds, and the catch-up that follows re-sends (and so records) the rest. Only changes the merge
 //!   accepted are recorded: a duplicate from a Bulk seed or a gap fill adds nothing.
-//! * [`store`] owns the schema: compact rows (integer times, clients and option 82 values interned) so an
+//! * `store` owns the schema: compact rows (integer times, clients and option 82 values interned) so an
 //!   event costs about a hundred bytes on disk, with indexes by address, client (MAC, client-id) and relay
 //!   (remote-id, relay-id) over time. Old events are pruned in small batches behind the stream.
 //! * [`timeline`] turns one address's events into intervals: a client holding it (renewals merged) or the
