@@ -14,6 +14,10 @@ pub struct ReplyPolicy {
     pub disclose: Vec<u8>,
     /// Options never returned.
     pub withhold: Vec<u8>,
+    /// Other servers hold information about these addresses too (a store shared by several servers): every
+    /// binding carries data-source, LOCAL included (BLQ-6.2.8-2). Otherwise only REMOTE data does, absence
+    /// meaning local (BLQ-6.2.8-4, BLQ-8.3-8).
+    pub shared: bool,
 }
 
 /// Write the reply about `b` for the query `xid` asking for `prl` (BLQ-8.3), framed, into `out`: the message
@@ -71,7 +75,7 @@ pub fn write_binding_reply(
                 put(out, c, &lease_left(b, base_time).unwrap_or(0).to_be_bytes())
             }
             code::DHCP_STATE => put(out, c, &[b.state.code()]),
-            code::DATA_SOURCE if b.data_source != DataSource::LOCAL => put(out, c, &[b.data_source.0]),
+            code::DATA_SOURCE if policy.shared || b.data_source != DataSource::LOCAL => put(out, c, &[b.data_source.0]),
             code::CLIENT_IDENTIFIER if b.client_id.is_some() => put(out, c, b.client_id.as_deref().unwrap_or(&[])),
             // RFC 3046: relay agent information goes last.
             code::RELAY_AGENT_INFO => rai = b.relay_agent_info.as_deref(),
@@ -141,7 +145,7 @@ mod tests {
     use crate::options::default_prl;
 
     fn policy() -> ReplyPolicy {
-        ReplyPolicy { server_id: Ipv4Addr::new(10, 0, 0, 1), disclose: vec![12], withhold: vec![] }
+        ReplyPolicy { server_id: Ipv4Addr::new(10, 0, 0, 1), disclose: vec![12], withhold: vec![], shared: false }
     }
 
     /// The reply as a decoded message (test-only leak keeps the borrow checker out of the assertions).
@@ -184,6 +188,22 @@ mod tests {
         assert_eq!(o.server_identifier(), Some(Ipv4Addr::new(10, 0, 0, 1)));
         let later = reply(&active(), 7, &all, 1100, false, &policy());
         assert!(!later.options.contains(54), "BLQ-7.3-5: server-id in the first reply only");
+    }
+
+    /// BLQ-6.2.8-2: servers sharing a store (each may hold information about an address) send data-source
+    /// with every binding, LOCAL as well as REMOTE; a server alone sends it for REMOTE data only.
+    #[test]
+    fn blq_6_2_8_2_servers_of_a_shared_store_always_send_data_source() {
+        let shared = ReplyPolicy { shared: true, ..policy() };
+        let mut remote = active();
+        remote.data_source = DataSource::REMOTE;
+        let ask = [152, 157];
+        assert_eq!(reply(&active(), 1, &ask, 1100, false, &shared).options.data_source(), Some(DataSource::LOCAL));
+        assert_eq!(reply(&remote, 1, &ask, 1100, false, &shared).options.data_source(), Some(DataSource::REMOTE));
+        assert_eq!(reply(&active(), 1, &ask, 1100, false, &policy()).options.data_source(), None);
+        assert_eq!(reply(&remote, 1, &ask, 1100, false, &policy()).options.data_source(), Some(DataSource::REMOTE));
+        // Asked for or not: the parameter request list still governs (BLQ-8.3-10).
+        assert_eq!(reply(&active(), 1, &[152], 1100, false, &shared).options.data_source(), None);
     }
 
     #[test]

@@ -36,10 +36,10 @@ pub enum ScanKey {
 /// What an ordered scan returns: a key and optional bounds on the time of each record's latest change.
 ///
 /// The bounds are RFC 6926's query-start-time (154, "changed on or after") and query-end-time (155,
-/// "changed on or before"); both are inclusive. They apply to the commit time of the record's latest change
-/// ([`BindingChange::time`]), which is never earlier than the binding's start-time-of-state or
-/// client-last-transaction-time as the engine commits them, so it is the conservative reading of
-/// RFC 6926 §8.2's "changed within the window".
+/// "changed on or before"); both are inclusive. A record is in the window when its start-time-of-state or its
+/// client-last-transaction-time falls inside (RFC 6926 §8.2, BLQ-8.2-11), or the commit time of its latest
+/// change ([`BindingChange::time`]) does: a lease granted inside the window and renewed after it is reported,
+/// and so is every change committed inside it, whatever times it carries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ScanFilter {
     /// Which records.
@@ -85,8 +85,15 @@ impl ScanFilter {
             }
             ScanKey::ClientId(id) => b.client_id.as_deref() == Some(id.as_slice()),
         };
-        key && self.changed_on_or_after.is_none_or(|t| change.time >= t)
-            && self.changed_on_or_before.is_none_or(|t| change.time <= t)
+        key && self.in_window(change.time, b.state_since, b.cltt)
+    }
+
+    /// Whether a record with these times is in the time window (see [`ScanFilter`]).
+    pub fn in_window(&self, commit_time: u32, state_since: u32, cltt: Option<u32>) -> bool {
+        let lo = self.changed_on_or_after.unwrap_or(0);
+        let hi = self.changed_on_or_before.unwrap_or(u32::MAX);
+        let inside = |t: u32| lo <= t && t <= hi;
+        inside(commit_time) || inside(state_since) || cltt.is_some_and(inside)
     }
 }
 

@@ -139,6 +139,8 @@ impl TcpSettings {
                     server_id: config.server().server_id,
                     disclose: lq.disclose.clone(),
                     withhold: lq.withhold.clone(),
+                    // BLQ-6.2.8-2: with a shared store, other servers hold information about our addresses.
+                    shared: matches!(config.store, crate::config::StoreChoice::Postgres { .. }),
                 },
                 max_queries: b.max_queries_per_connection,
                 data_timeout: Duration::from_secs(b.data_timeout),

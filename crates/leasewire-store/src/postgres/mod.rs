@@ -387,8 +387,10 @@ impl LeaseStore for PgStore {
         let lo = filter.changed_on_or_after.map_or(i64::MIN, i64::from);
         let hi = filter.changed_on_or_before.map_or(i64::MAX, i64::from);
         let limit = limit_of(limit);
-        // Keyset paging on the primary key (address order); the key's index narrows it first.
-        const RANGE: &str = " WHERE ip > $1 AND time >= $2 AND time <= $3";
+        // Keyset paging on the primary key (address order); the key's index narrows it first. The window is
+        // `ScanFilter::in_window`: commit time, start-time-of-state or CLTT inside it (BLQ-8.2-11).
+        const RANGE: &str = " WHERE ip > $1 AND ((time >= $2 AND time <= $3) OR (state_since >= $2 AND state_since \
+                             <= $3) OR (cltt >= $2 AND cltt <= $3))";
         let (sql, key, htype): (String, Vec<u8>, Option<i16>) = match &filter.key {
             ScanKey::All => (format!("{}{RANGE} ORDER BY ip LIMIT $4", select!("")), Vec::new(), None),
             ScanKey::RelayId(id) => {

@@ -250,6 +250,10 @@ impl<'a> View<'a> {
         DhcpState::from_code(self.state)
     }
 
+    fn cltt(&self) -> Option<u32> {
+        (self.flags & HAS_CLTT != 0).then_some(self.times[2])
+    }
+
     pub(crate) fn expires_at(&self) -> Option<u32> {
         (self.flags & HAS_EXPIRES != 0).then_some(self.times[1])
     }
@@ -488,7 +492,11 @@ impl Mem {
         if limit == 0 || lo > hi {
             return Vec::new();
         }
-        let in_window = |rec: &Rec| rec.time >= lo && rec.time <= hi;
+        // The commit time first (no decoding); the binding's own times only for records it leaves out.
+        let in_window = |rec: &Rec| {
+            (lo <= rec.time && rec.time <= hi)
+                || View::parse(&rec.data).is_ok_and(|v| filter.in_window(rec.time, v.times[0], v.cltt()))
+        };
         let after = after.map(u32::from);
         match self.hasher.of_scan_key(&filter.key) {
             Some(None) => Vec::new(),

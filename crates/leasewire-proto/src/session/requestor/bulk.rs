@@ -295,7 +295,7 @@ mod tests {
     }
 
     fn policy() -> ReplyPolicy {
-        ReplyPolicy { server_id: Ipv4Addr::new(10, 0, 0, 1), disclose: vec![], withhold: vec![] }
+        ReplyPolicy { server_id: Ipv4Addr::new(10, 0, 0, 1), disclose: vec![], withhold: vec![], shared: false }
     }
 
     #[test]

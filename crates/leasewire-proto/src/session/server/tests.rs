@@ -15,7 +15,7 @@ fn ip(last: u8) -> Ipv4Addr {
 
 fn cfg(page_size: usize, max_queries: usize) -> ServerConfig {
     ServerConfig {
-        policy: ReplyPolicy { server_id: ip(1), disclose: vec![12], withhold: vec![] },
+        policy: ReplyPolicy { server_id: ip(1), disclose: vec![12], withhold: vec![], shared: false },
         max_queries,
         data_timeout: BULK_LQ_DATA_TIMEOUT,
         max_frame: 16 * 1024,

@@ -36,7 +36,12 @@ impl Pair {
     fn new(policy: TlsPolicy, secure: bool, saved: Option<u32>, page_size: usize) -> Self {
         let now = Instant::now();
         let cfg = ServerConfig {
-            policy: ReplyPolicy { server_id: Ipv4Addr::new(10, 0, 0, 1), disclose: vec![], withhold: vec![] },
+            policy: ReplyPolicy {
+                server_id: Ipv4Addr::new(10, 0, 0, 1),
+                disclose: vec![],
+                withhold: vec![],
+                shared: false,
+            },
             max_queries: 4,
             data_timeout: Duration::from_secs(300),
             max_frame: 16 * 1024,
