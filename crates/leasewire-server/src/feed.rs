@@ -10,6 +10,12 @@
 //!
 //! The ring is the memory bound for a subscriber that stopped reading (a connection blocked on a write for up
 //! to the send timeout): at most `capacity` × [`MAX_BATCH`] changes are held for it before it lags.
+//!
+//! The feed owns the lifecycle of a commit on its way (ALQ-8.2-9): a [`Ticket`] taken when the commit is
+//! decided holds its time in flight until the commit's changes are broadcast (the ticket travels with them in
+//! an [`Outgoing`] to the [`Publisher`]) or the commit fails (the ticket is dropped). A [`Subscription`] reads
+//! the floor of what is still in flight together with what it holds ([`Subscription::catch_up_point`]), so
+//! an Active Leasequery connection cannot read them in the wrong order.
 
 use leasewire_store::BindingChange;
 use std::collections::BTreeMap;
@@ -43,6 +49,58 @@ impl InFlight {
         // Counting only: a panic elsewhere cannot leave it half-updated.
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    fn leave(&self, time: u32) {
+        let mut times = self.times();
+        if let Some(n) = times.get_mut(&time) {
+            *n -= 1;
+            if *n == 0 {
+                times.remove(&time);
+            }
+        }
+    }
+
+    fn floor(&self, now: u32) -> u32 {
+        self.times().keys().next().map_or(now, |&t| t.min(now))
+    }
+}
+
+/// A commit on its way to the feed: while it lives, [`ChangeFeed::undelivered_floor`] stays at or below its
+/// time. Taken with [`ChangeFeed::ticket`] before the commit can become visible in the store; released when
+/// dropped — on the publisher's thread right after the broadcast when it travels with the commit's changes
+/// ([`Outgoing::add`]), at once when the commit failed (nothing of it is on its way).
+#[must_use = "dropping a ticket releases it: keep it until the commit's changes are handed to the publisher"]
+#[derive(Debug)]
+pub struct Ticket {
+    in_flight: Arc<InFlight>,
+    time: u32,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.in_flight.leave(self.time);
+    }
+}
+
+/// Committed changes (in sequence order) and the tickets of the commits they came from, gathered until they
+/// are handed to the [`Publisher`] together.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    changes: Vec<BindingChange>,
+    tickets: Vec<Ticket>,
+}
+
+impl Outgoing {
+    /// Add a commit's changes, and its ticket (released once the changes are broadcast).
+    pub fn add(&mut self, changes: impl IntoIterator<Item = BindingChange>, ticket: Option<Ticket>) {
+        self.changes.extend(changes);
+        self.tickets.extend(ticket);
+    }
+
+    /// Nothing to publish and nothing to release.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty() && self.tickets.is_empty()
+    }
 }
 
 impl Default for ChangeFeed {
@@ -57,20 +115,11 @@ impl ChangeFeed {
         Self { tx: broadcast::channel(capacity.max(1)).0, in_flight: Arc::default() }
     }
 
-    /// A commit stamped `time` is about to be queued: until [`Publisher::publish`] releases it, no
-    /// [`ChangeFeed::undelivered_floor`] passes it. Call before the commit can become visible in the store.
-    pub fn entering(&self, time: u32) {
+    /// A commit stamped `time` is about to be queued: until the returned ticket is released, no
+    /// [`ChangeFeed::undelivered_floor`] passes it. Take it before the commit can become visible in the store.
+    pub fn ticket(&self, time: u32) -> Ticket {
         *self.in_flight.times().entry(time).or_default() += 1;
-    }
-
-    fn leave(&self, time: u32) {
-        let mut times = self.in_flight.times();
-        if let Some(n) = times.get_mut(&time) {
-            *n -= 1;
-            if *n == 0 {
-                times.remove(&time);
-            }
-        }
+        Ticket { in_flight: self.in_flight.clone(), time }
     }
 
     /// For an Active Leasequery connection subscribed to this feed, right after a catch-up read and *before*
@@ -79,7 +128,7 @@ impl ChangeFeed {
     /// published (it is in flight: at or after the oldest in-flight time) or decided from now on (at or after
     /// `now`). Its CatchUpComplete base-time stays below it, so a requestor that reconnects catches it up.
     pub fn undelivered_floor(&self, now: u32) -> u32 {
-        self.in_flight.times().keys().next().map_or(now, |&t| t.min(now))
+        self.in_flight.floor(now)
     }
 
     /// Publish committed changes (in sequence order), in batches of at most [`MAX_BATCH`].
@@ -93,8 +142,8 @@ impl ChangeFeed {
     }
 
     /// Subscribe: receives every batch published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Batch> {
-        self.tx.subscribe()
+    pub fn subscribe(&self) -> Subscription {
+        Subscription { rx: self.tx.subscribe(), in_flight: self.in_flight.clone() }
     }
 
     /// Number of current subscribers.
@@ -111,47 +160,91 @@ impl ChangeFeed {
     /// Subscribing before a catch-up scan still leaves no gap: a change is committed before it is queued
     /// here, so it is either published after the subscription or visible to the scan.
     pub fn publisher(&self) -> std::io::Result<Publisher> {
-        let (tx, rx) = std::sync::mpsc::channel::<(Vec<BindingChange>, Vec<u32>)>();
+        let (tx, rx) = std::sync::mpsc::channel::<Outgoing>();
         let feed = self.clone();
         std::thread::Builder::new().name("leasewire-feed".into()).spawn(move || {
-            while let Ok((mut changes, mut released)) = rx.recv() {
+            while let Ok(mut out) = rx.recv() {
                 // Whatever else queued meanwhile goes in the same batches (still in sequence order).
-                while let Ok((more, times)) = rx.try_recv() {
-                    changes.extend(more);
-                    released.extend(times);
+                while let Ok(more) = rx.try_recv() {
+                    out.changes.extend(more.changes);
+                    out.tickets.extend(more.tickets);
                 }
-                feed.publish(changes);
+                feed.publish(out.changes);
                 // Only now are they out of flight: a subscriber finds them in its subscription.
-                for t in released {
-                    feed.leave(t);
-                }
+                drop(out.tickets);
             }
         })?;
         Ok(Publisher { tx })
     }
 }
 
+/// One subscriber's view of the feed: every batch published since it subscribed, and the in-flight floor.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: broadcast::Receiver<Batch>,
+    in_flight: Arc<InFlight>,
+}
+
+/// Where an Active Leasequery connection stands right after a catch-up read ([`Subscription::catch_up_point`]).
+#[derive(Debug)]
+pub struct CatchUpPoint {
+    /// Every committed change that neither the read saw nor `queued` holds is stamped at or after this.
+    pub floor: u32,
+    /// What the subscription held, in sequence order.
+    pub queued: Vec<Batch>,
+    /// The subscription fell behind the ring: changes were lost to it, and the connection must recover.
+    pub lagged: bool,
+}
+
+impl Subscription {
+    /// The next batch.
+    pub async fn recv(&mut self) -> Result<Batch, broadcast::error::RecvError> {
+        self.rx.recv().await
+    }
+
+    /// The next batch if one is queued.
+    pub fn try_recv(&mut self) -> Result<Batch, broadcast::error::TryRecvError> {
+        self.rx.try_recv()
+    }
+
+    /// Call right after a catch-up read (ALQ-8.2-9): the floor of what is still on its way, *then* everything
+    /// the subscription holds, in that order — a change published between the two is then in `queued`, and
+    /// one published after is at or after `floor` — so CatchUpComplete's base-time can stay below every change
+    /// the connection has not got yet (see [`ChangeFeed::undelivered_floor`]).
+    pub fn catch_up_point(&mut self, now: u32) -> CatchUpPoint {
+        let floor = self.in_flight.floor(now);
+        let mut queued = Vec::new();
+        let lagged = loop {
+            match self.rx.try_recv() {
+                Ok(batch) => queued.push(batch),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => break true,
+                Err(_) => break false,
+            }
+        };
+        CatchUpPoint { floor, queued, lagged }
+    }
+}
+
 /// Publishes on a [`ChangeFeed`] through its thread (see [`ChangeFeed::publisher`]).
 #[derive(Debug, Clone)]
 pub struct Publisher {
-    tx: std::sync::mpsc::Sender<(Vec<BindingChange>, Vec<u32>)>,
+    tx: std::sync::mpsc::Sender<Outgoing>,
 }
 
 impl Publisher {
-    /// Queue committed changes (in sequence order) for publishing, and the times [`ChangeFeed::entering`]
-    /// registered for the commits they came from (also for commits that failed: nothing of theirs is on its
-    /// way), released once published; never blocks.
-    pub fn publish(&self, changes: Vec<BindingChange>, released: Vec<u32>) {
-        if !changes.is_empty() || !released.is_empty() {
+    /// Hand over what `out` gathered (leaving it empty): the changes are broadcast in order, then the tickets
+    /// released; never blocks.
+    pub fn publish(&self, out: &mut Outgoing) {
+        if !out.is_empty() {
             // The thread ends only when every Publisher is gone, so the send cannot fail while `self` lives.
-            let _ = self.tx.send((changes, released));
+            let _ = self.tx.send(std::mem::take(out));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ChangeFeed;
+    use super::{ChangeFeed, Outgoing};
     use leasewire_store::{Binding, BindingChange, DhcpState};
     use std::net::Ipv4Addr;
     use std::time::Duration;
@@ -178,12 +271,13 @@ mod tests {
         let feed = ChangeFeed::default();
         let mut rx = feed.subscribe();
         assert_eq!(feed.undelivered_floor(500), 500, "nothing in flight: now");
-        feed.entering(100);
-        feed.entering(100);
-        feed.entering(200);
+        let (first, second, third) = (feed.ticket(100), feed.ticket(100), feed.ticket(200));
         assert_eq!(feed.undelivered_floor(500), 100);
         let publisher = feed.publisher().unwrap();
-        publisher.publish(vec![change(1)], vec![100]);
+        let mut out = Outgoing::default();
+        out.add(vec![change(1)], Some(first));
+        publisher.publish(&mut out);
+        assert!(out.is_empty(), "handed over");
         rx.recv().await.unwrap();
         // Released right after the broadcast, on the publisher's thread (waited for, not timed).
         let wait_until = |done: &dyn Fn() -> bool| {
@@ -197,10 +291,32 @@ mod tests {
         };
         wait_until(&|| feed.in_flight.times().get(&100) == Some(&1));
         assert_eq!(feed.undelivered_floor(500), 100, "one commit stamped 100 is still in flight");
-        publisher.publish(Vec::new(), vec![100]);
-        wait_until(&|| !feed.in_flight.times().contains_key(&100));
-        assert_eq!(feed.undelivered_floor(500), 200, "a failed commit releases its time too");
+        drop(second);
+        assert!(!feed.in_flight.times().contains_key(&100), "a failed commit's ticket is released when dropped");
+        assert_eq!(feed.undelivered_floor(500), 200);
         assert_eq!(feed.undelivered_floor(150), 150, "never later than now");
+        drop(third);
+        assert_eq!(feed.undelivered_floor(500), 500);
+    }
+
+    // ALQ-8.2-9: the floor is read before what is queued, so a change is in one or at or after the other.
+    #[tokio::test]
+    async fn a_catch_up_point_holds_what_was_published_and_the_floor_of_what_was_not() {
+        let feed = ChangeFeed::default();
+        let mut sub = feed.subscribe();
+        let published = feed.ticket(100);
+        let _still_on_its_way = feed.ticket(150);
+        feed.publish(vec![change(1)]);
+        drop(published);
+        let point = sub.catch_up_point(500);
+        assert_eq!(point.floor, 150);
+        assert_eq!(point.queued.iter().flat_map(|b| b.iter().map(|c| c.seq)).collect::<Vec<_>>(), vec![1]);
+        assert!(!point.lagged);
+        let small = ChangeFeed::new(1);
+        let mut behind = small.subscribe();
+        small.publish(vec![change(1)]);
+        small.publish(vec![change(2)]);
+        assert!(behind.catch_up_point(500).lagged, "a subscription past the ring says so");
     }
 
     #[tokio::test]
@@ -220,7 +336,9 @@ mod tests {
         let mut rx = feed.subscribe();
         let publisher = feed.publisher().unwrap();
         for seq in 1..=100 {
-            publisher.clone().publish(vec![change(seq)], Vec::new());
+            let mut out = Outgoing::default();
+            out.add(vec![change(seq)], None);
+            publisher.clone().publish(&mut out);
         }
         let mut seen = Vec::new();
         while seen.len() < 100 {

@@ -36,7 +36,7 @@ pub use error::{BindingProblem, StoreError};
 pub use leasewire_proto::{Binding, BindingChange, MAX_HARDWARE_ADDRESS_LEN};
 pub use pending::{Pending, PendingCommit};
 #[cfg(feature = "postgres")]
-pub use postgres::{PgOptions, PgStore, PgTls};
+pub use postgres::{PgOptions, PgStore, PgTls, SharedChanges};
 pub use sqlite::{OpenOptions, SqliteStore};
 pub use store::{DEFAULT_RETENTION_SECS, Forgotten, LeaseStore, ScanFilter, ScanKey, changed_since_pages, scan_pages};
 

@@ -24,7 +24,7 @@ pub mod tls_allow;
 use crate::clock::unix_now;
 use crate::config::Validated;
 use crate::error::ServeError;
-use crate::feed::{Batch, ChangeFeed};
+use crate::feed::{Batch, ChangeFeed, Subscription};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use ipnet::Ipv4Net;
@@ -427,7 +427,7 @@ impl TcpService {
         let mut shutting_down = *shutdown.borrow();
         // Subscribed the moment the Active query is accepted, before its catch-up scan, so no change falls
         // between the scan and the live stream (duplicates are harmless, gaps are not).
-        let mut live: Option<tokio::sync::broadcast::Receiver<Batch>> = None;
+        let mut live: Option<Subscription> = None;
         // Whether this connection counts in the active-connections gauge (the caller decrements it).
         let mut gauge_held = false;
         // The admitted slot, once the session accepted a query; until then the connection is pending.
@@ -448,11 +448,7 @@ impl TcpService {
                         }
                     }
                 }
-                if live.is_none() && s.is_active() {
-                    live = Some(self.feed.subscribe());
-                    self.metrics.active_connections.inc();
-                    gauge_held = true;
-                }
+                self.subscribe_when_active(&s, &mut live, &mut gauge_held);
                 // A shutdown is noticed between writes too, not only while waiting for input: a long answer
                 // must end with QueryTerminated rather than run to completion (BLQ-8.5-4).
                 if !shutting_down && *shutdown.borrow() {
@@ -475,10 +471,16 @@ impl TcpService {
                     }
                     Output::FetchChanges(f) => {
                         let page = self.fetch_changes(f).await;
-                        // After the read: first how far back a change still on its way can be, then whatever
-                        // the subscription already holds (in this order, so nothing falls between).
-                        s.undelivered_floor(self.feed.undelivered_floor(unix_now()));
-                        take_queued(&mut live, &mut s, usize::MAX);
+                        // After the read: how far back a change still on its way can be, with whatever the
+                        // subscription already holds (ALQ-8.2-9; one call, so the order cannot be got wrong).
+                        if let Some(sub) = live.as_mut() {
+                            let point = sub.catch_up_point(unix_now());
+                            s.undelivered_floor(point.floor);
+                            point.queued.iter().flat_map(|b| b.iter()).for_each(|c| s.live(c.clone()));
+                            if point.lagged {
+                                s.lagged();
+                            }
+                        }
                         s.changes_page(page);
                     }
                     Output::Close(reason) => {
@@ -508,11 +510,7 @@ impl TcpService {
                     },
                 }
             }
-            if live.is_none() && s.is_active() {
-                live = Some(self.feed.subscribe());
-                self.metrics.active_connections.inc();
-                gauge_held = true;
-            }
+            self.subscribe_when_active(&s, &mut live, &mut gauge_held);
             self.metrics.active(s.take_stats(), s.backlog());
             let deadline = s.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
@@ -612,6 +610,17 @@ impl TcpService {
         tracing::debug!(%peer, "TLS established");
         let (r, w) = tokio::io::split(stream);
         Some((Io::Tls(r, w), certs))
+    }
+
+    /// Subscribe the connection to the feed the moment its Active query is accepted, before the first catch-up
+    /// read, so no change falls between the read and the live stream (duplicates are harmless, gaps are not);
+    /// it then counts in the active-connections gauge (`gauge_held`: the caller gives it back).
+    fn subscribe_when_active(&self, s: &ServerSession, live: &mut Option<Subscription>, gauge_held: &mut bool) {
+        if live.is_none() && s.is_active() {
+            *live = Some(self.feed.subscribe());
+            self.metrics.active_connections.inc();
+            *gauge_held = true;
+        }
     }
 
     /// A catch-up page, then whether the history still reaches back to query-start-time (checked after the
@@ -770,7 +779,7 @@ impl Io {
 
 /// Hand the session what the subscription already holds, at most `max` batches (a cap keeps one busy
 /// connection from hogging its thread; before CatchUpComplete everything must be taken).
-fn take_queued(live: &mut Option<tokio::sync::broadcast::Receiver<Batch>>, s: &mut ServerSession, max: usize) {
+fn take_queued(live: &mut Option<Subscription>, s: &mut ServerSession, max: usize) {
     let Some(rx) = live.as_mut() else { return };
     for _ in 0..max {
         match rx.try_recv() {
@@ -785,9 +794,7 @@ fn take_queued(live: &mut Option<tokio::sync::broadcast::Receiver<Batch>>, s: &m
 }
 
 /// The next live change, or never when not subscribed.
-async fn next_change(
-    rx: &mut Option<tokio::sync::broadcast::Receiver<Batch>>,
-) -> Result<Batch, tokio::sync::broadcast::error::RecvError> {
+async fn next_change(rx: &mut Option<Subscription>) -> Result<Batch, tokio::sync::broadcast::error::RecvError> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -8,13 +8,13 @@
 
 use crate::config::Validated;
 use crate::engine::{Destination, Engine, Received};
-use crate::feed::{ChangeFeed, Publisher};
+use crate::feed::{ChangeFeed, Outgoing, Publisher, Ticket};
 use crate::lease_log::{LeaseLog, Requester};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use crate::udp::leasequery::{Answer, Responder};
 use leasewire_proto::{Binding, Message, MessageType};
-use leasewire_store::{LeaseStore, Pending, ScanFilter};
+use leasewire_store::{LeaseStore, Pending, ScanFilter, SharedChanges};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
@@ -36,8 +36,8 @@ enum Work {
 /// A reply waiting for its commit.
 struct Job {
     pending: Option<Pending<Vec<leasewire_store::BindingChange>>>,
-    /// The commit's time, registered with `ChangeFeed::entering` until its changes are published.
-    time: u32,
+    /// Holds the commit's time in flight (ALQ-8.2-9) until its changes are published, or it fails.
+    ticket: Ticket,
     started: std::time::Instant,
     reply: Option<(Vec<u8>, Destination, MessageType, Arc<UdpSocket>)>,
     /// What to send instead when a shared store refuses the commit (see `Outcome::on_conflict`).
@@ -95,13 +95,9 @@ pub struct DhcpService {
 struct SharedFeed {
     /// The highest sequence number published so far.
     published_through: u64,
-    /// Own commits not yet published: their last sequence number and their time, in sequence order.
-    awaiting: std::collections::VecDeque<(u64, u32)>,
+    /// Own commits not yet published: their last sequence number and their ticket, in sequence order.
+    awaiting: std::collections::VecDeque<(u64, Ticket)>,
 }
-
-/// A shared store's change feed: every server's committed changes, in sequence order, in batches (e.g.
-/// `PgStore::follow`). Changes with data-source REMOTE were made by another server.
-pub type SharedChanges = mpsc::Receiver<Vec<leasewire_store::BindingChange>>;
 
 impl std::fmt::Debug for DhcpService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -311,14 +307,14 @@ impl DhcpService {
         }
         let ips: Vec<Ipv4Addr> = outcome.commit.iter().map(|b| b.ip).collect();
         self.update_gauges(&engine, &ips);
-        self.feed.entering(now);
+        let ticket = self.feed.ticket(now);
         let pending = Some(self.store.commit(now, outcome.commit));
         let reply = outcome.reply.map(|(b, d, t)| (b, d, t, socket.clone()));
         let on_conflict = outcome.on_conflict;
         // Queued under the engine lock, so completion order is decision order.
         let requester = self.lease_log.enabled().then(|| Requester::of(&m));
         let started = std::time::Instant::now();
-        let job = Job { pending, time: now, started, reply, on_conflict, ips, requester, done: None };
+        let job = Job { pending, ticket, started, reply, on_conflict, ips, requester, done: None };
         let _ = self.jobs.send(Work::Job(job));
     }
 
@@ -357,53 +353,50 @@ impl DhcpService {
     /// on them). Changes are published when the next job's commit is not durable yet (or there is none): one
     /// group commit becomes one feed batch.
     async fn complete(self: Arc<Self>, mut work: mpsc::UnboundedReceiver<Work>) {
-        let (mut unpublished, mut released) = (Vec::new(), Vec::new());
+        let mut outgoing = Outgoing::default();
         loop {
             let next = match work.try_recv() {
                 Ok(w) => Some(w),
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    self.publisher.publish(std::mem::take(&mut unpublished), std::mem::take(&mut released));
+                    self.publisher.publish(&mut outgoing);
                     work.recv().await
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => None,
             };
             let Some(Work::Job(job)) = next else { break };
             if job.pending.as_ref().is_some_and(|p| !p.is_ready()) {
-                self.publisher.publish(std::mem::take(&mut unpublished), std::mem::take(&mut released));
+                self.publisher.publish(&mut outgoing);
             }
-            let time = job.time;
-            match self.complete_job(job, &mut unpublished).await {
-                // A shared store: its change feed publishes the changes, and releases the time then.
-                Some(seq) => self.release_after_feed(seq, time),
-                None => released.push(time),
-            }
+            self.complete_job(job, &mut outgoing).await;
         }
-        self.publisher.publish(unpublished, released);
+        self.publisher.publish(&mut outgoing);
     }
 
-    /// A shared store's commit up to sequence number `seq`, stamped `time`: released from the in-flight count
-    /// (`ChangeFeed::entering`) once `follow` has published that far, or now if it already has.
-    fn release_after_feed(&self, seq: u64, time: u32) {
+    /// A shared store's commit up to sequence number `seq`: its ticket is released once `follow` has published
+    /// that far, or now (behind the batch that carried it) if it already has.
+    fn release_after_feed(&self, seq: u64, ticket: Ticket) {
         let mut f = self.shared_feed.lock().unwrap_or_else(|p| p.into_inner());
         if seq <= f.published_through {
-            // Queued behind the batch that carried it, so released after its broadcast.
-            self.publisher.publish(Vec::new(), vec![time]);
+            let mut out = Outgoing::default();
+            out.add(Vec::new(), Some(ticket));
+            self.publisher.publish(&mut out);
         } else {
-            f.awaiting.push_back((seq, time));
+            f.awaiting.push_back((seq, ticket));
         }
     }
 
-    /// Wait for one job's commit, then reply; its committed changes go onto `committed`. With a shared store
-    /// the changes reach the feed through the store's change feed instead: the last sequence number committed
-    /// is returned, so the commit stays in flight until then.
-    async fn complete_job(&self, mut job: Job, committed: &mut Vec<leasewire_store::BindingChange>) -> Option<u64> {
+    /// Wait for one job's commit, then reply; its committed changes go into `outgoing` with its ticket. With a
+    /// shared store the changes reach the feed through the store's change feed instead, and the ticket waits
+    /// for them there. A commit that fails drops its ticket: nothing of it is on its way.
+    async fn complete_job(&self, mut job: Job, outgoing: &mut Outgoing) {
+        let ticket = job.ticket;
         let done = job.done.take();
         let tell = |r: Result<(), ResetError>| {
             if let Some(d) = done {
                 let _ = d.send(r);
             }
         };
-        let mut shared_through = None;
+        let mut commit = None;
         if let Some(p) = job.pending {
             match p.await {
                 Ok(changes) => {
@@ -420,11 +413,7 @@ impl DhcpService {
                             self.lease_log.record(record);
                         }
                     }
-                    if self.shared {
-                        shared_through = changes.last().map(|c| c.seq);
-                    } else {
-                        committed.extend(changes);
-                    }
+                    commit = Some(changes);
                     tell(Ok(()));
                 }
                 Err(leasewire_store::StoreError::Conflict { ip }) => {
@@ -441,13 +430,13 @@ impl DhcpService {
                             Err(e) => self.send_failed(to, &e),
                         }
                     }
-                    return None;
+                    return;
                 }
                 Err(e) => {
                     self.metrics.commit_errors.inc();
                     tracing::error!(error = %e, "commit failed; reply withheld");
                     tell(Err(ResetError::Store(e.to_string())));
-                    return None;
+                    return;
                 }
             }
         }
@@ -458,7 +447,14 @@ impl DhcpService {
                 Err(e) => self.send_failed(to, &e),
             }
         }
-        shared_through
+        match commit {
+            Some(changes) if self.shared => match changes.last() {
+                Some(last) => self.release_after_feed(last.seq, ticket),
+                None => drop(ticket),
+            },
+            Some(changes) => outgoing.add(changes, Some(ticket)),
+            None => outgoing.add(Vec::new(), Some(ticket)),
+        }
     }
 
     /// Lease expiry every second; forgetting records past retention every minute, or every `retention`
@@ -482,11 +478,11 @@ impl DhcpService {
                     tracing::debug!(count = due.len(), "leases ended");
                     let ips: Vec<Ipv4Addr> = due.iter().map(|b| b.ip).collect();
                     self.update_gauges(&engine, &ips);
-                    self.feed.entering(now);
+                    let ticket = self.feed.ticket(now);
                     let pending = self.store.commit(now, due);
                     let job = Job {
                         pending: Some(pending),
-                        time: now,
+                        ticket,
                         started: std::time::Instant::now(),
                         reply: None,
                         on_conflict: None,
@@ -513,12 +509,12 @@ impl DhcpService {
             let mut engine = self.engine();
             let b = engine.reset(ip, now).ok_or(ResetError::NoBinding(ip))?;
             self.update_gauges(&engine, &[ip]);
-            self.feed.entering(now);
+            let ticket = self.feed.ticket(now);
             let pending = Some(self.store.commit(now, vec![b.clone()]));
             let started = std::time::Instant::now();
             let job = Job {
                 pending,
-                time: now,
+                ticket,
                 started,
                 reply: None,
                 on_conflict: None,
@@ -576,17 +572,20 @@ impl DhcpService {
                 self.update_gauges(&engine, &learned);
             }
             let through = batch.last().map(|c| c.seq);
-            self.publisher.publish(batch, Vec::new());
+            let mut out = Outgoing::default();
+            out.add(batch, None);
+            let mut f = self.shared_feed.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(through) = through {
-                // Own commits carried so far are published now (queued behind this batch): out of flight.
-                let mut f = self.shared_feed.lock().unwrap_or_else(|p| p.into_inner());
+                // Own commits carried so far go with this batch: released once it is broadcast.
                 f.published_through = f.published_through.max(through);
-                let mut released = Vec::new();
-                while f.awaiting.front().is_some_and(|&(seq, _)| seq <= through) {
-                    released.extend(f.awaiting.pop_front().map(|(_, t)| t));
+                while f.awaiting.front().is_some_and(|(seq, _)| *seq <= through) {
+                    out.add(Vec::new(), f.awaiting.pop_front().map(|(_, t)| t));
                 }
-                self.publisher.publish(Vec::new(), released);
             }
+            // Handed over under the lock: a commit that finds itself published already (`release_after_feed`)
+            // queues its ticket behind this batch, never before it.
+            self.publisher.publish(&mut out);
+            drop(f);
         }
     }
 

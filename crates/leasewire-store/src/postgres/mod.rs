@@ -36,6 +36,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
 use writer::Request;
 
+/// A shared store's change feed ([`PgStore::follow`]): every server's committed changes, in sequence order, in
+/// batches. Changes with data-source REMOTE were made by another server. The server takes its Active
+/// Leasequery feed from here in shared mode, so every server's requestors see one order.
+pub type SharedChanges = mpsc::Receiver<Vec<BindingChange>>;
+
 /// How to open a [`PgStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgOptions {
@@ -260,7 +265,7 @@ impl PgStore {
     /// number it delivered, so nothing is lost; a binding that changed several times meanwhile arrives once,
     /// in its current state (as catch-up does, RFC 7724 §6). Ends when the receiver is dropped or the store
     /// is.
-    pub fn follow(&self, after_seq: u64, poll: Duration) -> mpsc::Receiver<Vec<BindingChange>> {
+    pub fn follow(&self, after_seq: u64, poll: Duration) -> SharedChanges {
         let (tx, rx) = mpsc::channel(64);
         self.handle.spawn(listen::run(self.inner.clone(), after_seq, poll, tx));
         rx
