@@ -120,10 +120,11 @@ async fn drive(
     let mut answered = false;
     'io: loop {
         if let Some(bytes) = s.poll_transmit() {
-            match tokio::time::timeout(opts.write_timeout, conn::write_frames(&mut conn, &bytes)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return ActiveEnd::Conn(conn::from_io(e)),
-                Err(_) => return ActiveEnd::WriteTimeout(opts.write_timeout),
+            // ALQ-7.3-9: a write blocked for the write timeout ends the connection.
+            match conn::write_within(&mut conn, &bytes, opts.write_timeout).await {
+                Ok(()) => {}
+                Err(conn::WriteFailed::Io(e)) => return ActiveEnd::Conn(conn::from_io(e)),
+                Err(conn::WriteFailed::Blocked(d)) => return ActiveEnd::WriteTimeout(d),
             }
             // The query is the first thing written once in the clear or in TLS.
             if !announced && (target.tls.is_none() || conn.is_tls()) {

@@ -69,9 +69,10 @@ impl BulkStream {
         }
         if let Some(bytes) = session.poll_transmit() {
             // BLQ-7.2-6: a write blocked for the data timeout ends the attempt.
-            match tokio::time::timeout(data_timeout, conn::write_frames(&mut conn, &bytes)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(BulkError::WriteTimeout(data_timeout)),
+            match conn::write_within(&mut conn, &bytes, data_timeout).await {
+                Ok(()) => {}
+                Err(conn::WriteFailed::Io(e)) => return Err(e.into()),
+                Err(conn::WriteFailed::Blocked(d)) => return Err(BulkError::WriteTimeout(d)),
             }
         }
         let plain = target.tls.is_none().then_some(target.addr);

@@ -215,6 +215,25 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// Why [`write_within`] failed.
+#[derive(Debug)]
+pub enum WriteFailed {
+    /// The write itself failed.
+    Io(io::Error),
+    /// The connection took nothing for this long: it is blocked (BLQ-7.2-6, ALQ-7.3-9).
+    Blocked(Duration),
+}
+
+/// [`write_frames`], given up when it stays blocked for `timeout`: the requestor's own timer of RFC 6926 §7.2
+/// and RFC 7724 §7.3 (BULK_LQ_DATA_TIMEOUT), independent of TCP's. The Bulk and Active drivers write their
+/// queries through it.
+pub async fn write_within(conn: &mut Conn, bytes: &[u8], timeout: Duration) -> Result<(), WriteFailed> {
+    match tokio::time::timeout(timeout, write_frames(conn, bytes)).await {
+        Ok(r) => r.map_err(WriteFailed::Io),
+        Err(_) => Err(WriteFailed::Blocked(timeout)),
+    }
+}
+
 /// Write `bytes` (whole frames) so that inside TLS each DHCP message is sealed in its own record (ALQ-5.1-2).
 pub async fn write_frames(conn: &mut Conn, bytes: &[u8]) -> io::Result<()> {
     if conn.is_tls() {

@@ -400,3 +400,130 @@ async fn blq_7_8_4_bindings_received_before_a_close_are_kept() {
     assert_eq!(bindings, vec![Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 11)]);
     assert!(matches!(end, leasewire_requestor::bulk::BulkError::Closed(1)), "{end}");
 }
+
+/// BLQ-7.2-6: the queries of a Bulk connection whose server takes nothing (it accepts and never reads, so
+/// the write really blocks once both socket buffers are full) are given up after the data timeout, by the
+/// requestor's own timer, not TCP's — and not before.
+#[tokio::test(start_paused = true)]
+async fn blq_7_2_6_a_query_write_blocked_for_the_data_timeout_ends_the_attempt() {
+    use leasewire_proto::session::BulkKey;
+    use leasewire_proto::session::requestor::bulk::BulkRequest;
+    use leasewire_requestor::bulk::{BulkError, BulkStream};
+    let (addr, _h) = silent_server().await;
+    // About 25 MB of queries: more than loopback's send and receive buffers hold.
+    let requests: Vec<BulkRequest> = (0..100_000u32)
+        .map(|i| BulkRequest {
+            key: BulkKey::ClientId(i.to_be_bytes().to_vec()),
+            changed_on_or_after: None,
+            changed_on_or_before: None,
+        })
+        .collect();
+    let start = tokio::time::Instant::now();
+    let r = BulkStream::open(&Target { addr, tls: None }, &requests, Duration::from_secs(300)).await;
+    assert!(matches!(r, Err(BulkError::WriteTimeout(d)) if d == Duration::from_secs(300)), "{r:?}");
+    assert!(start.elapsed() >= Duration::from_secs(300), "not before the timeout: {:?}", start.elapsed());
+}
+
+/// ALQ-7.3-9: the Active driver writes through `conn::write_within` with `ActiveOptions::write_timeout`
+/// (BULK_LQ_DATA_TIMEOUT, 300 s). A DHCPACTIVELEASEQUERY is one small frame that a socket always takes, so
+/// the blocked write is made here with more than the socket buffers hold, to a server that never reads: it
+/// ends after the timeout, not before.
+#[tokio::test(start_paused = true)]
+async fn alq_7_3_9_a_write_blocked_for_the_write_timeout_ends_the_connection() {
+    use leasewire_requestor::conn::{self, Conn, WriteFailed};
+    let (addr, _h) = silent_server().await;
+    let timeout = ActiveOptions::default().write_timeout;
+    assert_eq!(timeout, Duration::from_secs(300), "BULK_LQ_DATA_TIMEOUT");
+    let mut c = Conn::Plain(conn::connect(addr, Duration::from_secs(5)).await.unwrap());
+    let mut frames = Vec::new();
+    let mut q = Message::new(Op::BootRequest);
+    q.options.set_message_type(MessageType::ActiveLeaseQuery);
+    while frames.len() < 24 << 20 {
+        q.xid = q.xid.wrapping_add(1);
+        encode_frame(&q, &mut frames).unwrap();
+    }
+    let start = tokio::time::Instant::now();
+    let r = conn::write_within(&mut c, &frames, timeout).await;
+    assert!(matches!(r, Err(WriteFailed::Blocked(d)) if d == timeout), "{r:?}");
+    assert!(start.elapsed() >= timeout);
+}
+
+/// Per connection: the message types the requestor sent on it, and whether it is still open.
+type ConnLog = Arc<std::sync::Mutex<Vec<(Vec<MessageType>, bool)>>>;
+
+/// A TCP proxy to `upstream` that records, per connection in accept order, the message types the requestor
+/// sent on it and whether the requestor still holds it open.
+async fn recording_proxy(upstream: SocketAddr) -> (SocketAddr, ConnLog) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let log: ConnLog = Arc::default();
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = l.accept().await {
+            let i = {
+                let mut log = log2.lock().unwrap();
+                log.push((Vec::new(), true));
+                log.len() - 1
+            };
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut sr, &mut cw).await;
+            });
+            let log = log2.clone();
+            tokio::spawn(async move {
+                let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
+                loop {
+                    let n = match cr.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Ok(Some((body, used))) = FrameDecoder::default().decode(&buf) {
+                        if let Some(t) = Message::decode(body).ok().and_then(|m| m.message_type()) {
+                            log.lock().unwrap()[i].0.push(t);
+                        }
+                        buf.drain(..used);
+                    }
+                    if sw.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                log.lock().unwrap()[i].1 = false;
+                let _ = sw.shutdown().await;
+            });
+        }
+    });
+    (addr, log)
+}
+
+/// BLQ-U-3, ALQ-8.3-3: the Bulk Leasequery that fills a DataMissing gap runs on a connection of its own, in
+/// parallel with the Active one, which carries nothing but the DHCPACTIVELEASEQUERY and stays open.
+#[tokio::test]
+async fn blq_u_3_and_alq_8_3_3_a_gap_fill_runs_on_its_own_connection_beside_the_active_one() {
+    let lab = lab(false).await;
+    let (addr, log) = recording_proxy(lab.addr).await;
+    let mut r = Replica::in_memory(&[addr.to_string()]);
+    // Saved long before the store's history begins: the Active query gets DataMissing.
+    r.set_seeded(0, Some(1_800_000_000 - 5000));
+    let w = Watcher::builder([Target { addr, tls: None }]).replica(r).spawn().unwrap();
+    let found = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let snapshot = log.lock().unwrap().clone();
+            if snapshot.iter().any(|(types, _)| types.contains(&MessageType::BulkLeaseQuery)) {
+                break snapshot;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a gap fill");
+    let (active, still_open) = &found[0];
+    assert_eq!(active, &vec![MessageType::ActiveLeaseQuery], "nothing else on the Active connection");
+    assert!(*still_open, "the Active connection stays open while the gap is filled");
+    let bulk: Vec<_> = found[1..].iter().filter(|(t, _)| t.contains(&MessageType::BulkLeaseQuery)).collect();
+    assert_eq!(bulk.len(), 1);
+    assert!(bulk[0].0.iter().all(|t| *t == MessageType::BulkLeaseQuery), "{:?}", bulk[0].0);
+    w.stop().await.unwrap();
+}
