@@ -90,7 +90,8 @@ impl WatcherBuilder {
         self
     }
 
-    /// Start from this replica (one loaded or filled elsewhere) instead of an empty one.
+    /// Start from this replica (one loaded or filled elsewhere) instead of an empty one; it takes the place
+    /// of a [`WatcherBuilder::replica_file`] (a file replica is opened with `Replica::open`).
     pub fn replica(mut self, replica: Replica) -> Self {
         self.replica = Some(replica);
         self

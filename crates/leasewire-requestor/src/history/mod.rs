@@ -21,7 +21,6 @@ pub(crate) mod store;
 pub mod time;
 pub mod timeline;
 
-use crate::replica::Via;
 use leasewire_proto::{Binding, DhcpState};
 use std::net::Ipv4Addr;
 
@@ -29,8 +28,19 @@ use std::net::Ipv4Addr;
 pub use store::HistoryReader;
 pub use timeline::Interval;
 
-/// The retention when none is given (`--history-retention`).
+/// The retention when none is given (30 days).
 pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Where an observation came from: the last tie-breaker of the merge, the Active stream winning over a
+/// Bulk Leasequery's snapshot of the same instant. Defined with the history's events (each records it) so
+/// the history never imports the replica that feeds it; the replica re-exports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Via {
+    /// A Bulk Leasequery reply (seed or gap fill).
+    Bulk,
+    /// An Active Leasequery message.
+    Active,
+}
 
 /// One change the replica applied, as it will be recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,15 +6,7 @@ use leasewire_proto::{Binding, DataSource, DhcpState};
 use std::cmp::Ordering;
 use std::net::Ipv4Addr;
 
-/// Where an observation came from: the last tie-breaker of the merge, the Active stream winning over a
-/// Bulk Leasequery's snapshot of the same instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Via {
-    /// A Bulk Leasequery reply (seed or gap fill).
-    Bulk,
-    /// An Active Leasequery message.
-    Active,
-}
+pub use crate::history::Via;
 
 const REMOTE: u8 = 1;
 const HAS_EXPIRES: u8 = 2;
