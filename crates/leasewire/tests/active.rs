@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 use support::relay::Relay;
-use support::{Server, free_tcp_port, free_udp_port};
+use support::{Server, ServerConfig, free_tcp_port, free_udp_port};
 
 struct Conn {
     s: TcpStream,
@@ -62,26 +62,13 @@ fn alq_live_stream_catch_up_data_missing_and_query_terminated() {
     let udp = free_udp_port();
     let tcp = free_tcp_port();
     let metrics = free_tcp_port();
-    let config = format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
-[bulk-leasequery]
-listen = ["127.0.0.1:{tcp}"]
-allow = ["127.0.0.0/8"]
-[active-leasequery]
-enabled = true
-insecure = true
-[metrics]
-listen = "127.0.0.1:{metrics}"
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{{ start = "127.1.0.0", end = "127.1.0.200" }}]
-"#
+    let config = ServerConfig::new(udp).active_insecure(tcp).metrics(metrics).subnet(
+        "127.0.0.0/8",
+        "127.1.0.0",
+        "127.1.0.200",
+        "",
     );
-    let server = Server::start(dir.path(), &config, None);
+    let server = Server::start(dir.path(), &config.text(), None);
     let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::LOCALHOST);
 
     // Live: a requestor without query-start-time sees each committed change, with its xid and base-time.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use support::relay::Relay;
-use support::{Server, free_tcp_port, free_udp_port};
+use support::{Server, ServerConfig, free_tcp_port, free_udp_port};
 
 fn scapy(port: u16, args: &[&str]) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/bulk_requestor.py");
@@ -28,21 +28,8 @@ fn scapy(port: u16, args: &[&str]) -> Value {
 fn scapy_requestor_and_leasewire_bulk_see_the_same_bindings() {
     let dir = tempfile::tempdir().unwrap();
     let (udp, tcp) = (free_udp_port(), free_tcp_port());
-    let config = format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
-[bulk-leasequery]
-listen = ["127.0.0.1:{tcp}"]
-allow = ["127.0.0.0/8"]
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{{ start = "127.1.0.0", end = "127.1.0.99" }}]
-"#
-    );
-    let server = Server::start(dir.path(), &config, None);
+    let config = ServerConfig::new(udp).bulk(tcp).subnet("127.0.0.0/8", "127.1.0.0", "127.1.0.99", "");
+    let server = Server::start(dir.path(), &config.text(), None);
     let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::LOCALHOST);
     let mut leased = BTreeMap::new();
     for i in 0..10u8 {
@@ -131,28 +118,16 @@ fn secure_server(dir: &std::path::Path, ca: &support::lab_certs::LabCa) -> (Serv
     let (cert, key) =
         (write(dir, "server.pem", &server_cert.cert_pem), write(dir, "server-key.pem", &server_cert.key_pem));
     let (udp, tcp) = (free_udp_port(), free_tcp_port());
-    let config = format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
-[bulk-leasequery]
-listen = ["127.0.0.1:{tcp}"]
-allow = ["127.0.0.0/8"]
-[active-leasequery]
-enabled = true
-[active-leasequery.tls]
-cert = "{cert}"
-key = "{key}"
-ca = "{ca_pem}"
-allow-cn = ["router-7.corp"]
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{{ start = "127.1.0.0", end = "127.1.0.9" }}]
-"#
-    );
-    (Server::start(dir, &config, None), tcp)
+    let config = ServerConfig::new(udp)
+        .bulk(tcp)
+        .active_tls(
+            std::path::Path::new(&cert),
+            std::path::Path::new(&key),
+            std::path::Path::new(&ca_pem),
+            r#"allow-cn = ["router-7.corp"]"#,
+        )
+        .subnet("127.0.0.0/8", "127.1.0.0", "127.1.0.9", "");
+    (Server::start(dir, &config.text(), None), tcp)
 }
 
 fn write(dir: &std::path::Path, name: &str, text: &str) -> String {

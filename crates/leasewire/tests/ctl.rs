@@ -15,34 +15,18 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 use support::relay::Relay;
-use support::{Server, free_tcp_port, free_udp_port, leasewire};
+use support::{Server, ServerConfig, free_tcp_port, free_udp_port, leasewire};
 
 const SERVER_ID: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 
 fn config(udp: u16, tcp: u16, metrics: u16, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
-[bulk-leasequery]
-listen = ["127.0.0.1:{tcp}"]
-allow = ["127.0.0.0/8"]
-[active-leasequery]
-enabled = true
-insecure = true
-[metrics]
-listen = "127.0.0.1:{metrics}"
-{extra}
-[[subnet]]
-subnet = "127.1.0.0/16"
-pools = [{{ start = "127.1.0.10", end = "127.1.0.200" }}]
-[[subnet]]
-subnet = "127.2.0.0/16"
-pools = [{{ start = "127.2.0.10", end = "127.2.0.200" }}]
-"#
-    )
+    ServerConfig::new(udp)
+        .active_insecure(tcp)
+        .metrics(metrics)
+        .section(extra)
+        .subnet("127.1.0.0/16", "127.1.0.10", "127.1.0.200", "")
+        .subnet("127.2.0.0/16", "127.2.0.10", "127.2.0.200", "")
+        .text()
 }
 
 /// `leasewire ctl --config FILE ARGS...`.

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::lab_certs::{Issued, LabCa};
 use support::relay::Relay;
-use support::{Server, free_tcp_port, free_udp_port, http_get, metric};
+use support::{Server, ServerConfig, free_tcp_port, free_udp_port, http_get, metric};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -198,32 +198,14 @@ async fn rfc7724_9_a_thousand_hostile_connections_do_not_starve_a_requestor_or_d
     let tcp = free_tcp_port();
     let metrics_port = free_tcp_port();
     // Default limits except a short pre-authentication deadline, so the attack cycles through it in the test.
-    let config = format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
-[metrics]
-listen = "127.0.0.1:{metrics_port}"
-[bulk-leasequery]
-listen = ["127.0.0.1:{tcp}"]
-allow = ["127.0.0.0/16"]
-pre-auth-timeout = 2
-[active-leasequery]
-enabled = true
-[active-leasequery.tls]
-cert = "{}"
-key = "{}"
-ca = "{}"
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{{ start = "127.3.0.0", end = "127.3.3.255" }}]
-"#,
-        p("server.pem").display(),
-        p("server-key.pem").display(),
-        p("ca.pem").display()
-    );
+    let bulk =
+        format!("[bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/16\"]\npre-auth-timeout = 2");
+    let config = ServerConfig::new(udp)
+        .metrics(metrics_port)
+        .section(&bulk)
+        .active_tls(&p("server.pem"), &p("server-key.pem"), &p("ca.pem"), "")
+        .subnet("127.0.0.0/8", "127.3.0.0", "127.3.3.255", "")
+        .text();
     let server = Server::start(dir.path(), &config, None);
     let pid = server.proc.pid();
     let tcp_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, tcp));

@@ -8,27 +8,15 @@ use leasewire_proto::MessageType;
 use leasewire_proto::options::code;
 use std::net::{Ipv4Addr, SocketAddr};
 use support::relay::Relay;
-use support::{Server, free_udp_port};
+use support::{Server, ServerConfig, free_udp_port};
 
 /// Two relayed subnets: 127.1.0.0/16 with hour-long leases, 127.2.0.0/16 with 1-second ones (to see EXPIRE).
 fn config(udp: u16, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
-{extra}
-[[subnet]]
-subnet = "127.1.0.0/16"
-pools = [{{ start = "127.1.0.10", end = "127.1.0.200" }}]
-lease-time = 3600
-[[subnet]]
-subnet = "127.2.0.0/16"
-pools = [{{ start = "127.2.0.10", end = "127.2.0.200" }}]
-lease-time = 1
-"#
-    )
+    ServerConfig::new(udp)
+        .section(extra)
+        .subnet("127.1.0.0/16", "127.1.0.10", "127.1.0.200", "lease-time = 3600")
+        .subnet("127.2.0.0/16", "127.2.0.10", "127.2.0.200", "lease-time = 1")
+        .text()
 }
 
 fn mac(n: u8) -> [u8; 6] {

@@ -8,7 +8,7 @@ use leasewire_proto::MessageType;
 use leasewire_proto::options::code;
 use std::net::{Ipv4Addr, SocketAddr};
 use support::relay::Relay;
-use support::{Server, free_tcp_port, free_udp_port, http_get};
+use support::{Server, ServerConfig, free_tcp_port, free_udp_port, http_get};
 
 const SERVER_ID: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 
@@ -25,25 +25,11 @@ fn sample(body: &str, series: &str) -> f64 {
 fn counters_exist_at_zero_from_start_and_binding_gauges_follow_each_commit() {
     let dir = tempfile::tempdir().unwrap();
     let (udp, port) = (free_udp_port(), free_tcp_port());
-    let config = format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
-[metrics]
-listen = "127.0.0.1:{port}"
-[[subnet]]
-subnet = "127.1.0.0/16"
-# 100 addresses, one excluded, one reservation outside the pool: 100 the subnet can hand out.
-pools = [{{ start = "127.1.0.1", end = "127.1.0.100" }}]
-exclude = ["127.1.0.50"]
-[[subnet.reservation]]
-ip = "127.1.1.1"
-hw-address = "02:00:00:00:00:99"
-"#
-    );
-    let server = Server::start(dir.path(), &config, None);
+    // 100 addresses, one excluded, one reservation outside the pool: 100 the subnet can hand out.
+    let reservation =
+        "exclude = [\"127.1.0.50\"]\n[[subnet.reservation]]\nip = \"127.1.1.1\"\nhw-address = \"02:00:00:00:00:99\"";
+    let config = ServerConfig::new(udp).metrics(port).subnet("127.1.0.0/16", "127.1.0.1", "127.1.0.100", reservation);
+    let server = Server::start(dir.path(), &config.text(), None);
     let at = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let body = http_get(at, "/metrics");
     // Counters an alert would use, present at zero before any traffic.

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::relay::Relay;
-use support::{Server, free_tcp_port, free_udp_port};
+use support::{Server, ServerConfig, free_tcp_port, free_udp_port};
 
 /// What the requestor knows of an address: state, hardware address, whether another server made it.
 type View = HashMap<Ipv4Addr, (DhcpState, Vec<u8>, bool)>;
@@ -32,29 +32,12 @@ type View = HashMap<Ipv4Addr, (DhcpState, Vec<u8>, bool)>;
 type Acks = Arc<Mutex<Vec<([u8; 6], Ipv4Addr, bool)>>>;
 
 fn config(name: &str, udp: u16, tcp: u16, url: &str) -> String {
-    format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
-# Both servers start allocating at the same place: the worst case for arbitration.
-store = {{ kind = "postgres", url = "{url}", name = "{name}", start-at = 0.0 }}
-
-[bulk-leasequery]
-listen = ["127.0.0.1:{tcp}"]
-allow = ["127.0.0.0/8"]
-
-[active-leasequery]
-enabled = true
-insecure = true
-
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{{ start = "127.9.0.0", end = "127.9.15.255" }}]
-lease-time = 3600
-"#
-    )
+    // Both servers start allocating at the same place: the worst case for arbitration.
+    ServerConfig::new(udp)
+        .server_key(&format!(r#"store = {{ kind = "postgres", url = "{url}", name = "{name}", start-at = 0.0 }}"#))
+        .active_insecure(tcp)
+        .subnet("127.0.0.0/8", "127.9.0.0", "127.9.15.255", "lease-time = 3600")
+        .text()
 }
 
 /// Follow the Active stream of the server at `tcp` from `start` until `stop`: every LEASEACTIVE and

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 use support::relay::Relay;
-use support::{Server, free_tcp_port, free_udp_port};
+use support::{Server, ServerConfig, free_tcp_port, free_udp_port};
 
 /// An Active Leasequery stream opened from a chosen loopback source address.
 struct Watcher {
@@ -84,36 +84,16 @@ fn status(m: &Message<'_>) -> Option<StatusCode> {
 /// The configuration: subnet 127.1.0.0/16 (relay 127.1.0.1) always, 127.2.0.0/16 (relay 127.2.0.1) when
 /// `second`, routers option `router`, Active Leasequery for `allow`.
 fn config(udp: u16, tcp: u16, metrics: u16, second: bool, router: &str, allow: &str) -> String {
-    let mut text = format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
-[bulk-leasequery]
-listen = ["127.0.0.1:{tcp}"]
-allow = [{allow}]
-[active-leasequery]
-enabled = true
-insecure = true
-[metrics]
-listen = "127.0.0.1:{metrics}"
-[[subnet]]
-subnet = "127.1.0.0/16"
-pools = [{{ start = "127.1.0.10", end = "127.1.0.200" }}]
-options = {{ routers = ["{router}"] }}
-"#
-    );
+    let bulk = format!("[bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [{allow}]");
+    let mut config = ServerConfig::new(udp)
+        .section(&bulk)
+        .section("[active-leasequery]\nenabled = true\ninsecure = true")
+        .metrics(metrics)
+        .subnet("127.1.0.0/16", "127.1.0.10", "127.1.0.200", &format!(r#"options = {{ routers = ["{router}"] }}"#));
     if second {
-        text.push_str(
-            r#"
-[[subnet]]
-subnet = "127.2.0.0/16"
-pools = [{ start = "127.2.0.10", end = "127.2.0.200" }]
-"#,
-        );
+        config = config.subnet("127.2.0.0/16", "127.2.0.10", "127.2.0.200", "");
     }
-    text
+    config.text()
 }
 
 /// Write the new configuration over the server's file and SIGHUP it; returns the reload's log line.

@@ -185,6 +185,88 @@ impl Drop for Netns {
     }
 }
 
+/// The configuration text most tests start from, built from the parts a test changes: a server on loopback
+/// (DHCP on `udp`, its data directory `@DATA@` for [`Server::start`] to fill in), its subnets, and the Leasequery,
+/// metrics or other sections it asks for. One place for the shape, so a test says only what it is about.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    udp: u16,
+    server_keys: Vec<String>,
+    sections: Vec<String>,
+    subnets: Vec<String>,
+}
+
+impl ServerConfig {
+    /// `[server]` with server-id 127.0.0.1, DHCP on 127.0.0.1:`udp`, and no subnet yet.
+    pub fn new(udp: u16) -> Self {
+        Self { udp, server_keys: Vec::new(), sections: Vec::new(), subnets: Vec::new() }
+    }
+
+    /// Another key of `[server]`, e.g. `store = { ... }`.
+    pub fn server_key(mut self, line: &str) -> Self {
+        self.server_keys.push(line.to_string());
+        self
+    }
+
+    /// Bulk Leasequery on 127.0.0.1:`tcp` for requestors in 127.0.0.0/8.
+    pub fn bulk(self, tcp: u16) -> Self {
+        self.section(&format!("[bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]"))
+    }
+
+    /// Bulk Leasequery as [`ServerConfig::bulk`], and Active Leasequery on it without TLS.
+    pub fn active_insecure(self, tcp: u16) -> Self {
+        self.bulk(tcp).section("[active-leasequery]\nenabled = true\ninsecure = true")
+    }
+
+    /// Active Leasequery in secure mode with these PEM files (the server's certificate and key, the CA of
+    /// requestors) and `keys` (more lines of `[active-leasequery.tls]`, e.g. an allow-list; may be empty).
+    /// Bulk Leasequery must be set too ([`ServerConfig::bulk`]).
+    pub fn active_tls(self, cert: &Path, key: &Path, ca: &Path, keys: &str) -> Self {
+        self.section(&format!(
+            "[active-leasequery]\nenabled = true\n[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n{}",
+            cert.display(),
+            key.display(),
+            ca.display(),
+            keys.trim()
+        ))
+    }
+
+    /// `/metrics` on 127.0.0.1:`port`.
+    pub fn metrics(self, port: u16) -> Self {
+        self.section(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\""))
+    }
+
+    /// Any other section(s), as TOML text.
+    pub fn section(mut self, text: &str) -> Self {
+        self.sections.push(text.trim().to_string());
+        self
+    }
+
+    /// A `[[subnet]]` `net` with one pool from `start` to `end`, and `keys` (TOML lines, may be empty).
+    pub fn subnet(mut self, net: &str, start: &str, end: &str, keys: &str) -> Self {
+        let pool = format!("pools = [{{ start = \"{start}\", end = \"{end}\" }}]");
+        self.subnets.push(format!("[[subnet]]\nsubnet = \"{net}\"\n{pool}\n{}", keys.trim()));
+        self
+    }
+
+    /// The file's text.
+    pub fn text(&self) -> String {
+        let mut t = format!(
+            "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{}\"]\ndata-dir = \"@DATA@\"\n",
+            self.udp
+        );
+        for k in &self.server_keys {
+            t.push_str(k);
+            t.push('\n');
+        }
+        for s in self.sections.iter().chain(&self.subnets) {
+            t.push_str(s);
+            t.push('\n');
+        }
+        t
+    }
+}
+
 /// A running `leasewire serve` with its data directory.
 pub struct Server {
     pub proc: Proc,
