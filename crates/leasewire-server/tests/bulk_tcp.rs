@@ -324,6 +324,9 @@ async fn pre_auth_timeout_closes_silent_half_frame_and_trickling_connections() {
     assert!(!closed && msgs.len() == 11);
 }
 
+/// ALQ-8.4-2: the connections held are limited (`max-connections` admitted, `max-pending-connections`
+/// waiting for a first query), and idle ones — accepted, nothing sent — are closed to enforce the limit, the
+/// oldest first, so a newcomer and the established requestor are still served.
 #[tokio::test]
 async fn rfc7724_9_pending_connections_cannot_take_an_admitted_requestors_place() {
     let l =

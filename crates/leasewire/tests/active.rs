@@ -133,3 +133,93 @@ fn alq_live_stream_catch_up_data_missing_and_query_terminated() {
         assert!(last.options.base_time().is_some());
     }
 }
+
+/// ALQ-8.2-13, ALQ-7.3-1: a client's reply is never delayed by Active Leasequery. A requestor opens a stream
+/// with a tiny receive buffer and never reads, so the server's writes to it block within a few hundred
+/// changes; meanwhile a relay runs 4,000 DORAs one after the other, and every reply comes within the relay's
+/// 500 ms read timeout. The blocked stream is given up after the send timeout (a write blocked that long),
+/// while a second requestor that reads gets every change as it is committed.
+#[test]
+fn alq_8_2_13_a_requestor_that_stops_reading_never_delays_a_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (udp, tcp, metrics) = (free_udp_port(), free_tcp_port(), free_tcp_port());
+    let config = format!(
+        r#"
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:{udp}"]
+data-dir = "@DATA@"
+[bulk-leasequery]
+listen = ["127.0.0.1:{tcp}"]
+allow = ["127.0.0.0/8"]
+[active-leasequery]
+enabled = true
+insecure = true
+send-timeout = 2
+[metrics]
+listen = "127.0.0.1:{metrics}"
+[[subnet]]
+subnet = "127.0.0.0/8"
+pools = [{{ start = "127.1.0.0", end = "127.1.15.255" }}]
+"#
+    );
+    let server = Server::start(dir.path(), &config, None);
+    let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::LOCALHOST);
+    // The stalled requestor: a 4 KiB receive buffer, the query, then never a read.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, tcp)).into()).unwrap();
+    let mut stalled: TcpStream = sock.into();
+    let mut q = Message::new(Op::BootRequest);
+    q.xid = 0x51;
+    q.options.set_message_type(MessageType::ActiveLeaseQuery);
+    q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156, 82, 61, 12, 60, 124, 125]);
+    let mut b = Vec::new();
+    encode_frame(&q, &mut b).unwrap();
+    stalled.write_all(&b).unwrap();
+    let mut reader = Conn::open(tcp, 0x52, None);
+    std::thread::sleep(Duration::from_millis(200));
+    let body = support::http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, metrics)), "/metrics");
+    assert_eq!(support::metric(&body, "leasewire_dhcp_active_connections "), 2.0, "{body}");
+    // Clients that send about 1 KB of options the server stores and discloses (12, 60, 124, 125), so each
+    // change is a large message: the server's socket buffer (grown to megabytes on loopback) fills sooner.
+    let dora = |mac: [u8; 6], xid: u32| {
+        let fill = |m: &mut Message<'static>| {
+            for c in [12u8, 60, 124, 125] {
+                m.options.set(c, vec![b'a' + c % 26; 250]);
+            }
+        };
+        let mut d = relay.request(MessageType::Discover, mac, xid);
+        fill(&mut d);
+        relay.send(&d);
+        let offer = relay.recv(xid)?;
+        let mut req = relay.request(MessageType::Request, mac, xid);
+        fill(&mut req);
+        req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::LOCALHOST);
+        req.options.set_ip(code::REQUESTED_IP, offer.yiaddr);
+        relay.send(&req);
+        let ack = relay.recv(xid)?;
+        (ack.message_type() == Some(MessageType::Ack)).then_some(ack.yiaddr)
+    };
+    let mut acked = Vec::new();
+    for i in 0..4000u32 {
+        let mac = [2, 0, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        let ip = dora(mac, 0x1000 + i);
+        acked.push(ip.unwrap_or_else(|| panic!("DORA {i}: a reply took longer than 500 ms or never came")));
+        // ALQ-7.3-1: the reading requestor has the change as soon as the client has its ACK.
+        let m = reader.next().expect("the live change");
+        assert_eq!((m.ciaddr, m.message_type()), (acked[i as usize], Some(MessageType::LeaseActive)));
+    }
+    // The stalled stream really was blocked: it is given up for a write blocked past the send timeout.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = support::http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, metrics)), "/metrics");
+        if support::metric(&body, "leasewire_dhcp_active_connections ") == 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stalled requestor was never given up: {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(stalled);
+    server.stop();
+}
