@@ -21,7 +21,7 @@ pub enum ServeError {
         /// The configuration key, e.g. `active-leasequery.tls`.
         key: &'static str,
         /// What is wrong, naming the file (boxed: it is the largest error, and start-up failures are rare).
-        source: Box<crate::tcp::tls::TlsError>,
+        source: Box<TlsError>,
     },
     /// The data directory could not be created or is not writable.
     #[error("server.data-dir {}: {message}", path.display())]
@@ -75,7 +75,7 @@ pub enum ServeError {
 
 impl ServeError {
     /// The TLS files of the configuration section `key` could not be loaded.
-    pub(crate) fn tls(key: &'static str, source: crate::tcp::tls::TlsError) -> Self {
+    pub(crate) fn tls(key: &'static str, source: TlsError) -> Self {
         ServeError::Tls { key, source: Box::new(source) }
     }
 
@@ -108,4 +108,48 @@ pub enum ReloadError {
     /// The server has stopped.
     #[error("the server has stopped")]
     Stopped,
+}
+
+/// Why TLS could not be set up: which file, and what the PEM parser or rustls said about it (rustls' own
+/// error types, not their text, so a caller can tell a missing file from a key that does not fit).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate, key or CA file could not be read, or is not PEM of the kind expected.
+    #[error("{}: {source}", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What reading or parsing it said.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A certificate or CA file holds no certificate.
+    #[error("{}: no certificate in the file", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A CA certificate rustls cannot take as a trust anchor.
+    #[error("{}: {source}", path.display())]
+    BadCa {
+        /// The CA file.
+        path: PathBuf,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// The key does not go with the certificate (or is of a kind rustls cannot use).
+    #[error("{}: not usable with the certificate {}: {source}", key.display(), cert.display())]
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// rustls refused the protocol versions (cannot happen with the ring provider; kept typed, not unwrapped).
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    /// The client certificate verifier could not be built from the CA.
+    #[error("TLS configuration: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
 }

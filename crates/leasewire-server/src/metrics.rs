@@ -177,6 +177,24 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Fresh metrics, registered.
+    /// Create the `packets_dropped` and `tcp_connections_rejected` counters of these reasons at zero, so an
+    /// alert on them can be written before the first incident. The services own their reasons' names
+    /// ([`crate::server::Server`] passes those of UDP Leasequery and of the TCP service, which this module does
+    /// not import, so neither imports the other).
+    pub fn known_reasons<'a>(
+        &self,
+        dropped: impl IntoIterator<Item = &'a str>,
+        rejected: impl IntoIterator<Item = &'a str>,
+    ) {
+        for r in dropped {
+            let _ = self.drops.get_or_create(&ReasonLabel { reason: r.to_string() });
+        }
+        for r in rejected {
+            let _ = self.tcp_rejected.get_or_create(&ReasonLabel { reason: r.to_string() });
+        }
+    }
+
+    /// The metrics, with every counter of a known label set at zero.
     pub fn new() -> Self {
         let packets_in = Family::<TypeLabel, Counter>::default();
         let packets_out = Family::<TypeLabel, Counter>::default();
@@ -256,14 +274,8 @@ impl Metrics {
         let sent_by_code = per_code(&packets_out);
         let reason = |r: &str| ReasonLabel { reason: r.to_string() };
         let drop_reasons = crate::engine::DropReason::ALL.iter().map(|r| r.label());
-        let drop_reasons = drop_reasons.chain(crate::udp::leasequery::LqDrop::ALL.iter().map(|r| r.label()));
-        let drop_reasons = drop_reasons.chain(["decode_error", "send_error", "store_conflict"]);
-        for r in drop_reasons.chain(crate::tcp::CLOSE_REASONS.iter().copied()) {
+        for r in drop_reasons.chain(["decode_error", "send_error", "store_conflict"]) {
             let _ = drops.get_or_create(&reason(r));
-        }
-        let tls = crate::tcp::tls::HandshakeFailure::ALL.iter().map(|f| f.label());
-        for r in crate::tcp::REJECT_REASONS.iter().copied().chain(tls) {
-            let _ = tcp_rejected.get_or_create(&reason(r));
         }
         for p in ["live", "catch_up"] {
             let _ = active_updates.get_or_create(&PhaseLabel { phase: p.to_string() });

@@ -9,8 +9,9 @@
 
 use crate::clock::unix_now;
 use crate::config::{Config, StoreChoice, Validated};
-use crate::control::Control;
+use crate::control::protocol::Reloaded;
 use crate::control::server::ControlServer;
+use crate::control::{BoxFuture, ConfigHandle, Control};
 use crate::error::{ReloadError, ServeError};
 use crate::feed::ChangeFeed;
 use crate::metrics::{Metrics, ResultLabel};
@@ -117,7 +118,14 @@ impl Server {
         // The TLS files first: the cheapest failure, and nothing is open yet.
         let tcp_settings = TcpSettings::load(&config)?;
         drop(tcp_settings);
-        let metrics = metrics.unwrap_or_default();
+        let metrics: Arc<Metrics> = metrics.unwrap_or_default();
+        // The reasons of the services (whether or not they run here), at zero from the start.
+        let dropped = crate::udp::leasequery::LqDrop::ALL.iter().map(|r| r.label());
+        let rejected = crate::tcp::tls::HandshakeFailure::ALL.iter().map(|f| f.label());
+        metrics.known_reasons(
+            dropped.chain(crate::tcp::CLOSE_REASONS.iter().copied()),
+            crate::tcp::REJECT_REASONS.iter().copied().chain(rejected),
+        );
         let metrics_listener = match config.metrics().listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr).await.map_err(|e| ServeError::listen("metrics (TCP)", addr, e))?,
@@ -451,6 +459,24 @@ impl Reloader {
         }
         *current = new;
         Ok(report)
+    }
+}
+
+/// The control socket reads and reloads the configuration through the server's reload handle.
+impl ConfigHandle for Reloader {
+    fn current(&self) -> BoxFuture<'_, Validated> {
+        Box::pin(Reloader::current(self))
+    }
+    fn config_file(&self) -> Option<PathBuf> {
+        Reloader::config_file(self).map(Path::to_path_buf)
+    }
+    fn reload(&self) -> BoxFuture<'_, Result<Reloaded, String>> {
+        Box::pin(async move {
+            self.reload_file()
+                .await
+                .map(|r| Reloaded { changed: r.changed, needs_restart: r.needs_restart })
+                .map_err(|e| e.to_string())
+        })
     }
 }
 

@@ -382,17 +382,6 @@ pub struct TlsSection {
     pub allow_spki: Vec<String>,
 }
 
-impl TlsSection {
-    /// The allow-list these keys make.
-    pub fn allow_list(&self) -> crate::tcp::tls_allow::AllowList {
-        crate::tcp::tls_allow::AllowList {
-            names: self.allow_names.clone(),
-            cns: self.allow_cn.clone(),
-            spki: self.allow_spki.clone(),
-        }
-    }
-}
-
 impl Default for ActiveSection {
     fn default() -> Self {
         Self {

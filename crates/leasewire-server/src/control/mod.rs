@@ -62,23 +62,6 @@ impl ConfigHandle for FixedConfig {
 
 /// The server's reload handle: `ctl reload` is the same reload as SIGHUP (validated in full, applied
 /// atomically, logged and counted in `leasewire_reloads_total`).
-impl ConfigHandle for crate::server::Reloader {
-    fn current(&self) -> BoxFuture<'_, Validated> {
-        Box::pin(crate::server::Reloader::current(self))
-    }
-    fn config_file(&self) -> Option<PathBuf> {
-        crate::server::Reloader::config_file(self).map(std::path::Path::to_path_buf)
-    }
-    fn reload(&self) -> BoxFuture<'_, Result<Reloaded, String>> {
-        Box::pin(async move {
-            self.reload_file()
-                .await
-                .map(|r| Reloaded { changed: r.changed, needs_restart: r.needs_restart })
-                .map_err(|e| e.to_string())
-        })
-    }
-}
-
 /// Default page size of `leases_list`.
 const DEFAULT_LIMIT: usize = 1000;
 

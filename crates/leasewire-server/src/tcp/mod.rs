@@ -122,7 +122,7 @@ impl TcpSettings {
         let a = config.active_leasequery();
         let tls = match (&a.tls, a.enabled) {
             (Some(t), true) => Some(
-                TlsSettings::load(&t.cert, &t.key, &t.ca, t.allow_list())
+                TlsSettings::load(&t.cert, &t.key, &t.ca, tls_allow::AllowList::of(t))
                     .map_err(|source| ServeError::tls("active-leasequery.tls", source))?,
             ),
             _ => None,

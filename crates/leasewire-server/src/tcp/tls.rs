@@ -4,53 +4,10 @@
 //! ([`super::tls_allow`]), checked inside the handshake.
 
 use super::tls_allow::{AllowList, AllowListVerifier};
+use crate::error::TlsError;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-/// Why TLS could not be set up: which file, and what the PEM parser or rustls said about it (rustls' own
-/// error types, not their text, so a caller can tell a missing file from a key that does not fit).
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// A certificate, key or CA file could not be read, or is not PEM of the kind expected.
-    #[error("{}: {source}", path.display())]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What reading or parsing it said.
-        source: rustls::pki_types::pem::Error,
-    },
-    /// A certificate or CA file holds no certificate.
-    #[error("{}: no certificate in the file", path.display())]
-    NoCertificate {
-        /// The file.
-        path: PathBuf,
-    },
-    /// A CA certificate rustls cannot take as a trust anchor.
-    #[error("{}: {source}", path.display())]
-    BadCa {
-        /// The CA file.
-        path: PathBuf,
-        /// What rustls said.
-        source: rustls::Error,
-    },
-    /// The key does not go with the certificate (or is of a kind rustls cannot use).
-    #[error("{}: not usable with the certificate {}: {source}", key.display(), cert.display())]
-    KeyMismatch {
-        /// The key file.
-        key: PathBuf,
-        /// The certificate file.
-        cert: PathBuf,
-        /// What rustls said.
-        source: rustls::Error,
-    },
-    /// rustls refused the protocol versions (cannot happen with the ring provider; kept typed, not unwrapped).
-    #[error("TLS configuration: {0}")]
-    Config(#[from] rustls::Error),
-    /// The client certificate verifier could not be built from the CA.
-    #[error("TLS configuration: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
-}
 
 /// Certificates from a PEM file (at least one).
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

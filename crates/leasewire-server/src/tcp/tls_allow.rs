@@ -36,6 +36,11 @@ impl AllowList {
         self.names.is_empty() && self.cns.is_empty() && self.spki.is_empty()
     }
 
+    /// The allow-list of `[active-leasequery.tls]`.
+    pub fn of(tls: &crate::config::TlsSection) -> Self {
+        Self { names: tls.allow_names.clone(), cns: tls.allow_cn.clone(), spki: tls.allow_spki.clone() }
+    }
+
     /// Whether the certificate (DER) is allowed; a refusal says what it carries.
     pub fn check(&self, der: &[u8]) -> Result<(), Refusal> {
         if self.is_open() {
