@@ -2,7 +2,7 @@
 //! then one DHCPv4 message.
 //!
 //! [`FrameDecoder`] works on plain byte slices so the sans-IO sessions and fuzzers can use it; with the
-//! `tokio-codec` feature, [`DhcpFrameCodec`] plugs the same rules into `tokio_util::codec`.
+//! `tokio-codec` feature, `DhcpFrameCodec` plugs the same rules into `tokio_util::codec`.
 
 use crate::{EncodeError, Message};
 

@@ -72,7 +72,8 @@ const IN_USE: [leasewire_proto::DhcpState; 4] = [
 
 /// What the metrics (and `leasewire ctl status`) report for a subnet of `pool_size` addresses (None: the
 /// slot outside every subnet) whose records are `counts`: bindings per state code, AVAILABLE being the pool
-/// size minus the records in every other state, and the utilisation (the share in [`IN_USE`] states).
+/// size minus the records in every other state, and the utilisation (the share in states an address cannot be
+/// handed out in: ACTIVE, ABANDONED, TRANSITIONING, REMOTE).
 pub fn binding_counts(pool_size: Option<u64>, counts: &crate::engine::StateCounts) -> ([u64; 9], f64) {
     use leasewire_proto::DhcpState;
     let at = |s: DhcpState| usize::from(s.code());

@@ -148,7 +148,7 @@ pub fn write(dir: &Path) -> std::io::Result<LabFiles> {
 }
 
 /// Issue a further requestor certificate named `name` (DNS, IP or URI subjectAltName, and subject CN) from the
-/// CA an earlier [`write`] left in `dir`: `NAME.pem` and `NAME-key.pem` (0600), returned in that order. The
+/// CA an earlier [`write()`] left in `dir`: `NAME.pem` and `NAME-key.pem` (0600), returned in that order. The
 /// file stem is the name with anything outside `[A-Za-z0-9.-]` replaced by `_`.
 pub fn write_requestor(dir: &Path, name: &str) -> std::io::Result<(PathBuf, PathBuf)> {
     let read = |file: &str| {
