@@ -53,12 +53,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if let Some(db) = &args.db {
             builder = builder.replica_file(db).history(args.history);
         }
+        // Bound first: a busy port is reported before any server is contacted.
+        let listener = match args.http {
+            Some(addr) => Some(leasewire_requestor::http::bind(addr).await.with_context(|| format!("--http {addr}"))?),
+            None => None,
+        };
         let mut watcher = builder.spawn()?;
         if !watcher.is_empty() {
             tracing::info!(bindings = watcher.len(), "replica loaded; catching up from the saved base-times");
         }
-        if let Some(addr) = args.http {
-            let listener = leasewire_requestor::http::bind(addr).await.with_context(|| format!("--http {addr}"))?;
+        if let (Some(listener), Some(addr)) = (listener, args.http) {
             tracing::info!(%addr, "serving the browser view on / with /metrics, /bindings and /history");
             tokio::spawn(leasewire_requestor::http::serve(listener, &watcher));
         }
