@@ -83,6 +83,8 @@ pub mod code {
     pub const CLIENT_IDENTIFIER: u8 = 61;
     /// Relay agent information, RFC 3046.
     pub const RELAY_AGENT_INFO: u8 = 82;
+    /// Authentication, RFC 3118.
+    pub const AUTHENTICATION: u8 = 90;
     /// client-last-transaction-time, RFC 4388.
     pub const CLIENT_LAST_TRANSACTION_TIME: u8 = 91;
     /// associated-ip, RFC 4388.

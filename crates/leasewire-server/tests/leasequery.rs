@@ -457,3 +457,67 @@ fn lq_6_1_3_associated_ip_is_a_whole_number_of_addresses() {
     bad.remove(at + 2 + 6);
     assert!(Message::decode(&bad).is_err(), "LQ-6.1-3: length 6 is refused");
 }
+
+/// HMAC-MD5 by Python's `hmac` module: an implementation independent of the server's.
+fn python_hmac_md5(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import hmac, hashlib, sys; print(hmac.new(bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2]), hashlib.md5).hexdigest())",
+            &hex(key),
+            &hex(data),
+        ])
+        .output()
+        .expect("python3");
+    let s = String::from_utf8(out.stdout).unwrap();
+    (0..16).map(|i| u8::from_str_radix(&s.trim()[2 * i..2 * i + 2], 16).unwrap()).collect()
+}
+
+/// LQ-7-2: RFC 3118 delayed authentication. A DHCPLEASEQUERY that asks for it (option 90, protocol 1, no
+/// authentication information: DHCPDISCOVER's form) gets each of the three replies with option 90 carrying the
+/// configured key ID, an increasing replay counter and an HMAC-MD5 over the message (hops, giaddr and the HMAC
+/// zero) that an independent implementation keyed with the shared secret reproduces. Queries that do not ask,
+/// and servers without a secret, send none.
+#[test]
+fn lq_7_2_replies_carry_rfc_3118_delayed_authentication_when_asked() {
+    let secret = b"lq-shared-secret";
+    let f = fixture("auth-key-id = 5\nauth-secret = \"6c712d7368617265642d736563726574\"");
+    let ask = |q: &mut Message<'static>| q.options.set(code::AUTHENTICATION, vec![1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let mut queries = [by_ip([10, 0, 0, 100], Some(ALL)), by_ip([10, 0, 0, 150], None), by_ip([192, 168, 9, 9], None)];
+    let mut counters = Vec::new();
+    for (q, kind) in
+        queries.iter_mut().zip([MessageType::LeaseActive, MessageType::LeaseUnassigned, MessageType::LeaseUnknown])
+    {
+        ask(q);
+        let a = f.ask(q).expect("an answer");
+        assert_eq!(a.kind, kind);
+        let m = Message::decode(&a.bytes).unwrap();
+        let v = m.options.get(code::AUTHENTICATION).expect("option 90").to_vec();
+        assert_eq!(v.len(), 31);
+        assert_eq!(&v[..3], &[1, 1, 0], "delayed authentication, HMAC-MD5, counter");
+        assert_eq!(u32::from_be_bytes(v[11..15].try_into().unwrap()), 5, "the key ID");
+        counters.push(u64::from_be_bytes(v[3..11].try_into().unwrap()));
+        // The HMAC, computed independently over the message as RFC 3118 §5.5 has it.
+        let at = 240 + a.bytes[240..].windows(2).position(|w| w == [code::AUTHENTICATION, 31]).unwrap() + 2 + 15;
+        let mut zeroed = a.bytes.clone();
+        zeroed[3] = 0;
+        zeroed[24..28].fill(0);
+        zeroed[at..at + 16].fill(0);
+        assert_eq!(&a.bytes[at..at + 16], &python_hmac_md5(secret, &zeroed)[..], "{kind}");
+        assert_eq!(&v[15..], &a.bytes[at..at + 16]);
+    }
+    assert!(counters.windows(2).all(|w| w[0] < w[1]), "replay detection increases: {counters:?}");
+    // Not asked: no option 90.
+    assert!(!f.reply(&by_ip([10, 0, 0, 100], Some(ALL))).options.contains(code::AUTHENTICATION));
+    // No secret configured: none either.
+    let plain = fixture("");
+    let mut q = by_ip([10, 0, 0, 100], Some(ALL));
+    ask(&mut q);
+    assert!(!plain.reply(&q).options.contains(code::AUTHENTICATION));
+    // The two keys go together.
+    let half = config("auth-key-id = 5");
+    assert_eq!(Config::parse(&half).unwrap_err().key, "leasequery.auth-secret");
+    let bad = config("auth-key-id = 5\nauth-secret = \"not hex\"");
+    assert_eq!(Config::parse(&bad).unwrap_err().key, "leasequery.auth-secret");
+}

@@ -190,6 +190,14 @@ pub struct LeasequerySection {
     /// Which active binding a query by MAC answers with when the MAC has several (LQ-6.4.1-6).
     #[serde(default)]
     pub mac_query_prefers: MacQueryPrefers,
+    /// RFC 3118 delayed authentication of replies (LQ-7-2): the ID of the shared secret, as requestors know it.
+    /// With `auth-secret`, a query that asks for authentication (option 90, protocol 1) gets a reply carrying
+    /// option 90 with this ID and an HMAC-MD5 keyed with the secret.
+    #[serde(default)]
+    pub auth_key_id: Option<u32>,
+    /// The shared secret of `auth-key-id`, in hex.
+    #[serde(default)]
+    pub auth_secret: Option<Spanned<String>>,
 }
 
 /// `[leasequery] mac-query-prefers`: the binding a query by MAC (RFC 4388 §6.4.1) picks among several active
@@ -222,6 +230,8 @@ impl Default for LeasequerySection {
             allow: Vec::new(),
             disclose: default_disclose(),
             mac_query_prefers: MacQueryPrefers::default(),
+            auth_key_id: None,
+            auth_secret: None,
             withhold: Vec::new(),
             rate_limit: default_lq_rate(),
             reserved_as_leased: false,

@@ -32,6 +32,26 @@ impl Config {
             requestor_withhold.push((net[0], r.withhold.clone()));
         }
         requestor_withhold.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
+        let lq = &raw.leasequery;
+        match (&lq.auth_key_id, &lq.auth_secret) {
+            (Some(_), Some(secret)) => {
+                if parse_hex(secret.get_ref()).is_none_or(|s| s.is_empty()) {
+                    return err(
+                        "leasequery.auth-secret".into(),
+                        text,
+                        Some(secret.span()),
+                        "must be the shared secret in hex (e.g. \"a1b2c3...\")",
+                    );
+                }
+            }
+            (None, None) => {}
+            (Some(_), None) => {
+                return err("leasequery.auth-secret".into(), text, None, "auth-key-id needs auth-secret");
+            }
+            (None, Some(s)) => {
+                return err("leasequery.auth-key-id".into(), text, Some(s.span()), "auth-secret needs auth-key-id");
+            }
+        }
         let mut requestor_query_types = Vec::new();
         for (i, r) in raw.bulk_leasequery.requestors.iter().enumerate() {
             let key = format!("bulk-leasequery.requestor[{i}]");

@@ -125,6 +125,8 @@ pub struct Responder {
     reserved_as_leased: bool,
     mac_query_prefers: MacQueryPrefers,
     limiter: Mutex<RateLimiter>,
+    /// RFC 3118 delayed authentication of replies, when a shared secret is configured (LQ-7-2).
+    signer: Option<super::auth::Signer>,
 }
 
 impl Responder {
@@ -141,6 +143,11 @@ impl Responder {
             reserved_as_leased: lq.reserved_as_leased,
             mac_query_prefers: lq.mac_query_prefers,
             limiter: Mutex::new(RateLimiter { rate: lq.rate_limit as f64, buckets: HashMap::new() }),
+            signer: match (lq.auth_key_id, &lq.auth_secret) {
+                (Some(id), Some(secret)) => leasewire_proto::hex::parse(secret.get_ref())
+                    .map(|s| super::auth::Signer::new(id, s, crate::clock::unix_now())),
+                _ => None,
+            },
         }
     }
 
@@ -169,12 +176,20 @@ impl Responder {
             KeyError::SeveralKeys => LqDrop::SeveralKeys,
         })?;
         let withheld = self.withheld(*src.ip());
-        let reply = self.reply(q, &key, store, now, &withheld).map_err(|e| {
+        let mut reply = self.reply(q, &key, store, now, &withheld).map_err(|e| {
             tracing::warn!(error = %e, "leasequery: store lookup failed");
             LqDrop::StoreError
         })?;
+        // LQ-7-2: RFC 3118 delayed authentication, the query in DHCPDISCOVER's part, the reply in DHCPOFFER's.
+        let signer = self.signer.as_ref().filter(|_| super::auth::Signer::asked(q));
+        if let Some(s) = signer {
+            s.prepare(&mut reply);
+        }
         let mut out = Vec::with_capacity(320);
         reply.encode(&mut out).expect("replies are well-formed");
+        if let Some(s) = signer {
+            s.seal(&mut out);
+        }
         // RFC 4388 §6.4.3: to giaddr, at the server port (RFC 2131 §4.1); a requestor that asked with the RFC 8357
         // relay-source-port sub-option gets it at its source port.
         let port =
