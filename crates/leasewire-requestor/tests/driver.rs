@@ -290,6 +290,11 @@ async fn alq_7_1_2_garbage_or_a_stall_ends_the_connection_with_a_clear_error_and
             _ => {}
         }
     }
+    // The handle's status says the same: each ending counted, the last reason kept, the position unmoved.
+    let status = w.status();
+    let s = &status[0];
+    assert!(s.disconnects >= 5 && s.last_error.is_some(), "{s:?}");
+    assert_eq!((s.seeded, s.saved_base_time), (true, Some(1_800_000_000)), "{s:?}");
     w.stop().await.unwrap();
     let mut accepted = Vec::new();
     while let Ok(t) = arx.try_recv() {

@@ -131,7 +131,7 @@ pub(crate) fn append(tx: &Transaction<'_>, events: &[Event], interner: &mut Inte
         if b.data_source.is_remote() {
             flags |= REMOTE;
         }
-        if e.via == crate::replica::Via::Bulk {
+        if e.via == super::Via::Bulk {
             flags |= VIA_BULK;
         }
         put.execute(params![
