@@ -26,9 +26,10 @@ pub enum WatchError {
     /// The replica file could not be opened, read or written.
     #[error(transparent)]
     Replica(#[from] ReplicaError),
-    /// The watcher's task panicked or its runtime went away before it finished.
-    #[error("the watcher's task ended abnormally: {0}")]
-    Task(String),
+    /// The watcher's task was cancelled (its runtime shut down) before it finished. A panic in it is resumed
+    /// in the caller instead.
+    #[error("the watcher's task ended abnormally")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// How many reports a subscriber may fall behind before it is told it lagged.
@@ -273,7 +274,7 @@ fn joined(r: Result<Result<(), ReplicaError>, tokio::task::JoinError>) -> Result
     match r {
         Ok(r) => Ok(r?),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(WatchError::Task(e.to_string())),
+        Err(e) => Err(WatchError::Task(e)),
     }
 }
 
