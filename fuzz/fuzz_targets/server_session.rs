@@ -56,7 +56,12 @@ fuzz_target!(|data: &[u8]| {
         _ => TlsPolicy::Require,
     };
     let cfg = ServerConfig {
-        policy: ReplyPolicy { server_id: Ipv4Addr::new(10, 0, 0, 1), disclose: vec![12], withhold: vec![] },
+        policy: ReplyPolicy {
+            server_id: Ipv4Addr::new(10, 0, 0, 1),
+            disclose: vec![12],
+            withhold: vec![],
+            shared: setup & 0x40 != 0,
+        },
         max_queries: 1 + (setup as usize >> 4) % 4,
         data_timeout: Duration::from_secs(300),
         max_frame: MAX_FRAME,
@@ -70,6 +75,7 @@ fuzz_target!(|data: &[u8]| {
             max_backlog: 8,
         }),
         pre_auth_timeout: Some(Duration::from_secs(10)),
+        query_types: Default::default(),
     };
     let store_size = (setup >> 2) as u32 * 4;
     let t0 = Instant::now();

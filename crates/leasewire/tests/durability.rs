@@ -10,22 +10,10 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use support::relay::Relay;
-use support::{Server, free_udp_port, open_store};
+use support::{Server, ServerConfig, free_udp_port, open_store};
 
 fn config(port: u16) -> String {
-    format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{port}"]
-data-dir = "@DATA@"
-
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{{ start = "127.1.0.0", end = "127.1.255.254" }}]
-lease-time = 3600
-"#
-    )
+    ServerConfig::new(port).subnet("127.0.0.0/8", "127.1.0.0", "127.1.255.254", "lease-time = 3600").text()
 }
 
 #[test]

@@ -10,23 +10,12 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::relay::Relay;
-use support::{Server, free_tcp_port, free_udp_port, leasewire};
+use support::{Server, ServerConfig, free_tcp_port, free_udp_port, leasewire};
 
 /// A configuration serving DHCP on `udp` (127.0.0.1), with `extra` appended.
 fn config(data: &Path, udp: u16, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "{}"
-{extra}
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{{ start = "127.1.0.0", end = "127.1.0.200" }}]
-"#,
-        data.display()
-    )
+    let config = ServerConfig::new(udp).section(extra).subnet("127.0.0.0/8", "127.1.0.0", "127.1.0.200", "");
+    config.text().replace("@DATA@", &data.display().to_string())
 }
 
 /// Bulk/Active Leasequery in secure mode on `tcp` with these TLS files.
