@@ -30,7 +30,7 @@
 //!
 //! The modules underneath, for what the watcher does not cover:
 //!
-//! * [`leasequery`]: RFC 4388 / RFC 6148 queries over UDP, with RFC 2131 retransmission.
+//! * [`udp_query`]: RFC 4388 / RFC 6148 queries over UDP, with RFC 2131 retransmission.
 //! * [`bulk`]: RFC 6926 Bulk Leasequery over TCP, plain or inside TLS.
 //! * [`active`]: one RFC 7724 Active Leasequery connection, driving the sans-IO session of
 //!   `leasewire_proto::session::requestor::active`.
@@ -58,12 +58,12 @@ pub mod history;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod json;
-pub mod leasequery;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod replica;
 pub mod status;
 pub mod tls;
+pub mod udp_query;
 pub mod watch;
 mod watcher;
 #[cfg(feature = "http")]

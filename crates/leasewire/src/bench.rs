@@ -10,7 +10,7 @@ pub use dora::{DoraArgs, dhcp_echo, dora};
 
 use anyhow::{Context, bail};
 use leasewire_proto::{DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder};
-use leasewire_requestor::leasequery::{self, Query};
+use leasewire_requestor::udp_query::{self, Query};
 use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::Path;
@@ -78,7 +78,7 @@ pub fn leasequery(
             *next = next.wrapping_add(1);
             // The slot is in the xid, so a reply finds its send time without a map.
             let xid = (*next << 12) | slot as u32;
-            let q = leasequery::build(&Query::Ip(ip), xid, giaddr, &[51, 91, 82], source_port);
+            let q = udp_query::build(&Query::Ip(ip), xid, giaddr, &[51, 91, 82], source_port);
             out.clear();
             q.encode(&mut out)?;
             socket.send_to(&out, server)?;

@@ -768,7 +768,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             timeout,
         } => {
-            use leasewire_requestor::leasequery::Query as Q;
+            use leasewire_requestor::udp_query::Query as Q;
             let query = match (ip, mac, client_id, remote_id) {
                 (Some(ip), ..) => Q::Ip(ip),
                 (_, Some(m), ..) => Q::Hardware(htype, query::parse_hex("--mac", &m)?),

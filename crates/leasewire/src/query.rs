@@ -5,7 +5,7 @@ use leasewire_proto::options::code;
 use leasewire_proto::session::requestor::bulk::binding_at;
 use leasewire_proto::{Message, MessageType};
 use leasewire_requestor::json;
-use leasewire_requestor::leasequery::{self, Query, QueryError};
+use leasewire_requestor::udp_query::{self, Query, QueryError};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,7 +39,7 @@ fn reply_socket(server: SocketAddrV4, giaddr: Option<Ipv4Addr>, query: &Query) -
     let chosen = giaddr.is_some();
     let giaddr = match giaddr {
         Some(g) => g,
-        None => leasequery::local_address_towards(server).context("finding the local address towards the server")?,
+        None => udp_query::local_address_towards(server).context("finding the local address towards the server")?,
     };
     let e = match UdpSocket::bind((giaddr, 67)) {
         Ok(socket) => return Ok(ReplySocket { socket, giaddr, source_port_because: None }),
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // after the whole timeout. Replies come from the address asked.
     socket.connect(server).with_context(|| format!("connecting to {server}"))?;
     let xid = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos() ^ std::process::id();
-    let q = leasequery::build(
+    let q = udp_query::build(
         &args.query,
         xid,
         giaddr,
@@ -87,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         source_port_because.is_some(),
     );
     // A one-shot query: the server is not known to answer leasequery (LQ-6.6-2 paces such retries at 10 s).
-    let bytes = match leasequery::exchange(&socket, SocketAddr::V4(server), &q, args.timeout, false) {
+    let bytes = match udp_query::exchange(&socket, SocketAddr::V4(server), &q, args.timeout, false) {
         Ok(b) => b,
         Err(QueryError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             bail!("{server}: nothing listens there (ICMP port unreachable); is the server running, on that port?")
