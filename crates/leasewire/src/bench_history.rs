@@ -1,7 +1,9 @@
 //! `leasewire bench history`: the requestor's history under load. Simulated clients behind relays lease,
 //! renew, release and expire addresses; every change goes through `Replica::apply` and the replica's flush
-//! (history events in the same transaction), flushed every 250 ms on a writer thread as `watch` does, so
-//! the rate is what the merge and the disk sustain together. Then the file's size per event, and the
+//! (history events in the same transaction), written on a writer thread as `watch` does: every 250 ms, a
+//! flush of what changed is taken if the previous one is written by then, so the stream never waits on the
+//! disk and a slower disk makes larger transactions. The rate is what the merge and the disk sustain
+//! together; the largest transaction and the longest write say how far the file lagged the stream. Then the file's size per event, and the
 //! latency of "who held this address at that time" (`HistoryReader::query`, and the `history` command).
 
 use anyhow::Context;
@@ -10,6 +12,8 @@ use leasewire_requestor::history::{HistoryReader, Key, Query, Window};
 use leasewire_requestor::replica::{Replica, Via};
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// A small seeded generator (xorshift): the same run every time.
@@ -35,15 +39,27 @@ pub fn run(db: &Path, addresses: u32, events: u64, queries: u32) -> anyhow::Resu
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // Per address: the client holding it (index), if any.
     let mut holder: Vec<Option<u32>> = vec![None; addresses as usize];
-    let (tx, rx) = std::sync::mpsc::sync_channel::<leasewire_requestor::replica::Flush>(1);
-    let writer = std::thread::spawn(move || -> anyhow::Result<()> {
-        for f in rx {
-            f.write()?;
-        }
-        Ok(())
-    });
+    // The writer takes one flush at a time; `busy` is set while one is being written (as `watch` skips a
+    // tick while its write runs).
+    let (tx, rx) = std::sync::mpsc::channel::<(leasewire_requestor::replica::Flush, usize)>();
+    let busy = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let busy = busy.clone();
+        std::thread::spawn(move || -> anyhow::Result<(usize, Duration)> {
+            let (mut largest, mut longest) = (0, Duration::ZERO);
+            for (f, events) in rx {
+                let s = Instant::now();
+                f.write()?;
+                longest = longest.max(s.elapsed());
+                largest = largest.max(events);
+                busy.store(false, Ordering::Release);
+            }
+            Ok((largest, longest))
+        })
+    };
     let start = Instant::now();
     let mut last_flush = Instant::now();
+    let mut taken = 0u64; // events applied before the last flush taken
     for i in 0..events {
         let t = t0 + (i * u64::from(SPAN) / events.max(1)) as u32;
         let a = rng.below(u64::from(addresses)) as u32;
@@ -67,27 +83,30 @@ pub fn run(db: &Path, addresses: u32, events: u64, queries: u32) -> anyhow::Resu
             },
         };
         replica.apply(0, &b, Some(t), Via::Active);
-        if i % 4096 == 0 && last_flush.elapsed() >= Duration::from_millis(250) {
+        if i % 4096 == 0 && last_flush.elapsed() >= Duration::from_millis(250) && !busy.load(Ordering::Acquire) {
             last_flush = Instant::now();
             if let Some(f) = replica.take_flush() {
-                tx.send(f).context("the writer stopped")?;
+                busy.store(true, Ordering::Release);
+                tx.send((f, (i - taken) as usize)).context("the writer stopped")?;
+                taken = i;
             }
         }
     }
     if let Some(f) = replica.take_flush() {
-        tx.send(f).context("the writer stopped")?;
+        tx.send((f, (events - taken) as usize)).context("the writer stopped")?;
     }
     drop(tx);
-    writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+    let (largest, longest) = writer.join().map_err(|_| anyhow::anyhow!("the writer panicked"))??;
     let took = start.elapsed();
     drop(replica); // the last connection closes: the WAL is checkpointed into the file
     let size =
         std::fs::metadata(db)?.len() + std::fs::metadata(db.with_extension("sqlite3-wal")).map_or(0, |m| m.len());
     println!(
-        "ingest: {events} events over {addresses} addresses in {:.1} s = {:.0} events/s (apply + history flush every 250 ms)",
+        "ingest: {events} events over {addresses} addresses in {:.1} s = {:.0} events/s (apply + history flush every 250 ms when the last is written)",
         took.as_secs_f64(),
         events as f64 / took.as_secs_f64()
     );
+    println!("flushes: largest {largest} events, longest write {longest:?} (how far the file lagged the stream)");
     println!(
         "size: {size} bytes = {:.1} bytes/event (whole file: replica, history, indexes)",
         size as f64 / events as f64
