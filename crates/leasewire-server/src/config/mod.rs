@@ -5,12 +5,14 @@
 //!   configuration, whose errors ([`ConfigError`]) name the key and the line.
 //! * the summary (`summary.rs`): [`Validated::summary`], what `check-config` prints.
 
+mod options;
 mod schema;
 mod summary;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use options::{OptionSet, named as option_code};
 pub use schema::*;
 
 use ipnet::Ipv4Net;
@@ -74,8 +76,10 @@ pub struct Subnet {
     pub renewal_time: u32,
     /// T2.
     pub rebinding_time: u32,
-    /// Encoded options to hand out, by code, in code order.
-    pub options: Vec<EncodedOption>,
+    /// What every reply in this subnet carries (the subnet mask among the options).
+    pub options: OptionSet,
+    /// Pools with options of their own: the range and what it adds over the subnet's.
+    pub pool_options: Vec<((u32, u32), OptionSet)>,
     /// Reservations.
     pub reservations: Vec<Reservation>,
 }
@@ -105,6 +109,8 @@ pub struct Reservation {
     pub client_id: Option<Vec<u8>>,
     /// Name recorded as the binding's reserved-for.
     pub name: String,
+    /// What this client's replies carry over its pool's and subnet's.
+    pub options: OptionSet,
 }
 
 /// A configuration that passed validation.

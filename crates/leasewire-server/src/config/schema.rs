@@ -1,7 +1,7 @@
 //! The configuration file as written: one type per section, with its defaults. [`super::validate`] checks it.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use toml::Spanned;
@@ -452,6 +452,9 @@ pub struct PoolConfig {
     pub start: Spanned<Ipv4Addr>,
     /// Last address (inclusive).
     pub end: Spanned<Ipv4Addr>,
+    /// Options for clients given an address of this pool: over the subnet's, under a reservation's.
+    #[serde(default, skip_serializing_if = "OptionsConfig::is_empty")]
+    pub options: OptionsConfig,
 }
 
 /// `[subnet.options]`: common options by name, any other by code. (No `deny_unknown_fields`: serde cannot
@@ -469,9 +472,97 @@ pub struct OptionsConfig {
     pub domain_name: Option<String>,
     /// Option 28.
     pub broadcast_address: Option<Ipv4Addr>,
+    /// Option 2: signed seconds east of UTC.
+    pub time_offset: Option<i32>,
+    /// Option 26 (at least 68).
+    pub interface_mtu: Option<u16>,
+    /// Option 42.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ntp_servers: Vec<Ipv4Addr>,
+    /// Option 43: sub-options by code, each valued like an option by code.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vendor_encapsulated_options: BTreeMap<String, OptionValue>,
+    /// Option 66.
+    pub tftp_server_name: Option<String>,
+    /// Option 67.
+    pub bootfile_name: Option<String>,
+    /// Option 119: domain names, sent compressed (RFC 3397).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_search: Vec<String>,
+    /// Option 121 (RFC 3442). A client that takes it ignores option 3, so the default route belongs here too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classless_static_routes: Vec<StaticRoute>,
+    /// Option 125 (RFC 3925): sub-options per enterprise number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vendor_identifying_options: Vec<VendorOptions>,
+    /// The `siaddr` header field: the server a PXE client loads its boot file from.
+    pub next_server: Option<Ipv4Addr>,
+    /// The `file` header field: the boot file's name (PXE).
+    pub boot_file: Option<String>,
     /// Any option by code: `"42" = "hex:0a000001"`, `"66" = "tftp.example"` (text), or a list of addresses.
     #[serde(default, flatten)]
     pub by_code: HashMap<String, OptionValue>,
+}
+
+impl OptionsConfig {
+    /// Nothing set at this level.
+    pub fn is_empty(&self) -> bool {
+        let Self {
+            routers,
+            dns_servers,
+            domain_name,
+            broadcast_address,
+            time_offset,
+            interface_mtu,
+            ntp_servers,
+            vendor_encapsulated_options,
+            tftp_server_name,
+            bootfile_name,
+            domain_search,
+            classless_static_routes,
+            vendor_identifying_options,
+            next_server,
+            boot_file,
+            by_code,
+        } = self;
+        routers.is_empty()
+            && dns_servers.is_empty()
+            && domain_name.is_none()
+            && broadcast_address.is_none()
+            && time_offset.is_none()
+            && interface_mtu.is_none()
+            && ntp_servers.is_empty()
+            && vendor_encapsulated_options.is_empty()
+            && tftp_server_name.is_none()
+            && bootfile_name.is_none()
+            && domain_search.is_empty()
+            && classless_static_routes.is_empty()
+            && vendor_identifying_options.is_empty()
+            && next_server.is_none()
+            && boot_file.is_none()
+            && by_code.is_empty()
+    }
+}
+
+/// `classless-static-routes = [{ destination = "10.1.0.0/16", router = "10.0.0.1" }]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StaticRoute {
+    /// The destination prefix, without host bits; `0.0.0.0/0` is the default route.
+    pub destination: String,
+    /// The router for it.
+    pub router: Ipv4Addr,
+}
+
+/// `vendor-identifying-options = [{ enterprise-number = 4491, sub-options = { "1" = "hex:0102" } }]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VendorOptions {
+    /// The vendor's IANA enterprise number.
+    pub enterprise_number: u32,
+    /// Its sub-options by code, each valued like an option by code.
+    #[serde(default)]
+    pub sub_options: BTreeMap<String, OptionValue>,
 }
 
 /// The value of an option given by code.
@@ -498,6 +589,9 @@ pub struct ReservationConfig {
     pub client_id: Option<Spanned<String>>,
     /// A name for logs and for the binding's reserved-for field.
     pub name: Option<String>,
+    /// Options for this client: over its pool's and its subnet's.
+    #[serde(default, skip_serializing_if = "OptionsConfig::is_empty")]
+    pub options: OptionsConfig,
 }
 
 pub(super) fn default_listen() -> Vec<SocketAddr> {

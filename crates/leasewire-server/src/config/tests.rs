@@ -28,7 +28,7 @@ fn a_good_file_parses_with_defaults() {
     let s = &v.subnets[0];
     assert_eq!(s.pools, vec![(u32::from(Ipv4Addr::new(10, 0, 0, 100)), u32::from(Ipv4Addr::new(10, 0, 0, 199)))]);
     assert_eq!((s.renewal_time, s.rebinding_time), (300, 525));
-    let codes: Vec<u8> = s.options.iter().map(|o| o.0).collect();
+    let codes: Vec<u8> = s.options.options.iter().map(|o| o.0).collect();
     assert_eq!(codes, vec![1, 3, 43, 66]);
     assert_eq!(s.reservations[0].hw_address, Some(vec![2, 0, 0, 0, 0, 5]));
 }
@@ -175,4 +175,53 @@ fn blq_9_6_query_types_per_requestor_prefix() {
     let e = Config::parse(&format!("{GOOD}{bad}")).unwrap_err();
     assert_eq!(e.key, "bulk-leasequery.requestor[0].query-types");
     assert!(e.message.contains("by-ip") && e.message.contains("client-id"), "{}", e.message);
+}
+
+/// Typed options are checked at load; an error names the key down to the entry.
+#[test]
+fn typed_options_errors_name_the_key() {
+    let with = |opts: &str| GOOD.replace("routers = [\"10.0.0.1\"]", opts);
+    let cases = [
+        (
+            r#"classless-static-routes = [{ destination = "10.1.2.3/16", router = "10.0.0.1" }]"#,
+            "subnet[0].options.classless-static-routes[0].destination",
+        ),
+        (
+            r#"classless-static-routes = [{ destination = "10.1.0.0/16", router = "10.0.0.1" }, { destination = "nope", router = "10.0.0.1" }]"#,
+            "subnet[0].options.classless-static-routes[1].destination",
+        ),
+        (r#"domain-search = ["ok.example", "bad..example"]"#, "subnet[0].options.domain-search[1]"),
+        ("interface-mtu = 60", "subnet[0].options.interface-mtu"),
+        (&format!("boot-file = \"{}\"", "x".repeat(128)), "subnet[0].options.boot-file"),
+        (r#"vendor-encapsulated-options = { "0" = "x" }"#, "subnet[0].options.vendor-encapsulated-options.0"),
+        (
+            r#"vendor-identifying-options = [{ enterprise-number = 1, sub-options = { "300" = "x" } }]"#,
+            "subnet[0].options.vendor-identifying-options[0].sub-options.300",
+        ),
+    ];
+    for (opts, key) in cases {
+        let e = Config::parse(&with(opts)).unwrap_err();
+        assert_eq!(e.key, key, "{opts}: {e}");
+    }
+    let pool =
+        GOOD.replace(r#"end = "10.0.0.199" }"#, r#"end = "10.0.0.199", options = { domain-search = ["a..b"] } }"#);
+    assert_eq!(Config::parse(&pool).unwrap_err().key, "subnet[0].pools[0].options.domain-search[0]");
+    let res = format!("{GOOD}[subnet.reservation.options]\ninterface-mtu = 1\n");
+    assert_eq!(Config::parse(&res).unwrap_err().key, "subnet[0].reservation[0].options.interface-mtu");
+}
+
+/// RFC 3442 §3: clients that take option 121 ignore option 3, so routers without a default static route
+/// gets a warning; with one, none.
+#[test]
+fn rfc3442_routers_without_a_default_static_route_warn() {
+    let route = |d: &str| {
+        GOOD.replace(
+            "\"66\" = ",
+            &format!("classless-static-routes = [{{ destination = \"{d}\", router = \"10.0.0.1\" }}]\n\"66\" = "),
+        )
+    };
+    let v = Config::parse(&route("10.5.0.0/16")).unwrap();
+    assert!(v.warnings.iter().any(|w| w.contains("RFC 3442")), "{:?}", v.warnings);
+    let v = Config::parse(&route("0.0.0.0/0")).unwrap();
+    assert!(!v.warnings.iter().any(|w| w.contains("RFC 3442")), "{:?}", v.warnings);
 }

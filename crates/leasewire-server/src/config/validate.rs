@@ -3,6 +3,7 @@
 
 use super::*;
 use ipnet::Ipv4Net;
+use leasewire_proto::options::code;
 use std::net::Ipv4Addr;
 use toml::Spanned;
 
@@ -73,6 +74,7 @@ impl Config {
         }
         requestor_query_types.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         let mut warnings = Vec::new();
+        static_route_warnings(&subnets, &mut warnings);
         let b = &raw.bulk_leasequery;
         if b.data_timeout < default_data_timeout() {
             warnings.push(format!(
@@ -348,11 +350,21 @@ impl SubnetConfig {
         if !(renewal_time <= rebinding_time && rebinding_time <= self.lease_time) {
             return err(key("rebinding-time"), text, None, "need renewal-time <= rebinding-time <= lease-time");
         }
-        let options = self.options.encode(net).map_err(|(k, m)| ConfigError {
-            key: key(&format!("options.{k}")),
-            line: None,
-            message: m,
-        })?;
+        let level = |o: &OptionsConfig, at: String| {
+            o.encode_set().map_err(|(k, m)| ConfigError { key: key(&format!("{at}.{k}")), line: None, message: m })
+        };
+        let mut options = level(&self.options, "options".into())?;
+        // Every reply carries the subnet mask unless the file gives option 1 by code.
+        if !options.options.iter().any(|(c, _)| *c == code::SUBNET_MASK) {
+            options.options.insert(0, (code::SUBNET_MASK, net.netmask().octets().to_vec()));
+        }
+        let mut pool_options = Vec::new();
+        for (j, p) in self.pools.iter().enumerate() {
+            let set = level(&p.options, format!("pools[{j}].options"))?;
+            if !set.is_empty() {
+                pool_options.push(((u32::from(*p.start.get_ref()), u32::from(*p.end.get_ref())), set));
+            }
+        }
         let mut reservations = Vec::new();
         for (j, r) in self.reservations.iter().enumerate() {
             let rk = |k: &str| key(&format!("reservation[{j}].{k}"));
@@ -384,7 +396,8 @@ impl SubnetConfig {
                 return err(rk("ip"), text, Some(r.ip.span()), "a reservation needs hw-address or client-id");
             }
             let name = r.name.clone().unwrap_or_else(|| format!("reservation {}", r.ip.get_ref()));
-            reservations.push(Reservation { ip: *r.ip.get_ref(), hw_address: hw, client_id: cid, name });
+            let options = level(&r.options, format!("reservation[{j}].options"))?;
+            reservations.push(Reservation { ip: *r.ip.get_ref(), hw_address: hw, client_id: cid, name, options });
         }
         Ok(Subnet {
             net,
@@ -395,53 +408,52 @@ impl SubnetConfig {
             renewal_time,
             rebinding_time,
             options,
+            pool_options,
             reservations,
         })
     }
 }
 
-impl OptionsConfig {
-    /// The options as (code, value) in code order; an error names the key (relative) and the problem.
-    fn encode(&self, net: Ipv4Net) -> Result<Vec<EncodedOption>, (String, String)> {
-        use leasewire_proto::options::code;
-        let ips = |v: &[Ipv4Addr]| v.iter().flat_map(|a| a.octets()).collect::<Vec<u8>>();
-        let mut out = vec![(code::SUBNET_MASK, net.netmask().octets().to_vec())];
-        if !self.routers.is_empty() {
-            out.push((code::ROUTERS, ips(&self.routers)));
+/// RFC 3442 §3: a client that receives option 121 ignores option 3, so a subnet (or a pool or reservation
+/// over it) that gives routers and static routes without a default route among them leaves such clients with
+/// no default route. Worth a warning, not an error (the operator may mean it).
+fn static_route_warnings(subnets: &[Subnet], warnings: &mut Vec<String>) {
+    use super::option_code::CLASSLESS_STATIC_ROUTES;
+    let get = |sets: &[&OptionSet], c: u8| {
+        sets.iter().rev().find_map(|s| s.options.iter().find(|(x, _)| *x == c).map(|(_, d)| d.clone()))
+    };
+    for (i, s) in subnets.iter().enumerate() {
+        let mut levels: Vec<(String, Vec<&OptionSet>)> = vec![(format!("subnet[{i}]"), vec![&s.options])];
+        for ((lo, hi), p) in &s.pool_options {
+            let name = format!("subnet[{i}] pool {}-{}", Ipv4Addr::from(*lo), Ipv4Addr::from(*hi));
+            levels.push((name, vec![&s.options, p]));
         }
-        if !self.dns_servers.is_empty() {
-            out.push((code::DOMAIN_NAME_SERVERS, ips(&self.dns_servers)));
+        for r in &s.reservations {
+            levels.push((format!("subnet[{i}] reservation {}", r.ip), vec![&s.options, &r.options]));
         }
-        if let Some(d) = &self.domain_name {
-            out.push((code::DOMAIN_NAME, d.as_bytes().to_vec()));
-        }
-        if let Some(b) = self.broadcast_address {
-            out.push((code::BROADCAST_ADDRESS, b.octets().to_vec()));
-        }
-        for (k, v) in &self.by_code {
-            let c: u8 = match k.parse() {
-                Ok(c) if !matches!(c, 0 | 50..=59 | 61 | 82 | 255) => c,
-                _ => {
-                    return Err((
-                        k.clone(),
-                        "expected an option code 1-254 that the server does not manage itself".into(),
-                    ));
-                }
+        for (name, sets) in levels {
+            let (Some(_), Some(routes)) = (get(&sets, code::ROUTERS), get(&sets, CLASSLESS_STATIC_ROUTES)) else {
+                continue;
             };
-            let data = match v {
-                OptionValue::Text(t) => match t.strip_prefix("hex:") {
-                    Some(h) => parse_hex(h).ok_or((k.clone(), "bad hex".to_string()))?,
-                    None => t.as_bytes().to_vec(),
-                },
-                OptionValue::Addresses(a) => ips(a),
-                OptionValue::Number(n) => n.to_be_bytes().to_vec(),
-            };
-            out.retain(|(x, _)| *x != c);
-            out.push((c, data));
+            if !has_default_route(&routes) {
+                warnings.push(format!(
+                    "{name}: classless-static-routes (option 121) has no 0.0.0.0/0 route but routers is set; clients that take option 121 ignore routers (RFC 3442 §3), so add the default route to classless-static-routes"
+                ));
+            }
         }
-        out.sort_by_key(|(c, _)| *c);
-        Ok(out)
     }
+}
+
+/// Whether encoded option 121 holds a route of width 0.
+fn has_default_route(mut data: &[u8]) -> bool {
+    while let Some(&width) = data.first() {
+        if width == 0 {
+            return true;
+        }
+        let len = 1 + usize::from(width).div_ceil(8) + 4;
+        data = data.get(len..).unwrap_or_default();
+    }
+    false
 }
 
 fn check_overlaps(subnets: &[Subnet], raw: &Config, text: &str) -> Result<(), ConfigError> {

@@ -655,3 +655,104 @@ fn lq_6_7_3_vendor_class_and_vendor_information_are_stored_with_the_binding() {
     let o = e.handle(&renew, rx(T0 + 100));
     assert_eq!(o.commit[0].option(code::VENDOR_CLASS), Some(&b"MSFT 98"[..]));
 }
+
+/// Typed options at three levels: the subnet's, a pool's over it, a reservation's over both.
+const PLANNED: &str = r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/nonexistent"
+
+[[subnet]]
+subnet = "10.0.0.0/24"
+pools = [
+  { start = "10.0.0.100", end = "10.0.0.109" },
+  { start = "10.0.0.200", end = "10.0.0.209", options = { ntp-servers = ["10.0.0.124"], boot-file = "pool.efi" } },
+]
+[subnet.options]
+routers = ["10.0.0.1"]
+ntp-servers = ["10.0.0.123"]
+time-offset = -3600
+interface-mtu = 9000
+domain-search = ["eng.apple.com", "marketing.apple.com"]
+classless-static-routes = [
+  { destination = "10.17.0.0/16", router = "10.0.0.2" },
+  { destination = "0.0.0.0/0", router = "10.0.0.1" },
+]
+tftp-server-name = "tftp.example"
+bootfile-name = "pxelinux.0"
+next-server = "10.0.0.69"
+boot-file = "subnet.efi"
+vendor-encapsulated-options = { "1" = "hex:c0a8", "2" = "text" }
+vendor-identifying-options = [{ enterprise-number = 4491, sub-options = { "2" = ["10.0.0.7"] } }]
+[[subnet.reservation]]
+ip = "10.0.0.5"
+hw-address = "02:00:00:00:00:05"
+[subnet.reservation.options]
+ntp-servers = ["10.0.0.125"]
+next-server = "10.0.0.70"
+"#;
+
+fn planned_offer(mac: u8, prl: Option<&[u8]>, pool_of_two: bool) -> Message<'static> {
+    let mut e = Engine::new(&Config::parse(PLANNED).unwrap(), Vec::new());
+    let mut d = msg(MessageType::Discover, mac);
+    if pool_of_two {
+        d.options.set_ip(code::REQUESTED_IP, Ipv4Addr::new(10, 0, 0, 200));
+    }
+    if let Some(p) = prl {
+        d.options.set(code::PARAMETER_REQUEST_LIST, p.to_vec());
+    }
+    reply(&e.handle(&d, rx(T0)))
+}
+
+/// Each typed option goes out encoded as its RFC says (RFC 2132, RFC 3397 §2's example, RFC 3442 §3,
+/// RFC 3925 §4), with siaddr and file for PXE.
+#[test]
+fn typed_options_go_out_encoded_as_their_rfcs_say() {
+    let r = planned_offer(1, None, false);
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 100));
+    assert_eq!(r.options.get(2), Some(&(-3600i32).to_be_bytes()[..]), "time offset, signed");
+    assert_eq!(r.options.get(26), Some(&9000u16.to_be_bytes()[..]));
+    assert_eq!(r.options.get(42), Some(&[10, 0, 0, 123][..]));
+    assert_eq!(r.options.get(43), Some(&[1, 2, 0xc0, 0xa8, 2, 4, b't', b'e', b'x', b't'][..]));
+    assert_eq!(r.options.get(66), Some(&b"tftp.example"[..]));
+    assert_eq!(r.options.get(67), Some(&b"pxelinux.0"[..]));
+    let search = [&[3][..], b"eng", &[5], b"apple", &[3], b"com", &[0, 9], b"marketing", &[0xC0, 0x04]].concat();
+    assert_eq!(r.options.get(119), Some(&search[..]));
+    assert_eq!(r.options.get(121), Some(&[16, 10, 17, 10, 0, 0, 2, 0, 10, 0, 0, 1][..]));
+    assert_eq!(r.options.get(125), Some(&[0, 0, 0x11, 0x8b, 6, 2, 4, 10, 0, 0, 7][..]));
+    assert_eq!(r.siaddr, Ipv4Addr::new(10, 0, 0, 69), "next-server");
+    assert_eq!(r.file, b"subnet.efi", "boot-file");
+}
+
+/// RFC 2131 §4.3.1: with a parameter request list only what it names (and the subnet mask) goes out; the
+/// boot header fields are not options and are always filled.
+#[test]
+fn typed_options_honour_the_parameter_request_list() {
+    let r = planned_offer(1, Some(&[42, 121, 3]), false);
+    let codes: Vec<u8> = r.options.iter().map(|o| o.code).filter(|c| !matches!(c, 51..=59 | 82)).collect();
+    assert_eq!(codes, vec![1, 3, 42, 121]);
+    assert_eq!(r.siaddr, Ipv4Addr::new(10, 0, 0, 69));
+    assert_eq!(r.file, b"subnet.efi");
+}
+
+/// A pool's options override the subnet's; what the pool does not set comes from the subnet.
+#[test]
+fn a_pool_overrides_its_subnets_options() {
+    let r = planned_offer(2, None, true);
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 200));
+    assert_eq!(r.options.get(42), Some(&[10, 0, 0, 124][..]), "the pool's");
+    assert_eq!(r.file, b"pool.efi", "the pool's");
+    assert_eq!(r.siaddr, Ipv4Addr::new(10, 0, 0, 69), "the subnet's");
+    assert_eq!(r.options.get(66), Some(&b"tftp.example"[..]), "the subnet's");
+}
+
+/// A reservation's options override its pool's and subnet's.
+#[test]
+fn a_reservation_overrides_pool_and_subnet() {
+    let r = planned_offer(5, None, false);
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 5));
+    assert_eq!(r.options.get(42), Some(&[10, 0, 0, 125][..]));
+    assert_eq!(r.siaddr, Ipv4Addr::new(10, 0, 0, 70));
+    assert_eq!(r.file, b"subnet.efi", "not set by the reservation");
+    assert_eq!(r.options.get(26), Some(&9000u16.to_be_bytes()[..]));
+}
