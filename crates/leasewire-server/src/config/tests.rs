@@ -225,3 +225,26 @@ fn rfc3442_routers_without_a_default_static_route_warn() {
     let v = Config::parse(&route("0.0.0.0/0")).unwrap();
     assert!(!v.warnings.iter().any(|w| w.contains("RFC 3442")), "{:?}", v.warnings);
 }
+
+/// `ctl config show` prints the effective file; with typed options at every level it reads back the same.
+#[test]
+fn typed_options_survive_config_show() {
+    let text =
+        GOOD.replace(
+            r#"end = "10.0.0.199" }"#,
+            r#"end = "10.0.0.199", options = { ntp-servers = ["10.0.0.9"], boot-file = "a.efi" } }"#,
+        )
+        .replace(
+            "\"66\" = ",
+            "classless-static-routes = [{ destination = \"0.0.0.0/0\", router = \"10.0.0.1\" }]\n\
+             vendor-identifying-options = [{ enterprise-number = 9, sub-options = { \"1\" = \"x\" } }]\n\
+             domain-search = [\"a.example\"]\ntime-offset = -5\n\"66\" = ",
+        ) + "[subnet.reservation.options]\nnext-server = \"10.0.0.70\"\n";
+    let v = Config::parse(&text).unwrap();
+    let again = Config::parse(&v.to_toml()).unwrap_or_else(|e| panic!("{e}\n{}", v.to_toml()));
+    assert_eq!(again.subnets[0].options, v.subnets[0].options);
+    assert_eq!(again.subnets[0].pool_options, v.subnets[0].pool_options);
+    assert_eq!(again.subnets[0].reservations, v.subnets[0].reservations);
+    assert_eq!(v.subnets[0].pool_options.len(), 1);
+    assert_eq!(v.subnets[0].reservations[0].options.next_server, Some(Ipv4Addr::new(10, 0, 0, 70)));
+}
