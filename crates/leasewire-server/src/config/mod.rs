@@ -107,10 +107,32 @@ pub struct Reservation {
     pub hw_address: Option<Vec<u8>>,
     /// Matches clients by client identifier.
     pub client_id: Option<Vec<u8>>,
+    /// Matches clients behind this relay agent circuit-id (option 82).
+    pub circuit_id: Option<Vec<u8>>,
+    /// Matches clients behind this relay agent remote-id (option 82).
+    pub remote_id: Option<Vec<u8>>,
+    /// With circuit-id / remote-id: only through this relay (giaddr).
+    pub giaddr: Option<Ipv4Addr>,
     /// Name recorded as the binding's reserved-for.
     pub name: String,
     /// What this client's replies carry over its pool's and subnet's.
     pub options: OptionSet,
+}
+
+impl Reservation {
+    /// Whether the reservation is for a relay port (option 82) rather than (or as well as) a client.
+    pub fn by_port(&self) -> bool {
+        self.circuit_id.is_some() || self.remote_id.is_some()
+    }
+
+    /// Whether a client behind this circuit-id, remote-id and giaddr is on the reserved port: every option 82
+    /// key the reservation names matches (and giaddr when it names one).
+    pub fn port_matches(&self, circuit_id: Option<&[u8]>, remote_id: Option<&[u8]>, giaddr: Ipv4Addr) -> bool {
+        self.by_port()
+            && self.circuit_id.as_deref().is_none_or(|c| Some(c) == circuit_id)
+            && self.remote_id.as_deref().is_none_or(|r| Some(r) == remote_id)
+            && self.giaddr.is_none_or(|g| g == giaddr)
+    }
 }
 
 /// A configuration that passed validation.

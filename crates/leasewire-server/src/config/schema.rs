@@ -587,6 +587,13 @@ pub struct ReservationConfig {
     pub hw_address: Option<Spanned<String>>,
     /// Client identifier (option 61) in hex, `01:02:00:00:00:00:01`.
     pub client_id: Option<Spanned<String>>,
+    /// Relay agent circuit-id (option 82 sub-option 1) of the client's port: text, or `"hex:..."` for octets.
+    pub circuit_id: Option<Spanned<String>>,
+    /// Relay agent remote-id (option 82 sub-option 2): text, or `"hex:..."` for octets.
+    pub remote_id: Option<Spanned<String>>,
+    /// With circuit-id or remote-id: only through the relay with this giaddr (circuit-ids repeat across
+    /// switches).
+    pub giaddr: Option<Spanned<Ipv4Addr>>,
     /// A name for logs and for the binding's reserved-for field.
     pub name: Option<String>,
     /// Options for this client: over its pool's and its subnet's.

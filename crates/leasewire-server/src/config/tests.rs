@@ -248,3 +248,21 @@ fn typed_options_survive_config_show() {
     assert_eq!(v.subnets[0].pool_options.len(), 1);
     assert_eq!(v.subnets[0].reservations[0].options.next_server, Some(Ipv4Addr::new(10, 0, 0, 70)));
 }
+
+/// Reservations by option 82: checked at load, errors naming the key.
+#[test]
+fn reservations_by_port_are_checked() {
+    let with = |r: &str| format!("{GOOD}[[subnet.reservation]]\nip = \"10.0.0.6\"\n{r}\n");
+    let v = Config::parse(&with("circuit-id = \"hex:0001\"\nremote-id = \"cpe\"\ngiaddr = \"10.0.0.2\"")).unwrap();
+    let r = &v.subnets[0].reservations[1];
+    assert_eq!((r.circuit_id.as_deref(), r.remote_id.as_deref()), (Some(&[0, 1][..]), Some(&b"cpe"[..])));
+    assert_eq!(r.giaddr, Some(Ipv4Addr::new(10, 0, 0, 2)));
+    for (r, key) in [
+        ("giaddr = \"10.0.0.2\"\nhw-address = \"02:00:00:00:00:06\"", "subnet[0].reservation[1].giaddr"),
+        ("circuit-id = \"hex:zz\"", "subnet[0].reservation[1].circuit-id"),
+        ("remote-id = \"\"", "subnet[0].reservation[1].remote-id"),
+        ("name = \"nobody\"", "subnet[0].reservation[1].ip"),
+    ] {
+        assert_eq!(Config::parse(&with(r)).unwrap_err().key, key, "{r}");
+    }
+}

@@ -392,12 +392,48 @@ impl SubnetConfig {
                 },
                 None => None,
             };
-            if hw.is_none() && cid.is_none() {
-                return err(rk("ip"), text, Some(r.ip.span()), "a reservation needs hw-address or client-id");
+            let port_key = |v: &Option<Spanned<String>>, k: &str| match v {
+                Some(v) => match v.get_ref().strip_prefix("hex:") {
+                    Some(h) => match parse_hex(h) {
+                        Some(b) if !b.is_empty() && b.len() <= 255 => Ok(Some(b)),
+                        _ => err(rk(k), text, Some(v.span()), "expected 1 to 255 octets of hex after hex:"),
+                    },
+                    None if !v.get_ref().is_empty() && v.get_ref().len() <= 255 => {
+                        Ok(Some(v.get_ref().as_bytes().to_vec()))
+                    }
+                    None => err(rk(k), text, Some(v.span()), "expected 1 to 255 octets of text, or hex:..."),
+                },
+                None => Ok(None),
+            };
+            let circuit_id = port_key(&r.circuit_id, "circuit-id")?;
+            let remote_id = port_key(&r.remote_id, "remote-id")?;
+            if hw.is_none() && cid.is_none() && circuit_id.is_none() && remote_id.is_none() {
+                return err(
+                    rk("ip"),
+                    text,
+                    Some(r.ip.span()),
+                    "a reservation needs hw-address, client-id, circuit-id or remote-id",
+                );
             }
+            if let Some(g) = &r.giaddr
+                && circuit_id.is_none()
+                && remote_id.is_none()
+            {
+                return err(rk("giaddr"), text, Some(g.span()), "only used with circuit-id or remote-id");
+            }
+            let giaddr = r.giaddr.as_ref().map(|g| *g.get_ref());
             let name = r.name.clone().unwrap_or_else(|| format!("reservation {}", r.ip.get_ref()));
             let options = level(&r.options, format!("reservation[{j}].options"))?;
-            reservations.push(Reservation { ip: *r.ip.get_ref(), hw_address: hw, client_id: cid, name, options });
+            reservations.push(Reservation {
+                ip: *r.ip.get_ref(),
+                hw_address: hw,
+                client_id: cid,
+                circuit_id,
+                remote_id,
+                giaddr,
+                name,
+                options,
+            });
         }
         Ok(Subnet {
             net,

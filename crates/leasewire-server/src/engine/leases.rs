@@ -2,7 +2,7 @@
 //! timers and per-subnet address allocation. The store is the durable truth; this mirrors it so decisions take
 //! microseconds and never wait on disk.
 
-use super::ClientKey;
+use super::{ClientKey, Port, reserved_for};
 use crate::config::Subnet;
 use leasewire_proto::DhcpState;
 use leasewire_store::Binding;
@@ -267,11 +267,19 @@ impl Leases {
 
     /// Whether `ip` could be given to `client` now: in a pool or reserved for it, not excluded, not reserved
     /// for someone else, not leased or offered to someone else, not abandoned.
-    pub fn is_available(&self, subnets: &[Subnet], subnet: usize, ip: Ipv4Addr, client: &ClientKey, now: u32) -> bool {
+    pub fn is_available(
+        &self,
+        subnets: &[Subnet],
+        subnet: usize,
+        ip: Ipv4Addr,
+        client: &ClientKey,
+        port: &Port,
+        now: u32,
+    ) -> bool {
         let pool = &self.pools[subnet];
         let a = u32::from(ip);
         if let Some(&r) = pool.reserved.get(&a) {
-            if !client.matches(&subnets[subnet].reservations[r]) {
+            if !reserved_for(&subnets[subnet].reservations[r], client, port) {
                 return false;
             }
         } else if !pool.ranges.iter().any(|&(s, e)| (s..=e).contains(&a)) || pool.excluded.contains(&a) {
@@ -294,6 +302,8 @@ impl Leases {
     }
 
     /// A free address for a new client: never-used addresses first, then recycled ones, oldest first.
+    /// Reserved addresses are never allocated (a reserved client gets its address by name, not from here),
+    /// so the relay port plays no part.
     pub fn allocate(&mut self, subnets: &[Subnet], subnet: usize, client: &ClientKey, now: u32) -> Option<Ipv4Addr> {
         loop {
             let (ri, a) = self.pools[subnet].cursor;
@@ -307,7 +317,7 @@ impl Leases {
             let ip = Ipv4Addr::from(a);
             let pool = &self.pools[subnet];
             let never_used = !self.records.contains_key(&ip) && !pool.reserved.contains_key(&a);
-            if never_used && self.is_available(subnets, subnet, ip, client, now) {
+            if never_used && self.is_available(subnets, subnet, ip, client, &Port::NONE, now) {
                 self.pools[subnet].cursor = next;
                 return Some(ip);
             }
@@ -325,7 +335,7 @@ impl Leases {
             if self.pools[subnet].reserved.contains_key(&a) {
                 continue;
             }
-            if self.is_available(subnets, subnet, ip, client, now) {
+            if self.is_available(subnets, subnet, ip, client, &Port::NONE, now) {
                 return Some(ip);
             }
             // Still leased or offered: keep it queued if it may come free again.

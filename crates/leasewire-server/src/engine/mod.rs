@@ -58,6 +58,60 @@ impl ClientKey {
     }
 }
 
+/// The relay port a message came through, as port-based reservations (option 82 circuit-id / remote-id, and
+/// the relay's giaddr) see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    circuit_id: Option<Vec<u8>>,
+    remote_id: Option<Vec<u8>>,
+    giaddr: Ipv4Addr,
+}
+
+impl Port {
+    /// No relay port: a directly connected client (matches no reservation by port).
+    pub(super) const NONE: Self = Self { circuit_id: None, remote_id: None, giaddr: Ipv4Addr::UNSPECIFIED };
+
+    fn of_message(m: &Message<'_>) -> Self {
+        let rai = m.options.relay_agent_info();
+        let rai = rai.as_ref();
+        Self {
+            circuit_id: rai.and_then(|r| r.circuit_id()).map(<[u8]>::to_vec),
+            remote_id: rai.and_then(|r| r.remote_id()).map(<[u8]>::to_vec),
+            giaddr: m.giaddr,
+        }
+    }
+}
+
+/// Whether reservation `r` is for this client: by its identity (MAC or client-id), or by the relay port it
+/// came through (every option 82 key the reservation names, and its giaddr if it names one).
+fn reserved_for(r: &Reservation, client: &ClientKey, port: &Port) -> bool {
+    client.matches(r) || r.port_matches(port.circuit_id.as_deref(), port.remote_id.as_deref(), port.giaddr)
+}
+
+/// A reservation whose address a live lease of another client holds (reported at start and on reload: the
+/// reserved client cannot have its address until that lease ends or is deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationConflict {
+    /// The reservation's name.
+    pub name: String,
+    /// The reserved address.
+    pub ip: Ipv4Addr,
+    /// The holder's hardware address, in hex.
+    pub holder: String,
+    /// When the holder's lease ends.
+    pub expires_at: Option<u32>,
+}
+
+impl std::fmt::Display for ReservationConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reservation {:?} ({}) is leased to another client ({})", self.name, self.ip, self.holder)?;
+        match self.expires_at {
+            Some(t) => write!(f, " until {t} (Unix time)"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Where a message came from.
 #[derive(Debug, Clone, Copy)]
 pub struct Received<'a> {
@@ -244,7 +298,8 @@ impl Engine {
         let Some(t) = m.message_type() else { return Outcome::drop(DropReason::NoMessageType) };
         let rai = m.options.relay_agent_info();
         let Some(subnet) = self.select_subnet(m, rai.as_ref(), rx) else { return Outcome::drop(DropReason::NoSubnet) };
-        let ctx = Ctx { m, rx, subnet, client: ClientKey::of_message(m), server_id: self.server_id(rai.as_ref()) };
+        let (client, port) = (ClientKey::of_message(m), Port::of_message(m));
+        let ctx = Ctx { m, rx, subnet, client, port, server_id: self.server_id(rai.as_ref()) };
         match t {
             MessageType::Discover => self.discover(&ctx),
             MessageType::Request => self.request(&ctx),
@@ -287,11 +342,34 @@ impl Engine {
     }
 
     fn reservation(&self, ctx: &Ctx<'_, '_>) -> Option<&Reservation> {
-        self.subnets[ctx.subnet].reservations.iter().find(|r| ctx.client.matches(r))
+        self.subnets[ctx.subnet].reservations.iter().find(|r| reserved_for(r, &ctx.client, &ctx.port))
     }
 
     fn available(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr) -> bool {
-        self.leases.is_available(&self.subnets, ctx.subnet, ip, &ctx.client, ctx.rx.now)
+        self.leases.is_available(&self.subnets, ctx.subnet, ip, &ctx.client, &ctx.port, ctx.rx.now)
+    }
+
+    /// Reservations whose address an ACTIVE lease of a client other than the reserved one holds. For a
+    /// reservation by port, the holder counts as the reserved client when the option 82 stored with its lease
+    /// carries the reserved circuit-id / remote-id (the lease does not keep the relay's giaddr).
+    pub fn reservation_conflicts(&self) -> Vec<ReservationConflict> {
+        let mut out = Vec::new();
+        for r in self.subnets.iter().flat_map(|s| &s.reservations) {
+            let Some(b) = self.leases.get(r.ip).filter(|b| b.state == DhcpState::Active) else { continue };
+            let by_client = ClientKey::of_binding(b).is_some_and(|k| k.matches(r));
+            let rai = b.relay_agent();
+            let rai = rai.as_ref();
+            let by_port = r.port_matches(
+                rai.and_then(|x| x.circuit_id()),
+                rai.and_then(|x| x.remote_id()),
+                r.giaddr.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            );
+            if !by_client && !by_port {
+                let holder = b.hardware_address.iter().map(|o| format!("{o:02x}")).collect::<Vec<_>>().join(":");
+                out.push(ReservationConflict { name: r.name.clone(), ip: r.ip, holder, expires_at: b.expires_at });
+            }
+        }
+        out
     }
 
     /// DISCOVER → OFFER. Address choice (RFC 2131 §4.3.1): the client's reservation, its current or previous
@@ -377,7 +455,7 @@ impl Engine {
             return self.nak(ctx, "requested address is not available");
         }
         if let Some(r) = self.subnets[ctx.subnet].reservations.iter().find(|r| r.ip == ip)
-            && !ctx.client.matches(r)
+            && !reserved_for(r, &ctx.client, &ctx.port)
         {
             return self.nak(ctx, "requested address is reserved");
         }
@@ -540,6 +618,7 @@ pub struct Ctx<'m, 'a> {
     rx: Received<'m>,
     subnet: usize,
     client: ClientKey,
+    port: Port,
     server_id: Ipv4Addr,
 }
 

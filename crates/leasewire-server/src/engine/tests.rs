@@ -756,3 +756,93 @@ fn a_reservation_overrides_pool_and_subnet() {
     assert_eq!(r.file, b"subnet.efi", "not set by the reservation");
     assert_eq!(r.options.get(26), Some(&9000u16.to_be_bytes()[..]));
 }
+
+/// A subnet with reservations by relay port (option 82): one by circuit-id outside the pools, one by
+/// circuit-id and remote-id through one relay only.
+fn port_engine() -> Engine {
+    let text = CONFIG.replace(
+        "[[subnet]]\nsubnet = \"10.9.0.0/24\"",
+        r#"[[subnet.reservation]]
+ip = "10.0.0.50"
+circuit-id = "port1"
+name = "subscriber-1"
+[[subnet.reservation]]
+ip = "10.0.0.51"
+circuit-id = "hex:706f727432"
+remote-id = "sw1"
+giaddr = "10.0.0.3"
+name = "subscriber-2"
+
+[[subnet]]
+subnet = "10.9.0.0/24""#,
+    );
+    Engine::new(&Config::parse(&text).unwrap(), Vec::new())
+}
+
+fn on_port(t: MessageType, mac: u8, circuit: &[u8], remote: &[u8], giaddr: Ipv4Addr) -> Message<'static> {
+    let mut m = msg(t, mac);
+    m.giaddr = giaddr;
+    m.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().circuit_id(circuit).remote_id(remote).build());
+    m
+}
+
+/// Issue #20 item 4: whatever client sits behind the reserved circuit-id gets the reserved address, also
+/// outside the pools, and keeps it through the REQUEST; the binding says whose reservation it is.
+#[test]
+fn a_reservation_by_circuit_id_gives_any_client_on_that_port_its_address() {
+    for mac in [31, 32] {
+        let o = port_engine().handle(&on_port(MessageType::Discover, mac, b"port1", b"sw1", RELAY), rx(T0));
+        assert_eq!(reply(&o).yiaddr, Ipv4Addr::new(10, 0, 0, 50), "client {mac} on port1");
+    }
+    let mut e = port_engine();
+    e.handle(&on_port(MessageType::Discover, 31, b"port1", b"sw1", RELAY), rx(T0));
+    let mut req = on_port(MessageType::Request, 31, b"port1", b"sw1", RELAY);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, Ipv4Addr::new(10, 0, 0, 50));
+    let o = e.handle(&req, rx(T0));
+    assert_eq!(reply(&o).message_type(), Some(MessageType::Ack));
+    assert_eq!(o.commit[0].reserved_for.as_deref(), Some("subscriber-1"));
+    // Another port does not get it, and is refused it when it asks.
+    let o = e.handle(&on_port(MessageType::Discover, 33, b"port9", b"sw1", RELAY), rx(T0));
+    assert_eq!(reply(&o).yiaddr, Ipv4Addr::new(10, 0, 0, 100));
+    let mut req = on_port(MessageType::Request, 33, b"port9", b"sw1", RELAY);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, Ipv4Addr::new(10, 0, 0, 50));
+    assert_eq!(reply(&e.handle(&req, rx(T0))).message_type(), Some(MessageType::Nak));
+}
+
+/// Every option 82 key the reservation names must match, and its giaddr when it names one.
+#[test]
+fn a_reservation_by_circuit_and_remote_id_through_one_relay_needs_all_three() {
+    let other_relay = Ipv4Addr::new(10, 0, 0, 3);
+    let offered = |e: &mut Engine, mac, circuit: &[u8], remote: &[u8], giaddr| {
+        reply(&e.handle(&on_port(MessageType::Discover, mac, circuit, remote, giaddr), rx(T0))).yiaddr
+    };
+    let mut e = port_engine();
+    assert_eq!(offered(&mut e, 41, b"port2", b"sw1", other_relay), Ipv4Addr::new(10, 0, 0, 51));
+    let mut e = port_engine();
+    assert_ne!(offered(&mut e, 41, b"port2", b"sw1", RELAY), Ipv4Addr::new(10, 0, 0, 51), "another relay");
+    assert_ne!(offered(&mut e, 42, b"port2", b"sw2", other_relay), Ipv4Addr::new(10, 0, 0, 51), "another remote-id");
+}
+
+/// A reservation whose address another client's live lease holds is reported; the reserved client's own
+/// lease (by port: the option 82 stored with it) is not.
+#[test]
+fn a_reservation_conflicting_with_a_live_lease_is_reported() {
+    let mut e = engine();
+    let taken = dora(&mut e, 1, T0);
+    let ported = dora(&mut e, 2, T0);
+    assert!(e.reservation_conflicts().is_empty());
+    let text = CONFIG.replace(
+        "[[subnet]]\nsubnet = \"10.9.0.0/24\"",
+        &format!(
+            "[[subnet.reservation]]\nip = \"{taken}\"\nhw-address = \"02:00:00:00:00:99\"\nname = \"kiosk\"\n\
+             [[subnet.reservation]]\nip = \"{ported}\"\ncircuit-id = \"port1\"\n\n[[subnet]]\nsubnet = \"10.9.0.0/24\""
+        ),
+    );
+    e.reconfigure(&Config::parse(&text).unwrap());
+    let c = e.reservation_conflicts();
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!((c[0].ip, c[0].name.as_str(), c[0].holder.as_str()), (taken, "kiosk", "02:00:00:00:00:01"));
+    assert!(c[0].to_string().contains("leased to another client"), "{}", c[0]);
+}

@@ -162,6 +162,7 @@ impl DhcpService {
             return Err(e.into());
         }
         tracing::info!(bindings = store.len().unwrap_or(0), "loaded lease store");
+        report_reservation_conflicts(&engine);
         metrics.set_subnets(engine.subnets());
         for slot in 0..=engine.subnets().len() {
             metrics.update_bindings(slot, &engine.state_counts(slot));
@@ -224,6 +225,7 @@ impl DhcpService {
         {
             let mut engine = self.engine();
             engine.reconfigure(config);
+            report_reservation_conflicts(&engine);
             // The binding gauges follow the new subnets (removed ones leave the exposition).
             self.metrics.set_subnets(engine.subnets());
             for slot in 0..=engine.subnets().len() {
@@ -651,4 +653,12 @@ fn open_socket(addr: SocketAddr, iface: Option<&str>) -> Result<UdpSocket, Serve
     s.bind(&addr.into()).map_err(fail)?;
     s.set_nonblocking(true).map_err(fail)?;
     UdpSocket::from_std(s.into()).map_err(fail)
+}
+
+/// A reservation whose address another client's live lease holds cannot be honoured until that lease ends:
+/// said at start and on every reload, so the operator can delete the lease (`leasewire ctl leases delete`).
+fn report_reservation_conflicts(engine: &Engine) {
+    for c in engine.reservation_conflicts() {
+        tracing::warn!(ip = %c.ip, reservation = %c.name, holder = %c.holder, "{c}");
+    }
 }
