@@ -273,7 +273,7 @@ impl Leases {
         subnet: usize,
         ip: Ipv4Addr,
         client: &ClientKey,
-        port: &Port,
+        port: &Port<'_>,
         now: u32,
     ) -> bool {
         let pool = &self.pools[subnet];

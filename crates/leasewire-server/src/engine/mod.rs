@@ -59,24 +59,24 @@ impl ClientKey {
 }
 
 /// The relay port a message came through, as port-based reservations (option 82 circuit-id / remote-id, and
-/// the relay's giaddr) see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Port {
-    circuit_id: Option<Vec<u8>>,
-    remote_id: Option<Vec<u8>>,
+/// the relay's giaddr) see it. Borrowed from the message: matching costs no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port<'m> {
+    circuit_id: Option<&'m [u8]>,
+    remote_id: Option<&'m [u8]>,
     giaddr: Ipv4Addr,
 }
 
-impl Port {
+impl<'m> Port<'m> {
     /// No relay port: a directly connected client (matches no reservation by port).
-    pub(super) const NONE: Self = Self { circuit_id: None, remote_id: None, giaddr: Ipv4Addr::UNSPECIFIED };
+    pub(super) const NONE: Port<'static> = Port { circuit_id: None, remote_id: None, giaddr: Ipv4Addr::UNSPECIFIED };
 
-    fn of_message(m: &Message<'_>) -> Self {
+    fn of_message(m: &'m Message<'_>) -> Self {
         let rai = m.options.relay_agent_info();
         let rai = rai.as_ref();
         Self {
-            circuit_id: rai.and_then(|r| r.circuit_id()).map(<[u8]>::to_vec),
-            remote_id: rai.and_then(|r| r.remote_id()).map(<[u8]>::to_vec),
+            circuit_id: rai.and_then(|r| r.circuit_id()),
+            remote_id: rai.and_then(|r| r.remote_id()),
             giaddr: m.giaddr,
         }
     }
@@ -84,8 +84,8 @@ impl Port {
 
 /// Whether reservation `r` is for this client: by its identity (MAC or client-id), or by the relay port it
 /// came through (every option 82 key the reservation names, and its giaddr if it names one).
-fn reserved_for(r: &Reservation, client: &ClientKey, port: &Port) -> bool {
-    client.matches(r) || r.port_matches(port.circuit_id.as_deref(), port.remote_id.as_deref(), port.giaddr)
+fn reserved_for(r: &Reservation, client: &ClientKey, port: &Port<'_>) -> bool {
+    client.matches(r) || r.port_matches(port.circuit_id, port.remote_id, port.giaddr)
 }
 
 /// A reservation whose address a live lease of another client holds (reported at start and on reload: the
@@ -618,7 +618,7 @@ pub struct Ctx<'m, 'a> {
     rx: Received<'m>,
     subnet: usize,
     client: ClientKey,
-    port: Port,
+    port: Port<'m>,
     server_id: Ipv4Addr,
 }
 
