@@ -44,8 +44,9 @@ impl Db {
         .map_err(sql)?;
         // The history's tables are new in schema 1 files too (they only add tables): created here for all.
         conn.execute_batch(history::store::SCHEMA).map_err(sql)?;
-        // Event inserts touch four B-trees; a larger cache keeps their upper levels in memory.
-        conn.execute_batch("PRAGMA cache_size = -65536;").map_err(sql)?;
+        // Event inserts touch four B-trees at random keys; a larger cache keeps more of their pages in memory,
+        // and reading the rest through a mapping spares a read() per page (BENCHMARKS.md, requestor history).
+        conn.execute_batch("PRAGMA cache_size = -262144; PRAGMA mmap_size = 4294967296;").map_err(sql)?;
         let version: Option<i64> =
             conn.query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0)).optional().map_err(sql)?;
         match version {
