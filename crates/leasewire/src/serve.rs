@@ -5,6 +5,7 @@ use leasewire_server::config::Config;
 use leasewire_server::server::Server;
 use std::path::Path;
 use std::sync::Arc;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 pub use leasewire_server::server::DB_FILE;
 
@@ -29,12 +30,15 @@ pub fn run(path: &Path, logs: Arc<crate::logs::Logs>) -> anyhow::Result<()> {
     let (user, group) = (config.server().user.clone(), config.server().group.clone());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = rt.block_on(async move {
+        // The handlers are in place before anything is served: a SIGTERM or SIGHUP that arrives as soon as
+        // "serving DHCP" is logged (systemd, a test, an operator's script) must not meet the default action,
+        // which ends the process without draining the commits in flight.
+        let stop = ShutdownSignal::install()?;
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let server = Server::new(config).config_file(path).log_filter(logs).start().await?;
         // SIGHUP: read the configuration file again and apply it (see docs/operations.md).
         let reloader = server.reloader();
         tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
             while hup.recv().await.is_some() {
                 tracing::info!("SIGHUP: reloading the configuration");
                 // The outcome is logged and counted by the reloader.
@@ -53,7 +57,7 @@ pub fn run(path: &Path, logs: Arc<crate::logs::Logs>) -> anyhow::Result<()> {
             tracing::info!(addrs = ?server.addrs().tcp, "serving bulk leasequery");
         }
         tracing::info!(addrs = ?server.addrs().dhcp, "serving DHCP");
-        shutdown_signal().await;
+        stop.recv().await;
         tracing::info!("shutting down: draining in-flight commits");
         server.stop().await;
         tracing::info!("stopped");
@@ -65,13 +69,40 @@ pub fn run(path: &Path, logs: Arc<crate::logs::Logs>) -> anyhow::Result<()> {
     result
 }
 
-/// Resolves at SIGTERM or Ctrl-C.
+/// SIGTERM or SIGINT (Ctrl-C), caught from the moment it is installed.
+pub struct ShutdownSignal {
+    term: Signal,
+    int: Signal,
+}
+
+impl ShutdownSignal {
+    /// Install the handlers now (inside a runtime), so that a signal arriving before [`Self::recv`] is
+    /// awaited is kept rather than killing the process.
+    pub fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Resolves at the first SIGTERM or SIGINT since [`Self::install`].
+    pub async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+/// Resolves at SIGTERM or Ctrl-C (handlers installed on the first poll; see [`ShutdownSignal`] where a signal
+/// may come at once).
 pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    match ShutdownSignal::install() {
+        Ok(s) => s.recv().await,
+        Err(e) => {
+            tracing::warn!(error = %e, "no signal handler: only Ctrl-C stops this");
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -53,6 +53,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if let Some(db) = &args.db {
             builder = builder.replica_file(db).history(args.history);
         }
+        // Before anything is logged or served: a SIGTERM from then on stops the watcher cleanly (replica written).
+        let stop = crate::serve::ShutdownSignal::install()?;
         // Bound first: a busy port is reported before any server is contacted.
         let listener = match args.http {
             Some(addr) => Some(leasewire_requestor::http::bind(addr).await.with_context(|| format!("--http {addr}"))?),
@@ -75,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         let end = tokio::select! {
             r = watcher.ended() => End::Failed(r),
-            _ = crate::serve::shutdown_signal() => End::Signal,
+            _ = stop.recv() => End::Signal,
             // Standard output went away (e.g. the reader of a pipe exited): nothing left to do.
             p = &mut printer => End::Printer(p),
         };
