@@ -7,12 +7,8 @@ mod support;
 use leasewire_proto::DhcpState;
 use leasewire_proto::options::code;
 use leasewire_store::LeaseStore;
-use std::io::{BufRead, BufReader};
-use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-use support::{Netns, Proc, Server, open_store};
+use std::process::Command;
+use support::{Netns, Server, bound_ip, open_store, spawn_logged, wait_line};
 
 fn direct_config(iface: &str) -> String {
     format!(
@@ -32,42 +28,6 @@ lease-time = 600
 routers = ["10.77.0.1"]
 "#
     )
-}
-
-/// Spawn a client and collect its output lines (stdout and stderr).
-fn spawn_logged(name: &str, mut cmd: Command) -> (Proc, mpsc::Receiver<String>) {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut p = Proc::spawn(name, &mut cmd);
-    let (tx, rx) = mpsc::channel();
-    for out in [
-        Box::new(p.child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(p.child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    (p, rx)
-}
-
-fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, secs: u64) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    let mut seen = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(l) if l.contains(needle) => return l,
-            Ok(l) => seen.push(l),
-            Err(_) => break,
-        }
-    }
-    panic!("no line containing {needle:?} in {secs} s; saw:\n{}", seen.join("\n"));
-}
-
-fn bound_ip(line: &str) -> Ipv4Addr {
-    line.split_whitespace().find_map(|w| w.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"))
 }
 
 fn dhclient(ns: &Netns, i: usize, iface: &str, dir: &std::path::Path, release: bool) -> Command {

@@ -428,3 +428,52 @@ impl Rng {
         self.next() % n
     }
 }
+
+// Real DHCP clients (dhclient, udhcpc, dhcrelay): their output, line by line.
+
+/// Spawn a client and collect its output lines (stdout and stderr).
+pub fn spawn_logged(name: &str, mut cmd: Command) -> (Proc, mpsc::Receiver<String>) {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut p = Proc::spawn(name, &mut cmd);
+    let (tx, rx) = mpsc::channel();
+    for out in [
+        Box::new(p.child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(p.child.stderr.take().unwrap()),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    (p, rx)
+}
+
+/// Lines up to and including the first containing `needle`.
+pub fn lines_until(rx: &mpsc::Receiver<String>, needle: &str, secs: u64) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                let done = l.contains(needle);
+                seen.push(l);
+                if done {
+                    return seen;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!("no line containing {needle:?} in {secs} s; saw:\n{}", seen.join("\n"));
+}
+
+pub fn bound_ip(line: &str) -> Ipv4Addr {
+    line.split_whitespace().find_map(|w| w.parse().ok()).unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// The first line containing `needle`.
+pub fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, secs: u64) -> String {
+    lines_until(rx, needle, secs).pop().expect("lines_until returns the matching line last")
+}
