@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# A/B of two leasewire binaries in one sitting, alternating A and B each round so that load drift hits both:
+# DORA/s (`bench dora --rate 0` against `serve`, durable, lease log off), leasequery/s over UDP at 100k
+# bindings (`bench leasequery`), Bulk `--all` of 100k bindings (wall time and bindings/s), and Active
+# delivery to 10 requestors under 5,000 ACKs/s (`bench active-latency`). For a change that must not move the
+# figures (a refactor), both columns should agree within the run's noise.
+#
+#   bench/ab.sh A_BINARY B_BINARY [rounds]      (default 2 rounds; SECONDS_=5 per step)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=$(realpath "$1") B=$(realpath "$2") ROUNDS=${3:-2} SECONDS_=${SECONDS_:-5}
+WORK=$(mktemp -d)
+SRV=
+trap 'kill $SRV 2>/dev/null || true; rm -rf "$WORK"' EXIT
+wait_tcp() { until (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; do sleep 0.1; done; }
+wait_udp() { until ss -Hlun "sport = :$1" | grep -q .; do sleep 0.1; done; }
+stop() { kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=; }
+
+dora() { # BIN
+  rm -rf "$WORK/d"
+  cat > "$WORK/d.toml" <<TOML
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:16781"]
+data-dir = "$WORK/d"
+[log]
+leases = false
+[[subnet]]
+subnet = "127.0.0.0/8"
+pools = [{ start = "127.64.0.0", end = "127.127.255.255" }]
+TOML
+  LEASEWIRE_LOG=error "$1" serve --config "$WORK/d.toml" & SRV=$!
+  wait_udp 16781
+  "$1" bench dora --server 127.0.0.1:16781 --giaddr 127.0.0.1 --rate 0 --clients 1000000 --duration "${SECONDS_}s" \
+    2>/dev/null | grep -o '[0-9]* DORA/s'
+  stop
+}
+
+leasequery_and_bulk() { # BIN
+  rm -rf "$WORK/q"
+  "$1" bench populate --data-dir "$WORK/q" --first 10.0.0.0 --count 100000 >/dev/null
+  cat > "$WORK/q.toml" <<TOML
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:16782"]
+data-dir = "$WORK/q"
+[leasequery]
+allow = ["127.0.0.0/8"]
+rate-limit = 0
+[bulk-leasequery]
+listen = ["127.0.0.1:16782"]
+allow = ["127.0.0.0/8"]
+[[subnet]]
+subnet = "10.0.0.0/8"
+pools = [{ start = "10.0.0.0", end = "10.1.134.159" }]
+TOML
+  LEASEWIRE_LOG=error "$1" serve --config "$WORK/q.toml" & SRV=$!
+  wait_tcp 16782
+  "$1" bench leasequery --server 127.0.0.1:16782 --giaddr 127.0.0.1 --first 10.0.0.0 --count 100000 \
+    --seconds "$SECONDS_" --window 256 2>/dev/null | tail -1
+  printf 'bulk --all: %s\n' "$("$1" bulk --server 127.0.0.1:16782 --all --count 2>&1 | grep 'binding(s)')"
+  stop
+}
+
+active() { # BIN
+  rm -rf "$WORK/a"
+  cat > "$WORK/a.toml" <<TOML
+[server]
+server-id = "127.0.0.1"
+listen = ["127.0.0.1:16783"]
+data-dir = "$WORK/a"
+[bulk-leasequery]
+listen = ["127.0.0.1:16783"]
+allow = ["127.0.0.0/8"]
+max-connections-per-requestor = 200
+[active-leasequery]
+enabled = true
+insecure = true
+[[subnet]]
+subnet = "127.0.0.0/8"
+pools = [{ start = "127.64.0.0", end = "127.127.255.255" }]
+TOML
+  LEASEWIRE_LOG=error "$1" serve --config "$WORK/a.toml" & SRV=$!
+  wait_tcp 16783
+  "$1" bench active-latency --tcp 127.0.0.1:16783 --dhcp 127.0.0.1:16783 --requestors 10 --rate 5000 \
+    --seconds "$SECONDS_" 2>/dev/null | grep -i 'delivery\|ack' | head -3
+  stop
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); A=$A B=$B"
+for r in $(seq "$ROUNDS"); do
+  for side in A B; do
+    bin=$A; [ $side = B ] && bin=$B
+    echo "## round $r $side"
+    printf 'DORA: %s\n' "$(dora "$bin")"
+    leasequery_and_bulk "$bin" | sed 's/^/leasequery\/bulk: /'
+    active "$bin" | sed 's/^/active 10: /'
+  done
+done
