@@ -89,7 +89,9 @@ TOML
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); A=$A B=$B"
 for r in $(seq "$ROUNDS"); do
-  for side in A B; do
+  # A first in odd rounds, B first in even ones: a drift through the run then hits both sides alike.
+  order="A B"; [ $((r % 2)) = 0 ] && order="B A"
+  for side in $order; do
     bin=$A; [ $side = B ] && bin=$B
     echo "## round $r $side"
     printf 'DORA: %s\n' "$(dora "$bin")"
