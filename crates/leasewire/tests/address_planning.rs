@@ -14,25 +14,13 @@ fn busybox_udhcpc_receives_typed_options_and_pxe_fields() {
     let ns = Netns::new(2);
     let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        r#"
-[server]
-server-id = "10.77.0.1"
-listen = []
-interfaces = ["{srv_if}"]
-data-dir = "@DATA@"
-
-[[subnet]]
-subnet = "10.77.0.0/24"
-interface = "{srv_if}"
-pools = [{{ start = "10.77.0.100", end = "10.77.0.199" }}]
-[subnet.options]
-routers = ["10.77.0.1"]
-ntp-servers = ["10.77.0.123"]
+    let config = support::netns_config(
+        &srv_if,
+        r#"ntp-servers = ["10.77.0.123"]
 domain-search = ["eng.apple.com", "marketing.apple.com"]
 classless-static-routes = [
-  {{ destination = "10.17.0.0/16", router = "10.77.0.2" }},
-  {{ destination = "0.0.0.0/0", router = "10.77.0.1" }},
+  { destination = "10.17.0.0/16", router = "10.77.0.2" },
+  { destination = "0.0.0.0/0", router = "10.77.0.1" },
 ]
 interface-mtu = 1400
 time-offset = -3600
@@ -40,7 +28,7 @@ tftp-server-name = "tftp.example"
 bootfile-name = "pxelinux.0"
 next-server = "10.77.0.69"
 boot-file = "ipxe.efi"
-"#
+"#,
     );
     let server = Server::start(dir.path(), &config, Some((&ns, 0)));
     // The script prints what udhcpc decoded (it exports options as environment variables).

@@ -10,26 +10,6 @@ use leasewire_store::LeaseStore;
 use std::process::Command;
 use support::{Netns, Server, bound_ip, open_store, spawn_logged, wait_line};
 
-fn direct_config(iface: &str) -> String {
-    format!(
-        r#"
-[server]
-server-id = "10.77.0.1"
-listen = []
-interfaces = ["{iface}"]
-data-dir = "@DATA@"
-
-[[subnet]]
-subnet = "10.77.0.0/24"
-interface = "{iface}"
-pools = [{{ start = "10.77.0.100", end = "10.77.0.199" }}]
-lease-time = 600
-[subnet.options]
-routers = ["10.77.0.1"]
-"#
-    )
-}
-
 fn dhclient(ns: &Netns, i: usize, iface: &str, dir: &std::path::Path, release: bool) -> Command {
     let mut c = ns.cmd(i, support::peer("dhclient", "isc-dhcp-client"));
     c.args(["-4", "-d", "-sf", "/bin/true"]);
@@ -45,7 +25,7 @@ fn isc_dhclient_obtains_reboots_and_releases() {
     let ns = Netns::new(2);
     let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &direct_config(&srv_if), Some((&ns, 0)));
+    let server = Server::start(dir.path(), &support::netns_config(&srv_if, ""), Some((&ns, 0)));
 
     let (mut client, out) = spawn_logged("dhclient", dhclient(&ns, 1, &cli_if, dir.path(), false));
     let ip = bound_ip(&wait_line(&out, "bound to", 60));
@@ -78,7 +58,7 @@ fn busybox_udhcpc_obtains_renews_and_releases() {
     let ns = Netns::new(2);
     let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &direct_config(&srv_if), Some((&ns, 0)));
+    let server = Server::start(dir.path(), &support::netns_config(&srv_if, ""), Some((&ns, 0)));
     // The script configures the leased address so the renewal can be unicast from it, as on a real host.
     let script = dir.path().join("udhcpc.sh");
     std::fs::write(&script, "#!/bin/sh\ncase \"$1\" in bound|renew) ip addr add \"$ip/24\" dev \"$interface\" 2>/dev/null;; esac\necho \"event $1 $ip\"\nexit 0\n").unwrap();

@@ -477,3 +477,25 @@ pub fn bound_ip(line: &str) -> Ipv4Addr {
 pub fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, secs: u64) -> String {
     lines_until(rx, needle, secs).pop().expect("lines_until returns the matching line last")
 }
+
+/// A server on `iface` in a network namespace (10.77.0.1, pool 10.77.0.100–199), for the real clients; `options`
+/// are more lines of the subnet's `[subnet.options]` after its router.
+pub fn netns_config(iface: &str, options: &str) -> String {
+    format!(
+        r#"
+[server]
+server-id = "10.77.0.1"
+listen = []
+interfaces = ["{iface}"]
+data-dir = "@DATA@"
+
+[[subnet]]
+subnet = "10.77.0.0/24"
+interface = "{iface}"
+pools = [{{ start = "10.77.0.100", end = "10.77.0.199" }}]
+lease-time = 600
+[subnet.options]
+routers = ["10.77.0.1"]
+{options}"#
+    )
+}
