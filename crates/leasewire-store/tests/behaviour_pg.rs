@@ -96,6 +96,38 @@ fn two_servers_never_bind_one_address_to_two_clients() {
     assert_eq!(after_expiry[0].binding.hardware_address, suite::mac(4242));
 }
 
+/// A DECLINE is arbitrated like an allocation: server B's copy still shows client X on an address that
+/// server A has since given to client Y (X's lease was released and the address re-used); X's DECLINE
+/// through B is refused and Y's lease stays ACTIVE, untouched. The decliner's own live lease is abandoned
+/// as before.
+#[test]
+fn a_decline_through_a_stale_server_leaves_another_clients_lease_alone() {
+    let db = Postgres::new();
+    let a = db.open_as("a", T0, true);
+    let b = db.open_as("b", T0, true);
+    let x_lease = lease(1, 1, b"r", b"x", T0);
+    a.commit(T0, vec![x_lease.clone()]).wait().unwrap();
+    let mut released = x_lease.clone();
+    released.state = DhcpState::Released;
+    released.expires_at = None;
+    a.commit(T0 + 1, vec![released]).wait().unwrap();
+    let y = a.commit(T0 + 2, vec![lease(1, 2, b"r", b"x", T0 + 2)]).wait().unwrap().remove(0);
+
+    // B missed both changes: its copy is still X's lease. X declines through B.
+    let mut abandoned = leasewire_store::Binding::new(ip(1), DhcpState::Abandoned, T0 + 3);
+    abandoned.expires_at = Some(T0 + 1000);
+    let refused = b.commit_expecting(T0 + 3, vec![abandoned.clone()], vec![x_lease.clone()]).wait();
+    assert!(matches!(refused, Err(StoreError::Conflict { ip: i }) if i == ip(1)), "{refused:?}");
+    let now = a.get(ip(1)).unwrap().unwrap();
+    assert_eq!((now.seq, now.binding.state), (y.seq, DhcpState::Active), "Y's lease is untouched");
+    assert_eq!(now.binding.hardware_address, suite::mac(2));
+
+    // Y's own DECLINE (the address is in use by someone else) goes through.
+    let mine = a.commit_expecting(T0 + 4, vec![abandoned], vec![y.binding]).wait().unwrap();
+    assert_eq!(a.get(ip(1)).unwrap().unwrap().seq, mine[0].seq);
+    assert_eq!(a.get(ip(1)).unwrap().unwrap().binding.state, DhcpState::Abandoned);
+}
+
 /// A batch with one contested address is refused whole; the others in the same group commit go through
 /// and consume no sequence number for it.
 #[test]

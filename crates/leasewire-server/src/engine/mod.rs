@@ -197,6 +197,10 @@ pub struct Outcome {
     /// address to another client first (`StoreError::Conflict`): a NAK for a REQUEST, so the client starts
     /// over. Never the ACK.
     pub on_conflict: Option<(Vec<u8>, Destination, MessageType)>,
+    /// The records the decision rests on, which a shared store checks at commit
+    /// (`LeaseStore::commit_expecting`): a DECLINE's is the decliner's lease, so a server whose copy is stale
+    /// cannot abandon an address another server has since given to another client.
+    pub expected: Vec<Binding>,
 }
 
 impl Outcome {
@@ -463,7 +467,7 @@ impl Engine {
         self.leases.put(Some(ctx.subnet), b.clone());
         let reply = self.reply(ctx, MessageType::Ack, ip);
         let on_conflict = self.nak(ctx, "address is bound to another client").reply;
-        Outcome { commit: vec![b], reply: Some(reply), dropped: None, on_conflict }
+        Outcome { commit: vec![b], reply: Some(reply), on_conflict, ..Default::default() }
     }
 
     /// DECLINE: the client found the address in use; abandon it for `decline-time` (RFC 2131 §4.3.3).
@@ -472,13 +476,14 @@ impl Engine {
         if !self.holds(ctx, ip) {
             return Outcome::drop(DropReason::NotHolder);
         }
+        let decliners_lease = self.leases.get(ip).cloned().expect("holds() checked the record");
         let now = ctx.rx.now;
         let mut b = Binding::new(ip, DhcpState::Abandoned, now);
         b.expires_at = Some(now.saturating_add(self.settings.decline_time));
         b.cltt = Some(now);
         b.relay_agent_info = ctx.m.options.get(code::RELAY_AGENT_INFO).map(<[u8]>::to_vec);
         self.leases.put(Some(ctx.subnet), b.clone());
-        Outcome { commit: vec![b], ..Default::default() }
+        Outcome { commit: vec![b], expected: vec![decliners_lease], ..Default::default() }
     }
 
     /// RELEASE: the client gives the address back (RFC 2131 §4.3.4). The record keeps the client so a

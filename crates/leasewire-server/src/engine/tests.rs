@@ -252,6 +252,11 @@ fn decline_abandons_the_address_for_decline_time() {
     let b = &o.commit[0];
     assert_eq!((b.state, b.expires_at), (DhcpState::Abandoned, Some(T0 + 1001)));
     assert!(b.hardware_address.is_empty(), "an abandoned address belongs to no client");
+    // The decision rests on the decliner's lease: a shared store refuses the DECLINE if another server gave
+    // the address to another client meanwhile.
+    assert_eq!(o.expected.len(), 1);
+    assert_eq!((o.expected[0].ip, o.expected[0].state), (ip, DhcpState::Active));
+    assert_eq!(o.expected[0].hardware_address, vec![2, 0, 0, 0, 0, 1]);
     // Not offered to anyone, not even the decliner, while abandoned.
     for mac in 1..=3 {
         let o = e.handle(&msg(MessageType::Discover, mac), rx(T0 + 2));

@@ -310,7 +310,7 @@ impl DhcpService {
         let ips: Vec<Ipv4Addr> = outcome.commit.iter().map(|b| b.ip).collect();
         self.update_gauges(&engine, &ips);
         let ticket = self.feed.ticket(now);
-        let pending = Some(self.store.commit(now, outcome.commit));
+        let pending = Some(self.store.commit_expecting(now, outcome.commit, outcome.expected));
         let reply = outcome.reply.map(|(b, d, t)| (b, d, t, socket.clone()));
         let on_conflict = outcome.on_conflict;
         // Queued under the engine lock, so completion order is decision order.

@@ -346,7 +346,14 @@ impl LeaseStore for PgStore {
         if let Some(answer) = crate::store::answer_before_commit(&bindings) {
             return answer;
         }
-        self.send(|done| Request::Commit { now, bindings, done })
+        self.send(|done| Request::Commit { now, bindings, expected: Vec::new(), done })
+    }
+
+    fn commit_expecting(&self, now: u32, bindings: Vec<Binding>, expected: Vec<Binding>) -> PendingCommit {
+        if let Some(answer) = crate::store::answer_before_commit(&bindings) {
+            return answer;
+        }
+        self.send(|done| Request::Commit { now, bindings, expected, done })
     }
 
     fn get(&self, ip: Ipv4Addr) -> Result<Option<BindingChange>, StoreError> {

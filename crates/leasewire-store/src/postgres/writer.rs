@@ -21,9 +21,23 @@ use tokio::sync::mpsc;
 
 /// Work for the writer.
 pub(crate) enum Request {
-    Commit { now: u32, bindings: Vec<Binding>, done: Completer<Vec<BindingChange>> },
-    Forget { ips: Vec<Ipv4Addr>, done: Completer<Forgotten> },
-    ForgetExpired { now: u32, retention_secs: u32, limit: usize, done: Completer<Forgotten> },
+    /// `expected`: see `LeaseStore::commit_expecting`.
+    Commit {
+        now: u32,
+        bindings: Vec<Binding>,
+        expected: Vec<Binding>,
+        done: Completer<Vec<BindingChange>>,
+    },
+    Forget {
+        ips: Vec<Ipv4Addr>,
+        done: Completer<Forgotten>,
+    },
+    ForgetExpired {
+        now: u32,
+        retention_secs: u32,
+        limit: usize,
+        done: Completer<Forgotten>,
+    },
 }
 
 /// Create or migrate the schema (under an advisory lock, so concurrent first starts do it once).
@@ -119,9 +133,21 @@ fn refuses(current: Option<&Held>, new: &Binding, now: u32) -> bool {
             Client::of(new.client_id.as_deref(), new.htype, &new.hardware_address) != cur.client
         }
         DhcpState::Expired | DhcpState::Available => true,
-        // DECLINE (the address is in use by someone unknown) and administrative states go through.
+        // DECLINE (the address is in use by someone unknown) and administrative states carry no client: a
+        // DECLINE is checked against the decliner's lease instead (`contradicts`, from the commit's
+        // `expected`).
         _ => false,
     }
+}
+
+/// Whether `expected` (the record a decision rests on, e.g. the decliner's lease) no longer holds at `now`:
+/// the address is ACTIVE and unexpired for another client. A DECLINE through a server whose copy is stale
+/// (another server re-allocated the address since) is refused this way, rather than abandoning the new
+/// holder's lease.
+fn contradicts(current: Option<&Held>, expected: &Binding, now: u32) -> bool {
+    let Some(cur) = current else { return false };
+    let held = cur.state == DhcpState::Active && cur.expires_at.is_none_or(|e| e > now);
+    held && Client::of(expected.client_id.as_deref(), expected.htype, &expected.hardware_address) != cur.client
 }
 
 /// The multi-row upsert of one group: the column arrays of `rows::Columns`, one row per address.
@@ -149,6 +175,7 @@ pub(crate) struct Writer {
 struct Commit {
     now: u32,
     bindings: Vec<Binding>,
+    expected: Vec<Binding>,
     done: Completer<Vec<BindingChange>>,
 }
 
@@ -168,14 +195,14 @@ impl Writer {
                 },
             };
             match first {
-                Request::Commit { now, bindings, done } => {
-                    let mut group = vec![Commit { now, bindings, done }];
+                Request::Commit { now, bindings, expected, done } => {
+                    let mut group = vec![Commit { now, bindings, expected, done }];
                     let mut size = group[0].bindings.len();
                     while size < self.max_group {
                         match rx.try_recv() {
-                            Ok(Request::Commit { now, bindings, done }) => {
+                            Ok(Request::Commit { now, bindings, expected, done }) => {
                                 size += bindings.len();
-                                group.push(Commit { now, bindings, done });
+                                group.push(Commit { now, bindings, expected, done });
                             }
                             Ok(other) => {
                                 next = Some(other);
@@ -199,8 +226,10 @@ impl Writer {
     }
 
     async fn commit_group(&self, group: Vec<Commit>) {
-        let (work, dones): (Vec<(u32, Vec<Binding>)>, Vec<_>) =
-            group.into_iter().map(|c| ((c.now, c.bindings), c.done)).unzip();
+        let (work, dones): (Vec<Work>, Vec<_>) = group
+            .into_iter()
+            .map(|c| (Work { now: c.now, bindings: c.bindings, expected: c.expected }, c.done))
+            .unzip();
         match self.transaction(work).await {
             Ok(results) => {
                 for (done, r) in dones.into_iter().zip(results) {
@@ -216,10 +245,7 @@ impl Writer {
     }
 
     /// One group: every committer's result, or the error that failed the whole transaction.
-    async fn transaction(
-        &self,
-        work: Vec<(u32, Vec<Binding>)>,
-    ) -> Result<Vec<Result<Vec<BindingChange>, StoreError>>, StoreError> {
+    async fn transaction(&self, work: Vec<Work>) -> Result<Vec<Result<Vec<BindingChange>, StoreError>>, StoreError> {
         let inner = &self.inner;
         let pg = |e| inner.pg(e);
         let mut client = inner.client().await?;
@@ -234,7 +260,10 @@ impl Writer {
         // change under us: every writer holds the lw_meta lock first.
         let mut held: HashMap<Ipv4Addr, Option<Held>> = HashMap::new();
         if self.guard {
-            let ips: Vec<i64> = work.iter().flat_map(|(_, bs)| bs.iter().map(|b| i64::from(u32::from(b.ip)))).collect();
+            let ips: Vec<i64> = work
+                .iter()
+                .flat_map(|w| w.bindings.iter().chain(&w.expected).map(|b| i64::from(u32::from(b.ip))))
+                .collect();
             let rows = tx.query(select!(" WHERE ip = ANY($1)"), &[&ips]).await.map_err(pg)?;
             for r in &rows {
                 let c = super::rows::decode(r, &inner.origin).map_err(|d| inner.unreadable(d))?;
@@ -244,14 +273,19 @@ impl Writer {
 
         let mut results = Vec::with_capacity(work.len());
         let mut changes: Vec<BindingChange> = Vec::new();
-        for (now, bindings) in work {
+        for Work { now, bindings, expected } in work {
             if self.guard {
                 let mut view = held.clone();
-                let refused = bindings.iter().find(|b| {
-                    let no = refuses(view.get(&b.ip).and_then(Option::as_ref), b, now);
-                    view.insert(b.ip, Some(Held::of(b)));
-                    no
-                });
+                let refused = expected
+                    .iter()
+                    .find(|e| contradicts(view.get(&e.ip).and_then(Option::as_ref), e, now))
+                    .or_else(|| {
+                        bindings.iter().find(|b| {
+                            let no = refuses(view.get(&b.ip).and_then(Option::as_ref), b, now);
+                            view.insert(b.ip, Some(Held::of(b)));
+                            no
+                        })
+                    });
                 if let Some(b) = refused {
                     results.push(Err(StoreError::Conflict { ip: b.ip }));
                     continue;
@@ -362,6 +396,13 @@ impl Writer {
     }
 }
 
+/// One committer's share of a group transaction.
+struct Work {
+    now: u32,
+    bindings: Vec<Binding>,
+    expected: Vec<Binding>,
+}
+
 enum Forgetting {
     Ips(Vec<i64>),
     Expired { now: u32, retention_secs: u32, limit: i64 },
@@ -391,7 +432,8 @@ mod tests {
         let mut expired = lease(1, 1, 200);
         expired.state = DhcpState::Expired;
         assert!(refuses(Some(&held), &expired, 150));
-        // A DECLINE always goes through; nothing is refused over no record or a released one.
+        // A DECLINE on its own goes through (its check is `contradicts`); nothing is refused over no record or
+        // a released one.
         let mut declined = Binding::new(Ipv4Addr::new(10, 0, 0, 1), DhcpState::Abandoned, 150);
         declined.expires_at = Some(1000);
         assert!(!refuses(Some(&held), &declined, 150));
@@ -406,5 +448,16 @@ mod tests {
         same_id_other_mac.client_id = Some(b"c1".to_vec());
         assert!(!refuses(Some(&Held::of(&with_id)), &same_id_other_mac, 150));
         assert!(refuses(Some(&Held::of(&with_id)), &lease(1, 1, 300), 150));
+    }
+
+    #[test]
+    fn a_decline_is_refused_only_over_another_clients_live_lease() {
+        let decliners_lease = lease(1, 1, 200);
+        // The decliner still holds it (or nobody does, or the lease ran out): the DECLINE goes through.
+        assert!(!contradicts(Some(&Held::of(&lease(1, 1, 300))), &decliners_lease, 150));
+        assert!(!contradicts(None, &decliners_lease, 150));
+        assert!(!contradicts(Some(&Held::of(&lease(1, 2, 200))), &decliners_lease, 200));
+        // Another server gave it to another client meanwhile: refused.
+        assert!(contradicts(Some(&Held::of(&lease(1, 2, 300))), &decliners_lease, 150));
     }
 }
