@@ -81,6 +81,8 @@ pub mod code {
     pub const VENDOR_CLASS: u8 = 60;
     /// Client identifier.
     pub const CLIENT_IDENTIFIER: u8 = 61;
+    /// User class, RFC 3004.
+    pub const USER_CLASS: u8 = 77;
     /// Relay agent information, RFC 3046.
     pub const RELAY_AGENT_INFO: u8 = 82;
     /// Authentication, RFC 3118.

@@ -515,6 +515,7 @@ fn compare(old: &Validated, new: &Validated) -> ReloadReport {
     check("metrics.listen", o.metrics().listen != n.metrics().listen, true);
     check("log.leases", o.log().leases != n.log().leases, true);
     check("subnet", text(&old.subnets) != text(&new.subnets), false);
+    check("client-class", old.classes != new.classes, false);
     let lq = |v: &Validated| {
         let l = v.leasequery();
         text(&(

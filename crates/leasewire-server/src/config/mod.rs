@@ -5,6 +5,7 @@
 //!   configuration, whose errors ([`ConfigError`]) name the key and the line.
 //! * the summary (`summary.rs`): [`Validated::summary`], what `check-config` prints.
 
+mod classes;
 mod options;
 mod schema;
 mod summary;
@@ -12,6 +13,7 @@ mod summary;
 mod tests;
 mod validate;
 
+pub use classes::{ClassSet, ClientClass, ClientClasses, Condition, MAX_CLASSES, Pattern, PoolAccess, Seen};
 pub use options::{OptionSet, named as option_code};
 pub use schema::*;
 
@@ -80,11 +82,24 @@ pub struct Subnet {
     pub options: OptionSet,
     /// Pools with options of their own: the range and what it adds over the subnet's.
     pub pool_options: Vec<((u32, u32), OptionSet)>,
+    /// Pools only for some classes or closed to some (`allow`, `deny`), by range; a pool not listed is open
+    /// to every client.
+    pub pool_access: Vec<((u32, u32), PoolAccess)>,
     /// Reservations.
     pub reservations: Vec<Reservation>,
 }
 
 impl Subnet {
+    /// Who may have the addresses of the pool `range`.
+    pub fn access_of(&self, range: (u32, u32)) -> PoolAccess {
+        self.pool_access.iter().find(|(r, _)| *r == range).map_or(PoolAccess::OPEN, |(_, a)| *a)
+    }
+
+    /// Whether two subnets are on one link (the same subnet, for now).
+    pub fn same_network(&self, other: &Subnet) -> bool {
+        self.net == other.net
+    }
+
     /// How many addresses this subnet can hand out: those in its pools that are not excluded, and reserved
     /// addresses outside the pools. What the metrics' AVAILABLE count and utilisation are measured against.
     pub fn pool_size(&self) -> u64 {
@@ -146,6 +161,8 @@ pub struct Validated {
     raw: Config,
     /// The subnets, checked.
     pub subnets: Vec<Subnet>,
+    /// The client classes, compiled.
+    pub classes: ClientClasses,
     /// Prefixes allowed to send leasequeries.
     pub leasequery_allow: Vec<Ipv4Net>,
     /// Prefixes allowed to open Bulk Leasequery connections.

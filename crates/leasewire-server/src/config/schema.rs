@@ -33,6 +33,41 @@ pub struct Config {
     /// Address pools.
     #[serde(default, rename = "subnet")]
     pub subnets: Vec<SubnetConfig>,
+    /// Client classes, in the order they are declared (where two classes set one option, the first wins).
+    #[serde(default, rename = "client-class", skip_serializing_if = "Vec::is_empty")]
+    pub client_classes: Vec<ClientClassConfig>,
+}
+
+/// `[[client-class]]`: clients named by what their packets say. Every condition given must hold (all-of);
+/// each text value may be `"hex:..."` for octets.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClientClassConfig {
+    /// The class's name, as pools' `allow` and `deny` refer to it.
+    pub name: Spanned<String>,
+    /// Option 60 (vendor class identifier) equals this.
+    pub vendor_class: Option<Spanned<String>>,
+    /// Option 60 starts with this (e.g. `PXEClient`).
+    pub vendor_class_prefix: Option<Spanned<String>>,
+    /// Option 77 (user class) equals this, whole or one of its RFC 3004 instances.
+    pub user_class: Option<Spanned<String>>,
+    /// Option 77, whole or one of its instances, starts with this.
+    pub user_class_prefix: Option<Spanned<String>>,
+    /// Option 82 circuit-id equals this.
+    pub circuit_id: Option<Spanned<String>>,
+    /// Option 82 circuit-id starts with this.
+    pub circuit_id_prefix: Option<Spanned<String>>,
+    /// Option 82 remote-id equals this.
+    pub remote_id: Option<Spanned<String>>,
+    /// Option 82 remote-id starts with this.
+    pub remote_id_prefix: Option<Spanned<String>>,
+    /// The client's hardware address starts with these octets (an OUI: `00:1a:2b`).
+    pub mac_prefix: Option<Spanned<String>>,
+    /// The relay's giaddr lies in this prefix (or is this address).
+    pub giaddr: Option<Spanned<String>>,
+    /// Options for the class's clients: over their pool's and subnet's, under a reservation's.
+    #[serde(default, skip_serializing_if = "OptionsConfig::is_empty")]
+    pub options: OptionsConfig,
 }
 
 /// `[control]`.
@@ -452,9 +487,15 @@ pub struct PoolConfig {
     pub start: Spanned<Ipv4Addr>,
     /// Last address (inclusive).
     pub end: Spanned<Ipv4Addr>,
-    /// Options for clients given an address of this pool: over the subnet's, under a reservation's.
+    /// Options for clients given an address of this pool: over the subnet's, under a class's.
     #[serde(default, skip_serializing_if = "OptionsConfig::is_empty")]
     pub options: OptionsConfig,
+    /// Only clients in one of these classes get addresses of this pool (empty: every client).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<Spanned<String>>,
+    /// Clients in any of these classes never get addresses of this pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<Spanned<String>>,
 }
 
 /// `[subnet.options]`: common options by name, any other by code. (No `deny_unknown_fields`: serde cannot

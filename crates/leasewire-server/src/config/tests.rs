@@ -266,3 +266,72 @@ fn reservations_by_port_are_checked() {
         assert_eq!(Config::parse(&with(r)).unwrap_err().key, key, "{r}");
     }
 }
+
+/// GOOD with `[[client-class]]` tables before its subnet and `pool` (extra pool keys) in place of its pool.
+fn with_classes(classes: &str, pool: &str) -> String {
+    let text = GOOD.replace(
+        "pools = [{ start = \"10.0.0.100\", end = \"10.0.0.199\" }]",
+        &format!("pools = [{{ start = \"10.0.0.100\", end = \"10.0.0.199\"{pool} }}]"),
+    );
+    text.replace("[[subnet]]", &format!("{classes}\n[[subnet]]"))
+}
+
+#[test]
+fn client_class_errors_name_the_key() {
+    let key = |classes: &str, pool: &str| Config::parse(&with_classes(classes, pool)).unwrap_err().key;
+    let phones = "[[client-class]]\nname = \"phones\"\nvendor-class-prefix = \"Polycom\"\n";
+    assert_eq!(key(phones, ", allow = [\"phones\", \"pcs\"]"), "subnet[0].pools[0].allow[1]");
+    assert_eq!(key(phones, ", deny = [\"nope\"]"), "subnet[0].pools[0].deny[0]");
+    assert_eq!(key(&format!("{phones}{phones}"), ""), "client-class[1].name");
+    assert_eq!(key("[[client-class]]\nname = \"empty\"\n", ""), "client-class[0]");
+    assert_eq!(key("[[client-class]]\nname = \"\"\nuser-class = \"x\"\n", ""), "client-class[0].name");
+    assert_eq!(key("[[client-class]]\nname = \"m\"\nmac-prefix = \"zz\"\n", ""), "client-class[0].mac-prefix");
+    assert_eq!(key("[[client-class]]\nname = \"g\"\ngiaddr = \"10.0.0.0/33\"\n", ""), "client-class[0].giaddr");
+    assert_eq!(key("[[client-class]]\nname = \"c\"\ncircuit-id = \"hex:zz\"\n", ""), "client-class[0].circuit-id");
+    assert_eq!(key("[[client-class]]\nname = \"v\"\nvendor-class = \"\"\n", ""), "client-class[0].vendor-class");
+    let bad_option = "[[client-class]]\nname = \"o\"\nremote-id = \"r\"\noptions = { interface-mtu = 10 }\n";
+    assert_eq!(key(bad_option, ""), "client-class[0].options.interface-mtu");
+    let typo = "[[client-class]]\nname = \"t\"\nvendor-clas = \"x\"\n";
+    assert!(key(typo, "").starts_with("client-class"), "unknown keys are errors");
+}
+
+#[test]
+fn client_classes_compile_to_conditions_and_pool_access() {
+    let classes = "[[client-class]]\nname = \"pxe\"\nvendor-class-prefix = \"PXEClient\"\nmac-prefix = \"00:1a:2b\"\ngiaddr = \"10.0.0.2\"\n\
+                   [[client-class]]\nname = \"cpe\"\nremote-id = \"hex:0102\"\n";
+    let v = Config::parse(&with_classes(classes, ", allow = [\"pxe\"], deny = [\"cpe\"]")).unwrap();
+    let pxe = &v.classes.classes[0];
+    assert_eq!(pxe.conditions.len(), 3);
+    assert_eq!(pxe.conditions[0], Condition::VendorClass(Pattern { octets: b"PXEClient".to_vec(), prefix: true }));
+    assert_eq!(pxe.conditions[1], Condition::MacPrefix(vec![0, 0x1a, 0x2b]));
+    assert_eq!(pxe.conditions[2], Condition::Giaddr("10.0.0.2/32".parse().unwrap()));
+    assert_eq!(
+        v.classes.classes[1].conditions,
+        vec![Condition::RemoteId(Pattern { octets: vec![1, 2], prefix: false })]
+    );
+    let access =
+        v.subnets[0].access_of((u32::from(Ipv4Addr::new(10, 0, 0, 100)), u32::from(Ipv4Addr::new(10, 0, 0, 199))));
+    assert!(access.allow.contains(0) && !access.allow.contains(1) && access.deny.contains(1));
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+}
+
+/// `check-config` reports a class nothing uses, a class that can never match, and a pool whose allow list
+/// no client can satisfy.
+#[test]
+fn check_config_reports_unused_and_unmatchable_classes_and_unreachable_pools() {
+    let summary = |classes: &str, pool: &str| Config::parse(&with_classes(classes, pool)).unwrap().summary();
+    let unused = "[[client-class]]\nname = \"idle\"\nuser-class = \"x\"\n";
+    assert!(summary(unused, "").contains("client-class \"idle\" is in no pool's allow or deny and sets no options"));
+    let never = "[[client-class]]\nname = \"never\"\nvendor-class = \"abc\"\nvendor-class-prefix = \"x\"\n";
+    let s = summary(never, ", allow = [\"never\"]");
+    assert!(s.contains("client-class \"never\" can never match"), "{s}");
+    assert!(s.contains("subnet[0] pool 10.0.0.100-10.0.0.199: no class in its allow list can reach it"), "{s}");
+    let both = "[[client-class]]\nname = \"a\"\nuser-class = \"x\"\n";
+    let s = summary(both, ", allow = [\"a\"], deny = [\"a\"]");
+    assert!(s.contains("no class in its allow list can reach it"), "allowed and denied: {s}");
+    let elsewhere = "[[client-class]]\nname = \"far\"\ngiaddr = \"192.0.2.0/24\"\n";
+    let s = summary(elsewhere, ", allow = [\"far\"]");
+    assert!(s.contains("no class in its allow list can reach it"), "relays off the subnet: {s}");
+    let fine = "[[client-class]]\nname = \"near\"\ngiaddr = \"10.0.0.0/16\"\n";
+    assert!(!summary(fine, ", allow = [\"near\"]").contains("warning"), "a giaddr prefix around the subnet is fine");
+}

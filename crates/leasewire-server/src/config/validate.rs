@@ -22,8 +22,13 @@ impl Config {
             let line = e.span().map(|s| line_of(text, s.start));
             ConfigError { key: if path == "." { String::new() } else { path }, line, message: e.message().to_string() }
         })?;
-        let subnets =
-            raw.subnets.iter().enumerate().map(|(i, s)| s.validate(i, text)).collect::<Result<Vec<_>, _>>()?;
+        let classes = client_classes(&raw.client_classes, text)?;
+        let subnets = raw
+            .subnets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.validate(i, text, &classes))
+            .collect::<Result<Vec<_>, _>>()?;
         check_overlaps(&subnets, &raw, text)?;
         let leasequery_allow = prefixes(&raw.leasequery.allow, "leasequery.allow", text)?;
         let bulk_allow = prefixes(&raw.bulk_leasequery.allow, "bulk-leasequery.allow", text)?;
@@ -75,6 +80,7 @@ impl Config {
         requestor_query_types.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         let mut warnings = Vec::new();
         static_route_warnings(&subnets, &mut warnings);
+        class_warnings(&classes, &subnets, &mut warnings);
         let b = &raw.bulk_leasequery;
         if b.data_timeout < default_data_timeout() {
             warnings.push(format!(
@@ -136,6 +142,7 @@ impl Config {
         Ok(Validated {
             raw,
             subnets,
+            classes,
             leasequery_allow,
             bulk_allow,
             requestor_withhold,
@@ -299,8 +306,163 @@ fn err<T>(
     Err(ConfigError { key, line: span.map(|s| line_of(text, s.start)), message: message.into() })
 }
 
+/// Text, or `"hex:..."` for octets: 1 to 255 octets (an option's or sub-option's value).
+fn octets_value(v: &Spanned<String>, key: String, text: &str) -> Result<Vec<u8>, ConfigError> {
+    match v.get_ref().strip_prefix("hex:") {
+        Some(h) => match parse_hex(h) {
+            Some(b) if !b.is_empty() && b.len() <= 255 => Ok(b),
+            _ => err(key, text, Some(v.span()), "expected 1 to 255 octets of hex after hex:"),
+        },
+        None if !v.get_ref().is_empty() && v.get_ref().len() <= 255 => Ok(v.get_ref().as_bytes().to_vec()),
+        None => err(key, text, Some(v.span()), "expected 1 to 255 octets of text, or hex:..."),
+    }
+}
+
+/// A [`Condition`] on the field a pattern is for.
+type MakeCondition = fn(Pattern) -> Condition;
+
+/// `[[client-class]]`: names unique, at least one condition each, values checked, options encoded.
+fn client_classes(raw: &[ClientClassConfig], text: &str) -> Result<ClientClasses, ConfigError> {
+    if raw.len() > MAX_CLASSES {
+        let span = raw[MAX_CLASSES].name.span();
+        return err(format!("client-class[{MAX_CLASSES}]"), text, Some(span), format!("at most {MAX_CLASSES} classes"));
+    }
+    let mut classes = Vec::with_capacity(raw.len());
+    for (i, c) in raw.iter().enumerate() {
+        let key = |k: &str| format!("client-class[{i}].{k}");
+        let name = c.name.get_ref().trim();
+        if name.is_empty() {
+            return err(key("name"), text, Some(c.name.span()), "must not be empty");
+        }
+        if let Some(j) = raw[..i].iter().position(|o| o.name.get_ref().trim() == name) {
+            return err(key("name"), text, Some(c.name.span()), format!("{name:?} is already client-class[{j}]"));
+        }
+        let mut conditions = Vec::new();
+        let patterns: [(&str, &Option<Spanned<String>>, bool, MakeCondition); 8] = [
+            ("vendor-class", &c.vendor_class, false, Condition::VendorClass),
+            ("vendor-class-prefix", &c.vendor_class_prefix, true, Condition::VendorClass),
+            ("user-class", &c.user_class, false, Condition::UserClass),
+            ("user-class-prefix", &c.user_class_prefix, true, Condition::UserClass),
+            ("circuit-id", &c.circuit_id, false, Condition::CircuitId),
+            ("circuit-id-prefix", &c.circuit_id_prefix, true, Condition::CircuitId),
+            ("remote-id", &c.remote_id, false, Condition::RemoteId),
+            ("remote-id-prefix", &c.remote_id_prefix, true, Condition::RemoteId),
+        ];
+        for (k, v, prefix, make) in patterns {
+            if let Some(v) = v {
+                conditions.push(make(Pattern { octets: octets_value(v, key(k), text)?, prefix }));
+            }
+        }
+        if let Some(m) = &c.mac_prefix {
+            match parse_hex(m.get_ref()) {
+                Some(b) if !b.is_empty() && b.len() <= 16 => conditions.push(Condition::MacPrefix(b)),
+                _ => {
+                    return err(key("mac-prefix"), text, Some(m.span()), "expected 1 to 16 octets like 00:1a:2b");
+                }
+            }
+        }
+        if let Some(g) = &c.giaddr {
+            let net = prefixes(std::slice::from_ref(g), &key("giaddr"), text).map_err(|mut e| {
+                e.key = key("giaddr");
+                e
+            })?;
+            conditions.push(Condition::Giaddr(net[0]));
+        }
+        if conditions.is_empty() {
+            return err(
+                format!("client-class[{i}]"),
+                text,
+                Some(c.name.span()),
+                "a class needs at least one of vendor-class, user-class, circuit-id, remote-id (each also -prefix), mac-prefix or giaddr",
+            );
+        }
+        let options = c.options.encode_set().map_err(|(k, m)| ConfigError {
+            key: key(&format!("options.{k}")),
+            line: None,
+            message: m,
+        })?;
+        classes.push(ClientClass { name: name.to_string(), conditions, options });
+    }
+    Ok(ClientClasses { classes })
+}
+
+/// A pool's `allow` or `deny`: class names, each declared.
+fn class_names(
+    names: &[Spanned<String>],
+    classes: &ClientClasses,
+    key: String,
+    text: &str,
+) -> Result<ClassSet, ConfigError> {
+    let mut set = ClassSet::EMPTY;
+    for (n, name) in names.iter().enumerate() {
+        match classes.index(name.get_ref()) {
+            Some(c) => set.insert(c),
+            None => {
+                let known: Vec<&str> = classes.classes.iter().map(|c| c.name.as_str()).collect();
+                return err(
+                    format!("{key}[{n}]"),
+                    text,
+                    Some(name.span()),
+                    format!("no [[client-class]] named {:?} (declared: {})", name.get_ref(), known.join(", ")),
+                );
+            }
+        }
+    }
+    Ok(set)
+}
+
+/// What `check-config` reports about classes: a class that can never match, one that nothing uses, and a
+/// pool no client can get an address from (every class it allows is denied too or can never match, or is
+/// tied to relays whose giaddr lies in no subnet of the pool's network).
+fn class_warnings(classes: &ClientClasses, subnets: &[Subnet], warnings: &mut Vec<String>) {
+    let mut used = ClassSet::EMPTY;
+    for s in subnets {
+        for (_, a) in &s.pool_access {
+            for i in a.allow.iter().chain(a.deny.iter()) {
+                used.insert(i);
+            }
+        }
+    }
+    let mut never = ClassSet::EMPTY;
+    for (i, c) in classes.classes.iter().enumerate() {
+        if let Some(why) = c.contradiction() {
+            never.insert(i);
+            warnings.push(format!("client-class {:?} can never match: {why}", c.name));
+        } else if !used.contains(i) && c.options.is_empty() {
+            warnings.push(format!(
+                "client-class {:?} is in no pool's allow or deny and sets no options: it has no effect",
+                c.name
+            ));
+        }
+    }
+    for (si, s) in subnets.iter().enumerate() {
+        for ((lo, hi), a) in &s.pool_access {
+            if a.allow.is_empty() {
+                continue;
+            }
+            let reachable = a.allow.iter().any(|i| {
+                let c = &classes.classes[i];
+                let on_link = c.giaddr().is_none_or(|g| {
+                    subnets
+                        .iter()
+                        .filter(|o| o.same_network(s))
+                        .any(|o| o.net.contains(&g.network()) || g.contains(&o.net.network()))
+                });
+                !a.deny.contains(i) && !never.contains(i) && on_link
+            });
+            if !reachable {
+                warnings.push(format!(
+                    "subnet[{si}] pool {}-{}: no class in its allow list can reach it (each is denied too, can never match, or needs a giaddr outside the subnet's network)",
+                    Ipv4Addr::from(*lo),
+                    Ipv4Addr::from(*hi)
+                ));
+            }
+        }
+    }
+}
+
 impl SubnetConfig {
-    fn validate(&self, i: usize, text: &str) -> Result<Subnet, ConfigError> {
+    fn validate(&self, i: usize, text: &str, classes: &ClientClasses) -> Result<Subnet, ConfigError> {
         let key = |k: &str| format!("subnet[{i}].{k}");
         let net: Ipv4Net = match self.subnet.get_ref().parse() {
             Ok(n) => n,
@@ -359,12 +521,22 @@ impl SubnetConfig {
             options.options.insert(0, (code::SUBNET_MASK, net.netmask().octets().to_vec()));
         }
         let mut pool_options = Vec::new();
+        let mut pool_access = Vec::new();
         for (j, p) in self.pools.iter().enumerate() {
+            let range = (u32::from(*p.start.get_ref()), u32::from(*p.end.get_ref()));
             let set = level(&p.options, format!("pools[{j}].options"))?;
             if !set.is_empty() {
-                pool_options.push(((u32::from(*p.start.get_ref()), u32::from(*p.end.get_ref())), set));
+                pool_options.push((range, set));
+            }
+            let access = PoolAccess {
+                allow: class_names(&p.allow, classes, key(&format!("pools[{j}].allow")), text)?,
+                deny: class_names(&p.deny, classes, key(&format!("pools[{j}].deny")), text)?,
+            };
+            if access != PoolAccess::OPEN {
+                pool_access.push((range, access));
             }
         }
+        pool_access.sort_by_key(|(r, _)| *r);
         let mut reservations = Vec::new();
         for (j, r) in self.reservations.iter().enumerate() {
             let rk = |k: &str| key(&format!("reservation[{j}].{k}"));
@@ -392,19 +564,8 @@ impl SubnetConfig {
                 },
                 None => None,
             };
-            let port_key = |v: &Option<Spanned<String>>, k: &str| match v {
-                Some(v) => match v.get_ref().strip_prefix("hex:") {
-                    Some(h) => match parse_hex(h) {
-                        Some(b) if !b.is_empty() && b.len() <= 255 => Ok(Some(b)),
-                        _ => err(rk(k), text, Some(v.span()), "expected 1 to 255 octets of hex after hex:"),
-                    },
-                    None if !v.get_ref().is_empty() && v.get_ref().len() <= 255 => {
-                        Ok(Some(v.get_ref().as_bytes().to_vec()))
-                    }
-                    None => err(rk(k), text, Some(v.span()), "expected 1 to 255 octets of text, or hex:..."),
-                },
-                None => Ok(None),
-            };
+            let port_key =
+                |v: &Option<Spanned<String>>, k: &str| v.as_ref().map(|v| octets_value(v, rk(k), text)).transpose();
             let circuit_id = port_key(&r.circuit_id, "circuit-id")?;
             let remote_id = port_key(&r.remote_id, "remote-id")?;
             if hw.is_none() && cid.is_none() && circuit_id.is_none() && remote_id.is_none() {
@@ -445,6 +606,7 @@ impl SubnetConfig {
             rebinding_time,
             options,
             pool_options,
+            pool_access,
             reservations,
         })
     }

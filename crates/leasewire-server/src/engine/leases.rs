@@ -3,38 +3,11 @@
 //! microseconds and never wait on disk.
 
 use super::{ClientKey, Port, reserved_for};
-use crate::config::Subnet;
+use crate::config::{ClassSet, PoolAccess, Subnet};
 use leasewire_proto::DhcpState;
 use leasewire_store::Binding;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
-
-/// The same addresses as `ranges`, in the order allocation walks them: from `start_at` of the way in to the
-/// end, then from the beginning.
-fn rotate(ranges: &[(u32, u32)], start_at: f64) -> Vec<(u32, u32)> {
-    let total: u64 = ranges.iter().map(|&(a, b)| u64::from(b - a) + 1).sum();
-    let mut skip = ((total as f64) * start_at.clamp(0.0, 1.0)) as u64;
-    if skip == 0 || skip >= total {
-        return ranges.to_vec();
-    }
-    let (mut head, mut tail) = (Vec::new(), Vec::new());
-    for &(a, b) in ranges {
-        let len = u64::from(b - a) + 1;
-        if skip >= len {
-            skip -= len;
-            tail.push((a, b));
-        } else if skip > 0 {
-            let split = a + skip as u32;
-            tail.push((a, split - 1));
-            head.push((split, b));
-            skip = 0;
-        } else {
-            head.push((a, b));
-        }
-    }
-    head.extend(tail);
-    head
-}
 
 /// An address promised to a client by DHCPOFFER, not (by default) committed.
 #[derive(Debug, Clone)]
@@ -56,19 +29,59 @@ pub struct Origin {
     pub circuit: Vec<u8>,
 }
 
-/// Allocation state of one subnet.
-#[derive(Debug, Default)]
-struct Pool {
-    /// Inclusive ranges.
-    ranges: Vec<(u32, u32)>,
-    /// Next never-used address to try: (range index, address).
-    cursor: (usize, u32),
+/// Allocation state of one configured pool (one range of addresses).
+#[derive(Debug)]
+struct Range {
+    lo: u32,
+    hi: u32,
+    /// Who may have its addresses (client classes).
+    access: PoolAccess,
+    /// The next never-used address to try.
+    next: u32,
+    /// How many never-used addresses are left to try: the walk starts `start_at` of the way into the range,
+    /// runs to its end and wraps around to its start.
+    left: u64,
     /// Addresses that were used and became free, oldest first: handed out only after never-used ones, so a
     /// returning client is likely to find its old address still free.
     recycled: VecDeque<u32>,
+}
+
+impl Range {
+    fn new(lo: u32, hi: u32, access: PoolAccess, start_at: f64) -> Self {
+        let size = u64::from(hi - lo) + 1;
+        let skip = ((size as f64) * start_at.clamp(0.0, 1.0)) as u64 % size;
+        Self { lo, hi, access, next: lo + skip as u32, left: size, recycled: VecDeque::new() }
+    }
+
+    fn contains(&self, a: u32) -> bool {
+        (self.lo..=self.hi).contains(&a)
+    }
+
+    /// The next never-used candidate, advancing the walk.
+    fn step(&mut self) -> Option<u32> {
+        if self.left == 0 {
+            return None;
+        }
+        let a = self.next;
+        self.left -= 1;
+        self.next = if a >= self.hi { self.lo } else { a + 1 };
+        Some(a)
+    }
+}
+
+/// Allocation state of one subnet: its pools, in address order.
+#[derive(Debug, Default)]
+struct Pool {
+    ranges: Vec<Range>,
     excluded: HashSet<u32>,
     /// Reserved address -> reservation index.
     reserved: HashMap<u32, usize>,
+}
+
+impl Pool {
+    fn range_of(&mut self, a: u32) -> Option<&mut Range> {
+        self.ranges.iter_mut().find(|r| r.contains(a))
+    }
 }
 
 /// The in-memory lease table.
@@ -109,12 +122,8 @@ impl Leases {
     pub fn starting_at(subnets: &[Subnet], start_at: f64) -> Self {
         let pools = subnets
             .iter()
-            .map(|s| rotate(&s.pools, start_at))
-            .zip(subnets)
-            .map(|(ranges, s)| Pool {
-                cursor: (0, ranges.first().map_or(0, |r| r.0)),
-                ranges,
-                recycled: VecDeque::new(),
+            .map(|s| Pool {
+                ranges: s.pools.iter().map(|&(lo, hi)| Range::new(lo, hi, s.access_of((lo, hi)), start_at)).collect(),
                 excluded: s.exclude.iter().map(|&a| u32::from(a)).collect(),
                 reserved: s.reservations.iter().enumerate().map(|(i, r)| (u32::from(r.ip), i)).collect(),
             })
@@ -213,8 +222,9 @@ impl Leases {
         }
         if let Some(s) = subnet
             && matches!(b.state, DhcpState::Expired | DhcpState::Released | DhcpState::Available | DhcpState::Reset)
+            && let Some(r) = self.pools[s].range_of(u32::from(b.ip))
         {
-            self.pools[s].recycled.push_back(u32::from(b.ip));
+            r.recycled.push_back(u32::from(b.ip));
         }
         self.remove_offer(b.ip);
         self.count(b.ip, b.state, true);
@@ -260,13 +270,16 @@ impl Leases {
 
     /// Queue an address that may be free again for allocation.
     fn recycle(&mut self, subnets: &[Subnet], ip: Ipv4Addr) {
-        if let Some(s) = subnets.iter().position(|s| s.net.contains(&ip)) {
-            self.pools[s].recycled.push_back(u32::from(ip));
+        if let Some(s) = subnets.iter().position(|s| s.net.contains(&ip))
+            && let Some(r) = self.pools[s].range_of(u32::from(ip))
+        {
+            r.recycled.push_back(u32::from(ip));
         }
     }
 
-    /// Whether `ip` could be given to `client` now: in a pool or reserved for it, not excluded, not reserved
-    /// for someone else, not leased or offered to someone else, not abandoned.
+    /// Whether `ip` could be given to `client` now: reserved for it, or in a pool its classes may use and not
+    /// excluded; not reserved for someone else, not leased or offered to someone else, not abandoned.
+    #[allow(clippy::too_many_arguments)]
     pub fn is_available(
         &self,
         subnets: &[Subnet],
@@ -274,6 +287,7 @@ impl Leases {
         ip: Ipv4Addr,
         client: &ClientKey,
         port: &Port<'_>,
+        classes: &ClassSet,
         now: u32,
     ) -> bool {
         let pool = &self.pools[subnet];
@@ -282,7 +296,7 @@ impl Leases {
             if !reserved_for(&subnets[subnet].reservations[r], client, port) {
                 return false;
             }
-        } else if !pool.ranges.iter().any(|&(s, e)| (s..=e).contains(&a)) || pool.excluded.contains(&a) {
+        } else if !pool.ranges.iter().any(|r| r.contains(a) && r.access.admits(classes)) || pool.excluded.contains(&a) {
             return false;
         }
         if let Some(o) = self.offers.get(&ip)
@@ -301,46 +315,62 @@ impl Leases {
         }
     }
 
-    /// A free address for a new client: never-used addresses first, then recycled ones, oldest first.
-    /// Reserved addresses are never allocated (a reserved client gets its address by name, not from here),
-    /// so the relay port plays no part.
-    pub fn allocate(&mut self, subnets: &[Subnet], subnet: usize, client: &ClientKey, now: u32) -> Option<Ipv4Addr> {
-        loop {
-            let (ri, a) = self.pools[subnet].cursor;
-            let Some(&(_, end)) = self.pools[subnet].ranges.get(ri) else { break };
-            let next = if a >= end {
-                let n = ri + 1;
-                (n, self.pools[subnet].ranges.get(n).map_or(0, |r| r.0))
-            } else {
-                (ri, a + 1)
-            };
-            let ip = Ipv4Addr::from(a);
-            let pool = &self.pools[subnet];
-            let never_used = !self.records.contains_key(&ip) && !pool.reserved.contains_key(&a);
-            if never_used && self.is_available(subnets, subnet, ip, client, &Port::NONE, now) {
-                self.pools[subnet].cursor = next;
-                return Some(ip);
-            }
-            // Skip it for good unless it was merely offered (the offer may lapse): then come back later via
-            // the recycled queue.
-            if self.offers.contains_key(&ip) && never_used {
-                self.pools[subnet].recycled.push_back(a);
-            }
-            self.pools[subnet].cursor = next;
-        }
-        let tries = self.pools[subnet].recycled.len();
-        for _ in 0..tries {
-            let a = self.pools[subnet].recycled.pop_front()?;
-            let ip = Ipv4Addr::from(a);
-            if self.pools[subnet].reserved.contains_key(&a) {
+    /// Whether allocation for a client in `classes` tries pool `ri` in the round `own`: first (`own`) the pools
+    /// whose `allow` names one of its classes, then the others open to it, each round in address order. A
+    /// class's own pool fills before a shared one.
+    fn in_round(&self, subnet: usize, ri: usize, classes: &ClassSet, own: bool) -> bool {
+        let a = self.pools[subnet].ranges[ri].access;
+        a.admits(classes) && a.allow.intersects(classes) == own
+    }
+
+    /// A free address for a new client, from the pools its classes may use (see
+    /// [`Leases::in_round`]): never-used addresses first, then recycled ones, oldest first. Reserved addresses are never allocated (a reserved
+    /// client gets its address by name, not from here), so the relay port plays no part.
+    pub fn allocate(
+        &mut self,
+        subnets: &[Subnet],
+        subnet: usize,
+        client: &ClientKey,
+        classes: &ClassSet,
+        now: u32,
+    ) -> Option<Ipv4Addr> {
+        let rounds = |n: usize| [true, false].into_iter().flat_map(move |own| (0..n).map(move |ri| (own, ri)));
+        let n = self.pools[subnet].ranges.len();
+        for (own, ri) in rounds(n) {
+            if !self.in_round(subnet, ri, classes, own) {
                 continue;
             }
-            if self.is_available(subnets, subnet, ip, client, &Port::NONE, now) {
-                return Some(ip);
+            while let Some(a) = self.pools[subnet].ranges[ri].step() {
+                let ip = Ipv4Addr::from(a);
+                let never_used = !self.records.contains_key(&ip) && !self.pools[subnet].reserved.contains_key(&a);
+                if never_used && self.is_available(subnets, subnet, ip, client, &Port::NONE, classes, now) {
+                    return Some(ip);
+                }
+                // Skipped for good unless it was merely offered (the offer may lapse): then it comes back
+                // through the recycled queue.
+                if self.offers.contains_key(&ip) && never_used {
+                    self.pools[subnet].ranges[ri].recycled.push_back(a);
+                }
             }
-            // Still leased or offered: keep it queued if it may come free again.
-            if self.offers.get(&ip).is_some_and(|o| o.until > now) {
-                self.pools[subnet].recycled.push_back(a);
+        }
+        for (own, ri) in rounds(n) {
+            if !self.in_round(subnet, ri, classes, own) {
+                continue;
+            }
+            let tries = self.pools[subnet].ranges[ri].recycled.len();
+            for _ in 0..tries {
+                let Some(a) = self.pools[subnet].ranges[ri].recycled.pop_front() else { break };
+                let ip = Ipv4Addr::from(a);
+                if self.pools[subnet].reserved.contains_key(&a) {
+                    continue;
+                }
+                if self.is_available(subnets, subnet, ip, client, &Port::NONE, classes, now) {
+                    return Some(ip);
+                }
+                // Still leased or offered: keep it queued if it may come free again.
+                if self.offers.get(&ip).is_some_and(|o| o.until > now) {
+                    self.pools[subnet].ranges[ri].recycled.push_back(a);
+                }
             }
         }
         None
@@ -378,19 +408,19 @@ impl Leases {
 
 #[cfg(test)]
 mod tests {
-    use super::rotate;
+    use super::*;
 
     #[test]
-    fn rotated_pools_keep_every_address_once_and_start_where_asked() {
-        let ranges = [(10, 19), (30, 34), (50, 50)];
-        let flat = |r: &[(u32, u32)]| r.iter().flat_map(|&(a, b)| a..=b).collect::<Vec<u32>>();
-        assert_eq!(rotate(&ranges, 0.0), ranges.to_vec());
-        let half = rotate(&ranges, 0.5);
-        assert_eq!(half, vec![(18, 19), (30, 34), (50, 50), (10, 17)]);
-        for x in [0.0, 0.1, 0.5, 0.62, 0.99, 0.999_999] {
-            let mut all = flat(&rotate(&ranges, x));
+    fn a_range_walk_starts_where_asked_and_visits_every_address_once() {
+        for (start_at, first) in [(0.0, 10), (0.5, 15), (0.99, 19), (0.999_999, 19)] {
+            let mut r = Range::new(10, 19, PoolAccess::OPEN, start_at);
+            let walk: Vec<u32> = std::iter::from_fn(|| r.step()).collect();
+            assert_eq!(walk[0], first, "start {start_at}");
+            let mut all = walk.clone();
             all.sort_unstable();
-            assert_eq!(all, flat(&ranges), "start {x}");
+            assert_eq!(all, (10..=19).collect::<Vec<_>>(), "start {start_at}");
         }
+        let mut one = Range::new(7, 7, PoolAccess::OPEN, 0.5);
+        assert_eq!((one.step(), one.step()), (Some(7), None));
     }
 }

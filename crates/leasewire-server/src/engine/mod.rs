@@ -11,7 +11,7 @@ mod reply;
 pub use leases::StateCounts;
 pub use reply::Destination;
 
-use crate::config::{Reservation, Subnet, Validated};
+use crate::config::{ClassSet, ClientClasses, Reservation, Seen, Subnet, Validated};
 use leases::{Leases, Origin};
 use leasewire_proto::options::code;
 use leasewire_proto::{DataSource, DhcpState, Message, MessageType, Op, RelayAgentInfo};
@@ -21,7 +21,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 /// Client options the server stores with a binding so leasequery can return them (RFC 4388 §6.7: the vendor
 /// class, LQ-6.7-3). 124 and 125 (vendor-identifying class and information) flow both ways: a Bulk or Active
 /// requestor that asks for one gets the value the client sent (RFC 6926 §8.3 item 7, BLQ-8.3-10).
-const STORED_OPTIONS: &[u8] = &[code::HOST_NAME, code::PARAMETER_REQUEST_LIST, code::VENDOR_CLASS, 77, 81, 124, 125];
+const STORED_OPTIONS: &[u8] =
+    &[code::HOST_NAME, code::PARAMETER_REQUEST_LIST, code::VENDOR_CLASS, code::USER_CLASS, 81, 124, 125];
 
 /// How the engine identifies a client: its client identifier when it sent one, else htype + chaddr
 /// (RFC 2131 §4.2).
@@ -226,6 +227,7 @@ struct Settings {
 pub struct Engine {
     settings: Settings,
     subnets: Vec<Subnet>,
+    classes: ClientClasses,
     leases: Leases,
 }
 
@@ -243,6 +245,7 @@ impl Engine {
                 max_offers_per_relay: s.max_offers_per_relay,
             },
             subnets: config.subnets.clone(),
+            classes: config.classes.clone(),
             leases: match &config.store {
                 crate::config::StoreChoice::Postgres { start_at, .. } => {
                     Leases::starting_at(&config.subnets, *start_at)
@@ -303,7 +306,8 @@ impl Engine {
         let rai = m.options.relay_agent_info();
         let Some(subnet) = self.select_subnet(m, rai.as_ref(), rx) else { return Outcome::drop(DropReason::NoSubnet) };
         let (client, port) = (ClientKey::of_message(m), Port::of_message(m));
-        let ctx = Ctx { m, rx, subnet, client, port, server_id: self.server_id(rai.as_ref()) };
+        let classes = self.classify(m, &port);
+        let ctx = Ctx { m, rx, subnet, client, port, classes, server_id: self.server_id(rai.as_ref()) };
         match t {
             MessageType::Discover => self.discover(&ctx),
             MessageType::Request => self.request(&ctx),
@@ -331,6 +335,21 @@ impl Engine {
         (self.subnets.len() == 1).then_some(0)
     }
 
+    /// The classes the client is in, from what its message says (evaluated once per message).
+    fn classify(&self, m: &Message<'_>, port: &Port<'_>) -> ClassSet {
+        if self.classes.classes.is_empty() {
+            return ClassSet::EMPTY;
+        }
+        self.classes.classify(&Seen {
+            vendor_class: m.options.get(code::VENDOR_CLASS),
+            user_class: m.options.get(code::USER_CLASS),
+            circuit_id: port.circuit_id,
+            remote_id: port.remote_id,
+            mac: m.hardware_address(),
+            giaddr: m.giaddr,
+        })
+    }
+
     /// The relay and circuit a message came through (see [`Origin`]).
     fn origin(&self, ctx: &Ctx<'_, '_>) -> Origin {
         let circuit = match ctx.m.options.relay_agent_info().and_then(|r| r.circuit_id().map(<[u8]>::to_vec)) {
@@ -350,7 +369,7 @@ impl Engine {
     }
 
     fn available(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr) -> bool {
-        self.leases.is_available(&self.subnets, ctx.subnet, ip, &ctx.client, &ctx.port, ctx.rx.now)
+        self.leases.is_available(&self.subnets, ctx.subnet, ip, &ctx.client, &ctx.port, &ctx.classes, ctx.rx.now)
     }
 
     /// Reservations whose address an ACTIVE lease of a client other than the reserved one holds. For a
@@ -402,7 +421,9 @@ impl Engine {
             }
         }
         let chosen = known.or_else(|| candidates[3].filter(usable));
-        let Some(ip) = chosen.or_else(|| self.leases.allocate(&self.subnets, ctx.subnet, &ctx.client, now)) else {
+        let Some(ip) =
+            chosen.or_else(|| self.leases.allocate(&self.subnets, ctx.subnet, &ctx.client, &ctx.classes, now))
+        else {
             return Outcome::drop(DropReason::PoolExhausted);
         };
         self.leases.offer(ip, ctx.client.clone(), now.saturating_add(self.settings.offer_timeout), origin);
@@ -624,6 +645,7 @@ pub struct Ctx<'m, 'a> {
     subnet: usize,
     client: ClientKey,
     port: Port<'m>,
+    classes: ClassSet,
     server_id: Ipv4Addr,
 }
 

@@ -37,12 +37,16 @@ impl Engine {
             o.set_u32(code::REBINDING_TIME, subnet.rebinding_time);
         }
         let prl = m.options.parameter_request_list();
-        // Subnet, then the pool of the address, then the client's reservation: each level overrides the one
-        // below option by option (and siaddr / file field by field).
+        // Subnet, then the pool of the address, then the client's classes, then its reservation: each level
+        // overrides the one below option by option (and siaddr / file field by field).
         let at = if ip.is_unspecified() { m.ciaddr } else { ip };
         let pool = subnet.pool_options.iter().find(|((lo, hi), _)| (*lo..=*hi).contains(&u32::from(at)));
-        let levels = [Some(&subnet.options), pool.map(|(_, p)| p), self.reservation(ctx).map(|r| &r.options)];
-        for set in levels.into_iter().flatten() {
+        let levels = [Some(&subnet.options), pool.map(|(_, p)| p)]
+            .into_iter()
+            .flatten()
+            .chain(self.classes.options_of(ctx.classes))
+            .chain(self.reservation(ctx).map(|r| &r.options));
+        for set in levels {
             for (c, data) in &set.options {
                 // RFC 2131 §4.3.1: what the client asked for; the subnet mask always (clients rely on it).
                 if prl.is_none_or(|p| p.contains(c)) || *c == code::SUBNET_MASK {

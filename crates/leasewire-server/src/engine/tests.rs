@@ -851,3 +851,228 @@ fn a_reservation_conflicting_with_a_live_lease_is_reported() {
     assert_eq!((c[0].ip, c[0].name.as_str(), c[0].holder.as_str()), (taken, "kiosk", "02:00:00:00:00:01"));
     assert!(c[0].to_string().contains("leased to another client"), "{}", c[0]);
 }
+
+// ---- Client classes (issue #20 item 2) ---------------------------------------------------------------------
+
+/// Phones (vendor class prefix) and PXE clients have pools of their own; the PCs' pool denies phones; a lab
+/// class needs a circuit-id prefix through one relay (all-of); further classes by user class, remote-id and
+/// MAC prefix add options. Options: reservation > class > pool > subnet, the first declared class first.
+const CLASSES: &str = r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/nonexistent"
+
+[[client-class]]
+name = "phones"
+vendor-class-prefix = "Polycom"
+[client-class.options]
+tftp-server-name = "phones.example"
+ntp-servers = ["10.0.0.201"]
+
+[[client-class]]
+name = "pxe"
+vendor-class-prefix = "PXEClient"
+[client-class.options]
+next-server = "10.0.0.69"
+boot-file = "ipxe.efi"
+
+[[client-class]]
+name = "lab"
+circuit-id-prefix = "lab-"
+giaddr = "10.0.0.2"
+
+[[client-class]]
+name = "kiosk"
+user-class = "kiosk"
+[client-class.options]
+ntp-servers = ["10.0.0.203"]
+
+[[client-class]]
+name = "olt"
+remote-id = "olt-7"
+[client-class.options]
+domain-name = "olt.example"
+
+[[client-class]]
+name = "acme"
+mac-prefix = "02:00:00:ac"
+[client-class.options]
+ntp-servers = ["10.0.0.204"]
+domain-name = "acme.example"
+
+[[subnet]]
+subnet = "10.0.0.0/24"
+[[subnet.pools]]
+start = "10.0.0.10"
+end = "10.0.0.14"
+deny = ["phones"]
+options = { ntp-servers = ["10.0.0.100"], domain-name = "pool.example" }
+[[subnet.pools]]
+start = "10.0.0.20"
+end = "10.0.0.21"
+allow = ["phones"]
+[[subnet.pools]]
+start = "10.0.0.30"
+end = "10.0.0.31"
+allow = ["pxe", "lab"]
+[subnet.options]
+routers = ["10.0.0.1"]
+ntp-servers = ["10.0.0.99"]
+[[subnet.reservation]]
+ip = "10.0.0.5"
+hw-address = "02:00:00:ac:00:05"
+[subnet.reservation.options]
+ntp-servers = ["10.0.0.205"]
+"#;
+
+fn classes_engine() -> Engine {
+    Engine::new(&Config::parse(CLASSES).unwrap(), Vec::new())
+}
+
+/// A DISCOVER from client `mac` through the relay at 10.0.0.2 on circuit `circuit`, with `options` set.
+fn classed(mac: [u8; 6], circuit: &[u8], options: &[(u8, &[u8])]) -> Message<'static> {
+    let mut m = Message::new(Op::BootRequest);
+    m.xid = u32::from(mac[5]) + 0x2000;
+    m.set_hardware_address(1, &mac);
+    m.giaddr = RELAY;
+    m.options.set_message_type(MessageType::Discover);
+    m.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().circuit_id(circuit).remote_id(b"sw1").build());
+    for (c, v) in options {
+        m.options.set(*c, v.to_vec());
+    }
+    m
+}
+
+fn mac(n: u8) -> [u8; 6] {
+    [2, 0, 0, 0, 0, n]
+}
+
+fn ntp(r: &Message<'_>) -> Option<Ipv4Addr> {
+    r.options.get(42).map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3]))
+}
+
+#[test]
+fn a_vendor_class_prefix_puts_phones_in_their_pool_with_the_class_options() {
+    let mut e = classes_engine();
+    let r = reply(&e.handle(&classed(mac(1), b"p1", &[(60, b"Polycom-VVX-411")]), rx(T0)));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 20), "the phones' pool");
+    assert_eq!(r.options.get(66), Some(&b"phones.example"[..]), "the class's option");
+    assert_eq!(ntp(&r), Some(Ipv4Addr::new(10, 0, 0, 201)), "class over subnet");
+    assert_eq!(r.options.get(code::ROUTERS), Some(&[10, 0, 0, 1][..]), "the subnet's, not overridden");
+    // A PC (no class) never gets the phones' pool, nor the PXE one: the open pool.
+    let r = reply(&e.handle(&classed(mac(2), b"p2", &[(60, b"MSFT 5.0")]), rx(T0)));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 10));
+    assert_eq!(ntp(&r), Some(Ipv4Addr::new(10, 0, 0, 100)), "pool over subnet");
+}
+
+#[test]
+fn a_denied_class_never_gets_the_pool_and_an_allow_list_is_exhausted_on_its_own() {
+    let mut e = classes_engine();
+    let phone = |n: u8| classed(mac(n), b"p", &[(60, b"Polycom")]);
+    for n in 1..=2 {
+        dora_with(&mut e, phone(n));
+    }
+    // The phones' pool is full; the open pool denies phones: nothing for a third phone.
+    let o = e.handle(&phone(3), rx(T0));
+    assert_eq!(o.dropped, Some(DropReason::PoolExhausted));
+    // A PC still gets an address.
+    assert_eq!(reply(&e.handle(&classed(mac(4), b"p", &[]), rx(T0))).yiaddr, Ipv4Addr::new(10, 0, 0, 10));
+}
+
+/// DISCOVER and REQUEST for the offered address: the ACK.
+fn dora_with(e: &mut Engine, d: Message<'static>) -> Message<'static> {
+    let ip = reply(&e.handle(&d, rx(T0))).yiaddr;
+    let mut req = d.clone();
+    req.options.set_message_type(MessageType::Request);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, ip);
+    let ack = reply(&e.handle(&req, rx(T0)));
+    assert_eq!(ack.message_type(), Some(MessageType::Ack));
+    ack
+}
+
+#[test]
+fn a_pxe_client_gets_siaddr_and_file_from_its_class_and_its_pool() {
+    let mut e = classes_engine();
+    let r = reply(&e.handle(&classed(mac(1), b"p1", &[(60, b"PXEClient:Arch:00007:UNDI:003016")]), rx(T0)));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 30));
+    assert_eq!(r.siaddr, Ipv4Addr::new(10, 0, 0, 69));
+    assert_eq!(r.file, b"ipxe.efi");
+    let ack = dora_with(&mut e, classed(mac(1), b"p1", &[(60, b"PXEClient:Arch:00007")]));
+    assert_eq!((ack.siaddr, ack.file), (Ipv4Addr::new(10, 0, 0, 69), &b"ipxe.efi"[..]));
+}
+
+/// All-of: the lab class needs both its circuit-id prefix and its relay.
+#[test]
+fn a_circuit_id_prefix_and_giaddr_class_needs_both() {
+    let mut e = classes_engine();
+    let r = reply(&e.handle(&classed(mac(1), b"lab-rack-3", &[]), rx(T0)));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 30), "circuit lab-* through 10.0.0.2");
+    let mut other_relay = classed(mac(2), b"lab-rack-4", &[]);
+    other_relay.giaddr = Ipv4Addr::new(10, 0, 0, 3);
+    let o =
+        e.handle(&other_relay, Received { src: SocketAddrV4::new(other_relay.giaddr, 67), interface: None, now: T0 });
+    assert_eq!(reply(&o).yiaddr, Ipv4Addr::new(10, 0, 0, 10), "another relay: not the lab class");
+    let r = reply(&e.handle(&classed(mac(3), b"xlab-1", &[]), rx(T0)));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 11), "a prefix, not a substring");
+}
+
+#[test]
+fn user_class_remote_id_and_mac_prefix_classes_add_their_options() {
+    let mut e = classes_engine();
+    let r = reply(&e.handle(&classed(mac(1), b"p", &[(77, b"kiosk")]), rx(T0)));
+    assert_eq!(ntp(&r), Some(Ipv4Addr::new(10, 0, 0, 203)), "user class (option 77)");
+    let mut olt = classed(mac(2), b"p", &[]);
+    olt.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().circuit_id(b"c").remote_id(b"olt-7").build());
+    assert_eq!(reply(&e.handle(&olt, rx(T0))).options.get(15), Some(&b"olt.example"[..]), "remote-id");
+    let r = reply(&e.handle(&classed([2, 0, 0, 0xac, 1, 2], b"p", &[]), rx(T0)));
+    assert_eq!(ntp(&r), Some(Ipv4Addr::new(10, 0, 0, 204)), "MAC prefix");
+    let r = reply(&e.handle(&classed([2, 0, 0, 0xad, 1, 2], b"p", &[]), rx(T0)));
+    assert_eq!(ntp(&r), Some(Ipv4Addr::new(10, 0, 0, 100)), "another OUI: the pool's");
+}
+
+/// Reservation > class > pool > subnet; where two classes set an option, the first declared wins.
+#[test]
+fn option_precedence_is_reservation_then_class_then_pool_then_subnet() {
+    let mut e = classes_engine();
+    // kiosk (declared before acme) and acme both set ntp-servers: kiosk's. domain-name: only acme sets it,
+    // over the pool's.
+    let r = reply(&e.handle(&classed([2, 0, 0, 0xac, 1, 3], b"p", &[(77, b"kiosk")]), rx(T0)));
+    assert_eq!(ntp(&r), Some(Ipv4Addr::new(10, 0, 0, 203)), "first declared class");
+    assert_eq!(r.options.get(15), Some(&b"acme.example"[..]), "class over pool");
+    // The reserved acme client: its reservation's ntp over acme's; acme's domain-name stays.
+    let r = reply(&e.handle(&classed([2, 0, 0, 0xac, 0, 5], b"p", &[]), rx(T0)));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 5));
+    assert_eq!(ntp(&r), Some(Ipv4Addr::new(10, 0, 0, 205)), "reservation over class");
+    assert_eq!(r.options.get(15), Some(&b"acme.example"[..]));
+}
+
+/// A client may not take an address of a pool its classes may not use: a PC asking for a phone's address
+/// gets a NAK, and a phone whose lease lies in the PCs' pool (its class changed) gets one on renewal.
+#[test]
+fn a_request_for_a_pool_the_class_may_not_use_is_refused() {
+    let mut e = classes_engine();
+    let mut req = classed(mac(1), b"p", &[]);
+    req.options.set_message_type(MessageType::Request);
+    req.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+    req.options.set_ip(code::REQUESTED_IP, Ipv4Addr::new(10, 0, 0, 20));
+    assert_eq!(reply(&e.handle(&req, rx(T0))).message_type(), Some(MessageType::Nak));
+    // Leased as a PC, renewing as a phone.
+    let ack = dora_with(&mut e, classed(mac(2), b"p", &[]));
+    assert_eq!(ack.yiaddr, Ipv4Addr::new(10, 0, 0, 10));
+    let mut renew = classed(mac(2), b"p", &[(60, b"Polycom")]);
+    renew.options.set_message_type(MessageType::Request);
+    renew.ciaddr = ack.yiaddr;
+    assert_eq!(reply(&e.handle(&renew, rx(T0 + 10))).message_type(), Some(MessageType::Nak));
+}
+
+/// A reload changes classes like anything else: a class added later puts its clients in its pool.
+#[test]
+fn a_reload_picks_up_classes() {
+    let without = CLASSES.replace("vendor-class-prefix = \"Polycom\"", "vendor-class-prefix = \"Nothing\"");
+    let mut e = Engine::new(&Config::parse(&without).unwrap(), Vec::new());
+    let phone = classed(mac(1), b"p", &[(60, b"Polycom")]);
+    assert_eq!(reply(&e.handle(&phone, rx(T0))).yiaddr, Ipv4Addr::new(10, 0, 0, 10));
+    e.reconfigure(&Config::parse(CLASSES).unwrap());
+    assert_eq!(reply(&e.handle(&phone, rx(T0 + 1))).yiaddr, Ipv4Addr::new(10, 0, 0, 20));
+}
