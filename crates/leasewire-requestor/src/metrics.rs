@@ -42,6 +42,9 @@ pub struct WatchMetrics {
     pub gaps_filled: Counter,
     /// Each server's clock offset in seconds (requestor minus server; 0 within a second).
     pub clock_offset: Family<ServerLabel, Gauge>,
+    /// 1 while reading the streams is paused because the replica file's history is behind
+    /// (`WatchOptions::max_unwritten_events`).
+    pub history_paused: Gauge,
     registry: Registry,
 }
 
@@ -64,6 +67,7 @@ impl WatchMetrics {
             caught_up: Counter::default(),
             gaps_filled: Counter::default(),
             clock_offset: Family::default(),
+            history_paused: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("messages", "Binding messages received, by merge outcome", m.messages.clone());
@@ -77,6 +81,11 @@ impl WatchMetrics {
             "clock_offset_seconds",
             "The server's clock against the requestor's, from base-times (requestor minus server; 0 within a second)",
             m.clock_offset.clone(),
+        );
+        registry.register(
+            "history_paused",
+            "1 while the streams are not read because the replica file's history is behind the cap",
+            m.history_paused.clone(),
         );
         Self { registry, ..m }
     }

@@ -37,6 +37,11 @@ pub struct WatchOptions {
     pub flush_interval: Duration,
     /// How often history older than the retention is pruned.
     pub prune_interval: Duration,
+    /// While a flush is being written and this many history events wait behind it, the watcher stops reading
+    /// the streams until the write is done: memory stays bounded (about 150 bytes an event) when the disk is
+    /// slower than the servers, and TCP pushes back on them instead. A server that will not wait for a
+    /// requestor closes the stream, and the reconnect catches up, so nothing is lost either way.
+    pub max_unwritten_events: usize,
 }
 
 impl Default for WatchOptions {
@@ -47,6 +52,7 @@ impl Default for WatchOptions {
             bulk_timeout: Duration::from_secs(300),
             flush_interval: Duration::from_millis(250),
             prune_interval: Duration::from_secs(60),
+            max_unwritten_events: 1_000_000,
         }
     }
 }
@@ -111,14 +117,34 @@ pub(crate) async fn run(
     let name = |id: u16| names.iter().find(|(i, _)| *i == id).map_or_else(String::new, |(_, n)| n.clone());
     let mut tick = tokio::time::interval(opts.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut batch = Vec::with_capacity(256);
+    // A batch never exceeds the cap, so the history behind a write stays under twice the cap.
+    let batch_size = opts.max_unwritten_events.clamp(1, 256);
+    let mut batch = Vec::with_capacity(batch_size);
+    let mut paused = false;
     // The flush being written, if any: merging goes on meanwhile (the stream never waits on the disk); the
     // next flush is taken only once it is done, so flushes are written in order and, when the disk is slower
     // than the stream, changes pile up as one (coalesced) dirty set rather than as queued writes.
     let mut writing: Option<tokio::task::JoinHandle<Result<usize, ReplicaError>>> = None;
     loop {
+        let backlog = match &writing {
+            Some(_) => crate::replica::lock(&replica).unwritten_events(),
+            None => 0,
+        };
+        if (backlog >= opts.max_unwritten_events) != paused {
+            paused = !paused;
+            if paused {
+                tracing::warn!(
+                    events = backlog,
+                    "the replica file is behind the stream: reading paused until the history is written"
+                );
+            } else {
+                tracing::info!("the replica file caught up: reading again");
+            }
+            #[cfg(feature = "metrics")]
+            out.metrics.history_paused.set(i64::from(paused));
+        }
         tokio::select! {
-            n = rx.recv_many(&mut batch, 256) => {
+            n = rx.recv_many(&mut batch, batch_size), if !paused => {
                 if n == 0 {
                     break;
                 }

@@ -6,8 +6,10 @@ use leasewire_proto::options::code;
 use leasewire_proto::{DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder};
 use leasewire_requestor::Watcher;
 use leasewire_requestor::conn::Target;
+use leasewire_requestor::history::HistoryReader;
 use leasewire_requestor::replica::{Replica, Via};
 use leasewire_requestor::status::{Report, Status};
+use leasewire_requestor::watch::WatchOptions;
 use leasewire_server::config::Config;
 use leasewire_server::server::Server;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -25,20 +27,20 @@ fn config(data: &std::path::Path) -> String {
         "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:0\"]\ndata-dir = \"{}\"\n\
          [bulk-leasequery]\nlisten = [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\n\
          [active-leasequery]\nenabled = true\ninsecure = true\n\
-         [[subnet]]\nsubnet = \"127.31.0.0/16\"\npools = [{{ start = \"127.31.0.1\", end = \"127.31.0.8\" }}]\n",
+         [[subnet]]\nsubnet = \"127.31.0.0/16\"\npools = [{{ start = \"127.31.0.1\", end = \"127.31.0.64\" }}]\n",
         data.display()
     )
 }
 
-/// A relayed request from `MAC`, with option 82 asking for replies on the relay's own port (RFC 8357).
-fn relayed(t: MessageType, xid: u32) -> Message<'static> {
+/// A relayed request from `mac`, with option 82 asking for replies on the relay's own port (RFC 8357).
+fn relayed(t: MessageType, xid: u32, mac: &[u8; 6]) -> Message<'static> {
     let mut m = Message::new(Op::BootRequest);
     m.xid = xid;
     m.hops = 1;
     m.giaddr = GIADDR;
-    m.set_hardware_address(1, &MAC);
+    m.set_hardware_address(1, mac);
     m.options.set_message_type(t);
-    let rai = RelayAgentInfoBuilder::new().circuit_id(b"port-7").remote_id(&MAC).relay_source_port().build();
+    let rai = RelayAgentInfoBuilder::new().circuit_id(b"port-7").remote_id(mac).relay_source_port().build();
     m.options.set(code::RELAY_AGENT_INFO, rai);
     m
 }
@@ -60,14 +62,14 @@ async fn reply(sock: &UdpSocket, xid: u32) -> (MessageType, Ipv4Addr) {
     }
 }
 
-/// DISCOVER, OFFER, REQUEST, ACK through a relay socket; the leased address.
-async fn dora(server: SocketAddr) -> Ipv4Addr {
+/// DISCOVER, OFFER, REQUEST, ACK through a relay socket for `mac`; the leased address.
+async fn dora(server: SocketAddr, mac: &[u8; 6]) -> Ipv4Addr {
     let sock = UdpSocket::bind((GIADDR, 0)).await.unwrap();
     sock.connect(server).await.unwrap();
-    sock.send(&encoded(&relayed(MessageType::Discover, 7))).await.unwrap();
+    sock.send(&encoded(&relayed(MessageType::Discover, 7, mac))).await.unwrap();
     let (kind, offered) = reply(&sock, 7).await;
     assert_eq!(kind, MessageType::Offer);
-    let mut m = relayed(MessageType::Request, 7);
+    let mut m = relayed(MessageType::Request, 7, mac);
     m.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::LOCALHOST);
     m.options.set_ip(code::REQUESTED_IP, offered);
     sock.send(&encoded(&m)).await.unwrap();
@@ -111,7 +113,7 @@ async fn a_lease_made_through_a_relay_reaches_the_handle_stream_and_its_lookups(
         .await;
     }
 
-    let leased = dora(dhcp).await;
+    let leased = dora(dhcp, &MAC).await;
     let (server_name, via) = next(&mut reports, |r| match r {
         Report::Change { server, binding, via, .. } if binding.ip == leased && binding.state == DhcpState::Active => {
             assert_eq!(binding.hardware_address, MAC);
@@ -138,4 +140,93 @@ async fn a_lease_made_through_a_relay_reaches_the_handle_stream_and_its_lookups(
     let reopened = Replica::open(&file, &[]).unwrap();
     assert_eq!(reopened.get(leased).map(|(b, _)| b.state), Some(DhcpState::Active));
     server.stop().await;
+}
+
+/// Issue #19: a replica file that falls behind the stream (here another connection holds its write lock, as
+/// a slow disk or an operator's `sqlite3` shell would) pauses reading once `max_unwritten_events` history
+/// events wait, instead of holding ever more of them in memory; once the file is free everything is written
+/// and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_file_behind_the_stream_pauses_reading_and_loses_nothing() {
+    const CAP: usize = 4;
+    /// Enough for the cap to be reached whatever the flush timer does meanwhile (the pool has 64).
+    const BEFORE_PAUSE: u8 = 40;
+    const AFTER_PAUSE: u8 = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::new(Config::parse(&config(&dir.path().join("data"))).unwrap()).start().await.unwrap();
+    let (dhcp, tcp) = (server.addrs().dhcp[0], server.addrs().tcp[0]);
+    let file = dir.path().join("replica.db");
+    let options = WatchOptions {
+        retry_interval: Duration::from_secs(1),
+        flush_interval: Duration::from_millis(10),
+        max_unwritten_events: CAP,
+        ..WatchOptions::default()
+    };
+    let watcher = Watcher::builder([Target { addr: tcp, tls: None }])
+        .options(options)
+        .replica_file(&file)
+        .history(Some(Duration::from_secs(86_400)))
+        .spawn()
+        .unwrap();
+    let mut reports = watcher.subscribe();
+    if !watcher.status().iter().any(|s| s.streaming) {
+        next(&mut reports, |r| matches!(r, Report::Status { status: Status::Streaming { .. }, .. }).then_some(()))
+            .await;
+    }
+    let mac = |i: u8| [2, 0, 0, 0, 32, i];
+
+    // The file is taken: the next flush waits behind the lock, and the history piles up behind it until the
+    // cap pauses reading (the metric says so).
+    let lock = rusqlite::Connection::open(&file).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let paused = || watcher.metrics().history_paused.get() == 1;
+    let mut leased = Vec::new();
+    for i in 0..BEFORE_PAUSE {
+        leased.push(dora(dhcp, &mac(i)).await);
+        if paused() {
+            break;
+        }
+    }
+    wait_until(&watcher, |_| paused()).await;
+    let (applied, held) = {
+        let r = watcher.replica().lock().unwrap();
+        (leased.iter().filter(|ip| active(&r, **ip)).count(), r.unwritten_events())
+    };
+    // A batch never exceeds the cap, so what is held behind the write stays under twice the cap.
+    assert!((CAP..2 * CAP).contains(&held), "{held} events held behind the write");
+
+    // Paused: further changes wait in the stream, not in the watcher's memory.
+    for i in BEFORE_PAUSE..BEFORE_PAUSE + AFTER_PAUSE {
+        leased.push(dora(dhcp, &mac(i)).await);
+    }
+    {
+        let r = watcher.replica().lock().unwrap();
+        assert_eq!(r.unwritten_events(), held, "nothing read while paused");
+        assert_eq!(leased.iter().filter(|ip| active(&r, **ip)).count(), applied, "nothing applied while paused");
+    }
+
+    lock.execute_batch("COMMIT").unwrap();
+    wait_until(&watcher, |r| leased.iter().all(|ip| active(r, *ip))).await;
+    watcher.stop().await.unwrap();
+    let events = HistoryReader::open(&file).unwrap().events().unwrap();
+    assert!(events >= leased.len() as u64, "{events} events for {} leases", leased.len());
+    let reopened = Replica::open(&file, &[]).unwrap();
+    assert!(leased.iter().all(|ip| active(&reopened, *ip)), "every lease in the file");
+    server.stop().await;
+}
+
+/// Whether the replica holds `ip` as leased (the seed brings the free pool addresses too).
+fn active(r: &Replica, ip: Ipv4Addr) -> bool {
+    r.get(ip).is_some_and(|(b, _)| b.state == DhcpState::Active)
+}
+
+/// Wait (bounded by `DEADLINE`) until the watcher's replica satisfies `cond`.
+async fn wait_until(watcher: &leasewire_requestor::Watching, cond: impl Fn(&Replica) -> bool) {
+    tokio::time::timeout(DEADLINE, async {
+        while !cond(&watcher.replica().lock().unwrap()) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the replica in time");
 }

@@ -22,6 +22,9 @@ pub(super) struct Db {
     interner: history::store::Interner,
 }
 
+/// How long a write waits for another connection's lock on the file before it fails.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Db {
     pub(super) fn open(path: &Path) -> Result<(Self, Loaded), ReplicaError> {
         let shown = path.display().to_string();
@@ -32,6 +35,10 @@ impl Db {
         }
         let sql = |source| ReplicaError::Sqlite { path: shown.clone(), source };
         let conn = Connection::open(path).map_err(sql)?;
+        // Another writer of the file (an operator's sqlite3 shell, a backup taking a write lock) makes a flush
+        // wait rather than fail and end the watcher; meanwhile the stream pauses once the unwritten history
+        // reaches its cap (`WatchOptions::max_unwritten_events`).
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -142,7 +149,9 @@ impl Db {
     ) -> Result<(), ReplicaError> {
         let path = self.path.clone();
         let sql = |source| ReplicaError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(sql)?;
+        // Immediate: the write lock is taken (waiting out another writer, see BUSY_TIMEOUT) before anything is
+        // read, so a read snapshot never has to be upgraded, which SQLite refuses at once while another writes.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
         history::store::append(&tx, events, &mut self.interner).map_err(sql)?;
         {
             let mut put =

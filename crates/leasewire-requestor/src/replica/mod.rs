@@ -429,6 +429,12 @@ impl Replica {
         self.dirty.len()
     }
 
+    /// History events recorded but not yet written to the file. Unlike changed bindings, which coalesce by
+    /// address, these grow with every change while a write is in progress: the watcher caps them.
+    pub fn unwritten_events(&self) -> usize {
+        self.events.len()
+    }
+
     /// Write changed bindings and server states in one transaction (no-op in memory). Returns how many
     /// bindings were written.
     pub fn flush(&mut self) -> Result<usize, ReplicaError> {
