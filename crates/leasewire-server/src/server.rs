@@ -60,7 +60,7 @@ pub trait LogFilter: Send + Sync {
 pub struct Server {
     config: Validated,
     config_path: Option<PathBuf>,
-    store: Option<(Arc<dyn LeaseStore>, Option<SharedChanges>)>,
+    store: Option<(Arc<dyn LeaseStore>, Option<Following>)>,
     metrics: Option<Arc<Metrics>>,
     log_filter: Option<Arc<dyn LogFilter>>,
 }
@@ -90,9 +90,9 @@ impl Server {
     }
 
     /// Serve from a store shared with other servers, whose change feed `changes` carries every server's
-    /// commits (see [`DhcpService::start_shared`]).
-    pub fn shared_store(mut self, store: Arc<dyn LeaseStore>, changes: SharedChanges) -> Self {
-        self.store = Some((store, Some(changes)));
+    /// commits after a change stamped `after_time` (see [`DhcpService::start_shared`]).
+    pub fn shared_store(mut self, store: Arc<dyn LeaseStore>, changes: SharedChanges, after_time: u32) -> Self {
+        self.store = Some((store, Some((changes, after_time))));
         self
     }
 
@@ -148,7 +148,7 @@ impl Server {
         let feed = ChangeFeed::default();
         let (dhcp, dhcp_done) = match changes {
             None => DhcpService::start(&config, store.clone(), feed.clone(), metrics.clone(), stop_rx.clone()).await?,
-            Some(changes) => {
+            Some((changes, after_time)) => {
                 DhcpService::start_shared(
                     &config,
                     store.clone(),
@@ -156,6 +156,7 @@ impl Server {
                     metrics.clone(),
                     stop_rx.clone(),
                     changes,
+                    after_time,
                 )
                 .await?
             }
@@ -571,13 +572,14 @@ pub fn check_files(config: &Validated) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// A shared store's change feed and the commit time of the change it starts after.
+type Following = (SharedChanges, u32);
+
 /// The configured store: for the embedded one, the data directory prepared, its lock taken and the
 /// database opened; for a shared one, its change feed too (started before the engine loads, so the two
 /// overlap).
 #[allow(clippy::type_complexity)]
-fn open_store(
-    config: &Validated,
-) -> Result<(Arc<dyn LeaseStore>, Option<SharedChanges>, Option<StoreLock>), ServeError> {
+fn open_store(config: &Validated) -> Result<(Arc<dyn LeaseStore>, Option<Following>, Option<StoreLock>), ServeError> {
     match &config.store {
         StoreChoice::Sqlite => {
             // The configuration check requires data-dir with the embedded store.
@@ -609,10 +611,10 @@ fn open_store(
             }
             let store = PgStore::open(url, options)
                 .map_err(|source| ServeError::OpenStore { what: "server.store".into(), source })?;
-            let from = store.last_seq()?;
+            let (from, after_time) = store.journal_end()?;
             let changes = store.follow(from, FEED_POLL);
             tracing::info!(database = store.database(), name = %name, from_seq = from, "lease store: shared PostgreSQL");
-            Ok((Arc::new(store), Some(changes), None))
+            Ok((Arc::new(store), Some((changes, after_time)), None))
         }
     }
 }

@@ -42,10 +42,17 @@ pools = [{{ start = "127.41.0.1", end = "127.41.0.9" }}]
     let mut subscriber = feed.subscribe();
     let (store_feed, changes) = tokio::sync::mpsc::channel(8);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let (running, done) =
-        DhcpService::start_shared(&config, store.clone(), feed.clone(), Arc::new(Metrics::new()), stop_rx, changes)
-            .await
-            .unwrap();
+    let (running, done) = DhcpService::start_shared(
+        &config,
+        store.clone(),
+        feed.clone(),
+        Arc::new(Metrics::new()),
+        stop_rx,
+        changes,
+        now,
+    )
+    .await
+    .unwrap();
     let server = running.local_addrs[0];
     let ip = tokio::task::spawn_blocking(move || {
         relay::Relay::new(server, Ipv4Addr::new(127, 41, 0, 254)).dora([2, 0, 0, 0, 41, 1], 1, Ipv4Addr::LOCALHOST)
@@ -64,9 +71,11 @@ pools = [{{ start = "127.41.0.1", end = "127.41.0.9" }}]
     store_feed.send(vec![change.clone()]).await.unwrap();
     let batch = tokio::time::timeout(Duration::from_secs(10), subscriber.recv()).await.unwrap().unwrap();
     assert_eq!(batch.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![change.seq]);
+    // What stays is the floor of every server's commits not delivered yet: the time of the last change the
+    // store's feed delivered (times never decrease in sequence order).
     let mut released = false;
     for _ in 0..400 {
-        if feed.undelivered_floor(u32::MAX) == u32::MAX {
+        if feed.undelivered_floor(u32::MAX) == change.time {
             released = true;
             break;
         }

@@ -15,7 +15,7 @@ use leasewire_proto::options::code;
 use leasewire_proto::session::requestor::bulk::binding_of;
 use leasewire_proto::{DhcpState, Message, MessageType, Op};
 use leasewire_server::clock::unix_now;
-use leasewire_store::{PgOptions, PgStore, ScanFilter};
+use leasewire_store::{LeaseStore, PgOptions, PgStore, ScanFilter};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -225,4 +225,100 @@ fn two_servers_one_database_requestor_sees_all_and_a_kill_loses_nothing() {
 
 fn after_kill(flag: &AtomicBool) -> bool {
     flag.load(Ordering::Relaxed)
+}
+
+/// Read Active Leasequery frames from `s` until one satisfies `want`; that message.
+fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, want: impl Fn(&Message<'_>) -> bool) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut chunk = [0u8; 16384];
+    loop {
+        while let Some((body, used)) = FrameDecoder::new(65535).decode(buf).unwrap() {
+            let body = body.to_vec();
+            buf.drain(..used);
+            if want(&Message::decode(&body).unwrap()) {
+                return body;
+            }
+        }
+        assert!(Instant::now() < deadline, "no such message from the server in 30 s");
+        match s.read(&mut chunk) {
+            Ok(0) => panic!("the server closed the Active Leasequery connection"),
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+            Err(_) => {}
+        }
+    }
+}
+
+/// ALQ-8.2-9 with several servers: while server A's commit is in flight (its transaction waits for the
+/// journal lock, which the test holds), server B's requestor catches up. A's clock is 100 s behind B's, so
+/// A's change will be stamped well before B's "now". CatchUpComplete's base-time — where the requestor
+/// resumes after a drop — must not pass that change, which B has not delivered yet: it is bounded by the
+/// commit time of the last change B's feed delivered (times never decrease in sequence order), not by B's
+/// clock less a margin. No sleeping for timing: the lock decides when A's commit lands.
+#[test]
+fn alq_8_2_9_catch_up_base_time_never_passes_another_servers_commit_in_flight() {
+    let cluster = pg::Cluster::get();
+    let url = cluster.new_database();
+    let dbname = url.rsplit('=').next().unwrap().to_string();
+    let a_now = unix_now() - 100;
+    let mut options = PgOptions::new(a_now, "a");
+    options.guard_claims = true;
+    let a = PgStore::open(&url, options).unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (udp_b, tcp_b) = (free_udp_port(), free_tcp_port());
+    let b = Server::start(dir_b.path(), &config("b", udp_b, tcp_b, &url), None);
+
+    // Hold the journal lock every writer takes first: A's commit below stays in flight until we let go.
+    let mut holder = std::process::Command::new(pg::bin_dir().join("psql"))
+        .arg("-h")
+        .arg(&cluster.socket_dir)
+        .args(["-p", "5432", "-U", "postgres", "-d", &dbname, "-qAt", "-v", "ON_ERROR_STOP=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    let mut holder_in = holder.stdin.take().unwrap();
+    holder_in.write_all(b"BEGIN;\nSELECT 'locked' FROM lw_meta WHERE id = 1 FOR UPDATE;\n").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let mut lease = leasewire_store::Binding::new(Ipv4Addr::new(127, 9, 0, 1), DhcpState::Active, a_now);
+    lease.htype = 1;
+    lease.hardware_address = vec![2, 0, 0, 0, 9, 1];
+    lease.expires_at = Some(a_now + 3600);
+    lease.cltt = Some(a_now);
+    let in_flight = a.commit(a_now, vec![lease]);
+
+    // B's requestor catches up while A's commit is in flight.
+    let mut s = TcpStream::connect(("127.0.0.1", tcp_b)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut q = Message::new(Op::BootRequest);
+    q.xid = 78;
+    q.options.set_message_type(MessageType::ActiveLeaseQuery);
+    q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156, 157]);
+    q.options.set_u32(code::QUERY_START_TIME, a_now);
+    let mut frame = Vec::new();
+    encode_frame(&q, &mut frame).unwrap();
+    s.write_all(&frame).unwrap();
+    let mut buf = Vec::new();
+    let done =
+        read_until(&mut s, &mut buf, |m| m.options.status_code() == Some(leasewire_proto::StatusCode::CatchUpComplete));
+    let base_time = Message::decode(&done).unwrap().options.base_time().expect("base-time in CatchUpComplete");
+    assert!(!in_flight.is_ready(), "A's commit is still in flight");
+
+    // Let A's commit land: it is stamped A's time, and reaches B's requestor live.
+    holder_in.write_all(b"COMMIT;\n").unwrap();
+    drop(holder_in);
+    let change = in_flight.wait().unwrap().remove(0);
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(change.time, a_now);
+    assert!(
+        base_time <= change.time,
+        "CatchUpComplete base-time {base_time} passes A's commit stamped {} that B had not delivered \
+         (a requestor resuming from it would never see that lease)",
+        change.time
+    );
+    let live = read_until(&mut s, &mut buf, |m| m.message_type() == Some(MessageType::LeaseActive));
+    let live = Message::decode(&live).unwrap();
+    assert_eq!(live.ciaddr, change.binding.ip);
+    b.stop();
 }

@@ -97,6 +97,14 @@ struct SharedFeed {
     published_through: u64,
     /// Own commits not yet published: their last sequence number and their ticket, in sequence order.
     awaiting: std::collections::VecDeque<(u64, Ticket)>,
+    /// Every server's commits not yet published here: a ticket at the commit time of the last change the
+    /// store's feed delivered. Commit times never decrease in sequence order (the database stamps each
+    /// `max(now, previous)` under one lock), so every change after it — committed by another server and not
+    /// yet delivered, or still in flight on any server — is stamped at or after that time, whatever the
+    /// servers' clocks say. CatchUpComplete's base-time thus never passes another server's commit that has
+    /// not reached this server's feed (ALQ-8.2-9), with no margin resting on clocks. Replaced with each
+    /// batch; the old ticket travels with the batch and is released once it is broadcast.
+    settled: Option<Ticket>,
 }
 
 impl std::fmt::Debug for DhcpService {
@@ -129,7 +137,8 @@ impl DhcpService {
 
     /// [`DhcpService::start`] for a store shared with other servers. `changes` must start at or before the
     /// store's last sequence number *before* this call (so the load and the feed overlap rather than leave a
-    /// gap). Changes other servers made are taken into the engine, so it does not offer what they leased, and
+    /// gap), after a change stamped `after_time` (`PgStore::journal_end` reads both together): until the
+    /// feed delivers, every change it will carry is stamped at or after that time. Changes other servers made are taken into the engine, so it does not offer what they leased, and
     /// every change goes to `feed` in sequence order, so Active Leasequery requestors of this server see all
     /// bindings of all servers.
     pub async fn start_shared(
@@ -139,8 +148,9 @@ impl DhcpService {
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
         changes: SharedChanges,
+        after_time: u32,
     ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
-        Self::start_inner(config, store, feed, metrics, shutdown, Some(changes)).await
+        Self::start_inner(config, store, feed, metrics, shutdown, Some((changes, after_time))).await
     }
 
     async fn start_inner(
@@ -149,7 +159,7 @@ impl DhcpService {
         feed: ChangeFeed,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
-        changes: Option<SharedChanges>,
+        changes: Option<(SharedChanges, u32)>,
     ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
         // Streamed page by page into the engine, so loading never holds a second copy of every binding.
         let mut failed = None;
@@ -173,6 +183,7 @@ impl DhcpService {
             false => LeaseLog::disabled(),
         };
         let (jobs, job_rx) = mpsc::unbounded_channel();
+        let settled = changes.as_ref().map(|(_, after_time)| feed.ticket(*after_time));
         let service = Arc::new(DhcpService {
             engine: Mutex::new(engine),
             store,
@@ -187,7 +198,7 @@ impl DhcpService {
             leasequery: std::sync::RwLock::new(Arc::new(Responder::new(config))),
             drop_log: LogLimiter::new(Duration::from_secs(10)),
             shared: changes.is_some(),
-            shared_feed: Mutex::new(SharedFeed::default()),
+            shared_feed: Mutex::new(SharedFeed { settled, ..SharedFeed::default() }),
         });
         let mut sockets = Vec::new();
         for addr in &config.server().listen {
@@ -203,7 +214,7 @@ impl DhcpService {
             tasks.spawn(service.clone().receive(Arc::new(socket), iface, shutdown.clone()));
         }
         tasks.spawn(service.clone().timers(shutdown.clone()));
-        if let Some(changes) = changes {
+        if let Some((changes, _)) = changes {
             tasks.spawn(service.clone().follow(changes, shutdown.clone()));
         }
         let completer = tokio::spawn(service.clone().complete(job_rx));
@@ -573,11 +584,14 @@ impl DhcpService {
                 }
                 self.update_gauges(&engine, &learned);
             }
-            let through = batch.last().map(|c| c.seq);
+            let last = batch.last().map(|c| (c.seq, c.time));
             let mut out = Outgoing::default();
             out.add(batch, None);
             let mut f = self.shared_feed.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(through) = through {
+            if let Some((through, time)) = last {
+                // The new floor is held before the old one goes, and the old one only once this batch is out.
+                let old = f.settled.replace(self.feed.ticket(time));
+                out.add(Vec::new(), old);
                 // Own commits carried so far go with this batch: released once it is broadcast.
                 f.published_through = f.published_through.max(through);
                 while f.awaiting.front().is_some_and(|(seq, _)| *seq <= through) {

@@ -256,6 +256,29 @@ impl PgStore {
         &self.inner.database
     }
 
+    /// Where the shared journal ends now: its last sequence number and that change's commit time, read
+    /// together. Commit times never decrease in sequence order (each is `max(now, previous)`, under the lock
+    /// every writer of every server takes), so every change after that number — committed later by any
+    /// server, or in flight right now — is stamped at or after that time. Start [`PgStore::follow`] from the
+    /// number; the time is the floor of what the feed has not delivered yet until its first change.
+    pub fn journal_end(&self) -> Result<(u64, u32), StoreError> {
+        let (seq, time) = self.call(|inner| {
+            Box::pin(async move {
+                let client = inner.client().await?;
+                let row = client
+                    .query_one("SELECT last_seq, last_time FROM lw_meta WHERE id = 1", &[])
+                    .await
+                    .map_err(|e| inner.pg(e))?;
+                let seq: i64 = row.try_get(0).map_err(|e| inner.pg(e))?;
+                let time: i64 = row.try_get(1).map_err(|e| inner.pg(e))?;
+                Ok((seq, time))
+            })
+        })?;
+        let seq = u64::try_from(seq).map_err(|_| self.inner.unreadable(format!("last_seq {seq} out of range")))?;
+        let time = u32::try_from(time).map_err(|_| self.inner.unreadable(format!("last_time {time} out of range")))?;
+        Ok((seq, time))
+    }
+
     /// The shared change feed: every change committed after `after_seq` by any server on this database (this
     /// one included), in sequence order, as batches; changes made by other servers carry data-source REMOTE.
     ///
