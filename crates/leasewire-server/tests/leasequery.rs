@@ -521,3 +521,64 @@ fn lq_7_2_replies_carry_rfc_3118_delayed_authentication_when_asked() {
     let bad = config("auth-key-id = 5\nauth-secret = \"not hex\"");
     assert_eq!(Config::parse(&bad).unwrap_err().key, "leasequery.auth-secret");
 }
+
+/// Issue #20 item 1: a shared network changes how addresses are chosen, not what Leasequery answers. A client
+/// relayed through the first subnet gets an address in the second (the first's pool is full); a query by
+/// that address answers with its binding, like any other, and a free address of the second subnet is
+/// UNASSIGNED (a configured address).
+#[test]
+fn lq_6_4_1_an_address_in_the_second_subnet_of_a_shared_network_answers_as_usual() {
+    use leasewire_server::engine::{Engine, Received};
+    let text = r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/nonexistent"
+[leasequery]
+allow = ["10.0.0.0/24"]
+rate-limit = 0
+[[subnet]]
+subnet = "10.0.0.0/24"
+shared-network = "campus"
+pools = [{ start = "10.0.0.100", end = "10.0.0.100" }]
+[[subnet]]
+subnet = "10.1.0.0/24"
+shared-network = "campus"
+pools = [{ start = "10.1.0.10", end = "10.1.0.20" }]
+"#;
+    let config = Config::parse(text).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("l.db"), OpenOptions::new(T - 1000)).unwrap();
+    let mut engine = Engine::new(&config, Vec::new());
+    let relay = Ipv4Addr::new(10, 0, 0, 2);
+    let rx = Received { src: SocketAddrV4::new(relay, 67), interface: None, now: T };
+    let mut acked = Vec::new();
+    for mac in [MAC1, MAC2] {
+        let mut d = Message::new(Op::BootRequest);
+        d.set_hardware_address(1, &mac);
+        d.giaddr = relay;
+        d.options.set_message_type(MessageType::Discover);
+        let offer = engine.handle(&d, rx);
+        let (bytes, _, _) = offer.reply.unwrap();
+        let ip = Message::decode(&bytes).unwrap().yiaddr;
+        let mut r = d.clone();
+        r.options.set_message_type(MessageType::Request);
+        r.options.set_ip(code::SERVER_IDENTIFIER, Ipv4Addr::new(10, 0, 0, 1));
+        r.options.set_ip(code::REQUESTED_IP, ip);
+        let ack = engine.handle(&r, rx);
+        store.commit(T, ack.commit).wait().unwrap();
+        acked.push(ip);
+    }
+    assert_eq!(acked, [Ipv4Addr::new(10, 0, 0, 100), Ipv4Addr::new(10, 1, 0, 10)]);
+    let lq = Responder::new(&config);
+    let ask = |ip: Ipv4Addr| {
+        let mut q = query(None);
+        q.ciaddr = ip;
+        let a = lq.answer(&q, SocketAddrV4::new(REQUESTOR, 67), &store, T + 1).expect("an answer");
+        let bytes: &'static [u8] = Box::leak(a.bytes.into_boxed_slice());
+        Message::decode(bytes).unwrap()
+    };
+    let m = ask(acked[1]);
+    assert_eq!(m.message_type(), Some(MessageType::LeaseActive));
+    assert_eq!((m.ciaddr, m.hardware_address()), (acked[1], &MAC2[..]));
+    assert_eq!(ask(Ipv4Addr::new(10, 1, 0, 11)).message_type(), Some(MessageType::LeaseUnassigned));
+}

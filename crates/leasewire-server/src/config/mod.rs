@@ -68,6 +68,8 @@ pub struct Subnet {
     pub net: Ipv4Net,
     /// Interface for directly connected clients.
     pub interface: Option<String>,
+    /// The shared network it is in, if any.
+    pub shared_network: Option<String>,
     /// Inclusive ranges as u32.
     pub pools: Vec<(u32, u32)>,
     /// Excluded addresses.
@@ -95,9 +97,9 @@ impl Subnet {
         self.pool_access.iter().find(|(r, _)| *r == range).map_or(PoolAccess::OPEN, |(_, a)| *a)
     }
 
-    /// Whether two subnets are on one link (the same subnet, for now).
+    /// Whether two subnets are on one link: the same subnet, or both in one shared network.
     pub fn same_network(&self, other: &Subnet) -> bool {
-        self.net == other.net
+        self.net == other.net || (self.shared_network.is_some() && self.shared_network == other.shared_network)
     }
 
     /// How many addresses this subnet can hand out: those in its pools that are not excluded, and reserved

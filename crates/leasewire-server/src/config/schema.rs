@@ -458,6 +458,9 @@ pub struct SubnetConfig {
     pub subnet: Spanned<String>,
     /// For directly connected clients: the interface this subnet is on.
     pub interface: Option<String>,
+    /// The shared network (several subnets on one link) this subnet belongs to: every subnet naming it is
+    /// one link, and a client on it may get an address in any of them (in the order of the file).
+    pub shared_network: Option<Spanned<String>>,
     /// Address ranges to lease.
     #[serde(default)]
     pub pools: Vec<PoolConfig>,

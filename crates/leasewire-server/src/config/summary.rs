@@ -50,12 +50,30 @@ impl Validated {
             let size: u64 = sn.pools.iter().map(|(a, b)| (*b - *a) as u64 + 1).sum();
             let _ = writeln!(
                 out,
-                "subnet {}: {} pool address(es), {} reservation(s), lease {} s",
+                "subnet {}: {} pool address(es), {} reservation(s), lease {} s{}",
                 sn.net,
                 size,
                 sn.reservations.len(),
-                sn.lease_time
+                sn.lease_time,
+                sn.shared_network.as_ref().map(|n| format!(", shared network {n:?}")).unwrap_or_default()
             );
+        }
+        let mut networks: Vec<&str> = self.subnets.iter().filter_map(|s| s.shared_network.as_deref()).collect();
+        networks.dedup();
+        networks.sort_unstable();
+        networks.dedup();
+        for n in networks {
+            let members: Vec<String> = self
+                .subnets
+                .iter()
+                .filter(|s| s.shared_network.as_deref() == Some(n))
+                .map(|s| s.net.to_string())
+                .collect();
+            let _ = writeln!(out, "shared network {n:?}: {} (allocation in this order)", members.join(", "));
+        }
+        if !self.classes.classes.is_empty() {
+            let names: Vec<&str> = self.classes.classes.iter().map(|c| c.name.as_str()).collect();
+            let _ = writeln!(out, "client classes: {}", names.join(", "));
         }
         if self.leasequery_allow.is_empty() {
             let _ = writeln!(out, "leasequery (UDP) off");

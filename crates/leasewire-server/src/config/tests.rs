@@ -335,3 +335,27 @@ fn check_config_reports_unused_and_unmatchable_classes_and_unreachable_pools() {
     let fine = "[[client-class]]\nname = \"near\"\ngiaddr = \"10.0.0.0/16\"\n";
     assert!(!summary(fine, ", allow = [\"near\"]").contains("warning"), "a giaddr prefix around the subnet is fine");
 }
+
+#[test]
+fn shared_networks_are_checked_and_summarised() {
+    let two = |a: &str, b: &str| {
+        format!(
+            "[server]\nserver-id = \"10.0.0.1\"\ndata-dir = \"/x\"\n\
+             [[subnet]]\nsubnet = \"10.0.0.0/24\"\n{a}\n[[subnet]]\nsubnet = \"10.1.0.0/24\"\n{b}\n"
+        )
+    };
+    let v = Config::parse(&two("shared-network = \"campus\"", "shared-network = \"campus\"")).unwrap();
+    assert!(v.subnets[0].same_network(&v.subnets[1]));
+    assert!(v.summary().contains("shared network \"campus\": 10.0.0.0/24, 10.1.0.0/24"), "{}", v.summary());
+    let v = Config::parse(&two("shared-network = \"a\"", "shared-network = \"b\"")).unwrap();
+    assert!(!v.subnets[0].same_network(&v.subnets[1]));
+    let e = Config::parse(&two("shared-network = \"\"", "")).unwrap_err();
+    assert_eq!(e.key, "subnet[0].shared-network");
+    let e = Config::parse(&two(
+        "shared-network = \"lan\"\ninterface = \"eth1\"",
+        "shared-network = \"lan\"\ninterface = \"eth2\"",
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "subnet[1].interface");
+    assert!(e.message.contains("one link"), "{}", e.message);
+}

@@ -30,6 +30,7 @@ impl Config {
             .map(|(i, s)| s.validate(i, text, &classes))
             .collect::<Result<Vec<_>, _>>()?;
         check_overlaps(&subnets, &raw, text)?;
+        check_shared_networks(&subnets, &raw, text)?;
         let leasequery_allow = prefixes(&raw.leasequery.allow, "leasequery.allow", text)?;
         let bulk_allow = prefixes(&raw.bulk_leasequery.allow, "bulk-leasequery.allow", text)?;
         let mut requestor_withhold = Vec::new();
@@ -471,6 +472,13 @@ impl SubnetConfig {
             }
         };
         let net = net.trunc();
+        let shared_network = match &self.shared_network {
+            Some(n) if n.get_ref().trim().is_empty() => {
+                return err(key("shared-network"), text, Some(n.span()), "must not be empty");
+            }
+            Some(n) => Some(n.get_ref().trim().to_string()),
+            None => None,
+        };
         let mut pools = Vec::new();
         for (j, p) in self.pools.iter().enumerate() {
             let (s, e) = (*p.start.get_ref(), *p.end.get_ref());
@@ -599,6 +607,7 @@ impl SubnetConfig {
         Ok(Subnet {
             net,
             interface: self.interface.clone(),
+            shared_network,
             pools,
             exclude: self.exclude.iter().map(|x| *x.get_ref()).collect(),
             lease_time: self.lease_time,
@@ -652,6 +661,31 @@ fn has_default_route(mut data: &[u8]) -> bool {
         data = data.get(len..).unwrap_or_default();
     }
     false
+}
+
+/// The subnets of one shared network are on one link: for directly connected clients, one interface.
+fn check_shared_networks(subnets: &[Subnet], raw: &Config, text: &str) -> Result<(), ConfigError> {
+    for (j, b) in subnets.iter().enumerate() {
+        let Some(name) = &b.shared_network else { continue };
+        if let Some((i, a)) = subnets[..j]
+            .iter()
+            .enumerate()
+            .find(|(_, a)| a.shared_network.as_ref() == Some(name) && a.interface != b.interface)
+        {
+            let span = raw.subnets[j].shared_network.as_ref().map(|n| n.span());
+            return err(
+                format!("subnet[{j}].interface"),
+                text,
+                span,
+                format!(
+                    "shared network {name:?} is one link: subnet[{i}] is on interface {:?}, this one on {:?}",
+                    a.interface.as_deref().unwrap_or("(relayed)"),
+                    b.interface.as_deref().unwrap_or("(relayed)")
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn check_overlaps(subnets: &[Subnet], raw: &Config, text: &str) -> Result<(), ConfigError> {

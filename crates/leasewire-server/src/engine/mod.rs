@@ -227,6 +227,9 @@ struct Settings {
 pub struct Engine {
     settings: Settings,
     subnets: Vec<Subnet>,
+    /// For each subnet, the subnets on its link: its shared network in configuration order (itself alone when
+    /// it is in none). A message's selected subnet stands for this whole list.
+    links: Vec<Vec<usize>>,
     classes: ClientClasses,
     leases: Leases,
 }
@@ -245,6 +248,11 @@ impl Engine {
                 max_offers_per_relay: s.max_offers_per_relay,
             },
             subnets: config.subnets.clone(),
+            links: config
+                .subnets
+                .iter()
+                .map(|s| config.subnets.iter().enumerate().filter(|(_, o)| o.same_network(s)).map(|(i, _)| i).collect())
+                .collect(),
             classes: config.classes.clone(),
             leases: match &config.store {
                 crate::config::StoreChoice::Postgres { start_at, .. } => {
@@ -364,12 +372,34 @@ impl Engine {
         rai.and_then(|r| r.server_id_override()).unwrap_or(self.settings.server_id)
     }
 
-    fn reservation(&self, ctx: &Ctx<'_, '_>) -> Option<&Reservation> {
-        self.subnets[ctx.subnet].reservations.iter().find(|r| reserved_for(r, &ctx.client, &ctx.port))
+    /// The subnets on the client's link (its selected subnet's shared network), in configuration order.
+    fn link(&self, ctx: &Ctx<'_, '_>) -> &[usize] {
+        &self.links[ctx.subnet]
     }
 
+    /// The subnet of `ip`, if it is one on the client's link.
+    fn on_link(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr) -> Option<usize> {
+        self.link(ctx).iter().copied().find(|&s| self.subnets[s].net.contains(&ip))
+    }
+
+    /// The client's reservation in any subnet on its link.
+    fn reservation(&self, ctx: &Ctx<'_, '_>) -> Option<&Reservation> {
+        self.link(ctx)
+            .iter()
+            .flat_map(|&s| &self.subnets[s].reservations)
+            .find(|r| reserved_for(r, &ctx.client, &ctx.port))
+    }
+
+    /// Whether `ip` is on the client's link and could be given to it now.
     fn available(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr) -> bool {
-        self.leases.is_available(&self.subnets, ctx.subnet, ip, &ctx.client, &ctx.port, &ctx.classes, ctx.rx.now)
+        self.on_link(ctx, ip).is_some_and(|s| {
+            self.leases.is_available(&self.subnets, s, ip, &ctx.client, &ctx.port, &ctx.classes, ctx.rx.now)
+        })
+    }
+
+    /// The address of the client's current or most recent binding on its link.
+    fn client_address(&self, ctx: &Ctx<'_, '_>) -> Option<Ipv4Addr> {
+        self.link(ctx).iter().find_map(|&s| self.leases.client_address(s, &ctx.client))
     }
 
     /// Reservations whose address an ACTIVE lease of a client other than the reserved one holds. For a
@@ -401,11 +431,11 @@ impl Engine {
         let now = ctx.rx.now;
         let candidates = [
             self.reservation(ctx).map(|r| r.ip),
-            self.leases.client_address(ctx.subnet, &ctx.client),
-            self.leases.offered_to(&ctx.client, &self.subnets, ctx.subnet, now),
+            self.client_address(ctx),
+            self.link(ctx).iter().find_map(|&s| self.leases.offered_to(&ctx.client, &self.subnets, s, now)),
             ctx.m.options.requested_ip(),
         ];
-        let usable = |ip: &Ipv4Addr| self.subnets[ctx.subnet].net.contains(ip) && self.available(ctx, *ip);
+        let usable = |ip: &Ipv4Addr| self.available(ctx, *ip);
         // A client the server already knows here (reservation, binding, offer) keeps its address whatever the
         // flood around it; only a new address for a new client counts against the circuit's and relay's limits.
         let known = candidates[..3].iter().flatten().copied().find(usable);
@@ -421,8 +451,11 @@ impl Engine {
             }
         }
         let chosen = known.or_else(|| candidates[3].filter(usable));
+        // A new address: the link's subnets in configuration order, each until its pools (for this client's
+        // classes) are exhausted.
+        let (subnets, leases, link) = (&self.subnets, &mut self.leases, &self.links[ctx.subnet]);
         let Some(ip) =
-            chosen.or_else(|| self.leases.allocate(&self.subnets, ctx.subnet, &ctx.client, &ctx.classes, now))
+            chosen.or_else(|| link.iter().find_map(|&s| leases.allocate(subnets, s, &ctx.client, &ctx.classes, now)))
         else {
             return Outcome::drop(DropReason::PoolExhausted);
         };
@@ -453,10 +486,10 @@ impl Engine {
             (Some(_), None) => return Outcome::drop(DropReason::NoRequestedAddress),
             // INIT-REBOOT: the client asks to keep an address it remembers.
             (None, Some(ip)) => {
-                if !self.subnets[ctx.subnet].net.contains(&ip) {
+                if self.on_link(ctx, ip).is_none() {
                     return self.nak(ctx, "requested address is not on this network");
                 }
-                match self.leases.client_address(ctx.subnet, &ctx.client) {
+                match self.client_address(ctx) {
                     None => return Outcome::drop(DropReason::NoRecord),
                     Some(known) if known != ip => return self.nak(ctx, "requested address is not the client's"),
                     Some(_) => ip,
@@ -465,7 +498,7 @@ impl Engine {
             // RENEWING / REBINDING: ciaddr is the address.
             (None, None) if !m.ciaddr.is_unspecified() => {
                 let ip = m.ciaddr;
-                if !self.subnets[ctx.subnet].net.contains(&ip) {
+                if self.on_link(ctx, ip).is_none() {
                     return self.nak(ctx, "address is not on this network");
                 }
                 let holder = self.leases.get(ip).and_then(ClientKey::of_binding);
@@ -476,16 +509,16 @@ impl Engine {
             }
             (None, None) => return Outcome::drop(DropReason::NoRequestedAddress),
         };
-        if !self.subnets[ctx.subnet].net.contains(&ip) || !self.available(ctx, ip) {
+        let Some(home) = self.on_link(ctx, ip).filter(|_| self.available(ctx, ip)) else {
             return self.nak(ctx, "requested address is not available");
-        }
-        if let Some(r) = self.subnets[ctx.subnet].reservations.iter().find(|r| r.ip == ip)
+        };
+        if let Some(r) = self.subnets[home].reservations.iter().find(|r| r.ip == ip)
             && !reserved_for(r, &ctx.client, &ctx.port)
         {
             return self.nak(ctx, "requested address is reserved");
         }
         let b = self.active_binding(ctx, ip);
-        self.leases.put(Some(ctx.subnet), b.clone());
+        self.leases.put(Some(home), b.clone());
         let reply = self.reply(ctx, MessageType::Ack, ip);
         let on_conflict = self.nak(ctx, "address is bound to another client").reply;
         Outcome { commit: vec![b], reply: Some(reply), on_conflict, ..Default::default() }
@@ -503,7 +536,7 @@ impl Engine {
         b.expires_at = Some(now.saturating_add(self.settings.decline_time));
         b.cltt = Some(now);
         b.relay_agent_info = ctx.m.options.get(code::RELAY_AGENT_INFO).map(<[u8]>::to_vec);
-        self.leases.put(Some(ctx.subnet), b.clone());
+        self.leases.put(self.subnet_of(ip), b.clone());
         Outcome { commit: vec![b], expected: vec![decliners_lease], ..Default::default() }
     }
 
@@ -521,7 +554,7 @@ impl Engine {
         b.expires_at = None;
         b.cltt = Some(now);
         b.data_source = DataSource::LOCAL;
-        self.leases.put(Some(ctx.subnet), b.clone());
+        self.leases.put(self.subnet_of(ip), b.clone());
         Outcome { commit: vec![b], ..Default::default() }
     }
 
@@ -546,7 +579,10 @@ impl Engine {
         b.cltt = Some(now);
         b.relay_agent_info = m.options.get(code::RELAY_AGENT_INFO).map(<[u8]>::to_vec);
         b.options = STORED_OPTIONS.iter().filter_map(|&c| m.options.get(c).map(|d| (c, d.to_vec()))).collect();
-        b.reserved_for = self.subnets[ctx.subnet].reservations.iter().find(|r| r.ip == ip).map(|r| r.name.clone());
+        b.reserved_for = self
+            .subnet_of(ip)
+            .and_then(|s| self.subnets[s].reservations.iter().find(|r| r.ip == ip))
+            .map(|r| r.name.clone());
         b
     }
 
@@ -560,7 +596,7 @@ impl Engine {
         {
             b.state_since = old.state_since;
         }
-        let subnet = &self.subnets[ctx.subnet];
+        let subnet = &self.subnets[self.on_link(ctx, ip).unwrap_or(ctx.subnet)];
         b.expires_at = Some(now.saturating_add(subnet.lease_time));
         // T1 and T2 as this ACK gives them, kept with the binding: leasequery answers for it from these (its
         // own times) rather than from the subnet's settings of the day, which a reload may have changed.

@@ -22,7 +22,10 @@ pub enum Destination {
 impl Engine {
     pub(super) fn reply(&self, ctx: &Ctx<'_, '_>, t: MessageType, ip: Ipv4Addr) -> (Vec<u8>, Destination, MessageType) {
         let m = ctx.m;
-        let subnet = &self.subnets[ctx.subnet];
+        // The subnet of the address given (on a shared network, not necessarily the one the relay is in); for
+        // an INFORM, the client's own address's.
+        let at = if ip.is_unspecified() { m.ciaddr } else { ip };
+        let subnet = &self.subnets[self.on_link(ctx, at).unwrap_or(ctx.subnet)];
         let mut r = reply_header(m);
         r.yiaddr = ip;
         if t == MessageType::Ack {
@@ -39,7 +42,6 @@ impl Engine {
         let prl = m.options.parameter_request_list();
         // Subnet, then the pool of the address, then the client's classes, then its reservation: each level
         // overrides the one below option by option (and siaddr / file field by field).
-        let at = if ip.is_unspecified() { m.ciaddr } else { ip };
         let pool = subnet.pool_options.iter().find(|((lo, hi), _)| (*lo..=*hi).contains(&u32::from(at)));
         let levels = [Some(&subnet.options), pool.map(|(_, p)| p)]
             .into_iter()

@@ -1076,3 +1076,90 @@ fn a_reload_picks_up_classes() {
     e.reconfigure(&Config::parse(CLASSES).unwrap());
     assert_eq!(reply(&e.handle(&phone, rx(T0 + 1))).yiaddr, Ipv4Addr::new(10, 0, 0, 20));
 }
+
+// ---- Shared networks (issue #20 item 1) --------------------------------------------------------------------
+
+/// Two subnets on one link ("campus"): the relay's giaddr lies in the first, whose pool is one address; the
+/// second has its own options, lease time and a reservation. A third subnet is on another link.
+const SHARED: &str = r#"
+[server]
+server-id = "10.0.0.1"
+data-dir = "/nonexistent"
+
+[[subnet]]
+subnet = "10.0.0.0/24"
+shared-network = "campus"
+pools = [{ start = "10.0.0.100", end = "10.0.0.100" }]
+lease-time = 600
+options = { routers = ["10.0.0.1"] }
+
+[[subnet]]
+subnet = "10.1.0.0/23"
+shared-network = "campus"
+pools = [{ start = "10.1.0.10", end = "10.1.0.11" }]
+lease-time = 900
+options = { routers = ["10.1.0.1"] }
+[[subnet.reservation]]
+ip = "10.1.0.5"
+hw-address = "02:00:00:00:00:07"
+
+[[subnet]]
+subnet = "10.9.0.0/24"
+pools = [{ start = "10.9.0.10", end = "10.9.0.20" }]
+"#;
+
+fn shared_engine() -> Engine {
+    Engine::new(&Config::parse(SHARED).unwrap(), Vec::new())
+}
+
+#[test]
+fn a_shared_network_falls_through_to_its_next_subnet_with_that_subnets_options() {
+    let mut e = shared_engine();
+    assert_eq!(dora(&mut e, 1, T0), Ipv4Addr::new(10, 0, 0, 100), "the first subnet first");
+    let (ip, req) = offered(&mut e, 2, T0);
+    assert_eq!(ip, Ipv4Addr::new(10, 1, 0, 10), "then the next subnet of the network");
+    let ack = e.handle(&req, rx(T0));
+    let r = reply(&ack);
+    assert_eq!(r.message_type(), Some(MessageType::Ack));
+    assert_eq!(r.options.get(code::ROUTERS), Some(&[10, 1, 0, 1][..]), "the address's subnet's options");
+    assert_eq!(r.options.get(code::SUBNET_MASK), Some(&[255, 255, 254, 0][..]));
+    assert_eq!(r.options.lease_time(), Some(900));
+    assert_eq!(ack.commit[0].expires_at, Some(T0 + 900));
+    assert_eq!(dora(&mut e, 3, T0), Ipv4Addr::new(10, 1, 0, 11));
+    let o = e.handle(&msg(MessageType::Discover, 4), rx(T0));
+    assert_eq!(o.dropped, Some(DropReason::PoolExhausted), "never another link's subnet (10.9.0.0/24)");
+}
+
+#[test]
+fn a_relay_in_any_subnet_of_the_network_selects_the_whole_network() {
+    let mut e = shared_engine();
+    let mut d = msg(MessageType::Discover, 1);
+    d.giaddr = Ipv4Addr::new(10, 1, 0, 1);
+    let r = reply(&e.handle(&d, Received { src: SocketAddrV4::new(d.giaddr, 67), interface: None, now: T0 }));
+    assert_eq!(r.yiaddr, Ipv4Addr::new(10, 0, 0, 100), "allocation in configuration order whatever the relay");
+    // A reservation in the second subnet is found through a relay in the first.
+    assert_eq!(reply(&e.handle(&msg(MessageType::Discover, 7), rx(T0))).yiaddr, Ipv4Addr::new(10, 1, 0, 5));
+}
+
+#[test]
+fn a_client_keeps_its_address_in_any_subnet_of_the_network() {
+    let mut e = shared_engine();
+    dora(&mut e, 1, T0);
+    let ip = dora(&mut e, 2, T0);
+    assert_eq!(ip, Ipv4Addr::new(10, 1, 0, 10));
+    // RENEWING through the relay in the first subnet.
+    let o = renew(&mut e, 2, ip, T0 + 300);
+    let r = reply(&o);
+    assert_eq!((r.message_type(), r.yiaddr), (Some(MessageType::Ack), ip));
+    assert_eq!(r.options.lease_time(), Some(900));
+    // INIT-REBOOT (requested address, no server id) through the same relay.
+    let mut reboot = msg(MessageType::Request, 2);
+    reboot.options.set_ip(code::REQUESTED_IP, ip);
+    assert_eq!(reply(&e.handle(&reboot, rx(T0 + 400))).message_type(), Some(MessageType::Ack));
+    // An address of another link is not on this network.
+    let mut elsewhere = msg(MessageType::Request, 2);
+    elsewhere.options.set_ip(code::REQUESTED_IP, Ipv4Addr::new(10, 9, 0, 10));
+    assert_eq!(reply(&e.handle(&elsewhere, rx(T0 + 400))).message_type(), Some(MessageType::Nak));
+    // A DISCOVER from the client finds its binding in the second subnet.
+    assert_eq!(reply(&e.handle(&msg(MessageType::Discover, 2), rx(T0 + 500))).yiaddr, ip);
+}
