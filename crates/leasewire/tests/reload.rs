@@ -196,3 +196,31 @@ fn sighup_applies_subnets_options_and_access_lists_without_a_restart() {
     assert_eq!(server.proc.pid(), pid);
     server.stop();
 }
+
+/// Issue #20: a reload picks up client classes. Before it, a relayed client (circuit-id `port-N`) gets an
+/// address of the first pool; after a reload that adds a class for those circuits and gives it the second
+/// pool, the next client behind the relay lands there, served by the same process.
+#[test]
+fn sighup_picks_up_client_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = free_udp_port();
+    let text = |classes: &str, allow: &str| {
+        format!(
+            "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n{classes}\n\
+             [[subnet]]\nsubnet = \"127.1.0.0/16\"\n\
+             pools = [{{ start = \"127.1.0.10\", end = \"127.1.0.99\"{allow} }}, {{ start = \"127.1.1.10\", end = \"127.1.1.99\" }}]\n"
+        )
+    };
+    let server = Server::start(dir.path(), &text("", ""), None);
+    let pid = server.proc.pid();
+    let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::new(127, 1, 0, 1));
+    let ack = dora(&relay, [2, 0, 0, 0, 3, 1], 1).expect("served");
+    assert_eq!(ack.yiaddr, Ipv4Addr::new(127, 1, 0, 10), "no classes yet: the first pool");
+    let classes = "[[client-class]]\nname = \"tagged\"\ncircuit-id-prefix = \"port-\"\n";
+    let line = reload(&server, &text(classes, ", deny = [\"tagged\"]"), "configuration reloaded");
+    assert!(line.contains("client-class"), "{line}");
+    let ack = dora(&relay, [2, 0, 0, 0, 3, 2], 2).expect("served");
+    assert_eq!(ack.yiaddr, Ipv4Addr::new(127, 1, 1, 10), "the class is denied the first pool now");
+    assert_eq!(server.proc.pid(), pid);
+    server.stop();
+}
