@@ -215,7 +215,8 @@ pub struct EncodeSettings {
     /// Pad the message with zeros to at least this many octets (RFC 1542: 300 for BOOTP compatibility).
     pub min_len: usize,
     /// Never produce more than this many octets. When the options do not fit, `file` and then `sname` carry
-    /// options (RFC 2131 option overload), if the message leaves them empty.
+    /// options (RFC 2131 option overload, RFC 2132 §9.3), each only if the message leaves it empty (a boot
+    /// file name or a server name keeps its field).
     pub max_len: usize,
 }
 
@@ -397,17 +398,19 @@ impl<'a> Message<'a> {
     }
 
     /// Spread the options over the options field, `file` and `sname` (RFC 2131 option overload), splitting
-    /// pieces where an area fills up (RFC 3396 lets a receiver join them again in that order).
+    /// pieces where an area fills up (RFC 3396 lets a receiver join them again in that order). A field that
+    /// holds a name (a boot file, a server name) is not used.
     fn write_overloaded(&self, buf: &mut Vec<u8>, start: usize, max_len: usize) -> Result<(), EncodeError> {
         let total = OPTIONS_START + self.options.wire_len() + 1;
         let too_large = || EncodeError::TooLarge { needed: total, limit: max_len };
-        if !self.sname.is_empty() || !self.file.is_empty() {
+        if !self.sname.is_empty() && !self.file.is_empty() {
             return Err(too_large());
         }
         // Room in each area for option pieces, keeping one octet for its end option; the options field
         // also keeps three for option 52 itself.
         let main_room = max_len.checked_sub(OPTIONS_START + 3 + 1).ok_or_else(too_large)?;
-        let rooms = [main_room, FILE.len() - 1, SNAME.len() - 1];
+        let free = |field: &[u8], len: usize| if field.is_empty() { len - 1 } else { 0 };
+        let rooms = [main_room, free(self.file, FILE.len()), free(self.sname, SNAME.len())];
         let mut areas: [Vec<u8>; 3] = Default::default();
         let mut area = 0;
         for o in self.ordered_options() {
@@ -430,12 +433,14 @@ impl<'a> Message<'a> {
                 }
             }
         }
-        let overload = if !areas[2].is_empty() { 3 } else { 1 };
-        buf.extend_from_slice(&[code::OVERLOAD, 1, overload]);
+        // RFC 2132 §9.3: 1 file, 2 sname, 3 both.
+        let overload = u8::from(!areas[1].is_empty()) | u8::from(!areas[2].is_empty()) << 1;
+        if overload != 0 {
+            buf.extend_from_slice(&[code::OVERLOAD, 1, overload]);
+        }
         buf.extend_from_slice(&areas[0]);
         buf.push(code::END);
-        let used = if overload == 3 { 2 } else { 1 };
-        for (range, data) in [(FILE, &areas[1]), (SNAME, &areas[2])].into_iter().take(used) {
+        for (range, data) in [(FILE, &areas[1]), (SNAME, &areas[2])].into_iter().filter(|(_, d)| !d.is_empty()) {
             let field = &mut buf[start + range.start..start + range.end];
             field.fill(0);
             field[..data.len()].copy_from_slice(data);
@@ -611,14 +616,32 @@ mod tests {
         assert_eq!(b2, vec![7]);
     }
 
+    /// RFC 2132 §9.3: a field holding a name is not overloaded; the other one is (1: file, 2: sname).
     #[test]
-    fn overload_cannot_use_fields_that_hold_names() {
-        let mut m = sample();
-        m.sname = b"server";
-        m.options.set(code::HOST_NAME, vec![b'h'; 200]);
-        let mut b = Vec::new();
-        let r = m.encode_with(&mut b, &EncodeSettings { min_len: 300, max_len: 300 });
-        assert!(matches!(r, Err(EncodeError::TooLarge { .. })));
+    fn overload_uses_only_the_fields_that_hold_no_name() {
+        let overloaded = |sname: &'static [u8], file: &'static [u8], host: usize| {
+            let mut m = sample();
+            m.sname = sname;
+            m.file = file;
+            m.options.set(code::HOST_NAME, vec![b'h'; host]);
+            let mut b = Vec::new();
+            m.encode_with(&mut b, &EncodeSettings { min_len: 300, max_len: 300 }).map(|_| b)
+        };
+        let b = overloaded(b"server", b"", 100).unwrap();
+        assert!(b.len() <= 300);
+        let d = Message::decode(&b).unwrap();
+        assert_eq!(d.sname, b"server", "the name stays");
+        assert_eq!(d.options.get(code::OVERLOAD), None, "option 52 is consumed by decoding");
+        assert_eq!(b[OPTIONS_START..OPTIONS_START + 3], [code::OVERLOAD, 1, 1], "file only");
+        assert_eq!(d.options.get(code::HOST_NAME), Some(&[b'h'; 100][..]));
+        let b = overloaded(b"", b"pxelinux.0", 60).unwrap();
+        assert_eq!(b[OPTIONS_START..OPTIONS_START + 3], [code::OVERLOAD, 1, 2], "sname only");
+        let d = Message::decode(&b).unwrap();
+        assert_eq!((d.file, d.options.get(code::HOST_NAME)), (&b"pxelinux.0"[..], Some(&[b'h'; 60][..])));
+        // Both fields hold names: nowhere to put what does not fit.
+        assert!(matches!(overloaded(b"server", b"boot", 100), Err(EncodeError::TooLarge { .. })));
+        // Too much for the free field alone.
+        assert!(matches!(overloaded(b"", b"boot", 200), Err(EncodeError::TooLarge { .. })));
     }
 
     #[test]

@@ -1163,3 +1163,43 @@ fn a_client_keeps_its_address_in_any_subnet_of_the_network() {
     // A DISCOVER from the client finds its binding in the second subnet.
     assert_eq!(reply(&e.handle(&msg(MessageType::Discover, 2), rx(T0 + 500))).yiaddr, ip);
 }
+
+// ---- Option overload (RFC 2132 §9.3, option 52) -----------------------------------------------------------
+
+/// A reply too big for the client's maximum message size (option 57; 576 when absent, RFC 2132 §9.10): the
+/// options spill into `file`, or into `sname` when `file` holds the boot file name; a client that allows
+/// more gets them all in the options field.
+#[test]
+fn a_reply_that_overflows_the_clients_limit_uses_option_overload() {
+    let big = format!("\"224\" = \"hex:{}\"\n\"225\" = \"{}\"\n", "ab".repeat(200), "t".repeat(60));
+    let text = |boot_file: &str| CONFIG.replace("dns-servers = [\"10.0.0.53\"]", &format!("{big}{boot_file}"));
+    let offer = |text: &str, max: Option<u16>| {
+        let mut e = Engine::new(&Config::parse(text).unwrap(), Vec::new());
+        let mut d = msg(MessageType::Discover, 1);
+        d.options.set(code::PARAMETER_REQUEST_LIST, vec![1, 3, 224, 225]);
+        if let Some(m) = max {
+            d.options.set(code::MAX_MESSAGE_SIZE, m.to_be_bytes().to_vec());
+        }
+        e.handle(&d, rx(T0)).reply.unwrap().0
+    };
+    fn check(bytes: &[u8], limit: usize, overload: Option<u8>) -> Message<'_> {
+        assert!(bytes.len() <= limit, "{} octets over {limit}", bytes.len());
+        match overload {
+            Some(v) => assert_eq!(bytes[240..243], [52, 1, v], "option 52 first, value {v}"),
+            None => assert_ne!(bytes[240], 52),
+        }
+        let r = Message::decode(bytes).unwrap();
+        assert_eq!(r.options.get(224), Some(&[0xab; 200][..]));
+        assert_eq!(r.options.get(225), Some(&[b't'; 60][..]));
+        assert_eq!(r.options.get(code::ROUTERS), Some(&[10, 0, 0, 1][..]));
+        r
+    }
+    // 576 by default, less the IP and UDP headers: the options spill into file.
+    check(&offer(&text(""), None), 548, Some(1));
+    check(&offer(&text(""), Some(576)), 548, Some(1));
+    // The boot file keeps `file`: sname takes the rest.
+    let with_boot_file = offer(&text("boot-file = \"ipxe.efi\"\n"), None);
+    assert_eq!(check(&with_boot_file, 548, Some(2)).file, b"ipxe.efi");
+    // A client that takes 1500 octets gets everything in the options field.
+    check(&offer(&text(""), Some(1500)), 1472, None);
+}
