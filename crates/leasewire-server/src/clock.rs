@@ -4,6 +4,18 @@
 
 /// Seconds since the Unix epoch, as the store and base-time count them (0 for a clock set before 1970, which
 /// makes every lease look expired rather than stopping the server).
+///
+/// `LEASEWIRE_TEST_CLOCK_OFFSET` (signed seconds, read once) shifts it: a test hook for a server whose clock
+/// is off from the others' (`crates/leasewire/tests/multi_server_faults.rs` restarts one of several servers
+/// on one database with its clock stepped). Unset, or not a number: no shift.
 pub fn unix_now() -> u32 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    (secs + offset()).clamp(0, i64::from(u32::MAX)) as u32
+}
+
+fn offset() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("LEASEWIRE_TEST_CLOCK_OFFSET").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+    })
 }

@@ -215,8 +215,13 @@ impl Record {
         let changed_a = since_a.unwrap_or(i64::MIN).max(cltt_a.unwrap_or(i64::MIN));
         let changed_b = since_b.unwrap_or(i64::MIN).max(cltt_b.unwrap_or(i64::MIN));
         let observed = |r: &Record, shift: i64| (r.observed != 0).then(|| at(r.observed, shift));
+        // Local data beats REMOTE between two servers' reports of an address (§7.6 is about a binding heard from
+        // several servers). Between two reports of one server the flag only says where that server learned
+        // the binding: a server on a shared store reports another's new lease as REMOTE, and that must not
+        // lose to the AVAILABLE its own Bulk seed reported a moment before, in the same second.
+        let remote = |r: &Record| if self.server == other.server { 0 } else { r.flags & REMOTE };
         primary
-            .then_with(|| (other.flags & REMOTE).cmp(&(self.flags & REMOTE)))
+            .then_with(|| remote(other).cmp(&remote(self)))
             .then_with(|| changed_a.cmp(&changed_b))
             .then_with(|| (self.flags & VIA_ACTIVE).cmp(&(other.flags & VIA_ACTIVE)))
             .then_with(|| observed(self, mine).cmp(&observed(other, theirs)))
@@ -306,12 +311,15 @@ mod tests {
     #[test]
     fn blq_7_6_2_an_absent_start_time_of_state_decides_nothing() {
         const UNKNOWN: u32 = Binding::STATE_SINCE_UNKNOWN;
-        // Rule 3 without the other's time: undecided, so rule 4 (local beats remote) decides.
-        let remote_known = rec(Active, 500, None, true, 0, Via::Bulk);
+        // Rule 3 without the other's time: undecided, so rule 4 (local beats remote, between two servers)
+        // decides.
+        let mut remote_known = rec(Active, 500, None, true, 0, Via::Bulk);
+        remote_known.server = 1;
         let local_unknown = rec(Active, UNKNOWN, None, false, 0, Via::Bulk);
         assert_eq!(local_unknown.compare(&remote_known), Ordering::Greater);
         // Rule 2 without the other's start-time-of-state: undecided too.
-        let with_cltt = rec(Active, 100, Some(200), true, 0, Via::Bulk);
+        let mut with_cltt = rec(Active, 100, Some(200), true, 0, Via::Bulk);
+        with_cltt.server = 1;
         assert_eq!(local_unknown.compare(&with_cltt), Ordering::Greater);
         // Two unknowns from one server tie on time; the later observation wins.
         let (a, b) =
@@ -321,9 +329,14 @@ mod tests {
 
     #[test]
     fn blq_7_6_2_rule_4_local_beats_remote_when_times_tie() {
+        // Two servers' reports of the address.
         let local = rec(Active, 100, Some(200), false, 200, Via::Bulk);
-        let remote = rec(Active, 100, Some(200), true, 900, Via::Active);
+        let mut remote = rec(Active, 100, Some(200), true, 900, Via::Active);
+        remote.server = 1;
         assert_eq!(local.compare(&remote), Ordering::Greater);
+        // One server's reports: the flag decides nothing, the stream over the snapshot does.
+        remote.server = 0;
+        assert_eq!(local.compare(&remote), Ordering::Less);
     }
 
     #[test]

@@ -40,6 +40,21 @@ fn blq_7_6_1_several_servers_merge_by_address_and_local_data_wins_ties() {
     assert_eq!(r.get(local.ip).unwrap().1, "a");
 }
 
+/// One server on a shared store reports a lease another server made as REMOTE: it supersedes the AVAILABLE
+/// that server's own Bulk seed reported for the address in the same second (the tie-break of local over
+/// REMOTE data is between two servers' reports, not within one server's).
+#[test]
+fn blq_7_6_1_one_servers_remote_lease_supersedes_its_own_seed_in_the_same_second() {
+    let mut r = Replica::in_memory(&["a".into()]);
+    let mut available = b(1, DhcpState::Available, 100, None, 0);
+    (available.htype, available.hardware_address) = (0, Vec::new());
+    let mut leased = b(1, DhcpState::Active, 100, Some(100), 7);
+    leased.data_source = DataSource::REMOTE;
+    assert_eq!(r.apply(0, &available, Some(100), Via::Bulk), Applied::New);
+    assert_eq!(r.apply(0, &leased, Some(100), Via::Active), Applied::Changed);
+    assert_eq!(r.get(leased.ip).unwrap().0, leased);
+}
+
 /// BLQ-7.4-2 / BLQ-7.6-2: times of two servers are compared in the requestor's clock. Server "b" runs 300 s
 /// behind the requestor and server "a" (which agree).
 #[test]

@@ -184,7 +184,8 @@ impl Cluster {
                 -c shared_buffers=32MB "$@" >"$base/log" 2>&1 &
             pg=$!
             cat >/dev/null
-            kill -INT "$pg"
+            # pg_ctl stops whichever postmaster runs on the directory now (a test may have restarted it).
+            "$bin/pg_ctl" -D "$base/data" -m fast -w stop >/dev/null 2>&1 || kill -INT "$pg"
             wait "$pg"
             rm -rf "$base"
         "#;
@@ -222,6 +223,22 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(30));
         }
         Ok(c)
+    }
+
+    /// Restart PostgreSQL with the same settings (a fast shutdown: every client connection is cut); returns
+    /// once it accepts connections again. The keeper still stops it when the test process ends.
+    pub fn restart(&self) {
+        let base = self.socket_dir.parent().expect("the socket directory is inside the cluster's");
+        let out = as_owner(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(base.join("data"))
+            .arg("-l")
+            .arg(base.join("log.restarted"))
+            .args(["-m", "fast", "-w", "-t", "60", "restart"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pg_ctl restart");
+        assert!(out.status.success(), "pg_ctl restart failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Run SQL as the superuser on database `db`.

@@ -12,6 +12,9 @@ struct Ctl {
     /// Cut the next connection once it has carried this many bytes from the server (0: off).
     cut_after: AtomicUsize,
     refuse: AtomicBool,
+    /// Hold every byte in both directions (connections stay open: a peer that hangs, or a network that
+    /// silently drops everything).
+    frozen: AtomicBool,
     accepted: AtomicUsize,
 }
 
@@ -34,6 +37,8 @@ impl Proxy {
                     continue;
                 }
                 let Ok(server) = TcpStream::connect(upstream) else { continue };
+                // Small request/response exchanges (a database protocol) must not wait on Nagle's algorithm.
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
                 c.accepted.fetch_add(1, Ordering::SeqCst);
                 let limit = c.cut_after.swap(0, Ordering::SeqCst);
                 {
@@ -43,8 +48,9 @@ impl Proxy {
                     conns.push(server.try_clone().unwrap());
                 }
                 let (c2s_from, c2s_to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || pump(c2s_from, c2s_to, 0));
-                std::thread::spawn(move || pump(server, client, limit));
+                let (c1, c2) = (c.clone(), c.clone());
+                std::thread::spawn(move || pump(c2s_from, c2s_to, 0, &c1));
+                std::thread::spawn(move || pump(server, client, limit, &c2));
             }
         });
         Self { addr, ctl }
@@ -67,13 +73,18 @@ impl Proxy {
         self.ctl.refuse.store(on, Ordering::SeqCst);
     }
 
+    /// Freeze (hold all traffic, keep connections open) while `on`; unfreezing passes on what was held.
+    pub fn freeze(&self, on: bool) {
+        self.ctl.frozen.store(on, Ordering::SeqCst);
+    }
+
     /// Connections passed through so far.
     pub fn accepted(&self) -> usize {
         self.ctl.accepted.load(Ordering::SeqCst)
     }
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream, limit: usize) {
+fn pump(mut from: TcpStream, mut to: TcpStream, limit: usize, ctl: &Ctl) {
     let mut buf = [0u8; 16 * 1024];
     let mut total = 0usize;
     loop {
@@ -81,6 +92,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, limit: usize) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        while ctl.frozen.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let n = if limit > 0 { n.min(limit - total) } else { n };
         if to.write_all(&buf[..n]).is_err() {
             break;
