@@ -26,6 +26,7 @@
 
 mod binding;
 mod error;
+mod packed;
 mod pending;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -34,6 +35,7 @@ mod store;
 
 pub use error::{BindingProblem, StoreError};
 pub use leasewire_proto::{Binding, BindingChange, MAX_HARDWARE_ADDRESS_LEN};
+pub use packed::Packed;
 pub use pending::{Pending, PendingCommit};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore, PgTls, SharedChanges};

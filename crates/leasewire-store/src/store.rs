@@ -1,6 +1,7 @@
 //! The [`LeaseStore`] trait: every leasequery flavour as a view of one lease-state database.
 
 use crate::error::StoreError;
+use crate::packed::Packed;
 use crate::pending::{Pending, PendingCommit};
 use crate::{Binding, BindingChange};
 use std::net::Ipv4Addr;
@@ -173,6 +174,15 @@ pub trait LeaseStore: Send + Sync {
         after: Option<Ipv4Addr>,
         limit: usize,
     ) -> Result<Vec<BindingChange>, StoreError>;
+
+    /// Up to `limit` records with addresses greater than `after`, ascending by address, packed: what a
+    /// server's DHCP engine loads at start (page by passing the last address of the previous page). The
+    /// SQLite store hands out the blocks it keeps in memory by reference, so the engine and the store hold
+    /// the loaded bindings once; the default packs what [`LeaseStore::scan`] returns.
+    fn scan_packed(&self, after: Option<Ipv4Addr>, limit: usize) -> Result<Vec<(Ipv4Addr, Packed)>, StoreError> {
+        let page = self.scan(&ScanFilter::all(), after, limit)?;
+        Ok(page.iter().map(|c| (c.binding.ip, Packed::new(&c.binding))).collect())
+    }
 
     /// Up to `limit` records whose latest change is at or after `time` and whose sequence number is greater
     /// than `after_seq`, in sequence (= commit) order (RFC 7724 catch-up). Page by passing the last

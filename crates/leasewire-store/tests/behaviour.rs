@@ -154,6 +154,10 @@ fn an_unreadable_record_is_reported_as_corrupt_not_a_panic() {
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     }
     assert!(store.get(suite::ip(3)).unwrap().is_some());
+    // The engine's load meets it too (the server does not start on a store it cannot read whole).
+    let err = store.scan_packed(None, 100).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }) && err.to_string().contains("10.0.0.1"), "{err}");
+    assert_eq!(store.scan_packed(Some(suite::ip(2)), 100).unwrap().first().map(|r| r.0), Some(suite::ip(3)));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use crate::config::{ClassSet, ClientClasses, Reservation, Seen, Subnet, Validate
 use leases::{Leases, Origin};
 use leasewire_proto::options::code;
 use leasewire_proto::{DataSource, DhcpState, Message, MessageType, Op, RelayAgentInfo};
-use leasewire_store::Binding;
+use leasewire_store::{Binding, Packed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 /// Client options the server stores with a binding so leasequery can return them (RFC 4388 §6.7: the vendor
@@ -52,9 +52,46 @@ impl ClientKey {
     }
 
     fn matches(&self, r: &Reservation) -> bool {
+        self.as_ref().matches(r)
+    }
+
+    /// The key borrowed, as the lease table compares and hashes it.
+    pub(crate) fn as_ref(&self) -> ClientRef<'_> {
         match self {
-            Self::ClientId(id) => r.client_id.as_ref() == Some(id),
-            Self::Hardware(_, hw) => r.hw_address.as_ref() == Some(hw),
+            Self::ClientId(id) => ClientRef::ClientId(id),
+            Self::Hardware(htype, hw) => ClientRef::Hardware(*htype, hw),
+        }
+    }
+
+    /// Whether a record belongs to this client.
+    fn is_of(&self, p: &Packed) -> bool {
+        ClientRef::of(p) == Some(self.as_ref())
+    }
+}
+
+/// A [`ClientKey`] borrowed, from a key or from a packed record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ClientRef<'a> {
+    /// Option 61.
+    ClientId(&'a [u8]),
+    /// htype and hardware address.
+    Hardware(u8, &'a [u8]),
+}
+
+impl<'a> ClientRef<'a> {
+    /// The client a record belongs to, if any (as [`ClientKey::of_binding`]).
+    fn of(p: &'a Packed) -> Option<Self> {
+        match p.client() {
+            (_, _, Some(id)) => Some(Self::ClientId(id)),
+            (_, [], None) => None,
+            (htype, hw, None) => Some(Self::Hardware(htype, hw)),
+        }
+    }
+
+    fn matches(self, r: &Reservation) -> bool {
+        match self {
+            Self::ClientId(id) => r.client_id.as_deref() == Some(id),
+            Self::Hardware(_, hw) => r.hw_address.as_deref() == Some(hw),
         }
     }
 }
@@ -235,8 +272,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine for a configuration, starting from the store's records.
+    /// An engine for a configuration, starting from these records.
     pub fn new(config: &Validated, records: impl IntoIterator<Item = Binding>) -> Self {
+        Self::load(config, records.into_iter().map(|b| (b.ip, Packed::new(&b))).collect())
+    }
+
+    /// An engine for a configuration, starting from the store's records in address order
+    /// ([`leasewire_store::LeaseStore::scan_packed`]: the blocks the store keeps, shared).
+    pub fn load(config: &Validated, records: Vec<(Ipv4Addr, Packed)>) -> Self {
         let s = config.server();
         let mut e = Self {
             settings: Settings {
@@ -261,10 +304,8 @@ impl Engine {
                 crate::config::StoreChoice::Sqlite => Leases::new(&config.subnets),
             },
         };
-        for b in records {
-            let sn = e.subnet_of(b.ip);
-            e.leases.put(sn, b);
-        }
+        let subnets = &e.subnets;
+        e.leases.load(records, |ip| subnets.iter().position(|s| s.net.contains(&ip)));
         e
     }
 
@@ -276,8 +317,8 @@ impl Engine {
     /// and so is the order in which freed addresses are reused. The store's start-at (several servers)
     /// cannot change without a restart and is kept.
     pub fn reconfigure(&mut self, config: &Validated) {
-        let records = std::mem::take(&mut self.leases).into_records();
-        *self = Self::new(config, records);
+        let records = std::mem::take(&mut self.leases).into_records().collect();
+        *self = Self::load(config, records);
     }
 
     /// The subnets.
@@ -285,9 +326,9 @@ impl Engine {
         &self.subnets
     }
 
-    /// The in-memory record of an address.
-    pub fn binding(&self, ip: Ipv4Addr) -> Option<&Binding> {
-        self.leases.get(ip)
+    /// The in-memory record of an address, decoded.
+    pub fn binding(&self, ip: Ipv4Addr) -> Option<Binding> {
+        self.leases.get(ip).map(|p| p.binding(ip))
     }
 
     /// Where the metrics count an address: its subnet's index in [`Engine::subnets`], or `subnets().len()`
@@ -408,8 +449,8 @@ impl Engine {
     pub fn reservation_conflicts(&self) -> Vec<ReservationConflict> {
         let mut out = Vec::new();
         for r in self.subnets.iter().flat_map(|s| &s.reservations) {
-            let Some(b) = self.leases.get(r.ip).filter(|b| b.state == DhcpState::Active) else { continue };
-            let by_client = ClientKey::of_binding(b).is_some_and(|k| k.matches(r));
+            let Some(b) = self.leases.get(r.ip).filter(|b| b.state() == DhcpState::Active) else { continue };
+            let by_client = ClientRef::of(b).is_some_and(|k| k.matches(r));
             let rai = b.relay_agent();
             let rai = rai.as_ref();
             let by_port = r.port_matches(
@@ -418,8 +459,8 @@ impl Engine {
                 r.giaddr.unwrap_or(Ipv4Addr::UNSPECIFIED),
             );
             if !by_client && !by_port {
-                let holder = b.hardware_address.iter().map(|o| format!("{o:02x}")).collect::<Vec<_>>().join(":");
-                out.push(ReservationConflict { name: r.name.clone(), ip: r.ip, holder, expires_at: b.expires_at });
+                let holder = b.hardware_address().iter().map(|o| format!("{o:02x}")).collect::<Vec<_>>().join(":");
+                out.push(ReservationConflict { name: r.name.clone(), ip: r.ip, holder, expires_at: b.expires_at() });
             }
         }
         out
@@ -501,7 +542,7 @@ impl Engine {
                 if self.on_link(ctx, ip).is_none() {
                     return self.nak(ctx, "address is not on this network");
                 }
-                let holder = self.leases.get(ip).and_then(ClientKey::of_binding);
+                let holder = self.leases.get(ip).and_then(ClientRef::of);
                 if holder.is_none() && !self.available(ctx, ip) {
                     return Outcome::drop(DropReason::NoRecord);
                 }
@@ -518,7 +559,7 @@ impl Engine {
             return self.nak(ctx, "requested address is reserved");
         }
         let b = self.active_binding(ctx, ip);
-        self.leases.put(Some(home), b.clone());
+        self.leases.put(Some(home), &b);
         let reply = self.reply(ctx, MessageType::Ack, ip);
         let on_conflict = self.nak(ctx, "address is bound to another client").reply;
         Outcome { commit: vec![b], reply: Some(reply), on_conflict, ..Default::default() }
@@ -530,13 +571,13 @@ impl Engine {
         if !self.holds(ctx, ip) {
             return Outcome::drop(DropReason::NotHolder);
         }
-        let decliners_lease = self.leases.get(ip).cloned().expect("holds() checked the record");
+        let decliners_lease = self.leases.get(ip).map(|p| p.binding(ip)).expect("holds() checked the record");
         let now = ctx.rx.now;
         let mut b = Binding::new(ip, DhcpState::Abandoned, now);
         b.expires_at = Some(now.saturating_add(self.settings.decline_time));
         b.cltt = Some(now);
         b.relay_agent_info = ctx.m.options.get(code::RELAY_AGENT_INFO).map(<[u8]>::to_vec);
-        self.leases.put(self.subnet_of(ip), b.clone());
+        self.leases.put(self.subnet_of(ip), &b);
         Outcome { commit: vec![b], expected: vec![decliners_lease], ..Default::default() }
     }
 
@@ -548,13 +589,13 @@ impl Engine {
             return Outcome::drop(DropReason::NotHolder);
         }
         let now = ctx.rx.now;
-        let mut b = self.leases.get(ip).cloned().expect("holds() checked the record");
+        let mut b = self.leases.get(ip).map(|p| p.binding(ip)).expect("holds() checked the record");
         b.state = DhcpState::Released;
         b.state_since = now;
         b.expires_at = None;
         b.cltt = Some(now);
         b.data_source = DataSource::LOCAL;
-        self.leases.put(self.subnet_of(ip), b.clone());
+        self.leases.put(self.subnet_of(ip), &b);
         Outcome { commit: vec![b], ..Default::default() }
     }
 
@@ -564,9 +605,7 @@ impl Engine {
     }
 
     fn holds(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr) -> bool {
-        self.leases
-            .get(ip)
-            .is_some_and(|b| b.state == DhcpState::Active && ClientKey::of_binding(b).as_ref() == Some(&ctx.client))
+        self.leases.get(ip).is_some_and(|b| b.state() == DhcpState::Active && ctx.client.is_of(b))
     }
 
     fn binding_for(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr, state: DhcpState) -> Binding {
@@ -591,10 +630,10 @@ impl Engine {
         let now = ctx.rx.now;
         let mut b = self.binding_for(ctx, ip, DhcpState::Active);
         if let Some(old) = self.leases.get(ip)
-            && old.state == DhcpState::Active
-            && ClientKey::of_binding(old).as_ref() == Some(&ctx.client)
+            && old.state() == DhcpState::Active
+            && ctx.client.is_of(old)
         {
-            b.state_since = old.state_since;
+            b.state_since = old.state_since();
         }
         let subnet = &self.subnets[self.on_link(ctx, ip).unwrap_or(ctx.subnet)];
         b.expires_at = Some(now.saturating_add(subnet.lease_time));
@@ -612,13 +651,13 @@ impl Engine {
     /// client, so leasequery can still say who had the address, and the address can be handed out again
     /// (to that client first if it comes back). None when the address has no record.
     pub fn reset(&mut self, ip: Ipv4Addr, now: u32) -> Option<Binding> {
-        let mut b = self.leases.get(ip)?.clone();
+        let mut b = self.leases.get(ip)?.binding(ip);
         b.state = DhcpState::Reset;
         b.state_since = now;
         b.expires_at = None;
         b.data_source = DataSource::LOCAL;
         let sn = self.subnet_of(ip);
-        self.leases.put(sn, b.clone());
+        self.leases.put(sn, &b);
         Some(b)
     }
 
@@ -638,7 +677,7 @@ impl Engine {
             b.expires_at = None;
             b.data_source = DataSource::LOCAL;
             let sn = self.subnet_of(b.ip);
-            self.leases.put(sn, b.clone());
+            self.leases.put(sn, &b);
             out.push(b);
         }
         out
@@ -648,7 +687,7 @@ impl Engine {
     /// of a refused commit), replacing what this engine believed.
     pub fn learn(&mut self, b: Binding) {
         let sn = self.subnet_of(b.ip);
-        self.leases.put(sn, b);
+        self.leases.put(sn, &b);
     }
 
     /// Drop what this engine believed about an address the shared store has no record of (a refused commit
@@ -663,7 +702,7 @@ impl Engine {
     pub fn forgotten(&mut self, removed: &[Binding]) {
         for r in removed {
             let unchanged = self.leases.get(r.ip).is_some_and(|b| {
-                (b.state, b.state_since, &b.hardware_address) == (r.state, r.state_since, &r.hardware_address)
+                (b.state(), b.state_since(), b.hardware_address()) == (r.state, r.state_since, &r.hardware_address[..])
             });
             if unchanged {
                 let sn = self.subnet_of(r.ip);

@@ -14,7 +14,7 @@ use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use crate::udp::leasequery::{Answer, Responder};
 use leasewire_proto::{Binding, Message, MessageType};
-use leasewire_store::{LeaseStore, Pending, ScanFilter, SharedChanges};
+use leasewire_store::{LeaseStore, Packed, Pending, SharedChanges, StoreError};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
@@ -161,16 +161,9 @@ impl DhcpService {
         shutdown: watch::Receiver<bool>,
         changes: Option<(SharedChanges, u32)>,
     ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
-        // Streamed page by page into the engine, so loading never holds a second copy of every binding.
-        let mut failed = None;
-        let records = leasewire_store::scan_pages(store.as_ref(), ScanFilter::all(), 10_000)
-            .map_while(|page| page.map_err(|e| failed = Some(e)).ok())
-            .flatten()
-            .map(|c| c.binding);
-        let engine = Engine::new(config, records);
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
+        // The store's records by reference (the embedded store hands out the blocks it keeps), so the
+        // bindings are in memory once; the engine builds its indexes in one pass.
+        let engine = Engine::load(config, load_packed(store.as_ref())?);
         tracing::info!(bindings = store.len().unwrap_or(0), "loaded lease store");
         report_reservation_conflicts(&engine);
         metrics.set_subnets(engine.subnets());
@@ -671,6 +664,20 @@ fn open_socket(addr: SocketAddr, iface: Option<&str>) -> Result<UdpSocket, Serve
 
 /// A reservation whose address another client's live lease holds cannot be honoured until that lease ends:
 /// said at start and on every reload, so the operator can delete the lease (`leasewire ctl leases delete`).
+/// Every record of the store in address order, packed, fetched a page at a time.
+fn load_packed(store: &dyn LeaseStore) -> Result<Vec<(Ipv4Addr, Packed)>, StoreError> {
+    const PAGE: usize = 10_000;
+    let mut out: Vec<(Ipv4Addr, Packed)> = Vec::with_capacity(store.len().map_or(0, |n| n as usize));
+    loop {
+        let page = store.scan_packed(out.last().map(|r| r.0), PAGE)?;
+        let done = page.len() < PAGE;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
 fn report_reservation_conflicts(engine: &Engine) {
     for c in engine.reservation_conflicts() {
         tracing::warn!(ip = %c.ip, reservation = %c.name, holder = %c.holder, "{c}");

@@ -11,18 +11,12 @@
 //! addresses in address order and is confirmed against the record itself (a hash collision only costs a
 //! comparison).
 //!
-//! The requestor's replica has an encoding of its own (`leasewire-requestor`'s `replica/record.rs`), on purpose:
-//! this one is private to the store, holds the server's current record (sequence number, the DAMAGED marker of
-//! a row that could not be read, the options blob as SQLite stores it) and is rebuilt from SQLite at every
-//! open, so it can change with any release; the replica's is also its file format (it is persisted as is),
-//! holds what a requestor learns (base-time, where each observation came from) and must stay readable across
-//! versions. Sharing one would tie the store's memory layout to the replica's file format, and the requestor
-//! would depend on the store crate for it.
+//! The records are in the compact encoding of `crate::packed` (behind a tag that marks a row that could not
+//! be read), and a server's engine holds the same blocks: [`Mem::packed`] hands them out by reference.
 
-use crate::binding::{decode_options, encode_options};
+use crate::packed::{Packed, Unreadable, View};
 use crate::store::{ScanFilter, ScanKey};
 use crate::{Binding, BindingChange};
-use leasewire_proto::{DataSource, DhcpState, RelayAgentInfo};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};
 use std::net::Ipv4Addr;
@@ -33,7 +27,7 @@ use std::sync::Arc;
 pub(crate) struct Rec {
     pub seq: u64,
     pub time: u32,
-    /// `OK` then the fields (see [`encode`]), or `DAMAGED` then a UTF-8 description of what is wrong with
+    /// `OK` then the fields (see `crate::packed`), or `DAMAGED` then a UTF-8 description of what is wrong with
     /// the row in the file (reads of it fail with `StoreError::Corrupt`). Shared, so a read copies a
     /// reference under the lock and decodes after releasing it.
     pub data: Arc<[u8]>,
@@ -63,231 +57,6 @@ impl Hit {
 /// Decode what a read found (outside the lock).
 pub(crate) fn decode(hits: Vec<Hit>) -> Result<Vec<BindingChange>, ReadError> {
     hits.iter().map(Hit::decode).collect()
-}
-
-const OK: u8 = 0;
-const DAMAGED: u8 = 1;
-
-const HAS_EXPIRES: u8 = 1;
-const HAS_CLTT: u8 = 2;
-const HAS_CLIENT_ID: u8 = 4;
-const HAS_RAI: u8 = 8;
-const HAS_RESERVED: u8 = 16;
-
-/// Fixed part: tag, state, htype, data source, flags, state_since, expires_at, cltt.
-const FIXED: usize = 5 + 12;
-
-fn put_len(out: &mut Vec<u8>, mut n: usize) {
-    // LEB128: one octet for the usual short values.
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn take_len(data: &mut &[u8]) -> Option<usize> {
-    let mut n = 0usize;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = data.split_first()?;
-        *data = rest;
-        n |= usize::from(byte & 0x7f).checked_shl(shift)?;
-        if byte & 0x80 == 0 {
-            return Some(n);
-        }
-    }
-    None
-}
-
-fn take<'a>(data: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let len = take_len(data)?;
-    let (value, rest) = (data.get(..len)?, &data[len..]);
-    *data = rest;
-    Some(value)
-}
-
-/// The fields of a record, borrowed: from a [`Binding`] (commits) or straight from a row (the load).
-pub(crate) struct Parts<'a> {
-    pub state: DhcpState,
-    pub htype: u8,
-    pub data_source: u8,
-    pub state_since: u32,
-    pub expires_at: Option<u32>,
-    pub cltt: Option<u32>,
-    pub hw: &'a [u8],
-    pub client_id: Option<&'a [u8]>,
-    pub rai: Option<&'a [u8]>,
-    /// As [`encode_options`] makes it.
-    pub options: &'a [u8],
-    pub reserved: Option<&'a str>,
-}
-
-/// Encode a binding (already validated) with its options blob as [`encode_options`] makes it.
-pub(crate) fn encode(b: &Binding, options_blob: &[u8]) -> Arc<[u8]> {
-    encode_parts(&Parts {
-        state: b.state,
-        htype: b.htype,
-        data_source: b.data_source.0,
-        state_since: b.state_since,
-        expires_at: b.expires_at,
-        cltt: b.cltt,
-        hw: &b.hardware_address,
-        client_id: b.client_id.as_deref(),
-        rai: b.relay_agent_info.as_deref(),
-        options: options_blob,
-        reserved: b.reserved_for.as_deref(),
-    })
-}
-
-pub(crate) fn encode_parts(p: &Parts<'_>) -> Arc<[u8]> {
-    let len = FIXED
-        + 1
-        + p.hw.len()
-        + p.client_id.map_or(0, |v| v.len() + 2)
-        + p.rai.map_or(0, |v| v.len() + 2)
-        + p.options.len()
-        + 3
-        + p.reserved.map_or(0, |v| v.len() + 2);
-    let mut out = Vec::with_capacity(len);
-    let mut flags = 0;
-    for (present, flag) in [
-        (p.expires_at.is_some(), HAS_EXPIRES),
-        (p.cltt.is_some(), HAS_CLTT),
-        (p.client_id.is_some(), HAS_CLIENT_ID),
-        (p.rai.is_some(), HAS_RAI),
-        (p.reserved.is_some(), HAS_RESERVED),
-    ] {
-        if present {
-            flags |= flag;
-        }
-    }
-    out.extend_from_slice(&[OK, p.state.code(), p.htype, p.data_source, flags]);
-    for t in [p.state_since, p.expires_at.unwrap_or(0), p.cltt.unwrap_or(0)] {
-        out.extend_from_slice(&t.to_le_bytes());
-    }
-    for field in [Some(p.hw), p.client_id, p.rai, Some(p.options), p.reserved.map(str::as_bytes)].into_iter().flatten()
-    {
-        put_len(&mut out, field.len());
-        out.extend_from_slice(field);
-    }
-    out.into()
-}
-
-/// A record whose row in the file could not be decoded: kept (so lookups report it as damaged instead of
-/// pretending it is absent) but in no key index.
-pub(crate) fn damaged(detail: &str) -> Arc<[u8]> {
-    let mut out = Vec::with_capacity(1 + detail.len());
-    out.push(DAMAGED);
-    out.extend_from_slice(detail.as_bytes());
-    out.into()
-}
-
-/// The fields of an encoded record, borrowed.
-pub(crate) struct View<'a> {
-    state: u8,
-    htype: u8,
-    data_source: u8,
-    flags: u8,
-    times: [u32; 3],
-    hw: &'a [u8],
-    client_id: Option<&'a [u8]>,
-    rai: Option<&'a [u8]>,
-    options: &'a [u8],
-    reserved: Option<&'a [u8]>,
-}
-
-/// Why a record cannot be read.
-pub(crate) enum Unreadable {
-    /// The row in the file was damaged when it was loaded.
-    Damaged(String),
-    /// The in-memory encoding is malformed (a bug; never produced by [`encode`]).
-    Malformed,
-}
-
-impl<'a> View<'a> {
-    pub(crate) fn parse(data: &'a [u8]) -> Result<Self, Unreadable> {
-        match data.split_first() {
-            Some((&OK, _)) => Self::parse_ok(data).ok_or(Unreadable::Malformed),
-            Some((&DAMAGED, detail)) => Err(Unreadable::Damaged(String::from_utf8_lossy(detail).into_owned())),
-            _ => Err(Unreadable::Malformed),
-        }
-    }
-
-    fn parse_ok(data: &'a [u8]) -> Option<Self> {
-        let fixed = data.get(..FIXED)?;
-        let time = |i: usize| u32::from_le_bytes([fixed[i], fixed[i + 1], fixed[i + 2], fixed[i + 3]]);
-        let flags = fixed[4];
-        let mut rest = &data[FIXED..];
-        let hw = take(&mut rest)?;
-        let mut opt = |flag: u8| if flags & flag != 0 { take(&mut rest).map(Some) } else { Some(None) };
-        let client_id = opt(HAS_CLIENT_ID)?;
-        let rai = opt(HAS_RAI)?;
-        let options = take(&mut rest)?;
-        let reserved = if flags & HAS_RESERVED != 0 { Some(take(&mut rest)?) } else { None };
-        Some(Self {
-            state: fixed[1],
-            htype: fixed[2],
-            data_source: fixed[3],
-            flags,
-            times: [time(5), time(9), time(13)],
-            hw,
-            client_id,
-            rai,
-            options,
-            reserved,
-        })
-    }
-
-    fn relay_agent(&self) -> Option<RelayAgentInfo<'a>> {
-        RelayAgentInfo::parse(self.rai?).ok()
-    }
-
-    pub(crate) fn state(&self) -> Option<DhcpState> {
-        DhcpState::from_code(self.state)
-    }
-
-    fn cltt(&self) -> Option<u32> {
-        (self.flags & HAS_CLTT != 0).then_some(self.times[2])
-    }
-
-    pub(crate) fn expires_at(&self) -> Option<u32> {
-        (self.flags & HAS_EXPIRES != 0).then_some(self.times[1])
-    }
-
-    /// Whether the record carries `key` (the reference semantics are [`ScanFilter::matches`]).
-    pub(crate) fn has_key(&self, key: &ScanKey) -> bool {
-        match key {
-            ScanKey::All => true,
-            ScanKey::RelayId(id) => self.relay_agent().and_then(|r| r.relay_id()) == Some(id.as_slice()),
-            ScanKey::RemoteId(id) => self.relay_agent().and_then(|r| r.remote_id()) == Some(id.as_slice()),
-            ScanKey::HardwareAddress { htype, addr } => !addr.is_empty() && self.htype == *htype && self.hw == *addr,
-            ScanKey::ClientId(id) => self.client_id == Some(id.as_slice()),
-        }
-    }
-
-    pub(crate) fn binding(&self, ip: Ipv4Addr) -> Option<Binding> {
-        Some(Binding {
-            ip,
-            htype: self.htype,
-            hardware_address: self.hw.to_vec(),
-            client_id: self.client_id.map(<[u8]>::to_vec),
-            state: DhcpState::from_code(self.state)?,
-            state_since: self.times[0],
-            expires_at: self.expires_at(),
-            cltt: (self.flags & HAS_CLTT != 0).then_some(self.times[2]),
-            relay_agent_info: self.rai.map(<[u8]>::to_vec),
-            data_source: DataSource(self.data_source),
-            options: decode_options(self.options)?,
-            reserved_for: match self.reserved {
-                Some(r) => Some(String::from_utf8(r.to_vec()).ok()?),
-                None => None,
-            },
-        })
-    }
 }
 
 /// The four lookup-key indexes.
@@ -478,6 +247,20 @@ impl Mem {
         out
     }
 
+    /// Up to `limit` readable records at addresses above `after`, in address order, by reference; `Err` with
+    /// the address of a damaged record met on the way.
+    pub(crate) fn packed(&self, after: Option<u32>, limit: usize) -> Result<Vec<(Ipv4Addr, Packed)>, u32> {
+        let range = match after {
+            Some(u32::MAX) => return Ok(Vec::new()),
+            Some(ip) => self.records.range(ip + 1..),
+            None => self.records.range(..),
+        };
+        range
+            .take(limit)
+            .map(|(&ip, rec)| Packed::of_record(&rec.data).map(|p| (Ipv4Addr::from(ip), p)).ok_or(ip))
+            .collect()
+    }
+
     /// Every record with this key, newest change first.
     pub(crate) fn lookup(&self, key: &ScanKey) -> Vec<Hit> {
         let Some(Some((kind, hash))) = self.hasher.of_scan_key(key) else { return Vec::new() };
@@ -623,17 +406,11 @@ impl Mem {
     }
 }
 
-/// Encode a binding for memory and return its options blob for the file.
-pub(crate) fn encode_binding(b: &Binding) -> (Arc<[u8]>, Option<Vec<u8>>) {
-    let options = encode_options(&b.options);
-    let data = encode(b, &options);
-    (data, (!b.options.is_empty()).then_some(options))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leasewire_proto::RelayAgentInfoBuilder;
+    use crate::packed::{damaged, encode_binding};
+    use leasewire_proto::{DataSource, DhcpState, RelayAgentInfoBuilder};
 
     #[test]
     fn records_round_trip_and_expose_their_keys() {
@@ -658,17 +435,5 @@ mod tests {
         }
         assert!(matches!(View::parse(&damaged("bad state")), Err(Unreadable::Damaged(d)) if d == "bad state"));
         assert_eq!(h.keys_of(&damaged("x")), [None; 4]);
-    }
-
-    #[test]
-    fn lengths_use_leb128() {
-        for n in [0usize, 1, 127, 128, 300, 65_535, 1 << 20] {
-            let mut out = Vec::new();
-            put_len(&mut out, n);
-            let mut s = out.as_slice();
-            assert_eq!(take_len(&mut s), Some(n));
-            assert!(s.is_empty());
-        }
-        assert_eq!(take_len(&mut &[0x80u8][..]), None);
     }
 }

@@ -19,7 +19,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 use crate::error::StoreError;
 use crate::pending::{Pending, PendingCommit};
 use crate::store::{Forgotten, LeaseStore, ScanFilter, ScanKey};
-use crate::{Binding, BindingChange};
+use crate::{Binding, BindingChange, Packed};
 use memory::{KeyHasher, ReadError};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -197,6 +197,18 @@ impl LeaseStore for SqliteStore {
     ) -> Result<Vec<BindingChange>, StoreError> {
         let hits = self.shared.read().scan(filter, after, limit);
         self.decode(hits)
+    }
+
+    fn scan_packed(&self, after: Option<Ipv4Addr>, limit: usize) -> Result<Vec<(Ipv4Addr, Packed)>, StoreError> {
+        let page = self.shared.read().packed(after.map(u32::from), limit);
+        page.map_err(|ip| {
+            // A damaged record: the error a scan meets there.
+            let ip = Ipv4Addr::from(ip);
+            match self.shared.read().get(ip).map(|hit| hit.decode()) {
+                Some(Err(e)) => self.corrupt(e),
+                _ => StoreError::corrupt(&self.path, format!("record of {ip}: unreadable")),
+            }
+        })
     }
 
     fn changed_since(&self, time: u32, after_seq: Option<u64>, limit: usize) -> Result<Vec<BindingChange>, StoreError> {

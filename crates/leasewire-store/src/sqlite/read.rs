@@ -1,10 +1,11 @@
 //! Reading the file: the load at open that builds the in-memory copy every lookup and scan is served
 //! from (see `memory`).
 
-use super::memory::{self, KeyHasher, Loader, Mem, Rec};
+use super::memory::{KeyHasher, Loader, Mem, Rec};
 use super::schema::COLUMNS;
 use crate::binding::decode_options;
 use crate::error::StoreError;
+use crate::packed::{self, options_well_formed};
 use crate::{Binding, BindingChange};
 use leasewire_proto::{DataSource, DhcpState};
 use rusqlite::types::{Type, ValueRef};
@@ -103,7 +104,7 @@ fn encode_row(row: &Row<'_>) -> Option<Arc<[u8]>> {
         ValueRef::Text(t) => Some(std::str::from_utf8(t).ok()?),
         _ => return None,
     };
-    Some(memory::encode_parts(&memory::Parts {
+    Some(packed::encode_parts(&packed::Parts {
         state: DhcpState::from_code(octet(3)?)?,
         state_since: time(4)??,
         expires_at: time(5)?,
@@ -116,18 +117,6 @@ fn encode_row(row: &Row<'_>) -> Option<Arc<[u8]>> {
         options,
         reserved,
     }))
-}
-
-/// Whether an options blob decodes (see [`decode_options`]), without allocating.
-fn options_well_formed(mut blob: &[u8]) -> bool {
-    while let [_, hi, lo, rest @ ..] = blob {
-        let len = usize::from(u16::from_be_bytes([*hi, *lo]));
-        if rest.len() < len {
-            return false;
-        }
-        blob = &rest[len..];
-    }
-    blob.is_empty()
 }
 
 /// What the load found besides the records: the highest seq and time of any record, to check against the
@@ -167,8 +156,8 @@ pub(crate) fn load(path: &Path, conn: &Connection, hasher: KeyHasher) -> Result<
             Some(data) => data,
             // The slow path names what is wrong.
             None => match decode_row(row) {
-                Ok(change) => memory::encode_binding(&change.binding).0,
-                Err(e) => memory::damaged(&format!("unreadable record: {e}")),
+                Ok(change) => packed::encode_binding(&change.binding).0,
+                Err(e) => packed::damaged(&format!("unreadable record: {e}")),
             },
         };
         let keys = loader.hasher().keys_of(&data);
@@ -177,19 +166,4 @@ pub(crate) fn load(path: &Path, conn: &Connection, hasher: KeyHasher) -> Result<
     let mem =
         loader.finish().map_err(|seq| StoreError::corrupt(path, format!("two records have sequence number {seq}")))?;
     Ok(Loaded { mem, max_seq, max_time })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_well_formed_agrees_with_decode_options() {
-        let good = crate::binding::encode_options(&[(12, b"host".to_vec()), (60, vec![]), (77, vec![7; 300])]);
-        for end in 0..=good.len() {
-            let blob = &good[..end];
-            assert_eq!(options_well_formed(blob), decode_options(blob).is_some(), "{blob:?}");
-        }
-        assert!(!options_well_formed(&[12, 0]));
-    }
 }

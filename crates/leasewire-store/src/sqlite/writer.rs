@@ -11,11 +11,12 @@
 //! group, and a renewal rewrites one table leaf.
 
 use super::checkpoint::Checkpointer;
-use super::memory::{self, KeyHasher, Mem, Op, Rec, View};
+use super::memory::{self, KeyHasher, Mem, Op, Rec};
 use super::open::Counters;
 use super::read::map_read_error;
 use super::schema::meta;
 use crate::error::StoreError;
+use crate::packed::{self, View};
 use crate::pending::Completer;
 use crate::store::Forgotten;
 use crate::{Binding, BindingChange};
@@ -295,7 +296,7 @@ impl Writer {
                     let seq = self.counters.last_seq + 1;
                     let time = (*now).max(self.counters.last_time);
                     let ip = u32::from(b.ip);
-                    let (data, options) = memory::encode_binding(b);
+                    let (data, options) = packed::encode_binding(b);
                     let hwaddr = (!b.hardware_address.is_empty()).then_some(b.hardware_address.as_slice());
                     upsert
                         .execute(params![

@@ -361,6 +361,31 @@ pub fn scan_every_key_in_address_order_across_pages(backend: &dyn Backend) {
     assert!(store.scan(&ScanFilter::all(), None, 0).unwrap().is_empty());
 }
 
+/// What a server's engine loads at start: every record, in address order, packed; the same bindings a scan
+/// returns, paged the same way.
+pub fn scan_packed_returns_every_record_in_address_order(backend: &dyn Backend) {
+    let store = backend.open(T0);
+    let all = scan_fixture(&*store);
+    for page in [1, 7, 50, 1000] {
+        let mut got = Vec::new();
+        let mut after = None;
+        loop {
+            let rows = store.scan_packed(after, page).unwrap();
+            assert!(rows.len() <= page);
+            after = rows.last().map(|r| r.0);
+            let done = rows.len() < page;
+            got.extend(rows.into_iter().map(|(ip, p)| p.binding(ip)));
+            if done {
+                break;
+            }
+        }
+        assert_eq!(got, all.iter().map(|c| c.binding.clone()).collect::<Vec<_>>(), "page {page}");
+    }
+    assert!(store.scan_packed(Some(Ipv4Addr::BROADCAST), 3).unwrap().is_empty());
+    let after = store.scan_packed(Some(Ipv4Addr::new(10, 0, 0, 0)), 2).unwrap();
+    assert_eq!(after.iter().map(|r| r.0).collect::<Vec<_>>(), vec![ip(1), ip(2)]);
+}
+
 pub fn scan_bounds_are_inclusive_and_combine(backend: &dyn Backend) {
     let store = backend.open(T0);
     // Address k+1 changed at T0 + k.
@@ -606,6 +631,7 @@ macro_rules! behaviour_suite {
             lookup_by_client_id_newest_first,
             lookup_by_remote_id_and_relay_id_newest_first,
             scan_every_key_in_address_order_across_pages,
+            scan_packed_returns_every_record_in_address_order,
             scan_bounds_are_inclusive_and_combine,
             scan_pages_never_repeat_an_address_while_bindings_change,
             changed_since_is_in_commit_order_and_pages_by_seq,
