@@ -9,9 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$(realpath "$1") B=$(realpath "$2") ROUNDS=${3:-2} SECONDS_=${SECONDS_:-5}
-WORK=$(mktemp -d)
-SRV=
-trap 'kill $SRV 2>/dev/null || true; rm -rf "$WORK"' EXIT
+LEASEWIRE=$A . bench/common.sh
 wait_tcp() { until (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; do sleep 0.1; done; }
 wait_udp() { until ss -Hlun "sport = :$1" | grep -q .; do sleep 0.1; done; }
 stop() { kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=; }

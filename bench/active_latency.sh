@@ -9,12 +9,7 @@ cd "$(dirname "$0")/.."
 COUNTS=${*:-"0 1 10 100"}
 RATE=${RATE:-5000}
 SECONDS_=${SECONDS_:-6}
-BIN=${LEASEWIRE:-target/release/leasewire}
-[ -x "$BIN" ] || cargo build --release -p leasewire
-BIN=$(realpath "$BIN")
-WORK=$(mktemp -d)
-trap 'kill $SRV 2>/dev/null || true; rm -rf "$WORK"' EXIT
-SRV=
+. bench/common.sh
 echo "# $(date -u +%FT%TZ) $(nproc) cores, rate $RATE/s, $SECONDS_ s"
 for N in $COUNTS; do
   rm -rf "$WORK/data"

@@ -6,12 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${*:-"100000 1000000"}
-BIN=${LEASEWIRE:-target/release/leasewire}
-[ -x "$BIN" ] || cargo build --release -p leasewire
-BIN=$(realpath "$BIN")
-WORK=$(mktemp -d)
-trap 'kill $SRV 2>/dev/null || true; rm -rf "$WORK"' EXIT
-SRV=
+. bench/common.sh
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }   # utime + stime, seconds (USER_HZ 100)
 hwm() { awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$1/status"; }
 

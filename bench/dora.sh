@@ -13,40 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 WINDOW=${2:-256}
-BIN=${LEASEWIRE:-target/release/leasewire}
-[ -x "$BIN" ] || cargo build --release -p leasewire
-BIN=$(realpath "$BIN")
-. "$(dirname "$0")/lab.sh"
-sysctl -qw net.core.rmem_max=8388608 net.core.wmem_max=8388608 net.core.rmem_default=4194304 net.core.wmem_default=4194304
+. bench/common.sh
+. bench/lab.sh
+bench_socket_buffers
 lab_up 10.77.0.1/24 10.77.0.2/24
 
-cat > "$WORK/leasewire.toml" <<TOML
-[server]
-server-id = "10.77.0.1"
-listen = ["10.77.0.1:67"]
-data-dir = "$WORK/lw-data"
-[log]
-leases = false
-[[subnet]]
-subnet = "10.0.0.0/8"
-pools = [{ start = "10.128.0.0", end = "10.255.255.254" }]
-lease-time = 3600
-TOML
-
-kea_conf() { # $1 = threads (0: single-threaded)
-  local mt='"multi-threading": { "enable-multi-threading": false },'
-  [ "$1" -gt 0 ] && mt="\"multi-threading\": { \"enable-multi-threading\": true, \"thread-pool-size\": $1, \"packet-queue-size\": 64 },"
-  cat > "$WORK/kea.json" <<JSON
-{ "Dhcp4": {
-  "interfaces-config": { "interfaces": [ "$VS/10.77.0.1" ], "dhcp-socket-type": "udp" },
-  $mt
-  "lease-database": { "type": "memfile", "persist": true, "name": "$WORK/kea-leases.csv", "lfc-interval": 0 },
-  "valid-lifetime": 3600,
-  "subnet4": [ { "subnet": "10.0.0.0/8", "pools": [ { "pool": "10.128.0.0 - 10.255.255.254" } ] } ],
-  "loggers": [ { "name": "kea-dhcp4", "severity": "WARN", "output_options": [ { "output": "$WORK/kea.log" } ] } ]
-} }
-JSON
-}
+lab_dhcp_config "[log]
+leases = false"
 
 run() { # $1 = label, $2... = server command
   local label=$1; shift

@@ -11,12 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 SECONDS_=${SECONDS_:-6}
-BIN=${LEASEWIRE:-target/release/leasewire}
-[ -x "$BIN" ] || cargo build --release -p leasewire
-BIN=$(realpath "$BIN")
-WORK=$(mktemp -d)
-trap 'kill $SRV 2>/dev/null || true; rm -rf "$WORK"' EXIT
-SRV=
+. bench/common.sh
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $SECONDS_ s per step, load $(cut -d' ' -f1-3 /proc/loadavg)"
 step() { # $1 = on|off
   rm -rf "$WORK/data"

@@ -8,10 +8,8 @@ cd "$(dirname "$0")/.."
 SECS=${1:-10}
 WINDOW=${2:-128}
 N=100000
-BIN=${LEASEWIRE:-target/release/leasewire}
-[ -x "$BIN" ] || cargo build --release -p leasewire
-BIN=$(realpath "$BIN")
-. "$(dirname "$0")/lab.sh"
+. bench/common.sh
+. bench/lab.sh
 lab_up 10.64.0.1/10 10.64.0.2/10
 
 gen() { ip netns exec $C "$BIN" bench leasequery --server 10.64.0.1 --giaddr 10.64.0.2 --first 10.65.0.0 --count $N --seconds "$SECS" --window "$WINDOW"; }

@@ -18,15 +18,14 @@ SECS=${1:-10}
 shift || true
 RATES=${*:-"1000 2000 3000 4000 6000"}
 ONLY=${ONLY:-all}
-BIN=${LEASEWIRE:-${CARGO_TARGET_DIR:-target}/release/leasewire}
 LAT=${LATENCY:-${CARGO_TARGET_DIR:-target}/release/examples/pg_feed_latency}
-[ -x "$BIN" ] || cargo build --release -p leasewire
+. bench/common.sh
 if [ "$ONLY" = all ] || [ "$ONLY" = latency ]; then
   [ -x "$LAT" ] || cargo build --release -p leasewire-store --example pg_feed_latency
 fi
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
-. "$(dirname "$0")/lab.sh"
-sysctl -qw net.core.rmem_max=8388608 net.core.wmem_max=8388608 net.core.rmem_default=4194304 net.core.wmem_default=4194304
+. bench/lab.sh
+bench_socket_buffers
 lab_up 10.77.0.1/24 10.77.0.2/24
 ip -n $S addr add 10.77.0.3/24 dev $VS
 ip -n $C addr add 10.77.0.4/24 dev $VC
@@ -38,7 +37,7 @@ chown postgres "$WORK/pg"
 runuser -u postgres -- "$PGBIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w \
   -o "-k $WORK/pg -c listen_addresses= -c max_connections=200" start >/dev/null
-trap 'runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1 || true; lab_cleanup' EXIT
+bench_on_exit 'runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1' 
 PG="host=$WORK/pg user=postgres"
 sql() { PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -h "$WORK/pg" -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
 
@@ -58,20 +57,7 @@ TOML
 lw_conf "$WORK/a.toml" 10.77.0.1 a 0.0
 lw_conf "$WORK/b.toml" 10.77.0.3 b 0.5
 
-kea_conf() { # $1 = threads (0: single-threaded)
-  local mt='"multi-threading": { "enable-multi-threading": false },'
-  [ "$1" -gt 0 ] && mt="\"multi-threading\": { \"enable-multi-threading\": true, \"thread-pool-size\": $1, \"packet-queue-size\": 64 },"
-  cat > "$WORK/kea.json" <<JSON
-{ "Dhcp4": {
-  "interfaces-config": { "interfaces": [ "$VS/10.77.0.1" ], "dhcp-socket-type": "udp" },
-  $mt
-  "lease-database": { "type": "postgresql", "name": "kea", "host": "$WORK/pg", "user": "postgres" },
-  "valid-lifetime": 3600,
-  "subnet4": [ { "subnet": "10.0.0.0/8", "pools": [ { "pool": "10.128.0.0 - 10.255.255.254" } ] } ],
-  "loggers": [ { "name": "kea-dhcp4", "severity": "WARN", "output_options": [ { "output": "$WORK/kea.log" } ] } ]
-} }
-JSON
-}
+pg_kea_conf() { kea_conf "$1" "{ \"type\": \"postgresql\", \"name\": \"kea\", \"host\": \"$WORK/pg\", \"user\": \"postgres\" }"; }
 
 # perfdhcp from relay address $1 to server $2 at rate $3 with client MACs from $4; prints "rate drop1 drop2".
 perf() {
@@ -145,7 +131,7 @@ if [ "$ONLY" = all ] || [ "$ONLY" = kea ]; then
   sql -d postgres -c "DROP DATABASE IF EXISTS kea" -c "CREATE DATABASE kea"
   kea-admin db-init pgsql -h "$WORK/pg" -u postgres -n kea >/dev/null 2>&1
   for threads in 0 2; do
-    kea_conf $threads
+    pg_kea_conf $threads
     for r in $RATES; do
       sql -d kea -c "TRUNCATE lease4"
       start_bg "$WORK/kea-run.log" env KEA_PIDFILE_DIR="$WORK" KEA_LOCKFILE_DIR="$WORK" kea-dhcp4 -c "$WORK/kea.json"

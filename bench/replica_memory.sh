@@ -7,12 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000000}
-BIN=${LEASEWIRE:-target/release/leasewire}
-[ -x "$BIN" ] || cargo build --release -p leasewire
-BIN=$(realpath "$BIN")
-WORK=$(mktemp -d)
-trap 'kill $SRV $W 2>/dev/null || true; rm -rf "$WORK"' EXIT
-SRV= W=
+. bench/common.sh
+W=
+bench_on_exit '[ -z "$W" ] || kill $W 2>/dev/null'
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }   # KiB
 
 serve() { # $1 = count
