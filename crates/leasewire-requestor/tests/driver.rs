@@ -2,11 +2,6 @@
 //! with certificates made here, the receive timeout on tokio's paused clock, the retry interval, and a
 //! server that sends garbage. Test names carry the requirement IDs.
 
-#[allow(dead_code)]
-#[path = "../../leasewire/src/lab_certs.rs"]
-mod lab_certs;
-
-use lab_certs::LabCa;
 use leasewire_proto::framing::{FrameDecoder, encode_frame};
 use leasewire_proto::session::requestor::active::{ActiveError, ActiveEvent};
 use leasewire_proto::{Binding, BindingChange, DhcpState, Message, MessageType, Op};
@@ -16,60 +11,39 @@ use leasewire_requestor::conn::{ConnError, Target};
 use leasewire_requestor::replica::{Replica, Via};
 use leasewire_requestor::status::{Report, Status};
 use leasewire_requestor::tls::ClientTls;
-use leasewire_server::config::Config;
-use leasewire_server::feed::ChangeFeed;
-use leasewire_server::metrics::Metrics;
-use leasewire_server::tcp::TcpService;
-use leasewire_store::{LeaseStore, OpenOptions, SqliteStore};
+use leasewire_testkit::{LabCa, TcpLab, TlsFiles};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch as tokio_watch};
 
+/// The TCP service, and the CA that signs both sides when it is secure.
 struct Lab {
-    addr: SocketAddr,
-    feed: ChangeFeed,
+    tcp: TcpLab,
     ca: LabCa,
     _dir: tempfile::TempDir,
-    _stop: tokio_watch::Sender<bool>,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = TcpLab;
+    fn deref(&self) -> &TcpLab {
+        &self.tcp
+    }
 }
 
 /// A TcpService with Active Leasequery; secure with `ca` signing both sides, else insecure.
 async fn lab(secure: bool) -> Lab {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = LabCa::new("test CA").unwrap();
-    let server = ca.issue(&["localhost", "127.0.0.1"], false, false).unwrap();
-    let p = |n: &str| dir.path().join(n);
-    std::fs::write(p("ca.pem"), ca.cert_pem()).unwrap();
-    std::fs::write(p("server.pem"), &server.cert_pem).unwrap();
-    std::fs::write(p("server-key.pem"), &server.key_pem).unwrap();
-    let mode = if secure {
-        format!(
-            "enabled = true\n[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
-            p("server.pem").display(),
-            p("server-key.pem").display(),
-            p("ca.pem").display()
-        )
-    } else {
-        "enabled = true\ninsecure = true\n".into()
-    };
-    lab_with(dir, ca, &mode).await
+    lab_with(secure, "").await
 }
 
-/// A TcpService whose `[active-leasequery]` section is `active` (TOML lines).
-async fn lab_with(dir: tempfile::TempDir, ca: LabCa, active: &str) -> Lab {
-    let p = |n: &str| dir.path().join(n);
-    let text = format!(
-        "[server]\nserver-id = \"10.0.0.1\"\ndata-dir = \"/nonexistent\"\n[bulk-leasequery]\nlisten = \
-         [\"127.0.0.1:0\"]\nallow = [\"127.0.0.0/8\"]\n[active-leasequery]\n{active}"
-    );
-    let config = Config::parse(&text).unwrap();
-    let store: Arc<dyn LeaseStore> = Arc::new(SqliteStore::open(p("l.db"), OpenOptions::new(1_800_000_000)).unwrap());
-    let feed = ChangeFeed::default();
-    let (stop, rx) = tokio_watch::channel(false);
-    let (addrs, _) = TcpService::start(&config, store, feed.clone(), Arc::new(Metrics::new()), rx).await.unwrap();
-    Lab { addr: addrs[0], feed, ca, _dir: dir, _stop: stop }
+/// [`lab`], with `allow` (lines of `[active-leasequery.tls]`) in secure mode.
+async fn lab_with(secure: bool, allow: &str) -> Lab {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = LabCa::new("test CA").unwrap();
+    let mode = if secure { TlsFiles::write(dir.path(), &ca).section(allow) } else { "insecure = true\n".into() };
+    let tcp = TcpLab::start(&format!("[active-leasequery]\nenabled = true\n{mode}"), Vec::new()).await;
+    Lab { tcp, ca, _dir: dir }
 }
 
 fn client(issuer: &LabCa, trust: &LabCa) -> Arc<ClientTls> {
@@ -145,7 +119,7 @@ async fn alq_7_2_8_a_server_certificate_from_another_ca_fails_the_handshake() {
 #[tokio::test]
 async fn watch_says_which_capability_a_server_lacks() {
     // Active Leasequery off: the server closes on DHCPACTIVELEASEQUERY (RFC 7724 §8.1.1).
-    let plain = lab_with(tempfile::tempdir().unwrap(), LabCa::new("t").unwrap(), "enabled = false\n").await;
+    let plain = TcpLab::start("[active-leasequery]\nenabled = false\n", Vec::new()).await;
     let (end, _) = run_once(Target { addr: plain.addr, tls: None }, ActiveOptions::default()).await;
     assert!(matches!(end, ActiveEnd::NoActiveLeasequery), "{end:?}");
     assert!(end.to_string().contains("does not offer Active Leasequery"), "{end}");
@@ -156,20 +130,7 @@ async fn watch_says_which_capability_a_server_lacks() {
     // In the library's words (the CLI adds its flags): what is missing, not which flag supplies it.
     assert!(end.to_string().contains("client certificate") && !end.to_string().contains("--"), "{end}");
     // A certificate the server's allow-list refuses: said so, not "connection reset".
-    let dir = tempfile::tempdir().unwrap();
-    let ca = LabCa::new("t").unwrap();
-    let server = ca.issue(&["localhost", "127.0.0.1"], false, false).unwrap();
-    let p = |n: &str| dir.path().join(n);
-    std::fs::write(p("ca.pem"), ca.cert_pem()).unwrap();
-    std::fs::write(p("server.pem"), &server.cert_pem).unwrap();
-    std::fs::write(p("server-key.pem"), &server.key_pem).unwrap();
-    let tls = format!(
-        "enabled = true\n[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nallow-names = [\"other.lab\"]\n",
-        p("server.pem").display(),
-        p("server-key.pem").display(),
-        p("ca.pem").display()
-    );
-    let strict = lab_with(dir, ca, &tls).await;
+    let strict = lab_with(true, "allow-names = [\"other.lab\"]").await;
     let (end, _) =
         run_once(Target { addr: strict.addr, tls: Some(client(&strict.ca, &strict.ca)) }, ActiveOptions::default())
             .await;

@@ -2,35 +2,37 @@
 //! server's TcpService, a rustls client. Good certificate, wrong CA, no client certificate, expired
 //! certificate, a name not on the allow-list, and plaintext to a secure server.
 
-#[allow(dead_code)]
-#[path = "../../leasewire/src/lab_certs.rs"]
-mod lab_certs;
-
-use lab_certs::{Issued, LabCa};
-use leasewire_proto::framing::{FrameDecoder, encode_frame};
+use leasewire_proto::framing::FrameDecoder;
 use leasewire_proto::options::code;
-use leasewire_proto::{BindingChange, DhcpState, Message, MessageType, Op, StatusCode};
-use leasewire_server::config::Config;
-use leasewire_server::feed::ChangeFeed;
-use leasewire_server::metrics::Metrics;
-use leasewire_server::tcp::TcpService;
-use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
+use leasewire_proto::{BindingChange, DhcpState, Message, MessageType, StatusCode};
+use leasewire_store::Binding;
+use leasewire_testkit::{Issued, LabCa, TcpLab, TlsFiles, frame, lab_certs, read_frame, request};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The service in secure mode, the CA that signs both sides, and where its files are.
 struct Lab {
-    addr: SocketAddr,
-    feed: ChangeFeed,
+    tcp: TcpLab,
     ca: LabCa,
-    metrics: Arc<Metrics>,
-    service: Arc<TcpService>,
-    config: leasewire_server::config::Validated,
+    tls: TlsFiles,
     _dir: tempfile::TempDir,
-    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::ops::Deref for Lab {
+    type Target = TcpLab;
+    fn deref(&self) -> &TcpLab {
+        &self.tcp
+    }
+}
+
+impl Lab {
+    fn service(&self) -> &leasewire_server::tcp::TcpService {
+        self.tcp.service.as_deref().expect("a requestor is allowed")
+    }
 }
 
 async fn lab(allow_names: &str) -> Lab {
@@ -40,39 +42,14 @@ async fn lab(allow_names: &str) -> Lab {
 /// A secure server whose `[active-leasequery.tls]` ends with `allow` (TOML lines), its requestors signed by `ca`.
 async fn lab_with(allow: &str, ca: LabCa) -> Lab {
     let dir = tempfile::tempdir().unwrap();
-    let server = ca.issue(&["localhost", "127.0.0.1"], false, false).unwrap();
-    let p = |n: &str| dir.path().join(n);
-    std::fs::write(p("ca.pem"), ca.cert_pem()).unwrap();
-    std::fs::write(p("server.pem"), &server.cert_pem).unwrap();
-    std::fs::write(p("server-key.pem"), &server.key_pem).unwrap();
-    let text = format!(
-        r#"
-[server]
-server-id = "10.0.0.1"
-data-dir = "/nonexistent"
-[bulk-leasequery]
-listen = ["127.0.0.1:0"]
-allow = ["127.0.0.0/8"]
-[active-leasequery]
-enabled = true
-[active-leasequery.tls]
-cert = "{}"
-key = "{}"
-ca = "{}"
-{allow}
-"#,
-        p("server.pem").display(),
-        p("server-key.pem").display(),
-        p("ca.pem").display()
-    );
-    let config = Config::parse(&text).unwrap();
-    let store: Arc<dyn LeaseStore> = Arc::new(SqliteStore::open(p("l.db"), OpenOptions::new(1_800_000_000)).unwrap());
-    let feed = ChangeFeed::default();
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let metrics = Arc::new(Metrics::new());
-    let (service, addrs, _) =
-        TcpService::start_service(&config, store, feed.clone(), metrics.clone(), rx).await.unwrap();
-    Lab { addr: addrs[0], feed, ca, metrics, service: service.unwrap(), config, _dir: dir, _stop: stop }
+    let tls = TlsFiles::write(dir.path(), &ca);
+    let tcp = TcpLab::start(&format!("[active-leasequery]\nenabled = true\n{}", tls.section(allow)), Vec::new()).await;
+    Lab { tcp, ca, tls, _dir: dir }
+}
+
+/// The next frame's body, or `None` when the connection ends; a test that waits longer than 5 s has failed.
+async fn read_message(s: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    tokio::time::timeout(Duration::from_secs(5), read_frame(s, buf)).await.expect("no hang")
 }
 
 /// Waits (bounded) until the server counted a refusal for `reason`: the log line and the counter name why a
@@ -87,51 +64,8 @@ async fn refused_for(lab: &Lab, reason: &str) {
     panic!("no refusal counted as {reason}: {}", lab.metrics.encode());
 }
 
-fn frame(m: &Message<'_>) -> Vec<u8> {
-    let mut b = Vec::new();
-    encode_frame(m, &mut b).unwrap();
-    b
-}
-
-fn request(t: MessageType, xid: u32) -> Message<'static> {
-    let mut m = Message::new(Op::BootRequest);
-    m.xid = xid;
-    m.options.set_message_type(t);
-    m
-}
-
-async fn read_message(s: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> Option<Vec<u8>> {
-    loop {
-        if let Some((body, n)) = FrameDecoder::default().decode(buf).unwrap() {
-            let body = body.to_vec();
-            buf.drain(..n);
-            return Some(body);
-        }
-        let mut chunk = [0u8; 4096];
-        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await.expect("no hang") {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-fn client_config(lab: &Lab, client: Option<&Issued>, trust: &LabCa) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(trust.cert_pem().as_bytes()).unwrap()).unwrap();
-    let _ = lab;
-    let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    Arc::new(match client {
-        Some(c) => b
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(c.cert_pem.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(c.key_pem.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => b.with_no_client_auth(),
-    })
+fn client_config(_lab: &Lab, client: Option<&Issued>, trust: &LabCa) -> Arc<rustls::ClientConfig> {
+    leasewire_testkit::client_config(trust, client)
 }
 
 /// DHCPTLS, its answer, then the handshake. `Err` when the server refuses or closes.
@@ -448,13 +382,9 @@ async fn bcp195_only_tls_1_2_and_1_3_with_aead_suites() {
         );
     }
     // What the server accepts at all: the two versions, no CBC, no RSA key exchange.
-    let server = leasewire_server::tcp::tls::TlsSettings::load(
-        &lab._dir.path().join("server.pem"),
-        &lab._dir.path().join("server-key.pem"),
-        &lab._dir.path().join("ca.pem"),
-        Default::default(),
-    )
-    .unwrap();
+    let server =
+        leasewire_server::tcp::tls::TlsSettings::load(&lab.tls.cert, &lab.tls.key, &lab.tls.ca, Default::default())
+            .unwrap();
     for s in &server.config.crypto_provider().cipher_suites {
         let name = format!("{:?}", s.suite());
         assert!(!name.contains("CBC") && !name.starts_with("TLS_RSA_"), "{name}");
@@ -469,11 +399,10 @@ async fn reload_swaps_certificates_for_new_handshakes_without_dropping_establish
     // Rotation: a new CA signs both the server's certificate and the requestors'.
     let ca2 = LabCa::new("rotated CA").unwrap();
     let server2 = ca2.issue(&["localhost"], false, false).unwrap();
-    let p = |n: &str| lab._dir.path().join(n);
-    std::fs::write(p("ca.pem"), ca2.cert_pem()).unwrap();
-    std::fs::write(p("server.pem"), &server2.cert_pem).unwrap();
-    std::fs::write(p("server-key.pem"), &server2.key_pem).unwrap();
-    lab.service.reconfigure(&lab.config).expect("the rotated files load");
+    std::fs::write(&lab.tls.ca, ca2.cert_pem()).unwrap();
+    std::fs::write(&lab.tls.cert, &server2.cert_pem).unwrap();
+    std::fs::write(&lab.tls.key, &server2.key_pem).unwrap();
+    lab.service().reconfigure(&lab.config).expect("the rotated files load");
     // A requestor that trusts only the new CA gets in now.
     let new = ca2.issue(&["requestor.lab"], true, false).unwrap();
     let mut fresh =
@@ -492,8 +421,8 @@ async fn reload_swaps_certificates_for_new_handshakes_without_dropping_establish
         assert_eq!(Message::decode(&m).unwrap().message_type(), Some(MessageType::LeaseActive));
     }
     // A reload with a broken file keeps what works.
-    std::fs::write(p("server-key.pem"), "not a key").unwrap();
-    let e = lab.service.reconfigure(&lab.config).expect_err("a broken key is refused");
+    std::fs::write(&lab.tls.key, "not a key").unwrap();
+    let e = lab.service().reconfigure(&lab.config).expect_err("a broken key is refused");
     assert!(e.to_string().contains("server-key.pem"), "the error names the file: {e}");
     let again = ca2.issue(&["requestor.lab"], true, false).unwrap();
     assert!(negotiate(&lab, client_config(&lab, Some(&again), &ca2)).await.is_ok(), "still serving TLS");

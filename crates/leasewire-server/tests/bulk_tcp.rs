@@ -1,65 +1,27 @@
 //! The Leasequery TCP listener over real loopback sockets: limits, access control, forbidden messages,
 //! the data timeout (on tokio's paused clock), shutdown, and a full bulk exchange through the store.
 
-use leasewire_proto::framing::{FrameDecoder, encode_frame};
+use leasewire_proto::framing::FrameDecoder;
 use leasewire_proto::options::code;
 use leasewire_proto::{DhcpState, Message, MessageType, Op, StatusCode};
 use leasewire_server::config::Config;
-use leasewire_server::metrics::Metrics;
-use leasewire_server::tcp::TcpService;
-use leasewire_store::{Binding, LeaseStore, OpenOptions, SqliteStore};
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use leasewire_store::Binding;
+use leasewire_testkit::{LAB_TIME, TcpLab, frame};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
-struct Listener {
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    stop: watch::Sender<bool>,
-    done: tokio::task::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-async fn listener(extra: &str, pool_end: &str) -> Listener {
-    let text = format!(
-        r#"
-[server]
-server-id = "10.0.0.1"
-data-dir = "/nonexistent"
-[bulk-leasequery]
-listen = ["127.0.0.1:0"]
-allow = ["127.0.0.0/8"]
-{extra}
-[[subnet]]
-subnet = "10.0.0.0/16"
-pools = [{{ start = "10.0.0.1", end = "{pool_end}" }}]
-"#
-    );
-    let config = Config::parse(&text).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("l.db"), OpenOptions::new(1_800_000_000)).unwrap();
-    let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 2), DhcpState::Active, 1_800_000_000);
+/// The service with `extra` keys of `[bulk-leasequery]`, one subnet whose pool ends at `pool_end`, and one
+/// active binding (10.0.0.2).
+async fn listener(extra: &str, pool_end: &str) -> TcpLab {
+    let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 2), DhcpState::Active, LAB_TIME);
     b.htype = 1;
     b.hardware_address = vec![2, 0, 0, 0, 0, 2];
     b.expires_at = Some(1_900_000_000);
-    store.commit(1_800_000_000, vec![b]).wait().unwrap();
-    let store: Arc<dyn LeaseStore> = Arc::new(store);
-    let (stop, rx) = watch::channel(false);
-    let metrics = Arc::new(Metrics::new());
-    let (addrs, done) =
-        TcpService::start(&config, store, leasewire_server::feed::ChangeFeed::default(), metrics.clone(), rx)
-            .await
-            .unwrap();
-    Listener { addr: addrs[0], metrics, stop, done, _dir: dir }
-}
-
-fn frame(m: &Message<'_>) -> Vec<u8> {
-    let mut b = Vec::new();
-    encode_frame(m, &mut b).unwrap();
-    b
+    let subnet =
+        format!("[[subnet]]\nsubnet = \"10.0.0.0/16\"\npools = [{{ start = \"10.0.0.1\", end = \"{pool_end}\" }}]");
+    TcpLab::start(&format!("{extra}\n{subnet}\n"), vec![b]).await
 }
 
 fn bulk_query(xid: u32) -> Message<'static> {
@@ -129,12 +91,12 @@ async fn blq_8_2_8_full_exchange_over_tcp_reports_every_configured_address_once(
     s.write_all(&frame(&bulk_query(10))).await.unwrap();
     let (msgs, _) = read_messages(&mut s, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
     assert_eq!(msg(msgs.last().unwrap()).xid, 10);
-    let _ = l.stop.send(true);
+    l.stop();
     l.done.await.unwrap();
 }
 
 /// A connection that has had a bulk query answered (so it holds an admitted slot) and stays open.
-async fn admitted(l: &Listener, xid: u32) -> TcpStream {
+async fn admitted(l: &TcpLab, xid: u32) -> TcpStream {
     let mut s = TcpStream::connect(l.addr).await.unwrap();
     s.write_all(&frame(&bulk_query(xid))).await.unwrap();
     let (_, closed) = read_messages(&mut s, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
@@ -176,26 +138,11 @@ async fn rfc6926_9_per_requestor_limit_and_allow_list() {
 
     // BLQ-8.1-3 / BLQ-9-5: a source outside the allow list is closed at once.
     let text = "allow = [\"127.0.0.1/32\"]";
-    let l2 = {
-        let mut l = listener("", "10.0.0.10").await;
-        // Rebuild with a narrower list on a second listener.
-        let _ = l.stop.send(true);
-        let cfg = Config::parse(&format!(
-            "[server]\nserver-id = \"10.0.0.1\"\ndata-dir = \"/x\"\n[bulk-leasequery]\nlisten = [\"127.0.0.1:0\"]\n{text}\n"
-        ))
-        .unwrap();
-        let store: Arc<dyn LeaseStore> =
-            Arc::new(SqliteStore::open(l._dir.path().join("m.db"), OpenOptions::new(1)).unwrap());
-        let (stop, rx) = watch::channel(false);
-        let (addrs, done) =
-            TcpService::start(&cfg, store, leasewire_server::feed::ChangeFeed::default(), Arc::new(Metrics::new()), rx)
-                .await
-                .unwrap();
-        l.addr = addrs[0];
-        l.stop = stop;
-        l.done = done;
-        l
-    };
+    let l2 = TcpLab::start_config(
+        &format!("[server]\nserver-id = \"10.0.0.1\"\ndata-dir = \"/x\"\n[bulk-leasequery]\nlisten = [\"127.0.0.1:0\"]\n{text}\n"),
+        Vec::new(),
+    )
+    .await;
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
     let mut other = sock.connect(l2.addr).await.unwrap();
@@ -256,7 +203,7 @@ async fn blq_8_5_4_shutdown_sends_query_terminated() {
     let mut buf = Vec::new();
     let (first, _) = read_messages_buf(&mut s, &mut buf, |_| true).await;
     assert_eq!(first.len(), 1);
-    let _ = l.stop.send(true);
+    l.stop();
     let (msgs, closed) =
         read_messages_buf(&mut s, &mut buf, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
     let last = msg(msgs.last().expect("a final message"));
@@ -426,44 +373,17 @@ async fn blq_8_5_5_the_server_closes_when_the_requestor_does() {
 /// answers), new ones are refused until enough have ended, then the lower limit holds.
 #[tokio::test]
 async fn a_lowered_max_connections_drops_nobody_and_applies_as_connections_end() {
-    let text = |max: usize| {
+    let config = |max: usize| {
         format!(
-            r#"
-[server]
-server-id = "10.0.0.1"
-data-dir = "/nonexistent"
-[bulk-leasequery]
-listen = ["127.0.0.1:0"]
-allow = ["127.0.0.0/8"]
-max-connections = {max}
-max-connections-per-requestor = 10
-[[subnet]]
-subnet = "10.0.0.0/16"
-pools = [{{ start = "10.0.0.1", end = "10.0.0.3" }}]
-"#
+            "max-connections = {max}\nmax-connections-per-requestor = 10\n[[subnet]]\nsubnet = \"10.0.0.0/16\"\n\
+             pools = [{{ start = \"10.0.0.1\", end = \"10.0.0.3\" }}]\n"
         )
     };
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn LeaseStore> =
-        Arc::new(SqliteStore::open(dir.path().join("l.db"), OpenOptions::new(1_800_000_000)).unwrap());
-    let (_stop, rx) = watch::channel(false);
-    let metrics = Arc::new(Metrics::new());
-    let config = Config::parse(&text(2)).unwrap();
-    let (service, addrs, _done) =
-        TcpService::start_service(&config, store, leasewire_server::feed::ChangeFeed::default(), metrics.clone(), rx)
-            .await
-            .unwrap();
-    let (service, addr) = (service.unwrap(), addrs[0]);
-    let l = Listener {
-        addr,
-        metrics: metrics.clone(),
-        stop: watch::channel(false).0,
-        done: tokio::spawn(async {}),
-        _dir: dir,
-    };
+    let l = TcpLab::start(&config(2), Vec::new()).await;
+    let (service, addr) = (l.service.clone().unwrap(), l.addr);
     let a = admitted(&l, 1).await;
     let mut b = admitted(&l, 2).await;
-    service.reconfigure(&Config::parse(&text(1)).unwrap()).unwrap();
+    service.reconfigure(&Config::parse(&leasewire_testkit::lab_config(&config(1))).unwrap()).unwrap();
     // Both keep their connections and their answers.
     b.write_all(&frame(&bulk_query(3))).await.unwrap();
     let (_, closed) = read_messages(&mut b, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
@@ -577,7 +497,7 @@ async fn blq_8_5_1_the_server_closes_gracefully_with_unread_queries_pending() {
         };
         (rest, end)
     });
-    let _ = l.stop.send(true);
+    l.stop();
     let (rest, end) = tokio::time::timeout(Duration::from_secs(30), reader).await.expect("closed").unwrap();
     l.done.await.unwrap();
     assert!(end.is_ok(), "an orderly close, not {end:?}");

@@ -4,8 +4,7 @@
 //! production: keys are written unencrypted.
 //!
 //! It lives in the CLI because the server never makes certificates (rcgen is not in the server library); the
-//! tests of the server and the requestor include this file by path, and the CLI's tests through
-//! `tests/support`.
+//! tests of every crate reach it through `leasewire-testkit`, which includes this file by path.
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,

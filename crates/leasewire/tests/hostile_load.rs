@@ -8,10 +8,10 @@
 
 mod support;
 
-use leasewire_proto::framing::{FrameDecoder, encode_frame};
 use leasewire_proto::options::code;
-use leasewire_proto::{Message, MessageType, Op};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use leasewire_proto::{Message, MessageType};
+use leasewire_testkit::{frame, read_frame};
+use rustls::pki_types::ServerName;
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -24,16 +24,8 @@ use tokio::net::{TcpSocket, TcpStream};
 
 const HOSTILE: usize = 1000;
 
-fn frame(m: &Message<'_>) -> Vec<u8> {
-    let mut b = Vec::new();
-    encode_frame(m, &mut b).unwrap();
-    b
-}
-
 fn request(t: MessageType, xid: u32) -> Message<'static> {
-    let mut m = Message::new(Op::BootRequest);
-    m.xid = xid;
-    m.options.set_message_type(t);
+    let mut m = leasewire_testkit::request(t, xid);
     if t == MessageType::ActiveLeaseQuery {
         m.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91]);
     }
@@ -41,34 +33,12 @@ fn request(t: MessageType, xid: u32) -> Message<'static> {
 }
 
 async fn read_message(s: &mut (impl AsyncRead + Unpin), buf: &mut Vec<u8>) -> Option<Message<'static>> {
-    loop {
-        if let Some((body, n)) = FrameDecoder::default().decode(buf).ok()? {
-            let owned: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
-            buf.drain(..n);
-            return Message::decode(owned).ok();
-        }
-        let mut chunk = [0u8; 4096];
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
+    let body = read_frame(s, buf).await?;
+    Message::decode(Box::leak(body.into_boxed_slice())).ok()
 }
 
 fn client_config(ca: &LabCa, me: &Issued) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap()).unwrap();
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(me.cert_pem.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(me.key_pem.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-    )
+    leasewire_testkit::client_config(ca, Some(me))
 }
 
 /// A legitimate requestor: DHCPTLS, the handshake, DHCPACTIVELEASEQUERY; `None` if the server closed on it.

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 /// The lab CA of `leasewire lab-certs`, for tests that need certificates of their own.
-#[path = "../../src/lab_certs.rs"]
-pub mod lab_certs;
+#[allow(unused_imports)] // not every test file needs certificates
+pub use leasewire_testkit::lab_certs;
 pub mod proxy;
 pub mod relay;
 
