@@ -6,8 +6,15 @@
 //! Faults, one after another:
 //! 1. SIGKILL of server b, and its restart;
 //! 2. a PostgreSQL restart (fast shutdown: every connection of every server is cut);
-//! 3. server c cut off from PostgreSQL: its proxy freezes (connections stay open, nothing passes) while a and
-//!    b go on, then thaws;
+//! 3. server c cut off from PostgreSQL: its proxy freezes (connections stay open, nothing passes) at a moment
+//!    c holds the journal lock inside a transaction, while a and b go on, then thaws;
+//! 4. a clock step on server a: restarted with its clock 120 s ahead of the others (`LEASEWIRE_TEST_CLOCK_OFFSET`,
+//!    read once at start: a server's clock cannot be stepped from outside while it runs without changing the
+//!    whole machine's, and libfaketime is not in CI). Its commits push the database's commit times ahead, so
+//!    the other servers stamp theirs ahead of their own clocks from then on. A step *back* is not in the run:
+//!    it fails the replica check (the stepped-back server reports new leases with times before the AVAILABLE
+//!    its own Bulk seed reported for those addresses, and the requestor, comparing one server's reports in
+//!    that server's clock, keeps the seed's; see docs/postgres.md).
 //!
 //! After each fault (the load paused, so the database holds still) and at the end: no address was ACKed to
 //! two clients, every ACKed lease is in the database ACTIVE for its client, and every requestor's replica
@@ -236,7 +243,7 @@ fn check(url: &str, load: &Load, watchers: &[leasewire_requestor::Watching], aft
 }
 
 #[test]
-fn three_servers_one_database_survive_kill_database_restart_and_cut_off() {
+fn three_servers_one_database_survive_kill_database_restart_cut_off_and_clock_step() {
     let started = Instant::now();
     let cluster = pg::Cluster::start_tcp(None, None);
     cluster.psql("postgres", "CREATE DATABASE faults");
@@ -299,13 +306,45 @@ fn three_servers_one_database_survive_kill_database_restart_and_cut_off() {
 
     // 3. c is cut off from PostgreSQL (its proxy freezes: connections stay open, nothing passes); a and b go
     //    on, then c comes back.
+    // The freeze is taken while c is inside a group transaction holding the journal lock every writer takes
+    // turns on (its next statement held in the proxy), the worst moment: PostgreSQL ends that session after
+    // `idle_in_transaction_session_timeout`, which the store sets, and a and b go on.
     let from = load.counts();
-    proxy.freeze(true);
+    let mut caught = false;
+    for _ in 0..500 {
+        proxy.freeze(true);
+        let holding = cluster.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leasewire c' \
+             AND state = 'idle in transaction' AND backend_xid IS NOT NULL",
+        );
+        if holding.trim() != "0" {
+            caught = true;
+            break;
+        }
+        proxy.freeze(false);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    assert!(caught, "c was never caught inside a transaction holding the journal lock");
     faults += 1;
     load.wait_progress(&[0, 1], &from, PER_PHASE, "c cut off");
     proxy.freeze(false);
     load.wait_progress(&[2], &from, PER_PHASE, "c reconnected");
     last = check(&url, &load, &watchers, "c cut off from PostgreSQL").max(last);
+
+    // 4. a's clock steps 120 s ahead (restarted with the offset: see the module documentation).
+    let from = load.counts();
+    nodes[0].server.take().unwrap().stop();
+    nodes[0].server = Some(Server::start_env(
+        nodes[0].dir.path(),
+        &nodes[0].config,
+        None,
+        &[],
+        &[("LEASEWIRE_TEST_CLOCK_OFFSET", "120")],
+    ));
+    faults += 1;
+    load.wait_progress(&all, &from, PER_PHASE, "a's clock stepped");
+    last = check(&url, &load, &watchers, "a's clock step").max(last);
 
     let acks = load.finish();
     eprintln!(

@@ -41,6 +41,11 @@ use writer::Request;
 /// Leasequery feed from here in shared mode, so every server's requestors see one order.
 pub type SharedChanges = mpsc::Receiver<Vec<BindingChange>>;
 
+/// The longest a connection may sit idle inside a transaction before PostgreSQL ends its session (see
+/// [`PgStore::open`]): far above a group transaction's few round trips, short enough that one partitioned
+/// server cannot stall the others' writers for long.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+
 /// How to open a [`PgStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PgOptions {
@@ -188,6 +193,13 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
+        // A server cut off from the database in the middle of a group transaction would hold the journal lock
+        // (every server's writers take turns on it) until its connection died, which a silent partition can
+        // make take many minutes. PostgreSQL ends a session idle inside a transaction this long, releasing
+        // the lock; the cut-off server's commit fails (no ACK) and the others go on.
+        let idle = format!("-c idle_in_transaction_session_timeout={}", IDLE_IN_TRANSACTION.as_millis());
+        let startup = config.get_options().map_or_else(|| idle.clone(), |o| format!("{o} {idle}"));
+        config.options(startup);
         if config.get_application_name().is_none() {
             config.application_name(format!("leasewire {}", options.origin));
         }
