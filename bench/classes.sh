@@ -12,11 +12,8 @@
 #   bench/classes.sh [rounds]      (default 3 rounds; SECONDS_=8 per run; LEASEWIRE=binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=$(realpath "${LEASEWIRE:-target/release/leasewire}")
 ROUNDS=${1:-3} SECONDS_=${SECONDS_:-8}
-WORK=$(mktemp -d)
-SRV=
-trap 'kill $SRV 2>/dev/null || true; rm -rf "$WORK"' EXIT
+. bench/common.sh
 wait_udp() { until ss -Hlun "sport = :$1" | grep -q .; do sleep 0.1; done; }
 
 head_() {
