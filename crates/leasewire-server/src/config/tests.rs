@@ -359,3 +359,18 @@ fn shared_networks_are_checked_and_summarised() {
     assert_eq!(e.key, "subnet[1].interface");
     assert!(e.message.contains("one link"), "{}", e.message);
 }
+
+/// `leasewire ctl config show` prints what is in effect: classes, pool access and shared networks read back
+/// the same.
+#[test]
+fn classes_and_shared_networks_survive_config_show() {
+    let classes = "[[client-class]]\nname = \"pxe\"\nvendor-class-prefix = \"PXEClient\"\ngiaddr = \"10.0.0.0/24\"\n\
+                   options = { boot-file = \"ipxe.efi\" }\n";
+    let text = with_classes(classes, ", allow = [\"pxe\"]")
+        .replace("subnet = \"10.0.0.0/24\"", "subnet = \"10.0.0.0/24\"\nshared-network = \"campus\"");
+    let v = Config::parse(&text).unwrap();
+    let again = Config::parse(&v.to_toml()).unwrap();
+    assert_eq!(again.classes, v.classes);
+    assert_eq!(again.subnets[0].pool_access, v.subnets[0].pool_access);
+    assert_eq!(again.subnets[0].shared_network.as_deref(), Some("campus"));
+}
