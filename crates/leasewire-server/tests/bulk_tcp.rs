@@ -565,3 +565,39 @@ async fn blq_8_4_2_a_requestor_runs_at_most_connections_times_queries_at_once() 
     assert_eq!(msg(&msgs[first_2 - 1]).message_type(), Some(MessageType::LeaseQueryDone));
     assert_eq!(xids.len(), 2 * 1024, "1023 configured addresses and DONE, twice");
 }
+
+/// Issue #20 item 1: a shared network changes allocation only. A Bulk query for all configured addresses
+/// reports both subnets' pools, once each, and the lease in the second subnet (where a client relayed
+/// through the first landed) as active, like any other.
+#[tokio::test]
+async fn blq_8_2_8_a_shared_network_reports_each_subnets_addresses_as_usual() {
+    let mut b = Binding::new(Ipv4Addr::new(10, 1, 0, 7), DhcpState::Active, LAB_TIME);
+    b.htype = 1;
+    b.hardware_address = vec![2, 0, 0, 0, 0, 7];
+    b.expires_at = Some(1_900_000_000);
+    let subnets = "[[subnet]]\nsubnet = \"10.0.0.0/24\"\nshared-network = \"campus\"\n\
+                   pools = [{ start = \"10.0.0.1\", end = \"10.0.0.4\" }]\n\
+                   [[subnet]]\nsubnet = \"10.1.0.0/24\"\nshared-network = \"campus\"\n\
+                   pools = [{ start = \"10.1.0.5\", end = \"10.1.0.8\" }]\n";
+    let l = TcpLab::start(subnets, vec![b]).await;
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    s.write_all(&frame(&bulk_query(11))).await.unwrap();
+    let (msgs, closed) = read_messages(&mut s, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
+    assert!(!closed);
+    let mut seen: Vec<(Ipv4Addr, Option<MessageType>)> =
+        msgs[..msgs.len() - 1].iter().map(|b| (msg(b).ciaddr, msg(b).message_type())).collect();
+    seen.sort_by_key(|(ip, _)| *ip);
+    let mut want: Vec<(Ipv4Addr, Option<MessageType>)> = (1..=4)
+        .map(|i| Ipv4Addr::new(10, 0, 0, i))
+        .chain((5..=8).map(|i| Ipv4Addr::new(10, 1, 0, i)))
+        .map(|ip| {
+            let t =
+                if ip == Ipv4Addr::new(10, 1, 0, 7) { MessageType::LeaseActive } else { MessageType::LeaseUnassigned };
+            (ip, Some(t))
+        })
+        .collect();
+    want.sort_by_key(|(ip, _)| *ip);
+    assert_eq!(seen, want);
+    l.stop();
+    l.done.await.unwrap();
+}
