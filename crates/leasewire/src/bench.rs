@@ -16,11 +16,24 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Active bindings for `count` addresses from `first`, committed in large batches.
-pub fn populate(data_dir: &Path, first: Ipv4Addr, count: u32, lease_time: u32) -> anyhow::Result<()> {
-    std::fs::create_dir_all(data_dir)?;
+/// Active bindings for `count` addresses from `first`, committed in large batches, into the SQLite store of
+/// `data_dir` or the PostgreSQL store at `postgres` (one of the two).
+pub fn populate(
+    data_dir: Option<&Path>,
+    postgres: Option<&str>,
+    first: Ipv4Addr,
+    count: u32,
+    lease_time: u32,
+) -> anyhow::Result<()> {
     let now = leasewire_server::clock::unix_now();
-    let store = SqliteStore::open(data_dir.join(crate::serve::DB_FILE), OpenOptions::new(now))?;
+    let store: Box<dyn LeaseStore> = match (data_dir, postgres) {
+        (_, Some(url)) => Box::new(leasewire_store::PgStore::open(url, leasewire_store::PgOptions::new(now, "bench"))?),
+        (Some(dir), None) => {
+            std::fs::create_dir_all(dir)?;
+            Box::new(SqliteStore::open(dir.join(crate::serve::DB_FILE), OpenOptions::new(now))?)
+        }
+        (None, None) => bail!("populate needs --data-dir or --postgres"),
+    };
     let start = Instant::now();
     let base = u32::from(first);
     let mut n = 0;

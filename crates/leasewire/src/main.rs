@@ -402,11 +402,15 @@ impl TlsArgs {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Fill a data directory's lease store with active bindings.
+    /// Fill a data directory's lease store (or a PostgreSQL database) with active bindings.
     Populate {
         /// The data directory (as in the server's config).
+        #[arg(long, required_unless_present = "postgres", conflicts_with = "postgres")]
+        data_dir: Option<PathBuf>,
+        /// A PostgreSQL store's URL (as in `store = { kind = "postgres", url = ... }`) instead of a data
+        /// directory: the bindings are written as server `bench`'s.
         #[arg(long)]
-        data_dir: PathBuf,
+        postgres: Option<String>,
         /// First address.
         #[arg(long)]
         first: Ipv4Addr,
@@ -717,8 +721,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(b) => match b {
-            BenchCommand::Populate { data_dir, first, count, lease_time } => {
-                bench::populate(&data_dir, first, count, lease_time)
+            BenchCommand::Populate { data_dir, postgres, first, count, lease_time } => {
+                bench::populate(data_dir.as_deref(), postgres.as_deref(), first, count, lease_time)
             }
             BenchCommand::Leasequery { server, giaddr, first, count, seconds, window } => bench::leasequery(
                 args::server(&server).map_err(anyhow::Error::msg)?,

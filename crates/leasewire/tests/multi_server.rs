@@ -322,3 +322,59 @@ fn alq_8_2_9_catch_up_base_time_never_passes_another_servers_commit_in_flight() 
     assert_eq!(live.ciaddr, change.binding.ip);
     b.stop();
 }
+
+/// UDP leasequery on a shared store, answered from each server's local view (issue #21, LQ-6.4): a lease
+/// server a just ACKed is answered by a at once (its own commits are in the view before the ACK leaves), and
+/// by b — by address and by MAC — once b's change feed carried it.
+#[test]
+fn lq_6_4_udp_leasequery_on_a_shared_store_answers_every_servers_leases() {
+    use leasewire_requestor::udp_query::{self, Query};
+    let cluster = pg::Cluster::get();
+    let url = cluster.new_database();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (udp_a, udp_b) = (free_udp_port(), free_udp_port());
+    let conf = |name: &str, udp: u16| {
+        ServerConfig::new(udp)
+            .server_key(&format!(r#"store = {{ kind = "postgres", url = "{url}", name = "{name}" }}"#))
+            .section("[leasequery]\nallow = [\"127.0.0.0/8\"]")
+            .subnet("127.0.0.0/8", "127.9.0.0", "127.9.15.255", "lease-time = 3600")
+            .text()
+    };
+    let a = Server::start(dir_a.path(), &conf("a", udp_a), None);
+    let b = Server::start(dir_b.path(), &conf("b", udp_b), None);
+    let (addr_a, addr_b) =
+        (SocketAddr::from((Ipv4Addr::LOCALHOST, udp_a)), SocketAddr::from((Ipv4Addr::LOCALHOST, udp_b)));
+    let mac = [2, 0, 0, 0, 0x64, 1];
+    let ip = Relay::new(addr_a, Ipv4Addr::LOCALHOST).dora(mac, 1, Ipv4Addr::LOCALHOST).expect("a lease from a");
+
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut xid = 100;
+    let mut ask = |server: SocketAddr, q: Query| {
+        xid += 1;
+        let m = udp_query::build(&q, xid, Ipv4Addr::LOCALHOST, &[51, 91], true);
+        let bytes = udp_query::exchange(&socket, server, &m, Duration::from_secs(10), true).unwrap();
+        let reply = Message::decode(&bytes).unwrap();
+        let t = reply.message_type().unwrap();
+        (t, (t == MessageType::LeaseActive).then(|| binding_of(&reply, t).0))
+    };
+    let (t, own) = ask(addr_a, Query::Ip(ip));
+    assert_eq!(t, MessageType::LeaseActive, "a answers for the lease it just ACKed");
+    let own = own.unwrap();
+    assert_eq!(own.hardware_address, mac);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let theirs = loop {
+        match ask(addr_b, Query::Ip(ip)) {
+            (MessageType::LeaseActive, Some(b)) => break b,
+            _ => {
+                assert!(Instant::now() < deadline, "b never answered for a's lease");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    assert_eq!(theirs.hardware_address, mac);
+    let (t, by_mac) = ask(addr_b, Query::Hardware(1, mac.to_vec()));
+    assert_eq!((t, by_mac.map(|b| b.ip)), (MessageType::LeaseActive, Some(ip)), "by MAC too");
+    a.stop();
+    b.stop();
+}

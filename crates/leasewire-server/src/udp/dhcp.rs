@@ -88,6 +88,8 @@ pub struct DhcpService {
     shared: bool,
     /// With a shared store: this server's commits waiting for the store's change feed to publish them.
     shared_feed: Mutex<SharedFeed>,
+    /// With a shared store: every current record in memory, for UDP leasequery (see `shared_view`).
+    view: Option<Arc<super::shared_view::SharedView>>,
 }
 
 /// Where a shared store's change feed stands, for releasing this server's commits from the in-flight count.
@@ -164,6 +166,18 @@ impl DhcpService {
         // The store's records by reference (the embedded store hands out the blocks it keeps), so the
         // bindings are in memory once; the engine builds its indexes in one pass.
         let engine = Engine::load(config, load_packed(store.as_ref())?);
+        // With a shared store, UDP leasequery answers from a view of its own (see `shared_view`), loaded after
+        // the feed started (`changes` starts at or before this read, and the view skips what it holds).
+        let view = match &changes {
+            Some(_) => {
+                let v = Arc::new(super::shared_view::SharedView::new(store.clone()));
+                for page in leasewire_store::scan_pages(store.as_ref(), leasewire_store::ScanFilter::all(), 10_000) {
+                    v.apply(&page?);
+                }
+                Some(v)
+            }
+            None => None,
+        };
         tracing::info!(bindings = store.len().unwrap_or(0), "loaded lease store");
         report_reservation_conflicts(&engine);
         metrics.set_subnets(engine.subnets());
@@ -192,6 +206,7 @@ impl DhcpService {
             drop_log: LogLimiter::new(Duration::from_secs(10)),
             shared: changes.is_some(),
             shared_feed: Mutex::new(SharedFeed { settled, ..SharedFeed::default() }),
+            view,
         });
         let mut sockets = Vec::new();
         for addr in &config.server().listen {
@@ -343,7 +358,11 @@ impl DhcpService {
     /// RFC 4388: answered from the store at once; no binding changes, so nothing waits on a commit.
     fn leasequery(&self, q: &Message<'_>, src: SocketAddrV4, socket: &UdpSocket, now: u32) {
         let responder = self.leasequery.read().unwrap_or_else(|p| p.into_inner()).clone();
-        match responder.answer(q, src, self.store.as_ref(), now) {
+        let store: &dyn LeaseStore = match &self.view {
+            Some(v) => v.as_ref(),
+            None => self.store.as_ref(),
+        };
+        match responder.answer(q, src, store, now) {
             Ok(Answer { bytes, to, kind }) => self.send_now(socket, &bytes, Destination::Unicast(to), kind),
             Err(reason) => {
                 self.metrics.dropped(reason.label());
@@ -418,6 +437,10 @@ impl DhcpService {
                             };
                             self.lease_log.record(record);
                         }
+                    }
+                    if let Some(v) = &self.view {
+                        // Before the reply leaves: a leasequery right after the ACK finds the lease.
+                        v.apply(&changes);
                     }
                     commit = Some(changes);
                     tell(Ok(()));
@@ -577,6 +600,9 @@ impl DhcpService {
                 }
                 self.update_gauges(&engine, &learned);
             }
+            if let Some(v) = &self.view {
+                v.apply(&batch);
+            }
             let last = batch.last().map(|c| (c.seq, c.time));
             let mut out = Outgoing::default();
             out.add(batch, None);
@@ -602,7 +628,12 @@ impl DhcpService {
     /// name an address re-leased before the forget ran, and lose that lease.
     async fn forget_old(&self, now: u32) {
         let retention = self.retention.load(std::sync::atomic::Ordering::Relaxed);
-        match self.store.forget_expired(now, retention, 10_000).await {
+        let forgot = self.store.forget_expired(now, retention, 10_000).await;
+        if let (Some(v), Ok(f)) = (&self.view, &forgot) {
+            v.forgotten(&f.removed);
+            v.prune(now, retention);
+        }
+        match forgot {
             Ok(f) if !f.removed.is_empty() => {
                 let removed: Vec<Binding> = f.removed.into_iter().map(|c| c.binding).collect();
                 tracing::debug!(count = removed.len(), horizon = f.horizon, "forgot old records");

@@ -4,3 +4,4 @@
 pub mod auth;
 pub mod dhcp;
 pub mod leasequery;
+mod shared_view;
