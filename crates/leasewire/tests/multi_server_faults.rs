@@ -11,10 +11,12 @@
 //! 4. a clock step on server a: restarted with its clock 120 s ahead of the others (`LEASEWIRE_TEST_CLOCK_OFFSET`,
 //!    read once at start: a server's clock cannot be stepped from outside while it runs without changing the
 //!    whole machine's, and libfaketime is not in CI). Its commits push the database's commit times ahead, so
-//!    the other servers stamp theirs ahead of their own clocks from then on. A step *back* is not in the run:
-//!    it fails the replica check (the stepped-back server reports new leases with times before the AVAILABLE
-//!    its own Bulk seed reported for those addresses, and the requestor, comparing one server's reports in
-//!    that server's clock, keeps the seed's; see docs/postgres.md).
+//!    the other servers stamp theirs ahead of their own clocks from then on;
+//! 5. a clock step back on server b: restarted 120 s behind (240 s behind a). The database has been in
+//!    service for an hour: a requestor's Bulk seed reports never-used addresses AVAILABLE since the history
+//!    horizon, which is then older than anything the stepped-back server reports (with a database created a
+//!    moment before, its new leases would look older than that seed and a requestor would keep the seed's;
+//!    see docs/postgres.md).
 //!
 //! After each fault (the load paused, so the database holds still) and at the end: no address was ACKed to
 //! two clients, every ACKed lease is in the database ACTIVE for its client, and every requestor's replica
@@ -250,6 +252,10 @@ fn three_servers_one_database_survive_kill_database_restart_cut_off_and_clock_st
     let url = cluster.tcp_url("127.0.0.1", "faults");
     let proxy = Proxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, cluster.tcp_port.unwrap())));
     let proxied = format!("host=127.0.0.1 port={} user=postgres dbname=faults", proxy.addr.port());
+    // A database in service for an hour, not one created a moment ago: its history horizon (since when a
+    // never-used address counts as AVAILABLE in a Bulk seed) is then older than any time a server whose clock
+    // steps back reports (fault 5).
+    drop(PgStore::open(&url, PgOptions::new(unix_now() - 3600, "setup")).unwrap());
 
     let mut nodes: Vec<Node> = NAMES
         .iter()
@@ -345,6 +351,20 @@ fn three_servers_one_database_survive_kill_database_restart_cut_off_and_clock_st
     faults += 1;
     load.wait_progress(&all, &from, PER_PHASE, "a's clock stepped");
     last = check(&url, &load, &watchers, "a's clock step").max(last);
+
+    // 5. b's clock steps 120 s back (240 s behind a's).
+    let from = load.counts();
+    nodes[1].server.take().unwrap().stop();
+    nodes[1].server = Some(Server::start_env(
+        nodes[1].dir.path(),
+        &nodes[1].config,
+        None,
+        &[],
+        &[("LEASEWIRE_TEST_CLOCK_OFFSET", "-120")],
+    ));
+    faults += 1;
+    load.wait_progress(&all, &from, PER_PHASE, "b's clock stepped back");
+    last = check(&url, &load, &watchers, "b's clock step back").max(last);
 
     let acks = load.finish();
     eprintln!(
