@@ -16,6 +16,14 @@ pub fn unix_now() -> u32 {
 fn offset() -> i64 {
     static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     *OFFSET.get_or_init(|| {
-        std::env::var("LEASEWIRE_TEST_CLOCK_OFFSET").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+        let offset = std::env::var("LEASEWIRE_TEST_CLOCK_OFFSET").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        if offset != 0 {
+            // Never silent: an inherited variable would shift every lease time and arbitration decision.
+            tracing::warn!(
+                offset,
+                "LEASEWIRE_TEST_CLOCK_OFFSET is set: the clock is shifted by {offset} s (a test hook)"
+            );
+        }
+        offset
     })
 }

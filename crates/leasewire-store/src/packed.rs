@@ -340,6 +340,11 @@ impl Packed {
         self.view().relay_agent()
     }
 
+    /// The stored option 82 as received, if any.
+    pub fn relay_agent_bytes(&self) -> Option<&[u8]> {
+        self.view().rai
+    }
+
     /// The whole binding of address `ip`.
     pub fn binding(&self, ip: Ipv4Addr) -> Binding {
         self.view().binding(ip).unwrap_or_else(|| Binding::new(ip, DhcpState::Available, 0))

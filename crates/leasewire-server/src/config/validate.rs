@@ -396,7 +396,7 @@ fn class_names(
 ) -> Result<ClassSet, ConfigError> {
     let mut set = ClassSet::EMPTY;
     for (n, name) in names.iter().enumerate() {
-        match classes.index(name.get_ref()) {
+        match classes.index(name.get_ref().trim()) {
             Some(c) => set.insert(c),
             None => {
                 let known: Vec<&str> = classes.classes.iter().map(|c| c.name.as_str()).collect();

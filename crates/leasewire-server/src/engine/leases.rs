@@ -265,19 +265,26 @@ impl Leases {
             self.count(ip, state, true);
         }
         self.records = records.into_iter().map(|(ip, p)| (u32::from(ip), p)).collect();
-        // One entry per client and subnet: of a client's records in a subnet, put would have left the last,
-        // the highest address. Entries sort by (hash, subnet, address), so a client's are adjacent.
+        // One entry per client and subnet: of a client's records in a subnet, the one put would have left, its
+        // latest (an ACTIVE one first, then the latest start of state; the address breaks ties). Entries sort
+        // by (hash, subnet, address), so a client's are adjacent.
         by_client.sort_unstable();
+        let rank = |a: u32| self.records.get(&a).map(|p| (p.state() == DhcpState::Active, p.state_since(), a));
         let mut keep = vec![true; by_client.len()];
-        for (i, e) in by_client.iter().enumerate() {
-            let mut later = by_client[i + 1..].iter().take_while(|n| (n.0, n.1) == (e.0, e.1)).peekable();
-            if later.peek().is_none() {
-                continue;
+        let mut start = 0;
+        while start < by_client.len() {
+            let e = by_client[start];
+            let end = start + by_client[start..].iter().take_while(|n| (n.0, n.1) == (e.0, e.1)).count();
+            for i in start..end {
+                let k = self.records.get(&by_client[i].2).and_then(ClientRef::of);
+                let better = (start..end).any(|j| {
+                    j != i
+                        && self.records.get(&by_client[j].2).and_then(ClientRef::of) == k
+                        && rank(by_client[j].2) > rank(by_client[i].2)
+                });
+                keep[i] = !better;
             }
-            let k = self.records.get(&e.2).and_then(ClientRef::of);
-            if later.any(|n| self.records.get(&n.2).and_then(ClientRef::of) == k) {
-                keep[i] = false;
-            }
+            start = end;
         }
         let mut keep = keep.into_iter();
         by_client.retain(|_| keep.next().unwrap_or(true));
@@ -387,15 +394,23 @@ impl Leases {
         client: &ClientKey,
         port: &Port<'_>,
         classes: &ClassSet,
+        relayless: bool,
         now: u32,
     ) -> bool {
         let pool = &self.pools[subnet];
         let a = u32::from(ip);
+        // A renewal unicast to the server (RFC 2131 §4.3.2) carries neither giaddr nor option 82, so a class
+        // by relay cannot be evaluated for it: the client keeps its own lease rather than get a NAK at every
+        // T1. Relayed and broadcast messages are checked in full, so a client whose classes changed still
+        // moves at its next rebinding or restart.
+        let own = relayless && self.records.get(&a).is_some_and(|p| p.state() == DhcpState::Active && client.is_of(p));
         if let Some(&r) = pool.reserved.get(&a) {
             if !reserved_for(&subnets[subnet].reservations[r], client, port) {
                 return false;
             }
-        } else if !pool.ranges.iter().any(|r| r.contains(a) && r.access.admits(classes)) || pool.excluded.contains(&a) {
+        } else if !pool.ranges.iter().any(|r| r.contains(a) && (own || r.access.admits(classes)))
+            || pool.excluded.contains(&a)
+        {
             return false;
         }
         if let Some(o) = self.offers.get(&ip)
@@ -442,7 +457,7 @@ impl Leases {
             while let Some(a) = self.pools[subnet].ranges[ri].step() {
                 let ip = Ipv4Addr::from(a);
                 let never_used = !self.records.contains_key(&a) && !self.pools[subnet].reserved.contains_key(&a);
-                if never_used && self.is_available(subnets, subnet, ip, client, &Port::NONE, classes, now) {
+                if never_used && self.is_available(subnets, subnet, ip, client, &Port::NONE, classes, false, now) {
                     return Some(ip);
                 }
                 // Skipped for good unless it was merely offered (the offer may lapse): then it comes back
@@ -463,7 +478,7 @@ impl Leases {
                 if self.pools[subnet].reserved.contains_key(&a) {
                     continue;
                 }
-                if self.is_available(subnets, subnet, ip, client, &Port::NONE, classes, now) {
+                if self.is_available(subnets, subnet, ip, client, &Port::NONE, classes, false, now) {
                     return Some(ip);
                 }
                 // Still leased or offered: keep it queued if it may come free again.

@@ -355,7 +355,7 @@ impl Engine {
         let rai = m.options.relay_agent_info();
         let Some(subnet) = self.select_subnet(m, rai.as_ref(), rx) else { return Outcome::drop(DropReason::NoSubnet) };
         let (client, port) = (ClientKey::of_message(m), Port::of_message(m));
-        let classes = self.classify(m, &port);
+        let classes = self.classify_renewal(m, &client).unwrap_or_else(|| self.classify(m, &port));
         let ctx = Ctx { m, rx, subnet, client, port, classes, server_id: self.server_id(rai.as_ref()) };
         match t {
             MessageType::Discover => self.discover(&ctx),
@@ -399,6 +399,30 @@ impl Engine {
         })
     }
 
+    /// The classes of a client renewing in unicast (RFC 2131 §4.3.2: no giaddr, no option 82, its address in
+    /// ciaddr), from the option 82 stored with its lease, as ISC dhcpd's `stash-agent-options` does: the
+    /// renewal gets the options its relayed exchange got. A class by giaddr cannot match here (the lease does
+    /// not keep the relay's address); the lease itself is kept regardless (`Leases::is_available`).
+    fn classify_renewal(&self, m: &Message<'_>, client: &ClientKey) -> Option<ClassSet> {
+        if self.classes.classes.is_empty()
+            || !m.giaddr.is_unspecified()
+            || m.ciaddr.is_unspecified()
+            || m.options.get(code::RELAY_AGENT_INFO).is_some()
+        {
+            return None;
+        }
+        let lease = self.leases.get(m.ciaddr).filter(|b| b.state() == DhcpState::Active && client.is_of(b))?;
+        let rai = lease.relay_agent()?;
+        Some(self.classes.classify(&Seen {
+            vendor_class: m.options.get(code::VENDOR_CLASS),
+            user_class: m.options.get(code::USER_CLASS),
+            circuit_id: rai.circuit_id(),
+            remote_id: rai.remote_id(),
+            mac: m.hardware_address(),
+            giaddr: Ipv4Addr::UNSPECIFIED,
+        }))
+    }
+
     /// The relay and circuit a message came through (see [`Origin`]).
     fn origin(&self, ctx: &Ctx<'_, '_>) -> Origin {
         let circuit = match ctx.m.options.relay_agent_info().and_then(|r| r.circuit_id().map(<[u8]>::to_vec)) {
@@ -434,13 +458,17 @@ impl Engine {
     /// Whether `ip` is on the client's link and could be given to it now.
     fn available(&self, ctx: &Ctx<'_, '_>, ip: Ipv4Addr) -> bool {
         self.on_link(ctx, ip).is_some_and(|s| {
-            self.leases.is_available(&self.subnets, s, ip, &ctx.client, &ctx.port, &ctx.classes, ctx.rx.now)
+            let relayless = ctx.m.giaddr.is_unspecified() && ctx.m.options.get(code::RELAY_AGENT_INFO).is_none();
+            self.leases.is_available(&self.subnets, s, ip, &ctx.client, &ctx.port, &ctx.classes, relayless, ctx.rx.now)
         })
     }
 
-    /// The address of the client's current or most recent binding on its link.
+    /// The address of the client's current or most recent binding on its link: each subnet of a shared
+    /// network keeps its own entry, so of those an ACTIVE lease first, then the latest to change state.
     fn client_address(&self, ctx: &Ctx<'_, '_>) -> Option<Ipv4Addr> {
-        self.link(ctx).iter().find_map(|&s| self.leases.client_address(s, &ctx.client))
+        self.link(ctx).iter().filter_map(|&s| self.leases.client_address(s, &ctx.client)).max_by_key(|ip| {
+            self.leases.get(*ip).map(|b| (b.state() == DhcpState::Active, b.state_since(), u32::from(*ip)))
+        })
     }
 
     /// Reservations whose address an ACTIVE lease of a client other than the reserved one holds. For a
@@ -634,6 +662,11 @@ impl Engine {
             && ctx.client.is_of(old)
         {
             b.state_since = old.state_since();
+            // LQ-6.4.2-9: the most recent option 82 *from the relay* for this address; a renewal unicast to
+            // the server bypasses the relay, so the one stored stays.
+            if b.relay_agent_info.is_none() && ctx.m.giaddr.is_unspecified() {
+                b.relay_agent_info = old.relay_agent_bytes().map(<[u8]>::to_vec);
+            }
         }
         let subnet = &self.subnets[self.on_link(ctx, ip).unwrap_or(ctx.subnet)];
         b.expires_at = Some(now.saturating_add(subnet.lease_time));

@@ -47,7 +47,9 @@ impl Engine {
             .into_iter()
             .flatten()
             .chain(self.classes.options_of(ctx.classes))
-            .chain(self.reservation(ctx).map(|r| &r.options));
+            // A reservation's options belong to its subnet: on a shared network, a reserved client given an
+            // address in another subnet (its reserved one held) gets that subnet's options, not these.
+            .chain(self.reservation(ctx).filter(|r| subnet.net.contains(&r.ip)).map(|r| &r.options));
         for set in levels {
             for (c, data) in &set.options {
                 // RFC 2131 §4.3.1: what the client asked for; the subnet mask always (clients rely on it).

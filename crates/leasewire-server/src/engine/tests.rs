@@ -1066,6 +1066,38 @@ fn a_request_for_a_pool_the_class_may_not_use_is_refused() {
     assert_eq!(reply(&e.handle(&renew, rx(T0 + 10))).message_type(), Some(MessageType::Nak));
 }
 
+/// A renewal unicast to the server (RFC 2131 §4.3.2) carries neither giaddr nor option 82: a client whose
+/// pool or options come from a class by relay keeps its lease (no NAK at every T1), gets its class's options
+/// (classified by the option 82 stored with the lease), and the stored option 82 stays (LQ-6.4.2-9: the most
+/// recent one received *from the relay*).
+#[test]
+fn a_unicast_renewal_keeps_the_pool_and_options_its_relay_gave() {
+    let mut e = classes_engine();
+    let renew = |m: [u8; 6], ip: Ipv4Addr| {
+        let mut r = Message::new(Op::BootRequest);
+        r.xid = 0x77;
+        r.set_hardware_address(1, &m);
+        r.options.set_message_type(MessageType::Request);
+        r.ciaddr = ip;
+        r
+    };
+    // "lab" (circuit-id prefix and the relay's giaddr) may use 10.0.0.30–31 only.
+    let ack = dora_with(&mut e, classed(mac(3), b"lab-9", &[]));
+    assert_eq!(ack.yiaddr, Ipv4Addr::new(10, 0, 0, 30));
+    let r = reply(&e.handle(&renew(mac(3), ack.yiaddr), rx(T0 + 300)));
+    assert_eq!((r.message_type(), r.yiaddr), (Some(MessageType::Ack), ack.yiaddr));
+    let stored = e.leases.get(ack.yiaddr).unwrap().relay_agent().and_then(|r| r.circuit_id().map(<[u8]>::to_vec));
+    assert_eq!(stored.as_deref(), Some(&b"lab-9"[..]), "the relay's option 82 is kept");
+    // "olt" (remote-id) adds domain-name: the renewal gets it too.
+    let mut olt = classed(mac(4), b"p4", &[]);
+    olt.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().circuit_id(b"p4").remote_id(b"olt-7").build());
+    let ack = dora_with(&mut e, olt);
+    assert_eq!(ack.options.get(code::DOMAIN_NAME), Some(&b"olt.example"[..]));
+    let r = reply(&e.handle(&renew(mac(4), ack.yiaddr), rx(T0 + 300)));
+    assert_eq!(r.message_type(), Some(MessageType::Ack));
+    assert_eq!(r.options.get(code::DOMAIN_NAME), Some(&b"olt.example"[..]), "the class's options at renewal");
+}
+
 /// A reload changes classes like anything else: a class added later puts its clients in its pool.
 #[test]
 fn a_reload_picks_up_classes() {
@@ -1102,6 +1134,7 @@ options = { routers = ["10.1.0.1"] }
 [[subnet.reservation]]
 ip = "10.1.0.5"
 hw-address = "02:00:00:00:00:07"
+options = { routers = ["10.1.0.254"] }
 
 [[subnet]]
 subnet = "10.9.0.0/24"
@@ -1202,4 +1235,48 @@ fn a_reply_that_overflows_the_clients_limit_uses_option_overload() {
     assert_eq!(check(&with_boot_file, 548, Some(2)).file, b"ipxe.efi");
     // A client that takes 1500 octets gets everything in the options field.
     check(&offer(&text(""), Some(1500)), 1472, None);
+}
+
+/// On a shared network each subnet keeps its own entry for a client: its current lease is the one the
+/// server finds, not a released one in an earlier subnet (RFC 2131 §4.3.2: INIT-REBOOT with a valid lease
+/// gets an ACK).
+#[test]
+fn a_shared_network_finds_the_clients_current_lease_not_an_older_one() {
+    let mut e = shared_engine();
+    let first = dora(&mut e, 1, T0);
+    assert_eq!(first, Ipv4Addr::new(10, 0, 0, 100));
+    let mut r = msg(MessageType::Release, 1);
+    r.ciaddr = first;
+    e.handle(&r, rx(T0 + 1));
+    // Another client is offered the released address, so the first one's next lease is in the next subnet.
+    assert_eq!(offered(&mut e, 2, T0 + 2).0, first);
+    let current = dora(&mut e, 1, T0 + 3);
+    assert_eq!(current, Ipv4Addr::new(10, 1, 0, 10));
+    // The offer lapses; the client reboots asking for its current lease.
+    let later = T0 + 3600;
+    let mut reboot = msg(MessageType::Request, 1);
+    reboot.options.set_ip(code::REQUESTED_IP, current);
+    let ack = reply(&e.handle(&reboot, rx(later)));
+    assert_eq!((ack.message_type(), ack.yiaddr), (Some(MessageType::Ack), current));
+    assert_eq!(reply(&e.handle(&msg(MessageType::Discover, 1), rx(later + 1))).yiaddr, current);
+    // After a restart (a fresh engine loaded from the bindings) too.
+    let bindings = [first, current].map(|ip| e.binding(ip).unwrap()).to_vec();
+    let mut reloaded = Engine::new(&Config::parse(SHARED).unwrap(), bindings);
+    assert_eq!(reply(&reloaded.handle(&msg(MessageType::Discover, 1), rx(later + 2))).yiaddr, current);
+}
+
+/// A reservation's options belong to its subnet: a reserved client whose address another holds gets an
+/// address in another subnet of the network with that subnet's options.
+#[test]
+fn a_reservations_options_stay_in_its_subnet() {
+    let mut e = shared_engine();
+    let ack = dora_with(&mut e, msg(MessageType::Discover, 7));
+    assert_eq!(ack.yiaddr, Ipv4Addr::new(10, 1, 0, 5));
+    assert_eq!(ack.options.get(code::ROUTERS), Some(&[10, 1, 0, 254][..]), "its reservation's options");
+    let mut held = e.binding(ack.yiaddr).unwrap();
+    held.hardware_address = vec![2, 0, 0, 0, 0, 8];
+    let mut e = Engine::new(&Config::parse(SHARED).unwrap(), vec![held]);
+    let ack = dora_with(&mut e, msg(MessageType::Discover, 7));
+    assert_eq!(ack.yiaddr, Ipv4Addr::new(10, 0, 0, 100));
+    assert_eq!(ack.options.get(code::ROUTERS), Some(&[10, 0, 0, 1][..]), "the given address's subnet's options");
 }

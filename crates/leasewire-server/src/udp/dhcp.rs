@@ -693,8 +693,6 @@ fn open_socket(addr: SocketAddr, iface: Option<&str>) -> Result<UdpSocket, Serve
     UdpSocket::from_std(s.into()).map_err(fail)
 }
 
-/// A reservation whose address another client's live lease holds cannot be honoured until that lease ends:
-/// said at start and on every reload, so the operator can delete the lease (`leasewire ctl leases delete`).
 /// Every record of the store in address order, packed, fetched a page at a time.
 fn load_packed(store: &dyn LeaseStore) -> Result<Vec<(Ipv4Addr, Packed)>, StoreError> {
     const PAGE: usize = 10_000;
@@ -709,6 +707,8 @@ fn load_packed(store: &dyn LeaseStore) -> Result<Vec<(Ipv4Addr, Packed)>, StoreE
     }
 }
 
+/// A reservation whose address another client's live lease holds cannot be honoured until that lease ends:
+/// said at start and on every reload, so the operator can delete the lease (`leasewire ctl leases delete`).
 fn report_reservation_conflicts(engine: &Engine) {
     for c in engine.reservation_conflicts() {
         tracing::warn!(ip = %c.ip, reservation = %c.name, holder = %c.holder, "{c}");
