@@ -180,6 +180,25 @@ fn describe(config: &tokio_postgres::Config) -> String {
     format!("postgresql://{}:{port}/{}", hosts.join(","), config.get_dbname().unwrap_or(""))
 }
 
+/// A server cut off from the database in the middle of a group transaction would hold the journal lock
+/// (every server's writers take turns on it) until its connection died, which a silent partition can make
+/// take many minutes. PostgreSQL ends a session idle inside a transaction after
+/// `idle_in_transaction_session_timeout`, releasing the lock; the cut-off server's commit fails (no ACK) and
+/// the others go on. An operator's own value in the URL's `options` wins.
+fn with_idle_in_transaction_timeout(config: &mut tokio_postgres::Config) {
+    let idle = format!("-c idle_in_transaction_session_timeout={}", IDLE_IN_TRANSACTION.as_millis());
+    match config.get_options() {
+        Some(o) if o.contains("idle_in_transaction_session_timeout") => {}
+        Some(o) => {
+            let startup = format!("{o} {idle}");
+            config.options(startup);
+        }
+        None => {
+            config.options(idle);
+        }
+    }
+}
+
 impl PgStore {
     /// Connect to the database at `url` (a `postgresql://` URL or a `key=value` connection string),
     /// create or migrate the schema, and start the writer.
@@ -193,13 +212,7 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
-        // A server cut off from the database in the middle of a group transaction would hold the journal lock
-        // (every server's writers take turns on it) until its connection died, which a silent partition can
-        // make take many minutes. PostgreSQL ends a session idle inside a transaction this long, releasing
-        // the lock; the cut-off server's commit fails (no ACK) and the others go on.
-        let idle = format!("-c idle_in_transaction_session_timeout={}", IDLE_IN_TRANSACTION.as_millis());
-        let startup = config.get_options().map_or_else(|| idle.clone(), |o| format!("{o} {idle}"));
-        config.options(startup);
+        with_idle_in_transaction_timeout(&mut config);
         if config.get_application_name().is_none() {
             config.application_name(format!("leasewire {}", options.origin));
         }
@@ -525,5 +538,27 @@ impl LeaseStore for PgStore {
             })
         })?;
         Ok(v as u64)
+    }
+}
+
+#[cfg(test)]
+mod session_options_tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_in_transaction_timeout_is_added_unless_the_operator_set_one() {
+        let mut c: tokio_postgres::Config = "host=/tmp dbname=x".parse().unwrap();
+        with_idle_in_transaction_timeout(&mut c);
+        assert_eq!(
+            c.get_options(),
+            Some(format!("-c idle_in_transaction_session_timeout={}", IDLE_IN_TRANSACTION.as_millis()).as_str())
+        );
+        let mut c: tokio_postgres::Config = "host=/tmp options='-c work_mem=8MB'".parse().unwrap();
+        with_idle_in_transaction_timeout(&mut c);
+        assert!(c.get_options().unwrap().starts_with("-c work_mem=8MB -c idle_in_transaction_session_timeout="));
+        let mut c: tokio_postgres::Config =
+            "host=/tmp options='-c idle_in_transaction_session_timeout=60000'".parse().unwrap();
+        with_idle_in_transaction_timeout(&mut c);
+        assert_eq!(c.get_options(), Some("-c idle_in_transaction_session_timeout=60000"));
     }
 }
