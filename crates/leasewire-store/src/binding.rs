@@ -4,13 +4,18 @@
 /// Stored options as one compact blob: for each option its code, a 2-octet big-endian length, the value.
 pub(crate) fn encode_options(options: &[(u8, Vec<u8>)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(options.iter().map(|(_, v)| 3 + v.len()).sum());
+    write_options(&mut out, options);
+    out
+}
+
+/// Append the blob of [`encode_options`] to `out`.
+pub(crate) fn write_options(out: &mut Vec<u8>, options: &[(u8, Vec<u8>)]) {
     for (code, value) in options {
         out.push(*code);
         // `Binding::validate` bounds the length; saturate rather than panic if a caller skipped it.
         out.extend_from_slice(&u16::try_from(value.len()).unwrap_or(u16::MAX).to_be_bytes());
         out.extend_from_slice(value);
     }
-    out
 }
 
 /// The inverse of [`encode_options`]; `None` if the blob is not well formed (a damaged file).

@@ -9,7 +9,7 @@
 //! requestor learns (base-time, where each observation came from) rather than a server's record.
 
 use crate::Binding;
-use crate::binding::{decode_options, encode_options};
+use crate::binding::{decode_options, encode_options, write_options};
 use crate::store::ScanKey;
 use leasewire_proto::{DataSource, DhcpState, RelayAgentInfo};
 use std::net::Ipv4Addr;
@@ -78,7 +78,11 @@ pub(crate) struct Parts<'a> {
 
 /// Encode a binding (already validated) with its options blob as [`encode_options`] makes it.
 pub(crate) fn encode(b: &Binding, options_blob: &[u8]) -> Arc<[u8]> {
-    encode_parts(&Parts {
+    encode_parts(&parts(b, options_blob))
+}
+
+fn parts<'a>(b: &'a Binding, options_blob: &'a [u8]) -> Parts<'a> {
+    Parts {
         state: b.state,
         htype: b.htype,
         data_source: b.data_source.0,
@@ -90,16 +94,22 @@ pub(crate) fn encode(b: &Binding, options_blob: &[u8]) -> Arc<[u8]> {
         rai: b.relay_agent_info.as_deref(),
         options: options_blob,
         reserved: b.reserved_for.as_deref(),
-    })
+    }
 }
 
 pub(crate) fn encode_parts(p: &Parts<'_>) -> Arc<[u8]> {
+    encode_with(p, p.options.len(), |out| out.extend_from_slice(p.options))
+}
+
+/// [`encode_parts`] with the options blob (`options_len` octets) written by `options` instead of copied from
+/// `p.options`, so packing a binding writes its options straight into the record.
+fn encode_with(p: &Parts<'_>, options_len: usize, options: impl FnOnce(&mut Vec<u8>)) -> Arc<[u8]> {
     let len = FIXED
         + 1
         + p.hw.len()
         + p.client_id.map_or(0, |v| v.len() + 2)
         + p.rai.map_or(0, |v| v.len() + 2)
-        + p.options.len()
+        + options_len
         + 3
         + p.reserved.map_or(0, |v| v.len() + 2);
     let mut out = Vec::with_capacity(len);
@@ -119,10 +129,15 @@ pub(crate) fn encode_parts(p: &Parts<'_>) -> Arc<[u8]> {
     for t in [p.state_since, p.expires_at.unwrap_or(0), p.cltt.unwrap_or(0)] {
         out.extend_from_slice(&t.to_le_bytes());
     }
-    for field in [Some(p.hw), p.client_id, p.rai, Some(p.options), p.reserved.map(str::as_bytes)].into_iter().flatten()
-    {
+    for field in [Some(p.hw), p.client_id, p.rai].into_iter().flatten() {
         put_len(&mut out, field.len());
         out.extend_from_slice(field);
+    }
+    put_len(&mut out, options_len);
+    options(&mut out);
+    if let Some(r) = p.reserved {
+        put_len(&mut out, r.len());
+        out.extend_from_slice(r.as_bytes());
     }
     out.into()
 }
@@ -280,7 +295,8 @@ impl Packed {
     /// Pack a binding. A binding that fails [`Binding::validate`] packs with its option lengths saturated,
     /// like the store's options blob (the store refuses to commit such a binding).
     pub fn new(b: &Binding) -> Self {
-        Self(encode(b, &encode_options(&b.options)))
+        let options_len = b.options.iter().map(|(_, v)| 3 + v.len()).sum();
+        Self(encode_with(&parts(b, &[]), options_len, |out| write_options(out, &b.options)))
     }
 
     /// The store's record, unless it is the marker of a damaged row. Every other record was encoded from
