@@ -11,16 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${1:-100000} SECS=${2:-5} ROUNDS=${3:-2}
 . bench/common.sh
-PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
-chmod 755 "$WORK"
-mkdir -p "$WORK/pg"
-chown postgres "$WORK/pg"
-runuser -u postgres -- "$PGBIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w \
-  -o "-k $WORK/pg -c listen_addresses= -c max_connections=200" start >/dev/null
-bench_on_exit 'runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1'
+bench_postgres
 "$PGBIN/psql" -h "$WORK/pg" -U postgres -qAt -c "CREATE DATABASE lw"
-PG="host=$WORK/pg user=postgres dbname=lw"
+PG="$PG dbname=lw"
 
 wait_udp() { until ss -Hlun "sport = :$1" | grep -q .; do sleep 0.1; done; }
 # serve NAME STORE_LINE: `serve` on 127.0.0.1:16790 in the background as $SRV.

@@ -23,23 +23,13 @@ LAT=${LATENCY:-${CARGO_TARGET_DIR:-target}/release/examples/pg_feed_latency}
 if [ "$ONLY" = all ] || [ "$ONLY" = latency ]; then
   [ -x "$LAT" ] || cargo build --release -p leasewire-store --example pg_feed_latency
 fi
-PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}
 . bench/lab.sh
 bench_socket_buffers
 lab_up 10.77.0.1/24 10.77.0.2/24
 ip -n $S addr add 10.77.0.3/24 dev $VS
 ip -n $C addr add 10.77.0.4/24 dev $VC
 
-# PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
-chmod 755 "$WORK"
-mkdir -p "$WORK/pg"
-chown postgres "$WORK/pg"
-runuser -u postgres -- "$PGBIN/initdb" -D "$WORK/pg/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg/data" -l "$WORK/pg/log" -w \
-  -o "-k $WORK/pg -c listen_addresses= -c max_connections=200" start >/dev/null
-bench_on_exit 'runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg/data" -m fast stop >/dev/null 2>&1' 
-PG="host=$WORK/pg user=postgres"
-sql() { PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -h "$WORK/pg" -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
+bench_postgres
 
 lw_conf() { # $1 = file, $2 = address, $3 = name, $4 = start-at
   cat > "$1" <<TOML

@@ -23,22 +23,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::relay::Relay;
-use support::{Server, ServerConfig, free_tcp_port, free_udp_port};
+use support::{Server, ServerConfig, free_tcp_port, free_udp_port, shared_store_config};
 
 /// What the requestor knows of an address: state, hardware address, whether another server made it.
 type View = HashMap<Ipv4Addr, (DhcpState, Vec<u8>, bool)>;
 
 /// Every DHCPACK a client got: its MAC, the address, and whether it came after the kill.
 type Acks = Arc<Mutex<Vec<([u8; 6], Ipv4Addr, bool)>>>;
-
-fn config(name: &str, udp: u16, tcp: u16, url: &str) -> String {
-    // Both servers start allocating at the same place: the worst case for arbitration.
-    ServerConfig::new(udp)
-        .server_key(&format!(r#"store = {{ kind = "postgres", url = "{url}", name = "{name}", start-at = 0.0 }}"#))
-        .active_insecure(tcp)
-        .subnet("127.0.0.0/8", "127.9.0.0", "127.9.15.255", "lease-time = 3600")
-        .text()
-}
 
 /// Follow the Active stream of the server at `tcp` from `start` until `stop`: every LEASEACTIVE and
 /// LEASEUNASSIGNED goes into `view`; `received` counts them.
@@ -105,8 +96,8 @@ fn two_servers_one_database_requestor_sees_all_and_a_kill_loses_nothing() {
     let url = cluster.new_database();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (udp_a, udp_b, tcp_a, tcp_b) = (free_udp_port(), free_udp_port(), free_tcp_port(), free_tcp_port());
-    let a = Server::start(dir_a.path(), &config("a", udp_a, tcp_a, &url), None);
-    let mut b = Server::start(dir_b.path(), &config("b", udp_b, tcp_b, &url), None);
+    let a = Server::start(dir_a.path(), &shared_store_config("a", udp_a, tcp_a, &url), None);
+    let mut b = Server::start(dir_b.path(), &shared_store_config("b", udp_b, tcp_b, &url), None);
     let addr_a = SocketAddr::from((Ipv4Addr::LOCALHOST, udp_a));
     let addr_b = SocketAddr::from((Ipv4Addr::LOCALHOST, udp_b));
 
@@ -265,7 +256,7 @@ fn alq_8_2_9_catch_up_base_time_never_passes_another_servers_commit_in_flight() 
     let a = PgStore::open(&url, options).unwrap();
     let dir_b = tempfile::tempdir().unwrap();
     let (udp_b, tcp_b) = (free_udp_port(), free_tcp_port());
-    let b = Server::start(dir_b.path(), &config("b", udp_b, tcp_b, &url), None);
+    let b = Server::start(dir_b.path(), &shared_store_config("b", udp_b, tcp_b, &url), None);
 
     // Hold the journal lock every writer takes first: A's commit below stays in flight until we let go.
     let mut holder = std::process::Command::new(pg::bin_dir().join("psql"))

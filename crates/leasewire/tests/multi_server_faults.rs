@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::proxy::Proxy;
 use support::relay::Relay;
-use support::{Server, ServerConfig, free_tcp_port, free_udp_port};
+use support::{Server, free_tcp_port, free_udp_port, shared_store_config};
 
 /// What the database or a replica says of an address: state and hardware address. AVAILABLE addresses are
 /// left out: a Bulk seed reports every configured address (RFC 6926 §7.2), the database only those with a
@@ -67,15 +67,6 @@ struct Node {
     udp: u16,
     tcp: u16,
     server: Option<Server>,
-}
-
-fn config(name: &str, udp: u16, tcp: u16, url: &str) -> String {
-    // Every server starts allocating at the same place: the worst case for arbitration.
-    ServerConfig::new(udp)
-        .server_key(&format!(r#"store = {{ kind = "postgres", url = "{url}", name = "{name}", start-at = 0.0 }}"#))
-        .active_insecure(tcp)
-        .subnet("127.0.0.0/8", "127.9.0.0", "127.9.15.255", "lease-time = 3600")
-        .text()
 }
 
 fn database_view(url: &str) -> View {
@@ -263,7 +254,8 @@ fn three_servers_one_database_survive_kill_database_restart_cut_off_and_clock_st
             let dir = tempfile::tempdir().unwrap();
             let (udp, tcp) = (free_udp_port(), free_tcp_port());
             let db = if *name == "c" { &proxied } else { &url };
-            let text = config(name, udp, tcp, db).replace("@DATA@", dir.path().join("data").to_str().unwrap());
+            let text =
+                shared_store_config(name, udp, tcp, db).replace("@DATA@", dir.path().join("data").to_str().unwrap());
             let config = dir.path().join("server.toml");
             std::fs::write(&config, text).unwrap();
             let server = Some(Server::start_with(dir.path(), &config, None));

@@ -196,6 +196,17 @@ pub struct ServerConfig {
     subnets: Vec<String>,
 }
 
+/// A server `name` of several on the PostgreSQL database at `url`, DHCP on `udp`, Active Leasequery without
+/// TLS on `tcp`, 127.9.0.0–127.9.15.255 leased for an hour. Every server starts allocating at the same place
+/// (`start-at = 0.0`): the worst case for arbitration.
+pub fn shared_store_config(name: &str, udp: u16, tcp: u16, url: &str) -> String {
+    ServerConfig::new(udp)
+        .server_key(&format!(r#"store = {{ kind = "postgres", url = "{url}", name = "{name}", start-at = 0.0 }}"#))
+        .active_insecure(tcp)
+        .subnet("127.0.0.0/8", "127.9.0.0", "127.9.15.255", "lease-time = 3600")
+        .text()
+}
+
 impl ServerConfig {
     /// `[server]` with server-id 127.0.0.1, DHCP on 127.0.0.1:`udp`, and no subnet yet.
     pub fn new(udp: u16) -> Self {
