@@ -43,6 +43,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod control;
 pub mod engine;
 pub mod error;

@@ -9,6 +9,7 @@
 
 use crate::clock::unix_now;
 use crate::config::{Config, StoreChoice, Validated};
+use crate::context::ServiceContext;
 use crate::control::protocol::Reloaded;
 use crate::control::server::ControlServer;
 use crate::control::{BoxFuture, ConfigHandle, Control};
@@ -146,20 +147,11 @@ impl Server {
         }
         let (stop, stop_rx) = watch::channel(false);
         let feed = ChangeFeed::default();
+        let ctx =
+            ServiceContext { store: store.clone(), feed: feed.clone(), metrics: metrics.clone(), shutdown: stop_rx.clone() };
         let (dhcp, dhcp_done) = match changes {
-            None => DhcpService::start(&config, store.clone(), feed.clone(), metrics.clone(), stop_rx.clone()).await?,
-            Some((changes, after_time)) => {
-                DhcpService::start_shared(
-                    &config,
-                    store.clone(),
-                    feed.clone(),
-                    metrics.clone(),
-                    stop_rx.clone(),
-                    changes,
-                    after_time,
-                )
-                .await?
-            }
+            None => DhcpService::start(&config, ctx.clone()).await?,
+            Some((changes, after_time)) => DhcpService::start_shared(&config, ctx.clone(), changes, after_time).await?,
         };
         // The Leasequery TCP service gets its own runtime, on threads of lower priority than DHCP's.
         let tcp_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -171,11 +163,10 @@ impl Server {
             .map_err(|source| ServeError::Thread { what: "the leasequery runtime", source })?;
         let tcp_runtime = BackgroundRuntime(Some(tcp_runtime));
         let (tcp, tcp_addrs, tcp_done) = {
-            let (config, store, feed, metrics, stop_rx) =
-                (config.clone(), store.clone(), feed.clone(), metrics.clone(), stop_rx.clone());
+            let (config, ctx) = (config.clone(), ctx.clone());
             let started = tcp_runtime
                 .handle()
-                .spawn(async move { TcpService::start_service(&config, store, feed, metrics, stop_rx).await })
+                .spawn(async move { TcpService::start_service(&config, ctx).await })
                 .await
                 .map_err(|e| ServeError::Thread { what: "the leasequery service", source: std::io::Error::other(e) })?;
             match started {

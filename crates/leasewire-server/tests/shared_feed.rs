@@ -11,6 +11,7 @@ mod pg;
 mod relay;
 
 use leasewire_server::config::Config;
+use leasewire_server::context::ServiceContext;
 use leasewire_server::feed::ChangeFeed;
 use leasewire_server::metrics::Metrics;
 use leasewire_server::udp::dhcp::DhcpService;
@@ -42,17 +43,13 @@ pools = [{{ start = "127.41.0.1", end = "127.41.0.9" }}]
     let mut subscriber = feed.subscribe();
     let (store_feed, changes) = tokio::sync::mpsc::channel(8);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let (running, done) = DhcpService::start_shared(
-        &config,
-        store.clone(),
-        feed.clone(),
-        Arc::new(Metrics::new()),
-        stop_rx,
-        changes,
-        now,
-    )
-    .await
-    .unwrap();
+    let ctx = ServiceContext {
+        store: store.clone(),
+        feed: feed.clone(),
+        metrics: Arc::new(Metrics::new()),
+        shutdown: stop_rx,
+    };
+    let (running, done) = DhcpService::start_shared(&config, ctx, changes, now).await.unwrap();
     let server = running.local_addrs[0];
     let ip = tokio::task::spawn_blocking(move || {
         relay::Relay::new(server, Ipv4Addr::new(127, 41, 0, 254)).dora([2, 0, 0, 0, 41, 1], 1, Ipv4Addr::LOCALHOST)

@@ -24,6 +24,7 @@ pub use lab_certs::{Issued, LabCa};
 use leasewire_proto::framing::{FrameDecoder, encode_frame};
 use leasewire_proto::{Message, MessageType, Op};
 use leasewire_server::config::{Config, Validated};
+use leasewire_server::context::ServiceContext;
 use leasewire_server::feed::ChangeFeed;
 use leasewire_server::metrics::Metrics;
 use leasewire_server::tcp::TcpService;
@@ -104,10 +105,12 @@ impl TcpLab {
         let feed = ChangeFeed::default();
         let metrics = Arc::new(Metrics::new());
         let (stop, rx) = watch::channel(false);
-        let (service, addrs, done) =
-            TcpService::start_service(&config, store.clone(), feed.clone(), metrics.clone(), rx)
-                .await
-                .expect("the TCP service");
+        let (service, addrs, done) = TcpService::start_service(
+            &config,
+            ServiceContext { store: store.clone(), feed: feed.clone(), metrics: metrics.clone(), shutdown: rx },
+        )
+        .await
+        .expect("the TCP service");
         Self { addr: addrs[0], feed, metrics, store, service, config, done, stop, _dir: dir }
     }
 

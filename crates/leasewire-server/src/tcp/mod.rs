@@ -23,6 +23,7 @@ pub mod tls_allow;
 
 use crate::clock::unix_now;
 use crate::config::Validated;
+use crate::context::ServiceContext;
 use crate::error::ServeError;
 use crate::feed::{Batch, ChangeFeed, Subscription};
 use crate::log_limit::LogLimiter;
@@ -222,12 +223,9 @@ impl TcpService {
     /// handle that ends when every connection has closed. Nothing is started when no requestor is allowed.
     pub async fn start(
         config: &Validated,
-        store: Arc<dyn LeaseStore>,
-        feed: ChangeFeed,
-        metrics: Arc<Metrics>,
-        shutdown: watch::Receiver<bool>,
+        ctx: ServiceContext,
     ) -> Result<(Vec<SocketAddr>, tokio::task::JoinHandle<()>), ServeError> {
-        let (_, addrs, handle) = Self::start_service(config, store, feed, metrics, shutdown).await?;
+        let (_, addrs, handle) = Self::start_service(config, ctx).await?;
         Ok((addrs, handle))
     }
 
@@ -235,11 +233,9 @@ impl TcpService {
     /// requestor is allowed and nothing was started).
     pub async fn start_service(
         config: &Validated,
-        store: Arc<dyn LeaseStore>,
-        feed: ChangeFeed,
-        metrics: Arc<Metrics>,
-        shutdown: watch::Receiver<bool>,
+        ctx: ServiceContext,
     ) -> Result<(Option<Arc<Self>>, Vec<SocketAddr>, tokio::task::JoinHandle<()>), ServeError> {
+        let ServiceContext { store, feed, metrics, shutdown } = ctx;
         if config.bulk_allow.is_empty() {
             return Ok((None, Vec::new(), tokio::spawn(async {})));
         }

@@ -7,6 +7,7 @@
 //! of its binding.
 
 use crate::config::Validated;
+use crate::context::ServiceContext;
 use crate::engine::{Destination, Engine, Received};
 use crate::feed::{ChangeFeed, Outgoing, Publisher, Ticket};
 use crate::lease_log::{LeaseLog, Requester};
@@ -129,12 +130,9 @@ impl DhcpService {
     /// Returns once the sockets are bound; the returned join handle ends after a clean drain.
     pub async fn start(
         config: &Validated,
-        store: Arc<dyn LeaseStore>,
-        feed: ChangeFeed,
-        metrics: Arc<Metrics>,
-        shutdown: watch::Receiver<bool>,
+        ctx: ServiceContext,
     ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
-        Self::start_inner(config, store, feed, metrics, shutdown, None).await
+        Self::start_inner(config, ctx, None).await
     }
 
     /// [`DhcpService::start`] for a store shared with other servers. `changes` must start at or before the
@@ -145,24 +143,19 @@ impl DhcpService {
     /// bindings of all servers.
     pub async fn start_shared(
         config: &Validated,
-        store: Arc<dyn LeaseStore>,
-        feed: ChangeFeed,
-        metrics: Arc<Metrics>,
-        shutdown: watch::Receiver<bool>,
+        ctx: ServiceContext,
         changes: SharedChanges,
         after_time: u32,
     ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
-        Self::start_inner(config, store, feed, metrics, shutdown, Some((changes, after_time))).await
+        Self::start_inner(config, ctx, Some((changes, after_time))).await
     }
 
     async fn start_inner(
         config: &Validated,
-        store: Arc<dyn LeaseStore>,
-        feed: ChangeFeed,
-        metrics: Arc<Metrics>,
-        shutdown: watch::Receiver<bool>,
+        ctx: ServiceContext,
         changes: Option<(SharedChanges, u32)>,
     ) -> Result<(Running, tokio::task::JoinHandle<()>), ServeError> {
+        let ServiceContext { store, feed, metrics, shutdown } = ctx;
         // The store's records by reference (the embedded store hands out the blocks it keeps), so the
         // bindings are in memory once; the engine builds its indexes in one pass.
         let engine = Engine::load(config, load_packed(store.as_ref())?);
