@@ -147,8 +147,12 @@ impl Server {
         }
         let (stop, stop_rx) = watch::channel(false);
         let feed = ChangeFeed::default();
-        let ctx =
-            ServiceContext { store: store.clone(), feed: feed.clone(), metrics: metrics.clone(), shutdown: stop_rx.clone() };
+        let ctx = ServiceContext {
+            store: store.clone(),
+            feed: feed.clone(),
+            metrics: metrics.clone(),
+            shutdown: stop_rx.clone(),
+        };
         let (dhcp, dhcp_done) = match changes {
             None => DhcpService::start(&config, ctx.clone()).await?,
             Some((changes, after_time)) => DhcpService::start_shared(&config, ctx.clone(), changes, after_time).await?,
