@@ -170,12 +170,12 @@ fn history_cli(db: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Created, renewed, released, re-leased to another client, expired, and a lease made while the watcher was
-/// away long enough for the server's history to move on (DataMissing, then a Bulk gap fill, ALQ-7.4.1-13).
 /// The lease time of the one-address subnet in the ledger test: long enough that A's renewal (a second after
 /// its lease, on a loaded machine possibly several) comes before expiry, short enough for B's to expire.
 const SHORT: u32 = 8;
 
+/// Created, renewed, released, re-leased to another client, expired, and a lease made while the watcher was
+/// away long enough for the server's history to move on (DataMissing, then a Bulk gap fill, ALQ-7.4.1-13).
 #[test]
 fn answers_match_a_ledger_of_relayed_clients() {
     let dir = tempfile::tempdir().unwrap();
