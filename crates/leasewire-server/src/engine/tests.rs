@@ -1071,7 +1071,7 @@ fn a_request_for_a_pool_the_class_may_not_use_is_refused() {
 /// (classified by the option 82 stored with the lease), and the stored option 82 stays (LQ-6.4.2-9: the most
 /// recent one received *from the relay*).
 #[test]
-fn a_unicast_renewal_keeps_the_pool_and_options_its_relay_gave() {
+fn lq_6_4_2_9_a_unicast_renewal_keeps_the_relays_option_82_its_pool_and_class_options() {
     let mut e = classes_engine();
     let renew = |m: [u8; 6], ip: Ipv4Addr| {
         let mut r = Message::new(Op::BootRequest);
