@@ -13,27 +13,17 @@ SECONDS_=${SECONDS_:-6}
 echo "# $(date -u +%FT%TZ) $(nproc) cores, rate $RATE/s, $SECONDS_ s"
 for N in $COUNTS; do
   rm -rf "$WORK/data"
-  cat > "$WORK/s.toml" <<TOML
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:16770"]
-data-dir = "$WORK/data"
-[bulk-leasequery]
-listen = ["127.0.0.1:16770"]
-allow = ["127.0.0.0/8"]
+  bench_config "$WORK/s.toml" 127.0.0.1:16770 "$WORK/data" 127.0.0.0/8 127.64.0.0 127.127.255.255 \
+    "$(bench_bulk_section 16770)
 max-connections = 200
 max-connections-per-requestor = 200
 max-pending-connections = 256
 [active-leasequery]
 enabled = true
-insecure = true
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{ start = "127.64.0.0", end = "127.127.255.255" }]
-TOML
+insecure = true"
   LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/s.toml" & SRV=$!
-  until (exec 3<>/dev/tcp/127.0.0.1/16770) 2>/dev/null; do sleep 0.1; done
+  bench_wait_tcp 16770
   "$BIN" bench active-latency --tcp 127.0.0.1:16770 --dhcp 127.0.0.1:16770 --requestors "$N" --rate "$RATE" \
     --seconds "$SECONDS_" ${REMOTE:+--remote-requestors}
-  kill $SRV; wait $SRV 2>/dev/null || true
+  bench_stop
 done

@@ -14,22 +14,11 @@ echo "# $(date -u +%FT%TZ) $(nproc) cores"
 for N in $SIZES; do
   rm -rf "$WORK/data"
   "$BIN" bench populate --data-dir "$WORK/data" --first 10.0.0.0 --count "$N" >/dev/null
-  LAST=$(python3 -c "import ipaddress; print(ipaddress.IPv4Address(int(ipaddress.IPv4Address('10.0.0.0')) + $N - 1))")
-  cat > "$WORK/s.toml" <<TOML
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:16767"]
-data-dir = "$WORK/data"
-[bulk-leasequery]
-listen = ["127.0.0.1:16767"]
-allow = ["127.0.0.0/8"]
-[[subnet]]
-subnet = "10.0.0.0/8"
-pools = [{ start = "10.0.0.0", end = "$LAST" }]
-TOML
+  bench_config "$WORK/s.toml" 127.0.0.1:16767 "$WORK/data" 10.0.0.0/8 10.0.0.0 "$(bench_ip 10.0.0.0 $((N - 1)))" \
+    "$(bench_bulk_section 16767)"
   t0=$(date +%s.%N)
   LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/s.toml" & SRV=$!
-  until (exec 3<>/dev/tcp/127.0.0.1/16767) 2>/dev/null; do sleep 0.1; done
+  bench_wait_tcp 16767
   printf '%8s bindings: server ready in %.1f s (store open + engine load)\n' "$N" "$(echo "$(date +%s.%N) - $t0" | bc)"
   for q in "--all --count" "--all --json" "--relay-id $(printf relay3 | xxd -p) --json"; do
     before=$(cpu $SRV)
@@ -40,5 +29,5 @@ TOML
       "$(tail -1 "$WORK/err")" "$(echo "$after - $before" | bc)"
   done
   echo "         server peak memory $(hwm $SRV)"
-  kill $SRV; wait $SRV 2>/dev/null || true
+  bench_stop
 done

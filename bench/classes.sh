@@ -14,7 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3} SECONDS_=${SECONDS_:-8}
 . bench/common.sh
-wait_udp() { until ss -Hlun "sport = :$1" | grep -q .; do sleep 0.1; done; }
 
 head_() {
   cat <<TOML
@@ -85,10 +84,10 @@ dora() { # CONFIG_FUNCTION
   rm -rf "$WORK/data"
   "$1" > "$WORK/$1.toml"
   LEASEWIRE_LOG=error "$BIN" serve --config "$WORK/$1.toml" & SRV=$!
-  wait_udp 16784
+  bench_wait_udp 16784
   "$BIN" bench dora --server 127.0.0.1:16784 --giaddr 127.0.0.1 --rate 0 --clients 1000000 --duration "${SECONDS_}s" \
     2>/dev/null | grep -o '[0-9]* DORA/s'
-  kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=
+  bench_stop
 }
 
 "$BIN" check-config --config <(planned | sed "s|$WORK|/tmp|") | grep -E 'subnet 127|client classes' | cut -c1-120

@@ -5,6 +5,10 @@
 #   bench_on_exit CMD   one more thing to do on exit, before $WORK goes
 #   bench_postgres      a throwaway PostgreSQL cluster in $WORK/pg (Unix socket only), stopped on exit;
 #                       sets $PGBIN and $PG (a connection string without dbname) and defines `sql` (psql)
+#   bench_config ...    a `serve` configuration file (one subnet, one pool, more sections as TOML text)
+#   bench_wait_tcp PORT / bench_wait_udp PORT   until something listens on 127.0.0.1:PORT
+#   bench_stop          stop the server $SRV and wait for it
+#   bench_ip FIRST N    the address N after FIRST
 BIN=${LEASEWIRE:-${CARGO_TARGET_DIR:-target}/release/leasewire}
 [ -x "$BIN" ] || cargo build --release -p leasewire
 BIN=$(realpath "$BIN")
@@ -39,3 +43,26 @@ bench_postgres() {
   PG="host=$WORK/pg user=postgres"
 }
 sql() { PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -h "$WORK/pg" -U postgres -qAt -v ON_ERROR_STOP=1 "$@"; }
+
+# bench_config FILE ADDR:PORT DATA SUBNET POOL_START POOL_END [TOML] [SUBNET_KEYS]: the configuration every
+# benchmark serves with, in FILE: server-id ADDR, DHCP on ADDR:PORT, data in DATA; TOML (more keys of
+# `[server]` first, then more sections); one subnet with one pool, and SUBNET_KEYS (more keys of that subnet).
+bench_config() {
+  cat > "$1" <<TOML
+[server]
+server-id = "${2%:*}"
+listen = ["$2"]
+data-dir = "$3"
+${7:-}
+[[subnet]]
+subnet = "$4"
+pools = [{ start = "$5", end = "$6" }]
+${8:-}
+TOML
+}
+# `[bulk-leasequery]` on 127.0.0.1:PORT for requestors on loopback, as TOML text for bench_config.
+bench_bulk_section() { printf '[bulk-leasequery]\nlisten = ["127.0.0.1:%s"]\nallow = ["127.0.0.0/8"]\n' "$1"; }
+bench_wait_tcp() { until (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; do sleep "${2:-0.1}"; done; }
+bench_wait_udp() { until ss -Hlun "sport = :$1" | grep -q .; do sleep 0.1; done; }
+bench_stop() { kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=; }
+bench_ip() { python3 -c "import ipaddress; print(ipaddress.IPv4Address('$1') + $2)"; }

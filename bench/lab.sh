@@ -22,17 +22,8 @@ lab_up() {
   ip -n $S link set $VS up; ip -n $C link set $VC up
 }
 lab_dhcp_config() {
-  cat > "$WORK/leasewire.toml" <<TOML
-[server]
-server-id = "10.77.0.1"
-listen = ["10.77.0.1:67"]
-data-dir = "$WORK/lw-data"
-${1:-}
-[[subnet]]
-subnet = "10.0.0.0/8"
-pools = [{ start = "10.128.0.0", end = "10.255.255.254" }]
-lease-time = 3600
-TOML
+  bench_config "$WORK/leasewire.toml" 10.77.0.1:67 "$WORK/lw-data" 10.0.0.0/8 10.128.0.0 10.255.255.254 "${1:-}" \
+    "lease-time = 3600"
 }
 kea_conf() {
   local mt='"multi-threading": { "enable-multi-threading": false },'

@@ -17,23 +17,14 @@ step() { # $1 = on|off
   rm -rf "$WORK/data"
   local leases=true filter=info
   [ "$1" = off ] && leases=false filter=warn
-  cat > "$WORK/s.toml" <<TOML
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:16771"]
-data-dir = "$WORK/data"
-[log]
-leases = $leases
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{ start = "127.64.0.0", end = "127.127.255.255" }]
-TOML
+  bench_config "$WORK/s.toml" 127.0.0.1:16771 "$WORK/data" 127.0.0.0/8 127.64.0.0 127.127.255.255 "[log]
+leases = $leases"
   LEASEWIRE_LOG=$filter "$BIN" serve --config "$WORK/s.toml" 2>"$WORK/server.log" & SRV=$!
-  until ss -Hlun "sport = :16771" | grep -q .; do sleep 0.1; done
+  bench_wait_udp 16771
   printf 'lease log %-3s ' "$1"
   "$BIN" bench dora --server 127.0.0.1:16771 --giaddr 127.0.0.1 --rate 0 --clients 1000000 \
     --duration "${SECONDS_}s" 2>/dev/null
-  kill $SRV; wait $SRV 2>/dev/null || true
+  bench_stop
   printf '               lease log lines written: %s\n' "$(grep -c 'leasewire::lease: DHCPACK' "$WORK/server.log" || true)"
 }
 for _ in $(seq "$ROUNDS"); do

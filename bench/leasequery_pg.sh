@@ -15,26 +15,15 @@ bench_postgres
 "$PGBIN/psql" -h "$WORK/pg" -U postgres -qAt -c "CREATE DATABASE lw"
 PG="$PG dbname=lw"
 
-wait_udp() { until ss -Hlun "sport = :$1" | grep -q .; do sleep 0.1; done; }
 # serve NAME STORE_LINE: `serve` on 127.0.0.1:16790 in the background as $SRV.
 serve() {
-  cat > "$WORK/$1.toml" <<TOML
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:16790"]
-data-dir = "$WORK/$1"
-$2
+  bench_config "$WORK/$1.toml" 127.0.0.1:16790 "$WORK/$1" 10.0.0.0/8 10.0.0.0 10.1.134.159 "$2
 [leasequery]
-allow = ["127.0.0.0/8"]
-rate-limit = 0
-[[subnet]]
-subnet = "10.0.0.0/8"
-pools = [{ start = "10.0.0.0", end = "10.1.134.159" }]
-TOML
+allow = [\"127.0.0.0/8\"]
+rate-limit = 0"
   LEASEWIRE_LOG=error "$BIN" serve --config "$WORK/$1.toml" & SRV=$!
-  wait_udp 16790
+  bench_wait_udp 16790
 }
-stop() { kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=; }
 query() { "$BIN" bench leasequery --server 127.0.0.1:16790 --giaddr 127.0.0.1 --first 10.0.0.0 --count "$COUNT" \
   --seconds "$SECS" --window 256 2>/dev/null | tail -1; }
 
@@ -43,8 +32,8 @@ query() { "$BIN" bench leasequery --server 127.0.0.1:16790 --giaddr 127.0.0.1 --
 for r in $(seq "$ROUNDS"); do
   serve sqlite ''
   printf 'round %s sqlite:     %s\n' "$r" "$(query)"
-  stop
+  bench_stop
   serve pg "store = { kind = \"postgres\", url = \"$PG\", name = \"q\" }"
   printf 'round %s postgresql: %s\n' "$r" "$(query)"
-  stop
+  bench_stop
 done

@@ -47,18 +47,9 @@ printf 'ISC dhcpd 4.4.3:           '
 gen; kill $I; wait $I 2>/dev/null || true
 
 "$BIN" bench populate --data-dir "$WORK/lw" --first 10.65.0.0 --count $N >/dev/null
-cat > "$WORK/lw.toml" <<TOML
-[server]
-server-id = "10.64.0.1"
-listen = ["10.64.0.1:67"]
-data-dir = "$WORK/lw"
-[leasequery]
+bench_config "$WORK/lw.toml" 10.64.0.1:67 "$WORK/lw" 10.64.0.0/10 10.65.0.0 10.66.255.255 '[leasequery]
 allow = ["10.64.0.0/10"]
-rate-limit = 0
-[[subnet]]
-subnet = "10.64.0.0/10"
-pools = [{ start = "10.65.0.0", end = "10.66.255.255" }]
-TOML
+rate-limit = 0'
 ip netns exec $S env LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/lw.toml" & L=$!
 sleep 2
 printf 'leasewire:                 '

@@ -8,42 +8,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${*:-"1000000"}
-BIN=${LEASEWIRE:-target/release/leasewire}
-[ -x "$BIN" ] || cargo build --release -p leasewire
-BIN=$(realpath "$BIN")
-WORK=$(mktemp -d)
-trap 'kill $SRV 2>/dev/null || true; rm -rf "$WORK"' EXIT
-SRV=
+. bench/common.sh
 kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }   # utime + stime of all threads, seconds
 
 # serve N: start a server on the store in $WORK/data (pool of max(N,1) addresses), print
 # "ready_s cpu_s anon_kib rss_kib hwm_kib", stop it.
 serve() {
-  local n=$1 last
-  last=$(python3 -c "import ipaddress; print(ipaddress.IPv4Address(int(ipaddress.IPv4Address('10.0.0.0')) + max($n, 1) - 1))")
-  cat > "$WORK/s.toml" <<TOML
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:16767"]
-data-dir = "$WORK/data"
-[bulk-leasequery]
-listen = ["127.0.0.1:16767"]
-allow = ["127.0.0.0/8"]
-[[subnet]]
-subnet = "10.0.0.0/8"
-pools = [{ start = "10.0.0.0", end = "$last" }]
-TOML
+  local n=$1
+  bench_config "$WORK/s.toml" 127.0.0.1:16767 "$WORK/data" 10.0.0.0/8 10.0.0.0 \
+    "$(bench_ip 10.0.0.0 $((n > 1 ? n - 1 : 0)))" "$(bench_bulk_section 16767)"
   local t0
   t0=$(date +%s.%N)
   LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/s.toml" & SRV=$!
-  until (exec 3<>/dev/tcp/127.0.0.1/16767) 2>/dev/null; do sleep 0.02; done
+  bench_wait_tcp 16767 0.02
   local ready cpu_s
   ready=$(echo "$(date +%s.%N) - $t0" | bc)
   cpu_s=$(cpu $SRV)
   sleep 1   # let the allocator settle (nothing else runs: no clients)
   echo "$ready $cpu_s $(kib $SRV RssAnon) $(kib $SRV VmRSS) $(kib $SRV VmHWM)"
-  kill $SRV; wait $SRV 2>/dev/null || true
+  bench_stop
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $BIN"

@@ -32,17 +32,8 @@ ip -n $C addr add 10.77.0.4/24 dev $VC
 bench_postgres
 
 lw_conf() { # $1 = file, $2 = address, $3 = name, $4 = start-at
-  cat > "$1" <<TOML
-[server]
-server-id = "$2"
-listen = ["$2:67"]
-data-dir = "$WORK/lw-data-$3"
-store = { kind = "postgres", url = "$PG dbname=lw", name = "$3", start-at = $4 }
-[[subnet]]
-subnet = "10.0.0.0/8"
-pools = [{ start = "10.128.0.0", end = "10.255.255.254" }]
-lease-time = 3600
-TOML
+  bench_config "$1" "$2:67" "$WORK/lw-data-$3" 10.0.0.0/8 10.128.0.0 10.255.255.254 \
+    "store = { kind = \"postgres\", url = \"$PG dbname=lw\", name = \"$3\", start-at = $4 }" "lease-time = 3600"
 }
 lw_conf "$WORK/a.toml" 10.77.0.1 a 0.0
 lw_conf "$WORK/b.toml" 10.77.0.3 b 0.5

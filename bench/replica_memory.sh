@@ -15,23 +15,12 @@ rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }   # KiB
 serve() { # $1 = count
   rm -rf "$WORK/data"
   [ "$1" -gt 0 ] && "$BIN" bench populate --data-dir "$WORK/data" --first 10.0.0.0 --count "$1" >/dev/null
-  cat > "$WORK/s.toml" <<TOML
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:16768"]
-data-dir = "$WORK/data"
-[bulk-leasequery]
-listen = ["127.0.0.1:16768"]
-allow = ["127.0.0.0/8"]
+  bench_config "$WORK/s.toml" 127.0.0.1:16768 "$WORK/data" 10.0.0.0/8 10.0.0.0 10.0.0.0 "$(bench_bulk_section 16768)
 [active-leasequery]
 enabled = true
-insecure = true
-[[subnet]]
-subnet = "10.0.0.0/8"
-pools = [{ start = "10.0.0.0", end = "10.0.0.0" }]
-TOML
+insecure = true"
   LEASEWIRE_LOG=warn "$BIN" serve --config "$WORK/s.toml" & SRV=$!
-  until (exec 3<>/dev/tcp/127.0.0.1/16768) 2>/dev/null; do sleep 0.1; done
+  bench_wait_tcp 16768
 }
 
 watch_rss() { # $@ = extra watch flags; prints RSS KiB once the seed completed and catch-up ended
@@ -46,7 +35,7 @@ watch_rss() { # $@ = extra watch flags; prints RSS KiB once the seed completed a
 echo "# $(date -u +%FT%TZ) $(nproc) cores, N=$N"
 serve 0
 base_mem=$(watch_rss); base_db=$(watch_rss --db "$WORK/r.sqlite3")
-kill $SRV; wait $SRV 2>/dev/null || true
+bench_stop
 serve "$N"
 t0=$(date +%s.%N)
 full_mem=$(watch_rss)
