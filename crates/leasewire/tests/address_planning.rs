@@ -8,7 +8,7 @@ mod support;
 
 use std::net::Ipv4Addr;
 use std::process::Command;
-use support::{Netns, Server, bound_ip, lines_until, spawn_logged};
+use support::{Netns, RelayedNetns, Server, ServerConfig, bound_ip, lines_until, spawn_logged};
 
 #[test]
 fn busybox_udhcpc_receives_typed_options_and_pxe_fields() {
@@ -71,40 +71,26 @@ boot-file = "ipxe.efi"
 /// for that circuit (outside the pools) is what the client behind it gets.
 #[test]
 fn relayed_client_behind_isc_dhcrelay_gets_its_circuit_id_reservation() {
-    // server (0) -- relay (1) -- client (2)
-    let ns = Netns::new(3);
-    let (_srv_if, relay_up) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
-    let (relay_down, cli_if) = ns.link(1, "10.88.0.1/24", 2, "10.88.0.2/24");
-    support::sh(&["ip", "-n", &ns.names[0], "route", "add", "10.88.0.0/24", "via", "10.77.0.2"]);
+    let lab = RelayedNetns::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        r#"
-[server]
-server-id = "10.77.0.1"
-listen = ["10.77.0.1:67"]
-data-dir = "@DATA@"
-
-[[subnet]]
-subnet = "10.88.0.0/24"
-pools = [{{ start = "10.88.0.100", end = "10.88.0.199" }}]
-[[subnet.reservation]]
-ip = "10.88.0.50"
-circuit-id = "{relay_down}"
-giaddr = "10.88.0.1"
-name = "subscriber-port"
-"#
+    let reservation = format!(
+        "[[subnet.reservation]]\nip = \"10.88.0.50\"\ncircuit-id = \"{}\"\ngiaddr = \"10.88.0.1\"\nname = \"subscriber-port\"",
+        lab.relay_down
     );
-    let server = Server::start(dir.path(), &config, Some((&ns, 0)));
-    let mut relay = ns.cmd(1, support::peer("dhcrelay", "isc-dhcp-relay"));
-    relay.args(["-d", "-4", "-a", "-id", &relay_down, "-iu", &relay_up, "10.77.0.1"]);
-    let (_relay, relay_out) = spawn_logged("dhcrelay", relay);
-    lines_until(&relay_out, "Sending on", 10);
+    let config = ServerConfig::at("10.77.0.1", "10.77.0.1:67").subnet(
+        "10.88.0.0/24",
+        "10.88.0.100",
+        "10.88.0.199",
+        &reservation,
+    );
+    let server = Server::start(dir.path(), &config.text(), Some((&lab.ns, 0)));
+    let _relay = lab.start_dhcrelay();
 
-    let mut c = ns.cmd(2, support::peer("dhclient", "isc-dhcp-client"));
+    let mut c = lab.ns.cmd(2, support::peer("dhclient", "isc-dhcp-client"));
     c.args(["-4", "-d", "-sf", "/bin/true"]);
     c.arg("-lf").arg(dir.path().join("dhclient.leases"));
     c.arg("-pf").arg(dir.path().join("dhclient.pid"));
-    c.args(["-1", &cli_if]);
+    c.args(["-1", &lab.cli_if]);
     let (_client, out) = spawn_logged("dhclient", c);
     let ip = bound_ip(lines_until(&out, "bound to", 60).last().unwrap());
     assert_eq!(ip, Ipv4Addr::new(10, 88, 0, 50), "the circuit's reserved address, outside the pools");
@@ -116,14 +102,9 @@ name = "subscriber-port"
 /// and options of their own, PXE clients (vendor class `PXEClient...`) another with siaddr and file, and the
 /// general pool denies both.
 fn classes_config(iface: &str) -> String {
-    format!(
-        r#"
-[server]
-server-id = "10.77.0.1"
-listen = []
-interfaces = ["{iface}"]
-data-dir = "@DATA@"
-
+    ServerConfig::on_interface("10.77.0.1", iface)
+        .section(&format!(
+            r#"
 [[client-class]]
 name = "phones"
 vendor-class = "leasewire-phone"
@@ -152,7 +133,8 @@ routers = ["10.77.0.1"]
 domain-name = "pcs.example"
 ntp-servers = ["10.77.0.123"]
 "#
-    )
+        ))
+        .text()
 }
 
 /// A udhcpc script that prints what udhcpc decoded, then the event and address.

@@ -10,7 +10,7 @@ mod support;
 use serde_json::Value;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
-use support::{Netns, Proc, Server};
+use support::{Netns, Proc, Server, ServerConfig};
 
 const SERVER: &str = "10.77.0.1";
 const REQUESTOR: &str = "10.77.0.2";
@@ -58,25 +58,10 @@ fn start(kind: Kind) -> Lab {
             std::thread::sleep(std::time::Duration::from_millis(300));
         }
         Kind::Leasewire => {
-            let config = format!(
-                r#"
-[server]
-server-id = "{SERVER}"
-listen = []
-interfaces = ["{srv_if}"]
-data-dir = "@DATA@"
-[leasequery]
-allow = ["10.77.0.0/24"]
-[[subnet]]
-subnet = "10.77.0.0/24"
-interface = "{srv_if}"
-pools = [{{ start = "10.77.0.100", end = "10.77.0.199" }}]
-lease-time = 600
-[subnet.options]
-routers = ["10.77.0.1"]
-"#
-            );
-            server = Some(Server::start(dir.path(), &config, Some((&ns, 0))));
+            let config = ServerConfig::on_interface(SERVER, &srv_if)
+                .section("[leasequery]\nallow = [\"10.77.0.0/24\"]")
+                .netns_subnet(&srv_if, "");
+            server = Some(Server::start(dir.path(), &config.text(), Some((&ns, 0))));
         }
     }
     Lab { ns, cli_if, dir, _server: server, _isc: isc }
@@ -234,18 +219,13 @@ fn leasewire_query_against_isc_dhcpd_and_leasewire_serve_agree() {
 fn query_on_the_servers_host_gets_its_answer_for_every_key() {
     let ns = Netns::new(1);
     let dir = tempfile::tempdir().unwrap();
-    let config = r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:67"]
-data-dir = "@DATA@"
-[leasequery]
-allow = ["127.0.0.0/8"]
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{ start = "127.1.0.0", end = "127.1.0.9" }]
-"#;
-    let server = Server::start(dir.path(), config, Some((&ns, 0)));
+    let config = ServerConfig::new(67).section("[leasequery]\nallow = [\"127.0.0.0/8\"]").subnet(
+        "127.0.0.0/8",
+        "127.1.0.0",
+        "127.1.0.9",
+        "",
+    );
+    let server = Server::start(dir.path(), &config.text(), Some((&ns, 0)));
     for (key, expected) in [
         (["--remote-id", "73:77:31"], "DHCPLEASEUNKNOWN"),
         (["--ip", "127.1.0.5"], "DHCPLEASEUNASSIGNED"),

@@ -8,7 +8,7 @@
 mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use support::{Netns, Server};
+use support::{Netns, Server, ServerConfig};
 
 fn status_field(pid: u32, field: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -17,21 +17,10 @@ fn status_field(pid: u32, field: &str) -> String {
 }
 
 fn config(srv_if: &str, user: &str) -> String {
-    format!(
-        r#"
-[server]
-server-id = "10.77.0.1"
-listen = []
-interfaces = ["{srv_if}"]
-data-dir = "@DATA@"
-{user}
-
-[[subnet]]
-subnet = "10.77.0.0/24"
-interface = "{srv_if}"
-pools = [{{ start = "10.77.0.100", end = "10.77.0.199" }}]
-"#
-    )
+    ServerConfig::on_interface("10.77.0.1", srv_if)
+        .server_key(user)
+        .subnet("10.77.0.0/24", "10.77.0.100", "10.77.0.199", &format!("interface = \"{srv_if}\""))
+        .text()
 }
 
 fn udhcpc_gets_a_lease(ns: &Netns, cli_if: &str) {

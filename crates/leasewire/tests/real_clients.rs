@@ -8,7 +8,7 @@ use leasewire_proto::DhcpState;
 use leasewire_proto::options::code;
 use leasewire_store::LeaseStore;
 use std::process::Command;
-use support::{Netns, Server, bound_ip, open_store, spawn_logged, wait_line};
+use support::{Netns, RelayedNetns, Server, ServerConfig, bound_ip, open_store, spawn_logged, wait_line};
 
 fn dhclient(ns: &Netns, i: usize, iface: &str, dir: &std::path::Path, release: bool) -> Command {
     let mut c = ns.cmd(i, support::peer("dhclient", "isc-dhcp-client"));
@@ -91,30 +91,18 @@ fn busybox_udhcpc_obtains_renews_and_releases() {
 
 #[test]
 fn relayed_client_through_isc_dhcrelay_with_option_82() {
-    // server (0) -- relay (1) -- client (2)
-    let ns = Netns::new(3);
-    let (_srv_if, relay_up) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
-    let (relay_down, cli_if) = ns.link(1, "10.88.0.1/24", 2, "10.88.0.2/24");
-    support::sh(&["ip", "-n", &ns.names[0], "route", "add", "10.88.0.0/24", "via", "10.77.0.2"]);
+    let lab = RelayedNetns::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = r#"
-[server]
-server-id = "10.77.0.1"
-listen = ["10.77.0.1:67"]
-data-dir = "@DATA@"
+    let config = ServerConfig::at("10.77.0.1", "10.77.0.1:67").subnet(
+        "10.88.0.0/24",
+        "10.88.0.100",
+        "10.88.0.199",
+        "lease-time = 600",
+    );
+    let server = Server::start(dir.path(), &config.text(), Some((&lab.ns, 0)));
+    let _relay = lab.start_dhcrelay();
 
-[[subnet]]
-subnet = "10.88.0.0/24"
-pools = [{ start = "10.88.0.100", end = "10.88.0.199" }]
-lease-time = 600
-"#;
-    let server = Server::start(dir.path(), config, Some((&ns, 0)));
-    let mut relay = ns.cmd(1, support::peer("dhcrelay", "isc-dhcp-relay"));
-    relay.args(["-d", "-4", "-a", "-id", &relay_down, "-iu", &relay_up, "10.77.0.1"]);
-    let (_relay, relay_out) = spawn_logged("dhcrelay", relay);
-    wait_line(&relay_out, "Sending on", 10);
-
-    let (client, out) = spawn_logged("dhclient", dhclient(&ns, 2, &cli_if, dir.path(), false));
+    let (client, out) = spawn_logged("dhclient", dhclient(&lab.ns, 2, &lab.cli_if, dir.path(), false));
     let ip = bound_ip(&wait_line(&out, "bound to", 60));
     assert_eq!(ip.octets()[..3], [10, 88, 0]);
     server.wait_log(&format!("ip={ip} state=ACTIVE"), 10);
@@ -124,5 +112,5 @@ lease-time = 600
     let store = open_store(dir.path());
     let b = store.get(ip).unwrap().unwrap().binding;
     let rai = b.relay_agent().expect("dhcrelay -a added option 82 and we stored it");
-    assert_eq!(rai.circuit_id(), Some(relay_down.as_bytes()), "ISC dhcrelay uses the interface name as circuit-id");
+    assert_eq!(rai.circuit_id(), Some(lab.relay_down.as_bytes()), "ISC dhcrelay uses the interface name as circuit-id");
 }

@@ -185,12 +185,14 @@ impl Drop for Netns {
     }
 }
 
-/// The configuration text most tests start from, built from the parts a test changes: a server on loopback
-/// (DHCP on `udp`, its data directory `@DATA@` for [`Server::start`] to fill in), its subnets, and the Leasequery,
-/// metrics or other sections it asks for. One place for the shape, so a test says only what it is about.
+/// The configuration text every test starts from, built from the parts a test changes: a server on loopback
+/// (DHCP on `udp`; or at another address, or on an interface in a namespace), its data directory `@DATA@` for
+/// [`Server::start`] to fill in, its subnets, and the Leasequery, metrics or other sections it asks for. One
+/// place for the shape, so a test says only what it is about.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    udp: u16,
+    server_id: String,
+    listen: Vec<String>,
     server_keys: Vec<String>,
     sections: Vec<String>,
     subnets: Vec<String>,
@@ -210,7 +212,25 @@ pub fn shared_store_config(name: &str, udp: u16, tcp: u16, url: &str) -> String 
 impl ServerConfig {
     /// `[server]` with server-id 127.0.0.1, DHCP on 127.0.0.1:`udp`, and no subnet yet.
     pub fn new(udp: u16) -> Self {
-        Self { udp, server_keys: Vec::new(), sections: Vec::new(), subnets: Vec::new() }
+        Self::at("127.0.0.1", &format!("127.0.0.1:{udp}"))
+    }
+
+    /// `[server]` with server-id `id` and DHCP on `listen` (e.g. `10.77.0.1:67`), and no subnet yet.
+    pub fn at(id: &str, listen: &str) -> Self {
+        Self {
+            server_id: id.to_string(),
+            listen: vec![listen.to_string()],
+            server_keys: Vec::new(),
+            sections: Vec::new(),
+            subnets: Vec::new(),
+        }
+    }
+
+    /// `[server]` with server-id `id`, DHCP on port 67 of the interface `iface` only (as in a namespace).
+    pub fn on_interface(id: &str, iface: &str) -> Self {
+        let mut c = Self::at(id, "");
+        c.listen.clear();
+        c.server_key(&format!("interfaces = [\"{iface}\"]"))
     }
 
     /// Another key of `[server]`, e.g. `store = { ... }`.
@@ -226,7 +246,12 @@ impl ServerConfig {
 
     /// Bulk Leasequery as [`ServerConfig::bulk`], and Active Leasequery on it without TLS.
     pub fn active_insecure(self, tcp: u16) -> Self {
-        self.bulk(tcp).section("[active-leasequery]\nenabled = true\ninsecure = true")
+        self.active_insecure_with(tcp, "")
+    }
+
+    /// [`ServerConfig::active_insecure`] with more keys of `[active-leasequery]` (TOML lines).
+    pub fn active_insecure_with(self, tcp: u16, keys: &str) -> Self {
+        self.bulk(tcp).section(&format!("[active-leasequery]\nenabled = true\ninsecure = true\n{}", keys.trim()))
     }
 
     /// Active Leasequery in secure mode with these PEM files (the server's certificate and key, the CA of
@@ -260,11 +285,22 @@ impl ServerConfig {
         self
     }
 
+    /// The namespace lab's subnet: 10.77.0.0/24 on `iface`, pool 10.77.0.100–199 leased for 600 s, router
+    /// 10.77.0.1, and `options` (more lines of its `[subnet.options]`, may be empty).
+    pub fn netns_subnet(self, iface: &str, options: &str) -> Self {
+        let keys = format!(
+            "interface = \"{iface}\"\nlease-time = 600\n[subnet.options]\nrouters = [\"10.77.0.1\"]\n{options}"
+        );
+        self.subnet("10.77.0.0/24", "10.77.0.100", "10.77.0.199", &keys)
+    }
+
     /// The file's text.
     pub fn text(&self) -> String {
+        let listen: Vec<String> = self.listen.iter().map(|l| format!("\"{l}\"")).collect();
         let mut t = format!(
-            "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{}\"]\ndata-dir = \"@DATA@\"\n",
-            self.udp
+            "[server]\nserver-id = \"{}\"\nlisten = [{}]\ndata-dir = \"@DATA@\"\n",
+            self.server_id,
+            listen.join(", ")
         );
         for k in &self.server_keys {
             t.push_str(k);
@@ -489,24 +525,38 @@ pub fn wait_line(rx: &mpsc::Receiver<String>, needle: &str, secs: u64) -> String
     lines_until(rx, needle, secs).pop().expect("lines_until returns the matching line last")
 }
 
-/// A server on `iface` in a network namespace (10.77.0.1, pool 10.77.0.100–199), for the real clients; `options`
-/// are more lines of the subnet's `[subnet.options]` after its router.
+/// A server on `iface` in a network namespace (10.77.0.1, [`ServerConfig::netns_subnet`]), for the real
+/// clients; `options` are more lines of the subnet's `[subnet.options]` after its router.
 pub fn netns_config(iface: &str, options: &str) -> String {
-    format!(
-        r#"
-[server]
-server-id = "10.77.0.1"
-listen = []
-interfaces = ["{iface}"]
-data-dir = "@DATA@"
+    ServerConfig::on_interface("10.77.0.1", iface).netns_subnet(iface, options).text()
+}
 
-[[subnet]]
-subnet = "10.77.0.0/24"
-interface = "{iface}"
-pools = [{{ start = "10.77.0.100", end = "10.77.0.199" }}]
-lease-time = 600
-[subnet.options]
-routers = ["10.77.0.1"]
-{options}"#
-    )
+/// Three namespaces for a client behind a relay: the server (0, 10.77.0.1) — the relay (1, 10.77.0.2 upstream
+/// on `relay_up`, 10.88.0.1 downstream on `relay_down`) — the client (2, 10.88.0.2 on `cli_if`); the server
+/// routes 10.88.0.0/24 back through the relay.
+pub struct RelayedNetns {
+    pub ns: Netns,
+    pub relay_up: String,
+    pub relay_down: String,
+    pub cli_if: String,
+}
+
+impl RelayedNetns {
+    pub fn new() -> Self {
+        let ns = Netns::new(3);
+        let (_srv_if, relay_up) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+        let (relay_down, cli_if) = ns.link(1, "10.88.0.1/24", 2, "10.88.0.2/24");
+        sh(&["ip", "-n", &ns.names[0], "route", "add", "10.88.0.0/24", "via", "10.77.0.2"]);
+        Self { ns, relay_up, relay_down, cli_if }
+    }
+
+    /// ISC dhcrelay in the relay's namespace, adding option 82 (`-a`: its circuit-id is the downstream
+    /// interface's name) and forwarding to 10.77.0.1; returns once it listens. Killed when dropped.
+    pub fn start_dhcrelay(&self) -> Proc {
+        let mut relay = self.ns.cmd(1, peer("dhcrelay", "isc-dhcp-relay"));
+        relay.args(["-d", "-4", "-a", "-id", &self.relay_down, "-iu", &self.relay_up, "10.77.0.1"]);
+        let (proc, out) = spawn_logged("dhcrelay", relay);
+        lines_until(&out, "Sending on", 10);
+        proc
+    }
 }
