@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use support::relay::Relay;
-use support::{Rng, Server, free_tcp_port, free_udp_port, open_store};
+use support::{Rng, Server, ServerConfig, free_tcp_port, free_udp_port, open_store};
 
 type View = HashMap<Ipv4Addr, (DhcpState, Vec<u8>)>;
 
@@ -99,13 +99,8 @@ fn alq_requestor_view_converges_to_the_store_across_reconnects() {
         let dir = tempfile::tempdir().unwrap();
         let udp = free_udp_port();
         let tcp = free_tcp_port();
-        let config = format!(
-            "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n\
-             [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
-             [active-leasequery]\nenabled = true\ninsecure = true\n\
-             [[subnet]]\nsubnet = \"127.0.0.0/8\"\npools = [{{ start = \"127.3.0.0\", end = \"127.3.0.63\" }}]\n"
-        );
-        let server = Server::start(dir.path(), &config, None);
+        let config = ServerConfig::new(udp).active_insecure(tcp).subnet("127.0.0.0/8", "127.3.0.0", "127.3.0.63", "");
+        let server = Server::start(dir.path(), &config.text(), None);
         let stop = Arc::new(AtomicBool::new(false));
         let activity = {
             let stop = stop.clone();

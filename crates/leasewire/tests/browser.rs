@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::relay::Relay;
-use support::{Proc, Server, free_tcp_port, free_udp_port, http_get, leasewire};
+use support::{Proc, Server, ServerConfig, free_tcp_port, free_udp_port, http_get, leasewire};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -86,13 +86,9 @@ async fn the_page_lists_updates_live_searches_and_shows_a_timeline() {
     browser_programs();
     let dir = tempfile::tempdir().unwrap();
     let (udp, tcp) = (free_udp_port(), free_tcp_port());
-    let config = format!(
-        "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n\
-         [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
-         [active-leasequery]\nenabled = true\ninsecure = true\n\
-         [[subnet]]\nsubnet = \"127.41.0.0/24\"\nlease-time = 3600\npools = [{{ start = \"127.41.0.1\", end = \"127.41.0.30\" }}]\n"
-    );
-    let _server = Server::start(dir.path(), &config, None);
+    let config = ServerConfig::new(udp).active_insecure(tcp);
+    let config = config.subnet("127.41.0.0/24", "127.41.0.1", "127.41.0.30", "lease-time = 3600");
+    let _server = Server::start(dir.path(), &config.text(), None);
     let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::new(127, 41, 0, 254));
     let mut leased = Vec::new();
     for m in 1..=6u8 {

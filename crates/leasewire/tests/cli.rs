@@ -224,13 +224,13 @@ fn bulk_and_query_for_people_show_bindings_not_free_addresses_and_say_no_binding
     use std::net::{Ipv4Addr, SocketAddr};
     let dir = tempfile::tempdir().unwrap();
     let (udp, tcp) = (support::free_udp_port(), support::free_tcp_port());
-    let config = format!(
-        "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n\
-         [leasequery]\nallow = [\"127.0.0.0/8\"]\n\
-         [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
-         [[subnet]]\nsubnet = \"127.32.0.0/16\"\npools = [{{ start = \"127.32.0.1\", end = \"127.32.0.50\" }}]\n"
+    let config = support::ServerConfig::new(udp).section("[leasequery]\nallow = [\"127.0.0.0/8\"]").bulk(tcp).subnet(
+        "127.32.0.0/16",
+        "127.32.0.1",
+        "127.32.0.50",
+        "",
     );
-    let server = support::Server::start(dir.path(), &config, None);
+    let server = support::Server::start(dir.path(), &config.text(), None);
     let relay =
         support::relay::Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::new(127, 32, 0, 254));
     let ip = relay.dora([2, 0, 0, 0, 32, 1], 1, Ipv4Addr::LOCALHOST).expect("a lease");
@@ -279,12 +279,8 @@ fn bulk_and_query_for_people_show_bindings_not_free_addresses_and_say_no_binding
 fn bench_dora_makes_renews_and_releases_leases_on_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
     let (udp, tcp) = (support::free_udp_port(), support::free_tcp_port());
-    let config = format!(
-        "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n\
-         [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
-         [[subnet]]\nsubnet = \"127.33.0.0/16\"\npools = [{{ start = \"127.33.0.1\", end = \"127.33.0.200\" }}]\n"
-    );
-    let server = support::Server::start(dir.path(), &config, None);
+    let config = support::ServerConfig::new(udp).bulk(tcp).subnet("127.33.0.0/16", "127.33.0.1", "127.33.0.200", "");
+    let server = support::Server::start(dir.path(), &config.text(), None);
     let out = leasewire(&[
         "bench",
         "dora",

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::relay::Relay;
-use support::{Proc, Rng, Server, free_tcp_port, free_udp_port, http_get, leasewire};
+use support::{Proc, Rng, Server, ServerConfig, free_tcp_port, free_udp_port, http_get, leasewire};
 
 fn now() -> u32 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32
@@ -34,14 +34,13 @@ fn next_second(t: u32) {
 /// The server: `retention` seconds of Active Leasequery history; 127.31.0.0/24 has one address, leased for
 /// `short` seconds (so it expires within a test), the other subnets lease for an hour.
 fn config(udp: u16, tcp: u16, retention: u32, short: u32) -> String {
-    format!(
-        "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\nretention = {retention}\n\
-         [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
-         [active-leasequery]\nenabled = true\ninsecure = true\n\
-         [[subnet]]\nsubnet = \"127.31.0.0/24\"\nlease-time = {short}\npools = [{{ start = \"127.31.0.1\", end = \"127.31.0.1\" }}]\n\
-         [[subnet]]\nsubnet = \"127.32.0.0/24\"\nlease-time = 3600\npools = [{{ start = \"127.32.0.1\", end = \"127.32.0.12\" }}]\n\
-         [[subnet]]\nsubnet = \"127.33.0.0/24\"\nlease-time = 3600\npools = [{{ start = \"127.33.0.1\", end = \"127.33.0.50\" }}]\n"
-    )
+    ServerConfig::new(udp)
+        .server_key(&format!("retention = {retention}"))
+        .active_insecure(tcp)
+        .subnet("127.31.0.0/24", "127.31.0.1", "127.31.0.1", &format!("lease-time = {short}"))
+        .subnet("127.32.0.0/24", "127.32.0.1", "127.32.0.12", "lease-time = 3600")
+        .subnet("127.33.0.0/24", "127.33.0.1", "127.33.0.50", "lease-time = 3600")
+        .text()
 }
 
 struct Watcher {

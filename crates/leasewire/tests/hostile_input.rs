@@ -7,28 +7,16 @@ mod support;
 use leasewire_proto::{MessageType, Op};
 use std::net::{Ipv4Addr, SocketAddr};
 use support::relay::Relay;
-use support::{Server, free_tcp_port, free_udp_port, http_get, metric};
+use support::{Server, ServerConfig, free_tcp_port, free_udp_port, http_get, metric};
 
 #[test]
 fn malformed_packets_and_floods_are_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
     let metrics_port = free_tcp_port();
-    let config = format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{port}"]
-data-dir = "@DATA@"
-offer-timeout = 5
-[metrics]
-listen = "127.0.0.1:{metrics_port}"
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{{ start = "127.2.0.0", end = "127.2.0.255" }}]
-"#
-    );
-    let server = Server::start(dir.path(), &config, None);
+    let config = ServerConfig::new(port).server_key("offer-timeout = 5").metrics(metrics_port);
+    let config = config.subnet("127.0.0.0/8", "127.2.0.0", "127.2.0.255", "");
+    let server = Server::start(dir.path(), &config.text(), None);
     let server_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let relay = Relay::new(server_addr, Ipv4Addr::LOCALHOST);
 

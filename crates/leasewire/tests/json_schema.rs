@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::relay::Relay;
-use support::{Proc, Server, free_tcp_port, free_udp_port, http_get, leasewire};
+use support::{Proc, Server, ServerConfig, free_tcp_port, free_udp_port, http_get, leasewire};
 
 fn lines(text: &str, producer: &str) -> Vec<Value> {
     let v: Vec<Value> = text
@@ -35,14 +35,9 @@ fn run(args: &[&str]) -> String {
 fn every_producer_writes_the_one_binding_schema() {
     let dir = tempfile::tempdir().unwrap();
     let (udp, tcp) = (free_udp_port(), free_tcp_port());
-    let config = format!(
-        "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n\
-         [leasequery]\nallow = [\"127.0.0.0/8\"]\n\
-         [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
-         [active-leasequery]\nenabled = true\ninsecure = true\n\
-         [[subnet]]\nsubnet = \"127.31.0.0/16\"\npools = [{{ start = \"127.31.0.1\", end = \"127.31.0.8\" }}]\n"
-    );
-    let server = Server::start(dir.path(), &config, None);
+    let config = ServerConfig::new(udp).section("[leasequery]\nallow = [\"127.0.0.0/8\"]").active_insecure(tcp);
+    let config = config.subnet("127.31.0.0/16", "127.31.0.1", "127.31.0.8", "");
+    let server = Server::start(dir.path(), &config.text(), None);
     let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::new(127, 31, 0, 254));
     let leased = relay.dora([2, 0, 0, 0, 31, 1], 1, Ipv4Addr::LOCALHOST).expect("a lease");
     relay.dora([2, 0, 0, 0, 31, 2], 2, Ipv4Addr::LOCALHOST).expect("a lease");

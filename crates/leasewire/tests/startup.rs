@@ -20,22 +20,7 @@ fn config(data: &Path, udp: u16, extra: &str) -> String {
 
 /// Bulk/Active Leasequery in secure mode on `tcp` with these TLS files.
 fn tls(tcp: u16, cert: &Path, key: &Path, ca: &Path) -> String {
-    format!(
-        r#"
-[bulk-leasequery]
-listen = ["127.0.0.1:{tcp}"]
-allow = ["127.0.0.0/8"]
-[active-leasequery]
-enabled = true
-[active-leasequery.tls]
-cert = "{}"
-key = "{}"
-ca = "{}"
-"#,
-        cert.display(),
-        key.display(),
-        ca.display()
-    )
+    format!("{}\n{}", support::bulk_section(tcp), support::active_tls_section(cert, key, ca, ""))
 }
 
 /// Runs `leasewire serve` (through `wrapper`, if any) on `text` and asserts that it fails the way an operator
@@ -88,32 +73,28 @@ fn a_taken_dhcp_address_is_refused_naming_it() {
     );
 }
 
-#[test]
-fn a_taken_leasequery_port_is_refused_naming_it() {
+/// `serve` with `section(port)` added, `port` held by another process's TCP listener: refused, naming
+/// `listener` and the address.
+fn a_taken_tcp_port_is_refused(section: impl Fn(u16) -> String, listener: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let tcp = free_tcp_port();
-    let _holder = std::net::TcpListener::bind(("127.0.0.1", tcp)).unwrap();
-    let extra = format!("[bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n");
+    let port = free_tcp_port();
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     serve_fails_with(
         dir.path(),
-        &config(&dir.path().join("data"), free_udp_port(), &extra),
+        &config(&dir.path().join("data"), free_udp_port(), &section(port)),
         &[],
-        &[&format!("Leasequery (TCP) 127.0.0.1:{tcp}"), "in use"],
+        &[&format!("{listener} (TCP) 127.0.0.1:{port}"), "in use"],
     );
 }
 
 #[test]
+fn a_taken_leasequery_port_is_refused_naming_it() {
+    a_taken_tcp_port_is_refused(support::bulk_section, "Leasequery");
+}
+
+#[test]
 fn a_taken_metrics_port_is_refused_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_tcp_port();
-    let _holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let extra = format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n");
-    serve_fails_with(
-        dir.path(),
-        &config(&dir.path().join("data"), free_udp_port(), &extra),
-        &[],
-        &[&format!("metrics (TCP) 127.0.0.1:{port}"), "in use"],
-    );
+    a_taken_tcp_port_is_refused(|port| format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"), "metrics");
 }
 
 #[test]

@@ -10,17 +10,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::relay::Relay;
-use support::{Proc, Server, free_tcp_port, free_udp_port, http_get, leasewire, metric, open_store};
+use support::{Proc, Server, ServerConfig, free_tcp_port, free_udp_port, http_get, leasewire, metric, open_store};
 
 fn server(dir: &std::path::Path, net: u8) -> (Server, u16, u16) {
     let (udp, tcp) = (free_udp_port(), free_tcp_port());
-    let config = format!(
-        "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\n\
-         [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
-         [active-leasequery]\nenabled = true\ninsecure = true\n\
-         [[subnet]]\nsubnet = \"127.{net}.0.0/16\"\npools = [{{ start = \"127.{net}.0.1\", end = \"127.{net}.0.20\" }}]\n"
-    );
-    (Server::start(dir, &config, None), udp, tcp)
+    let config = ServerConfig::new(udp).active_insecure(tcp);
+    let config = config.subnet(&format!("127.{net}.0.0/16"), &format!("127.{net}.0.1"), &format!("127.{net}.0.20"), "");
+    (Server::start(dir, &config.text(), None), udp, tcp)
 }
 
 #[test]

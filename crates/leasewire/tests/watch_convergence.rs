@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::proxy::Proxy;
 use support::relay::Relay;
-use support::{Proc, Rng, Server, free_tcp_port, free_udp_port, http_get, leasewire, open_store};
+use support::{Proc, Rng, Server, ServerConfig, free_tcp_port, free_udp_port, http_get, leasewire, open_store};
 
 /// Addresses in each pool: 127.6.0.1.. (hour-long leases) and 127.7.0.1.. (3-second leases, which expire).
 const POOL: u8 = 40;
@@ -127,28 +127,22 @@ fn run(seed: u64, secure: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (udp, tcp, http) = (free_udp_port(), free_tcp_port(), free_tcp_port());
-    let mut tls_section = String::from("insecure = true\n");
     let mut target = Target { addr: SocketAddr::from((Ipv4Addr::LOCALHOST, tcp)), tls: None };
+    let mut config = ServerConfig::new(udp).server_key("retention = 2");
     if secure {
         let f = support::lab_certs::write(&d.join("certs")).unwrap();
-        tls_section = format!(
-            "[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
-            f.server_cert.display(),
-            f.server_key.display(),
-            f.ca.display()
-        );
+        config = config.bulk(tcp).active_tls(&f.server_cert, &f.server_key, &f.ca, "");
         target.tls = Some(Arc::new(ClientTls::load(&f.requestor_cert, &f.requestor_key, &f.ca, None).unwrap()));
+    } else {
+        config = config.active_insecure(tcp);
     }
-    let config = format!(
-        "[server]\nserver-id = \"127.0.0.1\"\nlisten = [\"127.0.0.1:{udp}\"]\ndata-dir = \"@DATA@\"\nretention = 2\n\
-         [bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]\n\
-         [active-leasequery]\nenabled = true\n{tls_section}\
-         [[subnet]]\nsubnet = \"127.6.0.0/24\"\nlease-time = 3600\n\
-         pools = [{{ start = \"127.6.0.1\", end = \"127.6.0.{POOL}\" }}]\n\
-         [[subnet]]\nsubnet = \"127.7.0.0/24\"\nlease-time = {SHORT_LEASE}\n\
-         pools = [{{ start = \"127.7.0.1\", end = \"127.7.0.{POOL}\" }}]\n"
+    let config = config.subnet("127.6.0.0/24", "127.6.0.1", &format!("127.6.0.{POOL}"), "lease-time = 3600").subnet(
+        "127.7.0.0/24",
+        "127.7.0.1",
+        &format!("127.7.0.{POOL}"),
+        &format!("lease-time = {SHORT_LEASE}"),
     );
-    let mut server = Server::start(d, &config, None);
+    let mut server = Server::start(d, &config.text(), None);
     let config_path: PathBuf = server.config.clone();
     let proxy = Proxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, tcp)));
     let mut http_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, http));

@@ -5,6 +5,7 @@
 /// The lab CA of `leasewire lab-certs`, for tests that need certificates of their own.
 #[allow(unused_imports)] // not every test file needs certificates
 pub use leasewire_testkit::lab_certs;
+pub mod frames;
 pub mod proxy;
 pub mod relay;
 
@@ -239,9 +240,9 @@ impl ServerConfig {
         self
     }
 
-    /// Bulk Leasequery on 127.0.0.1:`tcp` for requestors in 127.0.0.0/8.
+    /// Bulk Leasequery on 127.0.0.1:`tcp` for requestors in 127.0.0.0/8 ([`bulk_section`]).
     pub fn bulk(self, tcp: u16) -> Self {
-        self.section(&format!("[bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]"))
+        self.section(&bulk_section(tcp))
     }
 
     /// Bulk Leasequery as [`ServerConfig::bulk`], and Active Leasequery on it without TLS.
@@ -258,13 +259,7 @@ impl ServerConfig {
     /// requestors) and `keys` (more lines of `[active-leasequery.tls]`, e.g. an allow-list; may be empty).
     /// Bulk Leasequery must be set too ([`ServerConfig::bulk`]).
     pub fn active_tls(self, cert: &Path, key: &Path, ca: &Path, keys: &str) -> Self {
-        self.section(&format!(
-            "[active-leasequery]\nenabled = true\n[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n{}",
-            cert.display(),
-            key.display(),
-            ca.display(),
-            keys.trim()
-        ))
+        self.section(&active_tls_section(cert, key, ca, keys))
     }
 
     /// `/metrics` on 127.0.0.1:`port`.
@@ -312,6 +307,22 @@ impl ServerConfig {
         }
         t
     }
+}
+
+/// `[bulk-leasequery]` on 127.0.0.1:`tcp` for requestors in 127.0.0.0/8, as TOML text.
+pub fn bulk_section(tcp: u16) -> String {
+    format!("[bulk-leasequery]\nlisten = [\"127.0.0.1:{tcp}\"]\nallow = [\"127.0.0.0/8\"]")
+}
+
+/// `[active-leasequery]` in secure mode, as TOML text: see [`ServerConfig::active_tls`].
+pub fn active_tls_section(cert: &Path, key: &Path, ca: &Path, keys: &str) -> String {
+    format!(
+        "[active-leasequery]\nenabled = true\n[active-leasequery.tls]\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n{}",
+        cert.display(),
+        key.display(),
+        ca.display(),
+        keys.trim()
+    )
 }
 
 /// A running `leasewire serve` with its data directory.
