@@ -3,53 +3,24 @@
 
 mod support;
 
-use leasewire_proto::framing::{FrameDecoder, encode_frame};
+use leasewire_proto::framing::encode_frame;
 use leasewire_proto::options::code;
 use leasewire_proto::{DhcpState, Message, MessageType, Op, StatusCode};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
+use support::frames::{Frames, send_active_query};
 use support::relay::Relay;
 use support::{Server, ServerConfig, free_tcp_port, free_udp_port};
 
-struct Conn {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
+type Conn = Frames<TcpStream>;
 
-impl Conn {
-    fn open(port: u16, xid: u32, start: Option<u32>) -> Self {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut q = Message::new(Op::BootRequest);
-        q.xid = xid;
-        q.options.set_message_type(MessageType::ActiveLeaseQuery);
-        q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156, 82]);
-        if let Some(t) = start {
-            q.options.set_u32(code::QUERY_START_TIME, t);
-        }
-        let mut b = Vec::new();
-        encode_frame(&q, &mut b).unwrap();
-        s.write_all(&b).unwrap();
-        Self { s, buf: Vec::new() }
-    }
-
-    /// The next message, or None at end of stream.
-    fn next(&mut self) -> Option<Message<'static>> {
-        loop {
-            if let Some((body, n)) = FrameDecoder::default().decode(&self.buf).unwrap() {
-                let owned: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
-                self.buf.drain(..n);
-                return Some(Message::decode(owned).unwrap());
-            }
-            let mut chunk = [0u8; 4096];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-    }
+/// An Active Leasequery on 127.0.0.1:`port` (from `start` when given), its replies read with a 10 s timeout.
+fn open(port: u16, xid: u32, start: Option<u32>) -> Conn {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    send_active_query(&mut s, xid, &[152, 51, 153, 91, 156, 82], start);
+    Frames::new(s)
 }
 
 fn status(m: &Message<'_>) -> Option<StatusCode> {
@@ -62,17 +33,13 @@ fn alq_live_stream_catch_up_data_missing_and_query_terminated() {
     let udp = free_udp_port();
     let tcp = free_tcp_port();
     let metrics = free_tcp_port();
-    let config = ServerConfig::new(udp).active_insecure(tcp).metrics(metrics).subnet(
-        "127.0.0.0/8",
-        "127.1.0.0",
-        "127.1.0.200",
-        "",
-    );
+    let config = ServerConfig::new(udp).active_insecure(tcp).metrics(metrics);
+    let config = config.subnet("127.0.0.0/8", "127.1.0.0", "127.1.0.200", "");
     let server = Server::start(dir.path(), &config.text(), None);
     let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::LOCALHOST);
 
     // Live: a requestor without query-start-time sees each committed change, with its xid and base-time.
-    let mut live = Conn::open(tcp, 0xa1, None);
+    let mut live = open(tcp, 0xa1, None);
     std::thread::sleep(Duration::from_millis(200));
     let ip = relay.dora([2, 0, 0, 0, 0, 1], 1, Ipv4Addr::LOCALHOST).unwrap();
     let m = live.next().unwrap();
@@ -91,7 +58,7 @@ fn alq_live_stream_catch_up_data_missing_and_query_terminated() {
     // Catch-up: a requestor coming back with query-start-time gets what changed since, then CatchUpComplete.
     let ip2 = relay.dora([2, 0, 0, 0, 0, 2], 3, Ipv4Addr::LOCALHOST).unwrap();
     let _ = live.next().unwrap();
-    let mut back = Conn::open(tcp, 0xb2, Some(base));
+    let mut back = open(tcp, 0xb2, Some(base));
     let mut seen = Vec::new();
     loop {
         let m = back.next().unwrap();
@@ -106,7 +73,7 @@ fn alq_live_stream_catch_up_data_missing_and_query_terminated() {
     assert!(seen.contains(&(ip2, DhcpState::Active)), "{seen:?}");
 
     // DataMissing: a query-start-time before the store's history horizon (its creation).
-    let mut old = Conn::open(tcp, 0xc3, Some(1_000_000));
+    let mut old = open(tcp, 0xc3, Some(1_000_000));
     let m = old.next().unwrap();
     assert_eq!(status(&m), Some(StatusCode::DataMissing), "ALQ-7.4.1-4: at once");
     assert!(m.options.base_time().unwrap() >= base);
@@ -143,27 +110,9 @@ fn alq_live_stream_catch_up_data_missing_and_query_terminated() {
 fn alq_8_2_13_a_requestor_that_stops_reading_never_delays_a_client() {
     let dir = tempfile::tempdir().unwrap();
     let (udp, tcp, metrics) = (free_udp_port(), free_tcp_port(), free_tcp_port());
-    let config = format!(
-        r#"
-[server]
-server-id = "127.0.0.1"
-listen = ["127.0.0.1:{udp}"]
-data-dir = "@DATA@"
-[bulk-leasequery]
-listen = ["127.0.0.1:{tcp}"]
-allow = ["127.0.0.0/8"]
-[active-leasequery]
-enabled = true
-insecure = true
-send-timeout = 2
-[metrics]
-listen = "127.0.0.1:{metrics}"
-[[subnet]]
-subnet = "127.0.0.0/8"
-pools = [{{ start = "127.1.0.0", end = "127.1.15.255" }}]
-"#
-    );
-    let server = Server::start(dir.path(), &config, None);
+    let config = ServerConfig::new(udp).active_insecure_with(tcp, "send-timeout = 2").metrics(metrics);
+    let config = config.subnet("127.0.0.0/8", "127.1.0.0", "127.1.15.255", "");
+    let server = Server::start(dir.path(), &config.text(), None);
     let relay = Relay::new(SocketAddr::from((Ipv4Addr::LOCALHOST, udp)), Ipv4Addr::LOCALHOST);
     // The stalled requestor: a 4 KiB receive buffer, the query, then never a read.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -177,7 +126,7 @@ pools = [{{ start = "127.1.0.0", end = "127.1.15.255" }}]
     let mut b = Vec::new();
     encode_frame(&q, &mut b).unwrap();
     stalled.write_all(&b).unwrap();
-    let mut reader = Conn::open(tcp, 0x52, None);
+    let mut reader = open(tcp, 0x52, None);
     std::thread::sleep(Duration::from_millis(200));
     let body = support::http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, metrics)), "/metrics");
     assert_eq!(support::metric(&body, "leasewire_dhcp_active_connections "), 2.0, "{body}");

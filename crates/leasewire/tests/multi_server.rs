@@ -10,10 +10,9 @@
 mod pg;
 mod support;
 
-use leasewire_proto::framing::{FrameDecoder, encode_frame};
-use leasewire_proto::options::code;
+use leasewire_proto::framing::FrameDecoder;
 use leasewire_proto::session::requestor::bulk::binding_of;
-use leasewire_proto::{DhcpState, Message, MessageType, Op};
+use leasewire_proto::{DhcpState, Message, MessageType};
 use leasewire_server::clock::unix_now;
 use leasewire_store::{LeaseStore, PgOptions, PgStore, ScanFilter};
 use std::collections::HashMap;
@@ -22,6 +21,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::frames::send_active_query;
 use support::relay::Relay;
 use support::{Server, ServerConfig, free_tcp_port, free_udp_port, shared_store_config};
 
@@ -43,14 +43,7 @@ fn requestor(
     std::thread::spawn(move || {
         let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        let mut q = Message::new(Op::BootRequest);
-        q.xid = 77;
-        q.options.set_message_type(MessageType::ActiveLeaseQuery);
-        q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156, 157]);
-        q.options.set_u32(code::QUERY_START_TIME, start);
-        let mut b = Vec::new();
-        encode_frame(&q, &mut b).unwrap();
-        s.write_all(&b).unwrap();
+        send_active_query(&mut s, 77, &[152, 51, 153, 91, 156, 157], Some(start));
         let (mut buf, mut chunk) = (Vec::new(), [0u8; 16384]);
         while !stop.load(Ordering::Relaxed) {
             while let Some((body, used)) = FrameDecoder::new(65535).decode(&buf).unwrap() {
@@ -282,14 +275,7 @@ fn alq_8_2_9_catch_up_base_time_never_passes_another_servers_commit_in_flight() 
     // B's requestor catches up while A's commit is in flight.
     let mut s = TcpStream::connect(("127.0.0.1", tcp_b)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let mut q = Message::new(Op::BootRequest);
-    q.xid = 78;
-    q.options.set_message_type(MessageType::ActiveLeaseQuery);
-    q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 153, 91, 156, 157]);
-    q.options.set_u32(code::QUERY_START_TIME, a_now);
-    let mut frame = Vec::new();
-    encode_frame(&q, &mut frame).unwrap();
-    s.write_all(&frame).unwrap();
+    send_active_query(&mut s, 78, &[152, 51, 153, 91, 156, 157], Some(a_now));
     let mut buf = Vec::new();
     let done =
         read_until(&mut s, &mut buf, |m| m.options.status_code() == Some(leasewire_proto::StatusCode::CatchUpComplete));

@@ -6,20 +6,16 @@
 
 mod support;
 
-use leasewire_proto::framing::{FrameDecoder, encode_frame};
 use leasewire_proto::options::code;
-use leasewire_proto::{Message, MessageType, Op, StatusCode};
-use std::io::{Read, Write};
+use leasewire_proto::{Message, MessageType, StatusCode};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
+use support::frames::{Frames, send_active_query};
 use support::relay::Relay;
 use support::{Server, ServerConfig, free_tcp_port, free_udp_port};
 
 /// An Active Leasequery stream opened from a chosen loopback source address.
-struct Watcher {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
+struct Watcher(Frames<TcpStream>);
 
 impl Watcher {
     fn open(from: Ipv4Addr, port: u16, xid: u32) -> Self {
@@ -28,17 +24,10 @@ impl Watcher {
         sock.connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into()).unwrap();
         let mut s: TcpStream = sock.into();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut q = Message::new(Op::BootRequest);
-        q.xid = xid;
-        q.options.set_message_type(MessageType::ActiveLeaseQuery);
-        q.options.set(code::PARAMETER_REQUEST_LIST, vec![152, 51, 82]);
         // A catch-up from now: CatchUpComplete then says the live stream is subscribed (no sleeping).
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32;
-        q.options.set_u32(code::QUERY_START_TIME, now);
-        let mut b = Vec::new();
-        encode_frame(&q, &mut b).unwrap();
-        s.write_all(&b).unwrap();
-        let mut w = Self { s, buf: Vec::new() };
+        send_active_query(&mut s, xid, &[152, 51, 82], Some(now));
+        let mut w = Self(Frames::new(s));
         loop {
             let m = w.next().expect("the catch-up ends");
             match status(&m) {
@@ -51,19 +40,7 @@ impl Watcher {
 
     /// The next message, or None at the end of the stream.
     fn next(&mut self) -> Option<Message<'static>> {
-        loop {
-            if let Some((body, n)) = FrameDecoder::default().decode(&self.buf).unwrap() {
-                let owned: &'static [u8] = Box::leak(body.to_vec().into_boxed_slice());
-                self.buf.drain(..n);
-                return Some(Message::decode(owned).unwrap());
-            }
-            let mut chunk = [0u8; 4096];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("read: {e}"),
-            }
-        }
+        self.0.next()
     }
 
     /// The next binding update for `ip`, skipping others (keep-alives do not come this fast).
