@@ -196,18 +196,10 @@ fn bulk_against_a_secure_server_says_what_is_missing() {
     server.stop();
 }
 
-/// A server that sends neither start-time-of-state (153) nor dhcp-state (156) nor data-source (157), as Kea
-/// 3.2's lease_query hook does: the requestor reports what the RFC defines for their absence (ACTIVE for
-/// DHCPLEASEACTIVE, BLQ-6.2.7-5; local, BLQ-6.2.8-4) and leaves the start of the state unknown (`null`) instead
-/// of inventing base-time as its value.
-#[test]
-fn blq_6_2_5_a_server_that_omits_153_156_157_gets_nothing_invented() {
-    let dir = tempfile::tempdir().unwrap();
-    let bindings = serde_json::json!([
-        {"ip": "10.9.1.5", "mac": "020000000105", "state": 2, "expires": 500, "omit_state": true},
-        {"ip": "10.9.1.6", "mac": "020000000106", "state": 4, "omit_state": true},
-    ]);
-    let path = dir.path().join("bindings.json");
+/// The independent Bulk Leasequery server (`tests/interop/bulk_server.py`, on scapy) on a free port, serving
+/// `bindings` (written to `dir`); returns once it says it is ready, with its port.
+fn scapy_bulk_server(dir: &std::path::Path, bindings: &Value) -> (support::Proc, u16) {
+    let path = dir.join("bindings.json");
     std::fs::write(&path, bindings.to_string()).unwrap();
     let port = free_tcp_port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/bulk_server.py");
@@ -223,6 +215,21 @@ fn blq_6_2_5_a_server_that_omits_153_156_157_gets_nothing_invented() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(server.child.stdout.as_mut().unwrap()), &mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
+    (server, port)
+}
+
+/// A server that sends neither start-time-of-state (153) nor dhcp-state (156) nor data-source (157), as Kea
+/// 3.2's lease_query hook does: the requestor reports what the RFC defines for their absence (ACTIVE for
+/// DHCPLEASEACTIVE, BLQ-6.2.7-5; local, BLQ-6.2.8-4) and leaves the start of the state unknown (`null`) instead
+/// of inventing base-time as its value.
+#[test]
+fn blq_6_2_5_a_server_that_omits_153_156_157_gets_nothing_invented() {
+    let dir = tempfile::tempdir().unwrap();
+    let bindings = serde_json::json!([
+        {"ip": "10.9.1.5", "mac": "020000000105", "state": 2, "expires": 500, "omit_state": true},
+        {"ip": "10.9.1.6", "mac": "020000000106", "state": 4, "omit_state": true},
+    ]);
+    let (_server, port) = scapy_bulk_server(dir.path(), &bindings);
     let out = Command::new(support::leasewire())
         .args(["bulk", "--server", &format!("127.0.0.1:{port}"), "--json"])
         .output()
@@ -255,22 +262,7 @@ fn leasewire_bulk_against_an_independent_scapy_server() {
         {"ip": "10.9.0.6", "mac": "020000000006", "state": 4, "start": 30},
         {"ip": "10.9.0.7", "mac": "020000000007", "state": 2, "start": 5, "expires": 595, "relay_id": "6f74686572"},
     ]);
-    let path = dir.path().join("bindings.json");
-    std::fs::write(&path, bindings.to_string()).unwrap();
-    let port = free_tcp_port();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/bulk_server.py");
-    let mut server = support::Proc::spawn(
-        "bulk_server.py",
-        Command::new(support::python_module("scapy", "pip install scapy, or python3-scapy"))
-            .arg(script)
-            .arg(port.to_string())
-            .arg(&path)
-            .stdout(std::process::Stdio::piped()),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(server.child.stdout.as_mut().unwrap()), &mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "ready");
+    let (_server, port) = scapy_bulk_server(dir.path(), &bindings);
 
     let run = |args: &[&str]| -> Vec<Value> {
         let mut a = vec!["bulk", "--server"];
