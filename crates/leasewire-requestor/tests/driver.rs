@@ -316,20 +316,24 @@ async fn scripted_bulk_server(
     (addr, task)
 }
 
-/// BLQ-7.8-1/2: after the DONE of its last query the requestor closes, gracefully (a FIN, not a reset), at once.
-#[tokio::test]
-async fn blq_7_8_1_the_requestor_closes_gracefully_after_the_last_done() {
-    use leasewire_proto::session::requestor::bulk::{BulkRequest, Event};
-    let (addr, server) = scripted_bulk_server(2, true).await;
-    let req = BulkRequest {
+/// A Bulk Leasequery for every binding on `addr`, without TLS.
+async fn bulk_all(addr: std::net::SocketAddr) -> leasewire_requestor::bulk::BulkStream {
+    let req = leasewire_proto::session::requestor::bulk::BulkRequest {
         key: leasewire_proto::session::BulkKey::All,
         changed_on_or_after: None,
         changed_on_or_before: None,
     };
-    let mut s =
-        leasewire_requestor::bulk::BulkStream::open(&Target { addr, tls: None }, &[req], Duration::from_secs(5))
-            .await
-            .unwrap();
+    leasewire_requestor::bulk::BulkStream::open(&Target { addr, tls: None }, &[req], Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+/// BLQ-7.8-1/2: after the DONE of its last query the requestor closes, gracefully (a FIN, not a reset), at once.
+#[tokio::test]
+async fn blq_7_8_1_the_requestor_closes_gracefully_after_the_last_done() {
+    use leasewire_proto::session::requestor::bulk::Event;
+    let (addr, server) = scripted_bulk_server(2, true).await;
+    let mut s = bulk_all(addr).await;
     let mut events = 0;
     while let Some(ev) = s.next().await.unwrap() {
         events += matches!(ev, Event::Binding(_) | Event::Done { .. }) as usize;
@@ -342,17 +346,9 @@ async fn blq_7_8_1_the_requestor_closes_gracefully_after_the_last_done() {
 /// over, and the error says how many queries were unfinished.
 #[tokio::test]
 async fn blq_7_8_4_bindings_received_before_a_close_are_kept() {
-    use leasewire_proto::session::requestor::bulk::{BulkRequest, Event};
+    use leasewire_proto::session::requestor::bulk::Event;
     let (addr, server) = scripted_bulk_server(2, false).await;
-    let req = BulkRequest {
-        key: leasewire_proto::session::BulkKey::All,
-        changed_on_or_after: None,
-        changed_on_or_before: None,
-    };
-    let mut s =
-        leasewire_requestor::bulk::BulkStream::open(&Target { addr, tls: None }, &[req], Duration::from_secs(5))
-            .await
-            .unwrap();
+    let mut s = bulk_all(addr).await;
     let mut bindings = Vec::new();
     let end = loop {
         match s.next().await {
