@@ -24,6 +24,22 @@ fn whole_frames(bytes: &[u8]) {
     }
 }
 
+/// The next `len` bytes of the input (fewer at its end): what the server sends next.
+fn take<'a>(rest: &mut &'a [u8], len: u8) -> &'a [u8] {
+    let (chunk, tail) = rest.split_at((len as usize).min(rest.len()));
+    *rest = tail;
+    chunk
+}
+
+/// Take every event the session has: they come to an end (a session never loops).
+fn drain(mut poll_event: impl FnMut() -> bool) {
+    let mut n = 0;
+    while poll_event() {
+        n += 1;
+        assert!(n < 1_000_000);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&setup, mut rest)) = data.split_first() else { return };
     let t0 = Instant::now();
@@ -45,15 +61,9 @@ fuzz_target!(|data: &[u8]| {
                     r.handle_timeout(now);
                 }
             } else {
-                let (chunk, tail) = rest.split_at((op as usize).min(rest.len()));
-                rest = tail;
-                r.receive(chunk, now);
+                r.receive(take(&mut rest, op), now);
             }
-            let mut n = 0;
-            while r.poll_event().is_some() {
-                n += 1;
-                assert!(n < 1_000_000);
-            }
+            drain(|| r.poll_event().is_some());
             if r.error().is_some() {
                 break;
             }
@@ -75,17 +85,9 @@ fuzz_target!(|data: &[u8]| {
                         r.handle_timeout(now);
                     }
                 }
-                _ => {
-                    let (chunk, tail) = rest.split_at((op as usize).min(rest.len()));
-                    rest = tail;
-                    r.receive(chunk, now);
-                }
+                _ => r.receive(take(&mut rest, op), now),
             }
-            let mut n = 0;
-            while r.poll_event().is_some() {
-                n += 1;
-                assert!(n < 1_000_000);
-            }
+            drain(|| r.poll_event().is_some());
             if let (Some(before), Some(after)) = (saved, r.saved_base_time()) {
                 assert!(after >= before, "saved base-time went back from {before} to {after}");
             }
