@@ -32,6 +32,17 @@ fn bulk_query(xid: u32) -> Message<'static> {
     q
 }
 
+/// A connection to `l` that sent `queries` (framed) and has read the first message of the answer, which is
+/// still streaming; with the bytes read past that message.
+async fn answer_streaming(l: &TcpLab, queries: &[u8]) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(l.addr).await.unwrap();
+    s.write_all(queries).await.unwrap();
+    let mut buf = Vec::new();
+    let (first, _) = read_messages_buf(&mut s, &mut buf, |_| true).await;
+    assert_eq!(first.len(), 1, "the answer is streaming");
+    (s, buf)
+}
+
 /// Read frames until the peer closes or `until` says stop; returns the messages (owned bytes).
 async fn read_messages(s: &mut TcpStream, until: impl FnMut(&Message<'_>) -> bool) -> (Vec<Vec<u8>>, bool) {
     read_messages_buf(s, &mut Vec::new(), until).await
@@ -197,12 +208,8 @@ async fn blq_8_1_5_silent_and_half_frame_connections_time_out() {
 #[tokio::test]
 async fn blq_8_5_4_shutdown_sends_query_terminated() {
     let l = listener("", "10.0.255.255").await;
-    let mut s = TcpStream::connect(l.addr).await.unwrap();
-    s.write_all(&frame(&bulk_query(5))).await.unwrap();
     // Read a little of the 65k-address answer, then shut the server down.
-    let mut buf = Vec::new();
-    let (first, _) = read_messages_buf(&mut s, &mut buf, |_| true).await;
-    assert_eq!(first.len(), 1);
+    let (mut s, mut buf) = answer_streaming(&l, &frame(&bulk_query(5))).await;
     l.stop();
     let (msgs, closed) =
         read_messages_buf(&mut s, &mut buf, |m| m.message_type() == Some(MessageType::LeaseQueryDone)).await;
@@ -440,11 +447,7 @@ async fn blq_8_2_1_a_write_blocked_for_the_data_timeout_ends_the_connection() {
 #[tokio::test]
 async fn blq_8_5_3_a_send_error_closes_the_connection() {
     let l = listener("max-connections = 1\nmax-connections-per-requestor = 4", "10.0.255.255").await;
-    let mut s = TcpStream::connect(l.addr).await.unwrap();
-    s.write_all(&frame(&bulk_query(1))).await.unwrap();
-    let mut buf = Vec::new();
-    let (first, _) = read_messages_buf(&mut s, &mut buf, |_| true).await;
-    assert_eq!(first.len(), 1, "the answer is streaming");
+    let (s, _) = answer_streaming(&l, &frame(&bulk_query(1))).await;
     s.set_zero_linger().unwrap();
     drop(s); // RST
     // The next requestor gets the place (retried while the server notices: at most a few writes away).
@@ -475,15 +478,11 @@ async fn blq_8_5_3_a_send_error_closes_the_connection() {
 #[tokio::test]
 async fn blq_8_5_1_the_server_closes_gracefully_with_unread_queries_pending() {
     let l = listener("max-queries-per-connection = 1", "10.0.255.255").await;
-    let mut s = TcpStream::connect(l.addr).await.unwrap();
     let mut batch = Vec::new();
     for xid in 0..200 {
         batch.extend(frame(&bulk_query(100 + xid)));
     }
-    s.write_all(&batch).await.unwrap();
-    let mut buf = Vec::new();
-    let (first, _) = read_messages_buf(&mut s, &mut buf, |_| true).await;
-    assert_eq!(first.len(), 1);
+    let (mut s, buf) = answer_streaming(&l, &batch).await;
     // Keep reading while the server shuts down: everything it wrote is readable, then the end of stream.
     let reader = tokio::spawn(async move {
         let mut rest = buf;
