@@ -91,11 +91,7 @@ fn alq_live_stream_catch_up_data_missing_and_query_terminated() {
     let data = server.stop();
     let _ = data;
     for conn in [&mut live, &mut back, &mut old] {
-        let mut last = None;
-        while let Some(m) = conn.next() {
-            last = Some(m);
-        }
-        let last = last.expect("a final message");
+        let last = conn.last().expect("a final message");
         assert_eq!(status(&last), Some(StatusCode::QueryTerminated), "ALQ-7.4-11/12");
         assert!(last.options.base_time().is_some());
     }

@@ -29,6 +29,12 @@ fn config(udp: u16, tcp: u16, metrics: u16, extra: &str) -> String {
         .text()
 }
 
+/// A server of [`config`] (nothing extra) with its data in `dir`, and its DHCP, Leasequery and metrics ports.
+fn start(dir: &Path) -> (Server, u16, u16, u16) {
+    let (udp, tcp, metrics) = (free_udp_port(), free_tcp_port(), free_tcp_port());
+    (Server::start(dir, &config(udp, tcp, metrics, ""), None), udp, tcp, metrics)
+}
+
 /// `leasewire ctl --config FILE ARGS...`.
 fn ctl(config: &Path, args: &[&str]) -> Output {
     Command::new(leasewire()).arg("ctl").arg("--config").arg(config).args(args).output().unwrap()
@@ -94,8 +100,7 @@ fn dora(relay: &Relay, mac: u8, relay_id: &[u8], client_id: Option<&[u8]>) -> Ip
 #[test]
 fn ctl_lists_with_each_filter_pages_and_gets_by_ip_mac_and_client_id() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, tcp, metrics) = (free_udp_port(), free_tcp_port(), free_tcp_port());
-    let server = Server::start(dir.path(), &config(udp, tcp, metrics, ""), None);
+    let (server, udp, _, metrics) = start(dir.path());
     let cfg = server.config.clone();
     let to = SocketAddr::from((SERVER_ID, udp));
     let a = Relay::new(to, Ipv4Addr::new(127, 1, 0, 1));
@@ -166,8 +171,7 @@ fn ctl_lists_with_each_filter_pages_and_gets_by_ip_mac_and_client_id() {
 #[test]
 fn ctl_status_and_config_show_describe_the_running_server() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, tcp, metrics) = (free_udp_port(), free_tcp_port(), free_tcp_port());
-    let server = Server::start(dir.path(), &config(udp, tcp, metrics, ""), None);
+    let (server, udp, _, _) = start(dir.path());
     let cfg = server.config.clone();
     let a = Relay::new(SocketAddr::from((SERVER_ID, udp)), Ipv4Addr::new(127, 1, 0, 1));
     dora(&a, 1, b"relay-A", None);
@@ -234,8 +238,7 @@ impl Active {
 #[test]
 fn ctl_delete_resets_durably_and_an_active_watcher_sees_it_within_1s() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, tcp, metrics) = (free_udp_port(), free_tcp_port(), free_tcp_port());
-    let server = Server::start(dir.path(), &config(udp, tcp, metrics, ""), None);
+    let (server, udp, tcp, _) = start(dir.path());
     let since = unix_now();
     let cfg = server.config.clone();
     let a = Relay::new(SocketAddr::from((SERVER_ID, udp)), Ipv4Addr::new(127, 1, 0, 1));
@@ -333,8 +336,7 @@ fn the_control_socket_refuses_a_user_other_than_root_and_its_owner() {
 #[test]
 fn ctl_reload_applies_the_file_and_a_broken_file_changes_nothing_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let (udp, tcp, metrics) = (free_udp_port(), free_tcp_port(), free_tcp_port());
-    let server = Server::start(dir.path(), &config(udp, tcp, metrics, ""), None);
+    let (server, udp, _, metrics) = start(dir.path());
     let cfg = server.config.clone();
     let original = std::fs::read_to_string(&cfg).unwrap();
 

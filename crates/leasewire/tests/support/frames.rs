@@ -48,4 +48,13 @@ impl<S: Read> Frames<S> {
             }
         }
     }
+
+    /// Every message to the end of the stream; the last one, if any.
+    pub fn last(&mut self) -> Option<Message<'static>> {
+        let mut last = None;
+        while let Some(m) = self.next() {
+            last = Some(m);
+        }
+        last
+    }
 }
