@@ -41,6 +41,16 @@
 //! ```
 #![forbid(unsafe_code)]
 
+/// A test configuration: the `[server]` table the engine and config unit tests share (its `data-dir` is never
+/// opened) on lines 2 to 4, then `$body` (more `[server]` keys first, if any, then the other tables). A
+/// `&'static str`, so the tests keep their configurations as constants.
+#[cfg(test)]
+macro_rules! test_config {
+    ($body:literal) => {
+        concat!("\n[server]\nserver-id = \"10.0.0.1\"\ndata-dir = \"/nonexistent\"\n", $body)
+    };
+}
+
 pub mod clock;
 pub mod config;
 pub mod context;

@@ -3,11 +3,8 @@
 use super::*;
 use std::net::SocketAddr;
 
-const GOOD: &str = r#"
-[server]
-server-id = "10.0.0.1"
-data-dir = "/tmp/x"
-
+const GOOD: &str = test_config!(
+    r#"
 [[subnet]]
 subnet = "10.0.0.0/24"
 pools = [{ start = "10.0.0.100", end = "10.0.0.199" }]
@@ -19,7 +16,8 @@ routers = ["10.0.0.1"]
 [[subnet.reservation]]
 ip = "10.0.0.5"
 hw-address = "02:00:00:00:00:05"
-"#;
+"#
+);
 
 #[test]
 fn a_good_file_parses_with_defaults() {
@@ -45,8 +43,9 @@ fn blq_6_3_1_bulk_leasequery_listens_on_port_67_by_default_and_the_port_is_confi
 #[test]
 fn the_store_is_sqlite_unless_postgres_is_chosen_and_its_keys_are_checked() {
     assert_eq!(Config::parse(GOOD).unwrap().store, StoreChoice::Sqlite);
-    let with =
-        |store: &str| GOOD.replace("data-dir = \"/tmp/x\"\n", &format!("data-dir = \"/tmp/x\"\nstore = {store}\n"));
+    let with = |store: &str| {
+        GOOD.replace("data-dir = \"/nonexistent\"\n", &format!("data-dir = \"/nonexistent\"\nstore = {store}\n"))
+    };
     assert_eq!(Config::parse(&with(r#"{ kind = "sqlite" }"#)).unwrap().store, StoreChoice::Sqlite);
     let v =
         Config::parse(&with(r#"{ kind = "postgres", url = "host=/run/postgresql dbname=leases", start-at = 0.5 }"#))
@@ -84,10 +83,10 @@ fn the_store_is_sqlite_unless_postgres_is_chosen_and_its_keys_are_checked() {
     let client = Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")));
     assert_eq!(tls, Some(StoreTls { ca: "/ca.pem".into(), client }));
     // data-dir: required by the embedded store only.
-    let without_dir = |store: &str| with(store).replace("data-dir = \"/tmp/x\"\n", "");
+    let without_dir = |store: &str| with(store).replace("data-dir = \"/nonexistent\"\n", "");
     let e = Config::parse(&without_dir(r#"{ kind = "sqlite" }"#)).unwrap_err();
     assert_eq!(e.key, "server.data-dir", "{e}");
-    let e = Config::parse(&GOOD.replace("data-dir = \"/tmp/x\"\n", "")).unwrap_err();
+    let e = Config::parse(&GOOD.replace("data-dir = \"/nonexistent\"\n", "")).unwrap_err();
     assert_eq!(e.key, "server.data-dir", "{e}");
     let v = Config::parse(&without_dir(r#"{ kind = "postgres", url = "x" }"#)).unwrap();
     assert!(v.raw.server.data_dir.is_none() && !v.summary().contains("data-dir"));
@@ -143,7 +142,8 @@ fn robustness_keys_are_validated_and_summarised() {
     ] {
         assert_eq!(Config::parse(&format!("{GOOD}{bulk}{extra}")).unwrap_err().key, key, "{extra}");
     }
-    let server = |extra: &str| GOOD.replace("data-dir = \"/tmp/x\"", &format!("data-dir = \"/tmp/x\"\n{extra}"));
+    let server =
+        |extra: &str| GOOD.replace("data-dir = \"/nonexistent\"", &format!("data-dir = \"/nonexistent\"\n{extra}"));
     let v = Config::parse(&server("user = \"nobody\"\nmax-offers-per-circuit = 8")).unwrap();
     assert!(v.summary().contains("runs as nobody") && v.summary().contains("8 per relay circuit, no limit per relay"));
     assert_eq!(Config::parse(&server("group = \"nogroup\"")).unwrap_err().key, "server.group");

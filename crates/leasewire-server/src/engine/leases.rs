@@ -529,19 +529,15 @@ mod tests {
 
     #[test]
     fn a_one_pass_load_builds_the_table_puts_in_address_order_would() {
-        let config = crate::config::Config::parse(
-            r#"
-[server]
-server-id = "10.0.0.1"
-data-dir = "/nonexistent"
-[[subnet]]
+        let config = crate::config::Config::parse(test_config!(
+            r#"[[subnet]]
 subnet = "10.0.0.0/24"
 pools = [{ start = "10.0.0.100", end = "10.0.0.200" }]
 [[subnet]]
 subnet = "10.9.0.0/24"
 pools = [{ start = "10.9.0.10", end = "10.9.0.20" }]
-"#,
-        )
+"#
+        ))
         .unwrap();
         let subnets = &config.subnets;
         let subnet_of = |ip: Ipv4Addr| subnets.iter().position(|s| s.net.contains(&ip));

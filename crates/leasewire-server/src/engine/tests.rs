@@ -4,11 +4,8 @@ use super::*;
 use crate::config::Config;
 use leasewire_proto::{RelayAgentInfoBuilder, sub_option};
 
-const CONFIG: &str = r#"
-[server]
-server-id = "10.0.0.1"
-data-dir = "/nonexistent"
-decline-time = 1000
+const CONFIG: &str = test_config!(
+    r#"decline-time = 1000
 offer-timeout = 30
 
 [[subnet]]
@@ -26,7 +23,8 @@ name = "printer"
 [[subnet]]
 subnet = "10.9.0.0/24"
 pools = [{ start = "10.9.0.10", end = "10.9.0.20" }]
-"#;
+"#
+);
 
 const RELAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const T0: u32 = 1_800_000_000;
@@ -662,11 +660,8 @@ fn lq_6_7_3_vendor_class_and_vendor_information_are_stored_with_the_binding() {
 }
 
 /// Typed options at three levels: the subnet's, a pool's over it, a reservation's over both.
-const PLANNED: &str = r#"
-[server]
-server-id = "10.0.0.1"
-data-dir = "/nonexistent"
-
+const PLANNED: &str = test_config!(
+    r#"
 [[subnet]]
 subnet = "10.0.0.0/24"
 pools = [
@@ -695,7 +690,8 @@ hw-address = "02:00:00:00:00:05"
 [subnet.reservation.options]
 ntp-servers = ["10.0.0.125"]
 next-server = "10.0.0.70"
-"#;
+"#
+);
 
 fn planned_offer(mac: u8, prl: Option<&[u8]>, pool_of_two: bool) -> Message<'static> {
     let mut e = Engine::new(&Config::parse(PLANNED).unwrap(), Vec::new());
@@ -857,11 +853,8 @@ fn a_reservation_conflicting_with_a_live_lease_is_reported() {
 /// Phones (vendor class prefix) and PXE clients have pools of their own; the PCs' pool denies phones; a lab
 /// class needs a circuit-id prefix through one relay (all-of); further classes by user class, remote-id and
 /// MAC prefix add options. Options: reservation > class > pool > subnet, the first declared class first.
-const CLASSES: &str = r#"
-[server]
-server-id = "10.0.0.1"
-data-dir = "/nonexistent"
-
+const CLASSES: &str = test_config!(
+    r#"
 [[client-class]]
 name = "phones"
 vendor-class-prefix = "Polycom"
@@ -923,7 +916,8 @@ ip = "10.0.0.5"
 hw-address = "02:00:00:ac:00:05"
 [subnet.reservation.options]
 ntp-servers = ["10.0.0.205"]
-"#;
+"#
+);
 
 fn classes_engine() -> Engine {
     Engine::new(&Config::parse(CLASSES).unwrap(), Vec::new())
@@ -1113,11 +1107,8 @@ fn a_reload_picks_up_classes() {
 
 /// Two subnets on one link ("campus"): the relay's giaddr lies in the first, whose pool is one address; the
 /// second has its own options, lease time and a reservation. A third subnet is on another link.
-const SHARED: &str = r#"
-[server]
-server-id = "10.0.0.1"
-data-dir = "/nonexistent"
-
+const SHARED: &str = test_config!(
+    r#"
 [[subnet]]
 subnet = "10.0.0.0/24"
 shared-network = "campus"
@@ -1139,7 +1130,8 @@ options = { routers = ["10.1.0.254"] }
 [[subnet]]
 subnet = "10.9.0.0/24"
 pools = [{ start = "10.9.0.10", end = "10.9.0.20" }]
-"#;
+"#
+);
 
 fn shared_engine() -> Engine {
     Engine::new(&Config::parse(SHARED).unwrap(), Vec::new())
