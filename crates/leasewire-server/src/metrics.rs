@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
@@ -170,6 +170,12 @@ pub struct Metrics {
     registry: Registry,
 }
 
+/// Register `metric` under `name` and hand it back: the registry keeps a clone, and both count the same.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -177,7 +183,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Fresh metrics, registered.
     /// Create the `packets_dropped` and `tcp_connections_rejected` counters of these reasons at zero, so an
     /// alert on them can be written before the first incident. The services own their reasons' names
     /// ([`crate::server::Server`] passes those of UDP Leasequery and of the TCP service, which this module does
@@ -197,46 +202,49 @@ impl Metrics {
 
     /// The metrics, with every counter of a known label set at zero.
     pub fn new() -> Self {
-        let packets_in = Family::<TypeLabel, Counter>::default();
-        let packets_out = Family::<TypeLabel, Counter>::default();
-        let drops = Family::<ReasonLabel, Counter>::default();
-        let leases = Family::<LeaseLabel, Gauge>::default();
-        let commit_seconds = Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0]);
-        let commit_errors = Counter::default();
         // The whole server's metrics are `leasewire_*`; the DHCP service's under `leasewire_dhcp`.
         let mut root = Registry::with_prefix("leasewire");
-        let reloads = Family::<ResultLabel, Counter>::default();
+        let reloads = registered(&mut root, "reloads", "Configuration reloads, by result", Family::default());
         for result in ["ok", "error"] {
             let _ = reloads.get_or_create(&ResultLabel { result: result.into() });
         }
-        root.register("reloads", "Configuration reloads, by result", reloads.clone());
-        let lease_log_dropped = Counter::default();
-        root.register(
+        let lease_log_dropped = registered(
+            &mut root,
             "lease_log_dropped",
             "Lease log lines not written because the log fell behind",
-            lease_log_dropped.clone(),
+            Counter::default(),
         );
-        let control_requests = Family::<ControlLabel, Counter>::default();
-        root.register("control_requests", "Control socket requests by command and result", control_requests.clone());
+        let control_requests: Family<ControlLabel, Counter> = registered(
+            &mut root,
+            "control_requests",
+            "Control socket requests by command and result",
+            Family::default(),
+        );
         let pairs = CONTROL_COMMANDS.iter().flat_map(|c| [(*c, "ok"), (*c, "error")]);
         for (command, result) in pairs.chain([("connect", "refused")]) {
             let _ = control_requests.get_or_create(&ControlLabel { command: command.into(), result: result.into() });
         }
         let registry = root.sub_registry_with_prefix("dhcp");
-        let pool_size = Family::<SubnetLabel, Gauge>::default();
-        let pool_utilisation = Family::<SubnetLabel, Gauge<f64, AtomicU64>>::default();
-        registry.register("pool_size", "Addresses each subnet can hand out", pool_size.clone());
-        registry.register(
+        let pool_size = registered(registry, "pool_size", "Addresses each subnet can hand out", Family::default());
+        let pool_utilisation = registered(
+            registry,
             "pool_utilisation_ratio",
             "Share of each subnet's pool that cannot go to a new client (ACTIVE, ABANDONED, TRANSITIONING, REMOTE)",
-            pool_utilisation.clone(),
+            Family::<SubnetLabel, Gauge<f64, AtomicU64>>::default(),
         );
-        registry.register("packets_received", "DHCP packets received, by message type", packets_in.clone());
-        registry.register("packets_sent", "DHCP packets sent, by message type", packets_out.clone());
-        registry.register("packets_dropped", "DHCP packets dropped, by reason", drops.clone());
-        registry.register("leases", "Bindings by subnet and state", leases.clone());
-        registry.register("commit_seconds", "Durable commit latency", commit_seconds.clone());
-        registry.register("commit_errors", "Commits that failed (no reply was sent)", commit_errors.clone());
+        let packets_in =
+            registered(registry, "packets_received", "DHCP packets received, by message type", Family::default());
+        let packets_out = registered(registry, "packets_sent", "DHCP packets sent, by message type", Family::default());
+        let drops = registered(registry, "packets_dropped", "DHCP packets dropped, by reason", Family::default());
+        let leases = registered(registry, "leases", "Bindings by subnet and state", Family::default());
+        let commit_seconds = registered(
+            registry,
+            "commit_seconds",
+            "Durable commit latency",
+            Histogram::new([0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0]),
+        );
+        let commit_errors =
+            registered(registry, "commit_errors", "Commits that failed (no reply was sent)", Counter::default());
         let per_code = |family: &Family<TypeLabel, Counter>| -> Vec<Counter> {
             (0..=18u8)
                 .map(|c| {
@@ -245,32 +253,31 @@ impl Metrics {
                 })
                 .collect()
         };
-        let active_connections = Gauge::default();
-        let active_updates = Family::<PhaseLabel, Counter>::default();
-        let active_coalesced = Counter::default();
-        let active_catch_ups = Family::<OutcomeLabel, Counter>::default();
-        let active_backlog_max = Gauge::default();
-        let tls_failures = Counter::default();
-        let tcp_rejected = Family::<ReasonLabel, Counter>::default();
-        registry.register(
+        let tcp_rejected = registered(
+            registry,
             "tcp_connections_rejected",
             "Leasequery TCP connections closed before a query was accepted, by reason",
-            tcp_rejected.clone(),
+            Family::default(),
         );
-        registry.register("active_connections", "Active Leasequery streams open", active_connections.clone());
-        registry.register(
+        let active_connections =
+            registered(registry, "active_connections", "Active Leasequery streams open", Gauge::default());
+        let active_updates = registered(
+            registry,
             "active_updates",
             "Bindings sent on Active Leasequery streams, by phase",
-            active_updates.clone(),
+            Family::<PhaseLabel, Counter>::default(),
         );
-        registry.register("active_coalesced", "Live changes coalesced with a queued one", active_coalesced.clone());
-        registry.register("active_catch_ups", "Active Leasequery catch-ups by outcome", active_catch_ups.clone());
-        registry.register(
+        let active_coalesced =
+            registered(registry, "active_coalesced", "Live changes coalesced with a queued one", Counter::default());
+        let active_catch_ups: Family<OutcomeLabel, Counter> =
+            registered(registry, "active_catch_ups", "Active Leasequery catch-ups by outcome", Family::default());
+        let active_backlog_max = registered(
+            registry,
             "active_backlog_max",
             "Deepest Active Leasequery backlog at the last report",
-            active_backlog_max.clone(),
+            Gauge::default(),
         );
-        registry.register("tls_failures", "Refused TLS handshakes", tls_failures.clone());
+        let tls_failures = registered(registry, "tls_failures", "Refused TLS handshakes", Counter::default());
         let received_by_code = per_code(&packets_in);
         let sent_by_code = per_code(&packets_out);
         let reason = |r: &str| ReasonLabel { reason: r.to_string() };
