@@ -20,14 +20,7 @@ pub fn build(query: &Query, xid: u32, giaddr: Ipv4Addr, prl: &[u8], reply_to_sou
     m.xid = xid;
     m.giaddr = giaddr;
     m.options.set_message_type(MessageType::LeaseQuery);
-    match query {
-        Query::Ip(ip) => m.ciaddr = *ip,
-        Query::Hardware(htype, mac) => m.set_hardware_address(*htype, mac),
-        Query::ClientId(id) => m.options.set(code::CLIENT_IDENTIFIER, id.clone()),
-        Query::RemoteId(id) => {
-            m.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().remote_id(id).build())
-        }
-    }
+    query.apply(&mut m);
     m.options.set(code::PARAMETER_REQUEST_LIST, prl.to_vec());
     if reply_to_source_port && !matches!(query, Query::RemoteId(_)) {
         m.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().relay_source_port().build());
