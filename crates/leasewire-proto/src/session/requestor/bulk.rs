@@ -22,6 +22,13 @@ pub struct BulkRequest {
     pub changed_on_or_before: Option<u32>,
 }
 
+impl BulkRequest {
+    /// Every binding, unbounded in time (with `..BulkRequest::all()`, another key's).
+    pub fn all() -> Self {
+        Self { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }
+    }
+}
+
 /// One binding as a reply reported it, in the server's absolute time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkBinding {
@@ -310,7 +317,7 @@ mod tests {
             },
             now,
         );
-        let b = r.query(&BulkRequest { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }, now);
+        let b = r.query(&BulkRequest::all(), now);
         assert_ne!(a, b);
         let bytes = r.poll_transmit().unwrap();
         let (f, _) = FrameDecoder::default().decode(&bytes).unwrap().unwrap();
@@ -330,8 +337,7 @@ mod tests {
     fn blq_7_4_times_become_absolute_and_server_id_is_cached() {
         let now = Instant::now();
         let mut r = BulkRequestor::new(7, Duration::from_secs(300), now);
-        let xid =
-            r.query(&BulkRequest { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }, now);
+        let xid = r.query(&BulkRequest::all(), now);
         let mut b = Binding::new(Ipv4Addr::new(10, 0, 0, 5), DhcpState::Active, 1000);
         b.cltt = Some(1010);
         b.expires_at = Some(1600);
@@ -358,7 +364,7 @@ mod tests {
     fn blq_7_3_3_unknown_xid_ends_the_session() {
         let now = Instant::now();
         let mut r = BulkRequestor::new(7, Duration::from_secs(300), now);
-        r.query(&BulkRequest { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }, now);
+        r.query(&BulkRequest::all(), now);
         r.receive(&server_frames(&[done(999, None, None)]), now);
         assert_eq!(r.error(), Some(&RequestorError::UnknownXid(999)));
     }
@@ -367,15 +373,13 @@ mod tests {
     fn blq_7_3_9_leaseunknown_is_a_protocol_error_and_done_status_is_reported() {
         let now = Instant::now();
         let mut r = BulkRequestor::new(1, Duration::from_secs(300), now);
-        let xid =
-            r.query(&BulkRequest { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }, now);
+        let xid = r.query(&BulkRequest::all(), now);
         r.receive(&server_frames(&[done(xid, Some((StatusCode::NotAllowed, "no")), None)]), now);
         assert_eq!(
             r.poll_event(),
             Some(Event::Done { xid, status: StatusCode::NotAllowed, message: "no".into(), count: 0 })
         );
-        let xid =
-            r.query(&BulkRequest { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }, now);
+        let xid = r.query(&BulkRequest::all(), now);
         let mut unknown = Message::new(Op::BootReply);
         unknown.xid = xid;
         unknown.options.set_message_type(MessageType::LeaseUnknown);
@@ -401,7 +405,7 @@ mod tests {
         let t0 = Instant::now();
         let mut r = BulkRequestor::new(1, Duration::from_secs(300), t0);
         assert_eq!(r.poll_timeout(), None, "nothing outstanding, nothing to time out");
-        r.query(&BulkRequest { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }, t0);
+        r.query(&BulkRequest::all(), t0);
         assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(300)));
         r.handle_timeout(t0 + Duration::from_secs(299));
         assert!(r.error().is_none());
@@ -411,7 +415,7 @@ mod tests {
 
     fn query_of(key: BulkKey) -> Message<'static> {
         let mut r = BulkRequestor::new(1, Duration::from_secs(300), Instant::now());
-        r.query(&BulkRequest { key, changed_on_or_after: None, changed_on_or_before: None }, Instant::now());
+        r.query(&BulkRequest { key, ..BulkRequest::all() }, Instant::now());
         let bytes = r.poll_transmit().unwrap();
         let (f, n) = FrameDecoder::default().decode(&bytes).unwrap().unwrap();
         assert_eq!(n, bytes.len(), "one query, one frame");
@@ -461,7 +465,7 @@ mod tests {
     fn blq_7_7_1_pipelined_queries_have_unique_xids() {
         let now = Instant::now();
         let mut r = BulkRequestor::new(u32::MAX - 2, Duration::from_secs(300), now);
-        let all = BulkRequest { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None };
+        let all = BulkRequest::all();
         let xids: Vec<u32> = (0..6).map(|_| r.query(&all, now)).collect();
         let unique: std::collections::HashSet<u32> = xids.iter().copied().collect();
         assert_eq!(unique.len(), xids.len(), "{xids:x?}");
@@ -495,8 +499,7 @@ mod tests {
     fn blq_6_2_6_4_a_reply_without_base_time_is_in_the_requestors_time() {
         let now = Instant::now();
         let mut r = BulkRequestor::new(7, Duration::from_secs(300), now);
-        let xid =
-            r.query(&BulkRequest { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }, now);
+        let xid = r.query(&BulkRequest::all(), now);
         let mut m = Message::new(Op::BootReply);
         m.xid = xid;
         m.ciaddr = Ipv4Addr::new(10, 0, 0, 5);
