@@ -47,6 +47,8 @@ pub mod code {
     pub const PAD: u8 = 0;
     /// Subnet mask.
     pub const SUBNET_MASK: u8 = 1;
+    /// Time offset (RFC 2132 §3.4): signed seconds from UTC.
+    pub const TIME_OFFSET: u8 = 2;
     /// Routers.
     pub const ROUTERS: u8 = 3;
     /// Domain name servers.
@@ -55,8 +57,14 @@ pub mod code {
     pub const HOST_NAME: u8 = 12;
     /// Domain name.
     pub const DOMAIN_NAME: u8 = 15;
+    /// Interface MTU (RFC 2132 §5.1).
+    pub const INTERFACE_MTU: u8 = 26;
     /// Broadcast address.
     pub const BROADCAST_ADDRESS: u8 = 28;
+    /// NTP servers (RFC 2132 §8.3).
+    pub const NTP_SERVERS: u8 = 42;
+    /// Vendor-specific information (RFC 2132 §8.4).
+    pub const VENDOR_ENCAPSULATED: u8 = 43;
     /// Requested IP address.
     pub const REQUESTED_IP: u8 = 50;
     /// IP address lease time.
@@ -81,6 +89,10 @@ pub mod code {
     pub const VENDOR_CLASS: u8 = 60;
     /// Client identifier.
     pub const CLIENT_IDENTIFIER: u8 = 61;
+    /// TFTP server name (RFC 2132 §9.4).
+    pub const TFTP_SERVER_NAME: u8 = 66;
+    /// Bootfile name (RFC 2132 §9.5).
+    pub const BOOTFILE_NAME: u8 = 67;
     /// User class, RFC 3004.
     pub const USER_CLASS: u8 = 77;
     /// Relay agent information, RFC 3046.
@@ -93,6 +105,12 @@ pub mod code {
     pub const ASSOCIATED_IP: u8 = 92;
     /// Subnet selection, RFC 3011.
     pub const SUBNET_SELECTION: u8 = 118;
+    /// Domain search (RFC 3397).
+    pub const DOMAIN_SEARCH: u8 = 119;
+    /// Classless static routes (RFC 3442).
+    pub const CLASSLESS_STATIC_ROUTES: u8 = 121;
+    /// V-I vendor-specific information (RFC 3925).
+    pub const VENDOR_IDENTIFYING: u8 = 125;
     /// status-code, RFC 6926.
     pub const STATUS_CODE: u8 = 151;
     /// base-time, RFC 6926.

@@ -14,7 +14,7 @@ mod tests;
 mod validate;
 
 pub use classes::{ClassSet, ClientClass, ClientClasses, Condition, MAX_CLASSES, Pattern, PoolAccess, Seen};
-pub use options::{OptionSet, named as option_code};
+pub use options::OptionSet;
 pub use schema::*;
 
 use ipnet::Ipv4Net;

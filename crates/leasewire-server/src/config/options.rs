@@ -12,28 +12,6 @@ use leasewire_proto::options::code;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-/// Option codes named in the configuration that [`leasewire_proto::options::code`] does not name.
-pub mod named {
-    /// Time offset (RFC 2132 §3.4): signed seconds from UTC.
-    pub const TIME_OFFSET: u8 = 2;
-    /// Interface MTU (RFC 2132 §5.1).
-    pub const INTERFACE_MTU: u8 = 26;
-    /// NTP servers (RFC 2132 §8.3).
-    pub const NTP_SERVERS: u8 = 42;
-    /// Vendor-specific information (RFC 2132 §8.4).
-    pub const VENDOR_ENCAPSULATED: u8 = 43;
-    /// TFTP server name (RFC 2132 §9.4).
-    pub const TFTP_SERVER_NAME: u8 = 66;
-    /// Bootfile name (RFC 2132 §9.5).
-    pub const BOOTFILE_NAME: u8 = 67;
-    /// Domain search (RFC 3397).
-    pub const DOMAIN_SEARCH: u8 = 119;
-    /// Classless static routes (RFC 3442).
-    pub const CLASSLESS_STATIC_ROUTES: u8 = 121;
-    /// V-I vendor-specific information (RFC 3925).
-    pub const VENDOR_IDENTIFYING: u8 = 125;
-}
-
 /// What one level (subnet, pool or reservation) puts into a reply: options, and the BOOTP header fields PXE
 /// clients boot from. A level above overrides a level below option by option and field by field
 /// (reservation > pool > subnet).
@@ -63,7 +41,7 @@ impl OptionsConfig {
         let ips = |v: &[Ipv4Addr]| v.iter().flat_map(|a| a.octets()).collect::<Vec<u8>>();
         let mut out: Vec<EncodedOption> = Vec::new();
         if let Some(t) = self.time_offset {
-            out.push((named::TIME_OFFSET, t.to_be_bytes().to_vec()));
+            out.push((code::TIME_OFFSET, t.to_be_bytes().to_vec()));
         }
         if !self.routers.is_empty() {
             out.push((code::ROUTERS, ips(&self.routers)));
@@ -79,21 +57,21 @@ impl OptionsConfig {
             if m < 68 {
                 return Err(("interface-mtu".into(), format!("{m} is below 68, the smallest MTU RFC 2132 allows")));
             }
-            out.push((named::INTERFACE_MTU, m.to_be_bytes().to_vec()));
+            out.push((code::INTERFACE_MTU, m.to_be_bytes().to_vec()));
         }
         if let Some(b) = self.broadcast_address {
             out.push((code::BROADCAST_ADDRESS, b.octets().to_vec()));
         }
         if !self.ntp_servers.is_empty() {
-            out.push((named::NTP_SERVERS, ips(&self.ntp_servers)));
+            out.push((code::NTP_SERVERS, ips(&self.ntp_servers)));
         }
         if !self.vendor_encapsulated_options.is_empty() {
             let data = sub_options(&self.vendor_encapsulated_options, "vendor-encapsulated-options")?;
-            out.push((named::VENDOR_ENCAPSULATED, data));
+            out.push((code::VENDOR_ENCAPSULATED, data));
         }
         for (key, c, v) in [
-            ("tftp-server-name", named::TFTP_SERVER_NAME, &self.tftp_server_name),
-            ("bootfile-name", named::BOOTFILE_NAME, &self.bootfile_name),
+            ("tftp-server-name", code::TFTP_SERVER_NAME, &self.tftp_server_name),
+            ("bootfile-name", code::BOOTFILE_NAME, &self.bootfile_name),
         ] {
             if let Some(v) = v {
                 if v.is_empty() {
@@ -104,7 +82,7 @@ impl OptionsConfig {
         }
         if !self.domain_search.is_empty() {
             let data = domain_search(&self.domain_search).map_err(|(i, m)| (format!("domain-search[{i}]"), m))?;
-            out.push((named::DOMAIN_SEARCH, data));
+            out.push((code::DOMAIN_SEARCH, data));
         }
         if !self.classless_static_routes.is_empty() {
             let mut data = Vec::new();
@@ -113,7 +91,7 @@ impl OptionsConfig {
                 let net = parse_destination(&r.destination).map_err(|m| (k("destination"), m))?;
                 push_route(&mut data, net, r.router);
             }
-            out.push((named::CLASSLESS_STATIC_ROUTES, data));
+            out.push((code::CLASSLESS_STATIC_ROUTES, data));
         }
         if !self.vendor_identifying_options.is_empty() {
             let mut data = Vec::new();
@@ -127,7 +105,7 @@ impl OptionsConfig {
                 data.push(len);
                 data.extend_from_slice(&subs);
             }
-            out.push((named::VENDOR_IDENTIFYING, data));
+            out.push((code::VENDOR_IDENTIFYING, data));
         }
         for (k, v) in &self.by_code {
             let c: u8 = match k.parse() {

@@ -625,7 +625,7 @@ impl SubnetConfig {
 /// over it) that gives routers and static routes without a default route among them leaves such clients with
 /// no default route. Worth a warning, not an error (the operator may mean it).
 fn static_route_warnings(subnets: &[Subnet], warnings: &mut Vec<String>) {
-    use super::option_code::CLASSLESS_STATIC_ROUTES;
+    use leasewire_proto::options::code::CLASSLESS_STATIC_ROUTES;
     let get = |sets: &[&OptionSet], c: u8| {
         sets.iter().rev().find_map(|s| s.options.iter().find(|(x, _)| *x == c).map(|(_, d)| d.clone()))
     };
