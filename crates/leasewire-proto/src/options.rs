@@ -176,6 +176,20 @@ fn ip(data: &[u8]) -> Option<Ipv4Addr> {
     <[u8; 4]>::try_from(data).ok().map(Ipv4Addr::from)
 }
 
+/// Getters of the options whose value reads one way (its octets, one address, a 32-bit number), one line
+/// each: the getter, what it returns, the reader ([`Options::get`], [`Options::get_ip`], [`Options::get_u32`])
+/// and the option's [`code`].
+macro_rules! getters {
+    ($($(#[$doc:meta])* $name:ident -> $t:ty = $read:ident($code:ident);)+) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&self) -> Option<$t> {
+                self.$read(code::$code)
+            }
+        )+
+    };
+}
+
 impl<'a> Options<'a> {
     /// The value of an option as a 4-octet unsigned integer.
     pub fn get_u32(&self, code: u8) -> Option<u32> {
@@ -187,37 +201,35 @@ impl<'a> Options<'a> {
         self.get(code).and_then(ip)
     }
 
+    getters! {
+        /// Server identifier (54).
+        server_identifier -> Ipv4Addr = get_ip(SERVER_IDENTIFIER);
+        /// Requested IP address (50).
+        requested_ip -> Ipv4Addr = get_ip(REQUESTED_IP);
+        /// Lease time (51), in seconds.
+        lease_time -> u32 = get_u32(LEASE_TIME);
+        /// Client identifier (61), type octet included.
+        client_identifier -> &[u8] = get(CLIENT_IDENTIFIER);
+        /// Parameter request list (55).
+        parameter_request_list -> &[u8] = get(PARAMETER_REQUEST_LIST);
+        /// client-last-transaction-time (91): seconds since the client last talked to the server.
+        client_last_transaction_time -> u32 = get_u32(CLIENT_LAST_TRANSACTION_TIME);
+        /// base-time (152): the server's absolute time when it built the message.
+        base_time -> u32 = get_u32(BASE_TIME);
+        /// start-time-of-state (153): seconds before base-time at which the current state began.
+        start_time_of_state -> u32 = get_u32(START_TIME_OF_STATE);
+        /// query-start-time (154).
+        query_start_time -> u32 = get_u32(QUERY_START_TIME);
+        /// query-end-time (155).
+        query_end_time -> u32 = get_u32(QUERY_END_TIME);
+    }
+
     /// DHCP message type (53).
     pub fn message_type(&self) -> Option<MessageType> {
         match self.get(code::MESSAGE_TYPE) {
             Some([t]) => Some(MessageType::from_code(*t)),
             _ => None,
         }
-    }
-
-    /// Server identifier (54).
-    pub fn server_identifier(&self) -> Option<Ipv4Addr> {
-        self.get_ip(code::SERVER_IDENTIFIER)
-    }
-
-    /// Requested IP address (50).
-    pub fn requested_ip(&self) -> Option<Ipv4Addr> {
-        self.get_ip(code::REQUESTED_IP)
-    }
-
-    /// Lease time (51), in seconds.
-    pub fn lease_time(&self) -> Option<u32> {
-        self.get_u32(code::LEASE_TIME)
-    }
-
-    /// Client identifier (61), type octet included.
-    pub fn client_identifier(&self) -> Option<&[u8]> {
-        self.get(code::CLIENT_IDENTIFIER)
-    }
-
-    /// Parameter request list (55).
-    pub fn parameter_request_list(&self) -> Option<&[u8]> {
-        self.get(code::PARAMETER_REQUEST_LIST)
     }
 
     /// Maximum DHCP message size (57).
@@ -228,11 +240,6 @@ impl<'a> Options<'a> {
     /// Relay agent information (82). The decoder validated its structure.
     pub fn relay_agent_info(&self) -> Option<RelayAgentInfo<'_>> {
         self.get(code::RELAY_AGENT_INFO).and_then(|d| RelayAgentInfo::parse(d).ok())
-    }
-
-    /// client-last-transaction-time (91): seconds since the client last talked to the server.
-    pub fn client_last_transaction_time(&self) -> Option<u32> {
-        self.get_u32(code::CLIENT_LAST_TRANSACTION_TIME)
     }
 
     /// associated-ip (92).
@@ -252,26 +259,6 @@ impl<'a> Options<'a> {
     /// The status code alone (151), whatever its text.
     pub fn status_code(&self) -> Option<StatusCode> {
         self.get(code::STATUS_CODE).and_then(|d| d.first()).map(|&c| StatusCode::from_code(c))
-    }
-
-    /// base-time (152): the server's absolute time when it built the message.
-    pub fn base_time(&self) -> Option<u32> {
-        self.get_u32(code::BASE_TIME)
-    }
-
-    /// start-time-of-state (153): seconds before base-time at which the current state began.
-    pub fn start_time_of_state(&self) -> Option<u32> {
-        self.get_u32(code::START_TIME_OF_STATE)
-    }
-
-    /// query-start-time (154).
-    pub fn query_start_time(&self) -> Option<u32> {
-        self.get_u32(code::QUERY_START_TIME)
-    }
-
-    /// query-end-time (155).
-    pub fn query_end_time(&self) -> Option<u32> {
-        self.get_u32(code::QUERY_END_TIME)
     }
 
     /// dhcp-state (156); an error for values outside the registry.
