@@ -240,24 +240,7 @@ pub fn scan_pages<'a>(
     filter: ScanFilter,
     page: usize,
 ) -> impl Iterator<Item = Result<Vec<BindingChange>, StoreError>> + 'a {
-    let mut after: Option<Ipv4Addr> = None;
-    let mut done = page == 0;
-    std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        match store.scan(&filter, after, page) {
-            Ok(rows) => {
-                done = rows.len() < page;
-                after = rows.last().map(|c| c.binding.ip);
-                if rows.is_empty() { None } else { Some(Ok(rows)) }
-            }
-            Err(e) => {
-                done = true;
-                Some(Err(e))
-            }
-        }
-    })
+    keyset_pages(page, move |after| store.scan(&filter, after, page), |c| c.binding.ip)
 }
 
 /// Iterate over every record changed at or after `time` in sequence order, `page` records at a time.
@@ -269,16 +252,26 @@ pub fn changed_since_pages<'a>(
     time: u32,
     page: usize,
 ) -> impl Iterator<Item = Result<Vec<BindingChange>, StoreError>> + 'a {
-    let mut after: Option<u64> = None;
+    keyset_pages(page, move |after| store.changed_since(time, after, page), |c| c.seq)
+}
+
+/// Keyset paging: `fetch` a page after the key of the previous page's last record (`key`), until a page
+/// comes back short or an error ends it.
+fn keyset_pages<'a, K: Copy + 'a>(
+    page: usize,
+    mut fetch: impl FnMut(Option<K>) -> Result<Vec<BindingChange>, StoreError> + 'a,
+    key: impl Fn(&BindingChange) -> K + 'a,
+) -> impl Iterator<Item = Result<Vec<BindingChange>, StoreError>> + 'a {
+    let mut after: Option<K> = None;
     let mut done = page == 0;
     std::iter::from_fn(move || {
         if done {
             return None;
         }
-        match store.changed_since(time, after, page) {
+        match fetch(after) {
             Ok(rows) => {
                 done = rows.len() < page;
-                after = rows.last().map(|c| c.seq);
+                after = rows.last().map(&key);
                 if rows.is_empty() { None } else { Some(Ok(rows)) }
             }
             Err(e) => {
