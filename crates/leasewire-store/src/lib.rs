@@ -40,7 +40,9 @@ pub use pending::{Pending, PendingCommit};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore, PgTls, SharedChanges};
 pub use sqlite::{OpenOptions, SqliteStore};
-pub use store::{DEFAULT_RETENTION_SECS, Forgotten, LeaseStore, ScanFilter, ScanKey, changed_since_pages, scan_pages};
+pub use store::{
+    DEFAULT_RETENTION_SECS, Forgotten, LeaseStore, ScanFilter, ScanKey, changed_since_pages, forgettable, scan_pages,
+};
 
 // Re-exported so users of the store need not depend on leasewire-proto for the field types of `Binding`.
 pub use leasewire_proto::{DataSource, DhcpState};

@@ -18,11 +18,11 @@ use std::sync::Arc;
 const OK: u8 = 0;
 const DAMAGED: u8 = 1;
 
-const HAS_EXPIRES: u8 = 1;
-const HAS_CLTT: u8 = 2;
-const HAS_CLIENT_ID: u8 = 4;
-const HAS_RAI: u8 = 8;
-const HAS_RESERVED: u8 = 16;
+const HAS_EXPIRES: u8 = 1 << 0;
+const HAS_CLTT: u8 = 1 << 1;
+const HAS_CLIENT_ID: u8 = 1 << 2;
+const HAS_RAI: u8 = 1 << 3;
+const HAS_RESERVED: u8 = 1 << 4;
 
 /// Fixed part: tag, state, htype, data source, flags, state_since, expires_at, cltt.
 const FIXED: usize = 5 + 12;

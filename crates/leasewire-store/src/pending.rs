@@ -44,6 +44,14 @@ impl<T> Slot<T> {
     }
 }
 
+/// Hand a store's writer the request `make` builds around the completer of the [`Pending`] returned: `push`
+/// queues it. If the writer is gone the request (and its completer) is dropped: the Pending resolves Closed.
+pub(crate) fn queued<T, R>(make: impl FnOnce(Completer<T>) -> R, push: impl FnOnce(R)) -> Pending<T> {
+    let (pending, done) = Pending::new();
+    push(make(done));
+    pending
+}
+
 impl<T> Pending<T> {
     /// A pending value and the handle that completes it.
     pub(crate) fn new() -> (Self, Completer<T>) {

@@ -3,7 +3,7 @@
 use crate::error::StoreError;
 use crate::packed::Packed;
 use crate::pending::{Pending, PendingCommit};
-use crate::{Binding, BindingChange};
+use crate::{Binding, BindingChange, DhcpState};
 use std::net::Ipv4Addr;
 
 /// How long a released, expired or otherwise non-ACTIVE record is kept before
@@ -228,6 +228,38 @@ pub trait LeaseStore: Send + Sync {
     /// Whether the store holds no record.
     fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.len()? == 0)
+    }
+}
+
+/// The rule [`LeaseStore::forget_expired`] forgets a record by: not ACTIVE, its latest change (at `time`) more
+/// than `retention_secs` before `now`, and no timed state still running (`expires_at <= now`). The SQLite store
+/// and the server's in-memory view of a shared store apply it; the PostgreSQL store says the same in SQL, in
+/// its `DELETE` (`postgres/writer.rs`).
+pub fn forgettable(
+    state: Option<DhcpState>,
+    time: u32,
+    expires_at: Option<u32>,
+    now: u32,
+    retention_secs: u32,
+) -> bool {
+    state != Some(DhcpState::Active)
+        && u64::from(time) + u64::from(retention_secs) < u64::from(now)
+        && expires_at.is_none_or(|e| e <= now)
+}
+
+/// What a store's writer is asked to forget: [`LeaseStore::forget`] or [`LeaseStore::forget_expired`].
+pub(crate) enum Forgetting {
+    Ips(Vec<Ipv4Addr>),
+    Expired { now: u32, retention_secs: u32, limit: usize },
+}
+
+impl Forgetting {
+    /// How many records it may remove, at least 1 (the SQLite writer bounds a group of requests by this).
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Self::Ips(ips) => ips.len().max(1),
+            Self::Expired { limit, .. } => (*limit).max(1),
+        }
     }
 }
 

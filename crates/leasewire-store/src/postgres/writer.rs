@@ -11,7 +11,7 @@ use super::schema::{CHANNEL, MIGRATION_LOCK, MIGRATIONS, PG_SCHEMA_VERSION};
 use super::{Inner, select};
 use crate::error::StoreError;
 use crate::pending::Completer;
-use crate::store::Forgotten;
+use crate::store::{Forgetting, Forgotten};
 use crate::{Binding, BindingChange};
 use leasewire_proto::DhcpState;
 use std::collections::HashMap;
@@ -28,16 +28,7 @@ pub(crate) enum Request {
         expected: Vec<Binding>,
         done: Completer<Vec<BindingChange>>,
     },
-    Forget {
-        ips: Vec<Ipv4Addr>,
-        done: Completer<Forgotten>,
-    },
-    ForgetExpired {
-        now: u32,
-        retention_secs: u32,
-        limit: usize,
-        done: Completer<Forgotten>,
-    },
+    Forget(Forgetting, Completer<Forgotten>),
 }
 
 /// Create or migrate the schema (under an advisory lock, so concurrent first starts do it once).
@@ -213,14 +204,7 @@ impl Writer {
                     }
                     self.commit_group(group).await;
                 }
-                Request::Forget { ips, done } => {
-                    let ips: Vec<i64> = ips.iter().map(|ip| i64::from(u32::from(*ip))).collect();
-                    done.complete(self.forget(Forgetting::Ips(ips)).await);
-                }
-                Request::ForgetExpired { now, retention_secs, limit, done } => {
-                    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-                    done.complete(self.forget(Forgetting::Expired { now, retention_secs, limit }).await);
-                }
+                Request::Forget(what, done) => done.complete(self.forget(what).await),
             }
         }
     }
@@ -358,23 +342,26 @@ impl Writer {
         let meta = tx.query_one("SELECT horizon FROM lw_meta WHERE id = 1 FOR UPDATE", &[]).await.map_err(pg)?;
         let horizon: i64 = meta.try_get(0).map_err(pg)?;
         let rows = match &what {
-            Forgetting::Ips(ips) => tx
-                .query(
+            Forgetting::Ips(ips) => {
+                let ips: Vec<i64> = ips.iter().map(|ip| i64::from(u32::from(*ip))).collect();
+                tx.query(
                     "DELETE FROM lw_binding WHERE ip = ANY($1) RETURNING ip, seq, time, origin, state, state_since, \
                      expires_at, cltt, htype, data_source, hwaddr, client_id, relay_agent_info, options, reserved_for",
-                    &[ips],
+                    &[&ips],
                 )
                 .await
-                .map_err(pg)?,
+                .map_err(pg)?
+            }
             Forgetting::Expired { now, retention_secs, limit } => {
                 let (now, retention, active) =
                     (i64::from(*now), i64::from(*retention_secs), i16::from(DhcpState::Active.code()));
+                let limit = i64::try_from(*limit).unwrap_or(i64::MAX);
                 tx.query(
                     "DELETE FROM lw_binding WHERE ip IN (SELECT ip FROM lw_binding WHERE state <> $1 \
                      AND time + $2 < $3 AND (expires_at IS NULL OR expires_at <= $3) ORDER BY seq LIMIT $4) \
                      RETURNING ip, seq, time, origin, state, state_since, expires_at, cltt, htype, data_source, \
                      hwaddr, client_id, relay_agent_info, options, reserved_for",
-                    &[&active, &retention, &now, limit],
+                    &[&active, &retention, &now, &limit],
                 )
                 .await
                 .map_err(pg)?
@@ -401,11 +388,6 @@ struct Work {
     now: u32,
     bindings: Vec<Binding>,
     expected: Vec<Binding>,
-}
-
-enum Forgetting {
-    Ips(Vec<i64>),
-    Expired { now: u32, retention_secs: u32, limit: i64 },
 }
 
 #[cfg(test)]

@@ -334,14 +334,14 @@ impl Mem {
     }
 
     /// Records changed before `cutoff`, oldest change first, that pass `pick`; at most `limit`.
-    pub(crate) fn oldest_before(&self, cutoff: u32, limit: usize, pick: impl Fn(&View<'_>) -> bool) -> Vec<u32> {
+    pub(crate) fn oldest_before(&self, cutoff: u32, limit: usize, pick: impl Fn(&View<'_>, u32) -> bool) -> Vec<u32> {
         let mut out = Vec::new();
         for &(ip, t) in self.by_seq.values() {
             if out.len() >= limit || t >= cutoff {
                 break;
             }
             let Some(rec) = self.records.get(&ip) else { continue };
-            if View::parse(&rec.data).is_ok_and(|v| pick(&v)) {
+            if View::parse(&rec.data).is_ok_and(|v| pick(&v, t)) {
                 out.push(ip);
             }
         }

@@ -18,7 +18,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use crate::error::StoreError;
 use crate::pending::{Pending, PendingCommit};
-use crate::store::{Forgotten, LeaseStore, ScanFilter, ScanKey};
+use crate::store::{Forgetting, Forgotten, LeaseStore, ScanFilter, ScanKey};
 use crate::{Binding, BindingChange, Packed};
 use memory::{KeyHasher, ReadError};
 use std::net::Ipv4Addr;
@@ -142,12 +142,11 @@ impl SqliteStore {
     }
 
     fn send<T>(&self, make: impl FnOnce(crate::pending::Completer<T>) -> Request) -> Pending<T> {
-        let (pending, done) = Pending::new();
-        if let Some(requests) = &self.requests {
-            // If the writer is gone the request (and its completer) is dropped: the Pending resolves Closed.
-            let _ = requests.send(make(done));
-        }
-        pending
+        crate::pending::queued(make, |request| {
+            if let Some(requests) = &self.requests {
+                let _ = requests.send(request);
+            }
+        })
     }
 }
 
@@ -237,12 +236,11 @@ impl LeaseStore for SqliteStore {
     }
 
     fn forget(&self, ips: &[Ipv4Addr]) -> Pending<Forgotten> {
-        let ips = ips.to_vec();
-        self.send(|done| Request::Forget { ips, done })
+        self.send(|done| Request::Forget(Forgetting::Ips(ips.to_vec()), done))
     }
 
     fn forget_expired(&self, now: u32, retention_secs: u32, limit: usize) -> Pending<Forgotten> {
-        self.send(|done| Request::ForgetExpired { now, retention_secs, limit, done })
+        self.send(|done| Request::Forget(Forgetting::Expired { now, retention_secs, limit }, done))
     }
 
     fn last_seq(&self) -> Result<u64, StoreError> {

@@ -18,9 +18,8 @@ use super::schema::meta;
 use crate::error::StoreError;
 use crate::packed::{self, View};
 use crate::pending::Completer;
-use crate::store::Forgotten;
+use crate::store::{Forgetting, Forgotten};
 use crate::{Binding, BindingChange};
-use leasewire_proto::DhcpState;
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -56,8 +55,7 @@ impl Shared {
 /// A write for the writer thread.
 pub(crate) enum Request {
     Commit { now: u32, bindings: Vec<Binding>, done: Completer<Vec<BindingChange>> },
-    Forget { ips: Vec<Ipv4Addr>, done: Completer<Forgotten> },
-    ForgetExpired { now: u32, retention_secs: u32, limit: usize, done: Completer<Forgotten> },
+    Forget(Forgetting, Completer<Forgotten>),
 }
 
 impl Request {
@@ -65,8 +63,7 @@ impl Request {
     fn weight(&self) -> usize {
         match self {
             Self::Commit { bindings, .. } => bindings.len().max(1),
-            Self::Forget { ips, .. } => ips.len().max(1),
-            Self::ForgetExpired { limit, .. } => (*limit).max(1),
+            Self::Forget(what, _) => what.weight(),
         }
     }
 }
@@ -111,11 +108,6 @@ const APPLY_CHUNK: usize = 128;
 enum Batch {
     Commits(Vec<(u32, Vec<Binding>, Completer<Vec<BindingChange>>)>),
     Forget(Forgetting, Completer<Forgotten>),
-}
-
-enum Forgetting {
-    Ips(Vec<Ipv4Addr>),
-    Expired { now: u32, retention_secs: u32, limit: usize },
 }
 
 enum TransactError {
@@ -175,13 +167,9 @@ impl Writer {
         for request in group {
             match request {
                 Request::Commit { now, bindings, done } => commits.push((now, bindings, done)),
-                Request::Forget { ips, done } => {
+                Request::Forget(what, done) => {
                     self.run_batch(Batch::Commits(std::mem::take(&mut commits)));
-                    self.run_batch(Batch::Forget(Forgetting::Ips(ips), done));
-                }
-                Request::ForgetExpired { now, retention_secs, limit, done } => {
-                    self.run_batch(Batch::Commits(std::mem::take(&mut commits)));
-                    self.run_batch(Batch::Forget(Forgetting::Expired { now, retention_secs, limit }, done));
+                    self.run_batch(Batch::Forget(what, done));
                 }
             }
         }
@@ -342,8 +330,8 @@ impl Writer {
                 }
                 Forgetting::Expired { now, retention_secs, limit } => {
                     let Some(cutoff) = now.checked_sub(*retention_secs) else { return Ok((Vec::new(), Vec::new())) };
-                    mem.oldest_before(cutoff, *limit, |v: &View<'_>| {
-                        v.state() != Some(DhcpState::Active) && v.expires_at().is_none_or(|e| e <= *now)
+                    mem.oldest_before(cutoff, *limit, |v: &View<'_>, time| {
+                        crate::forgettable(v.state(), time, v.expires_at(), *now, *retention_secs)
                     })
                 }
             };
