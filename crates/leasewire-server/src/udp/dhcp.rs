@@ -163,7 +163,7 @@ impl DhcpService {
         // the feed started (`changes` starts at or before this read, and the view skips what it holds).
         let view = match &changes {
             Some(_) => {
-                let v = Arc::new(super::shared_view::SharedView::new(store.clone()));
+                let v = Arc::new(super::shared_view::SharedView::default());
                 for page in leasewire_store::scan_pages(store.as_ref(), leasewire_store::ScanFilter::all(), 10_000) {
                     v.apply(&page?);
                 }
@@ -351,11 +351,11 @@ impl DhcpService {
     /// RFC 4388: answered from the store at once; no binding changes, so nothing waits on a commit.
     fn leasequery(&self, q: &Message<'_>, src: SocketAddrV4, socket: &UdpSocket, now: u32) {
         let responder = self.leasequery.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let store: &dyn LeaseStore = match &self.view {
-            Some(v) => v.as_ref(),
-            None => self.store.as_ref(),
+        let answer = match &self.view {
+            Some(v) => responder.answer(q, src, v.as_ref(), now),
+            None => responder.answer(q, src, self.store.as_ref(), now),
         };
-        match responder.answer(q, src, store, now) {
+        match answer {
             Ok(Answer { bytes, to, kind }) => self.send_now(socket, &bytes, Destination::Unicast(to), kind),
             Err(reason) => {
                 self.metrics.dropped(reason.label());

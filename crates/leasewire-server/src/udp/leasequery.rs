@@ -24,6 +24,34 @@ const DEFAULT_REQUEST: &[u8] = &[
     code::RELAY_AGENT_INFO,
 ];
 
+/// The point lookups an RFC 4388 / RFC 6148 query needs, each newest change first: any [`LeaseStore`], or
+/// the in-memory view a server on a shared store answers them from (`shared_view`).
+pub trait Lookups {
+    /// The record of `ip` ([`LeaseStore::get`]).
+    fn get(&self, ip: Ipv4Addr) -> Result<Option<BindingChange>, StoreError>;
+    /// By hardware address ([`LeaseStore::by_hardware_address`]).
+    fn by_hardware_address(&self, htype: u8, addr: &[u8]) -> Result<Vec<BindingChange>, StoreError>;
+    /// By client identifier ([`LeaseStore::by_client_id`]).
+    fn by_client_id(&self, client_id: &[u8]) -> Result<Vec<BindingChange>, StoreError>;
+    /// By relay agent remote-id ([`LeaseStore::by_remote_id`]).
+    fn by_remote_id(&self, remote_id: &[u8]) -> Result<Vec<BindingChange>, StoreError>;
+}
+
+impl<S: LeaseStore + ?Sized> Lookups for S {
+    fn get(&self, ip: Ipv4Addr) -> Result<Option<BindingChange>, StoreError> {
+        LeaseStore::get(self, ip)
+    }
+    fn by_hardware_address(&self, htype: u8, addr: &[u8]) -> Result<Vec<BindingChange>, StoreError> {
+        LeaseStore::by_hardware_address(self, htype, addr)
+    }
+    fn by_client_id(&self, client_id: &[u8]) -> Result<Vec<BindingChange>, StoreError> {
+        LeaseStore::by_client_id(self, client_id)
+    }
+    fn by_remote_id(&self, remote_id: &[u8]) -> Result<Vec<BindingChange>, StoreError> {
+        LeaseStore::by_remote_id(self, remote_id)
+    }
+}
+
 /// Why a query got no reply. Counted by label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LqDrop {
@@ -156,7 +184,7 @@ impl Responder {
         &self,
         q: &Message<'_>,
         src: SocketAddrV4,
-        store: &dyn LeaseStore,
+        store: &(impl Lookups + ?Sized),
         now: u32,
     ) -> Result<Answer, LqDrop> {
         if self.allow.is_empty() {
@@ -227,7 +255,7 @@ impl Responder {
         &self,
         q: &Message<'_>,
         key: &QueryKey,
-        store: &dyn LeaseStore,
+        store: &(impl Lookups + ?Sized),
         now: u32,
         withheld: &HashSet<u8>,
     ) -> Result<Message<'static>, StoreError> {

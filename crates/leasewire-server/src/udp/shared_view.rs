@@ -13,11 +13,11 @@
 //! another server forgot are pruned by the same rule the database forgets by (`forget_expired`), when this
 //! server's retention pass runs.
 
-use leasewire_proto::DhcpState;
-use leasewire_store::{BindingChange, Forgotten, LeaseStore, Pending, PendingCommit, ScanFilter, StoreError};
+use super::leasequery::Lookups;
+use leasewire_store::{BindingChange, StoreError, forgettable};
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 /// The records and the lookup keys RFC 4388 / RFC 6148 queries use.
 #[derive(Debug, Default)]
@@ -26,7 +26,6 @@ struct Tables {
     hardware: HashMap<(u8, Vec<u8>), HashSet<Ipv4Addr>>,
     client_id: HashMap<Vec<u8>, HashSet<Ipv4Addr>>,
     remote_id: HashMap<Vec<u8>, HashSet<Ipv4Addr>>,
-    relay_id: HashMap<Vec<u8>, HashSet<Ipv4Addr>>,
 }
 
 /// The keys of one record, for the indexes.
@@ -34,7 +33,6 @@ struct Keys {
     hardware: Option<(u8, Vec<u8>)>,
     client_id: Option<Vec<u8>>,
     remote_id: Option<Vec<u8>>,
-    relay_id: Option<Vec<u8>>,
 }
 
 impl Keys {
@@ -44,7 +42,6 @@ impl Keys {
             hardware: (!b.hardware_address.is_empty()).then(|| (b.htype, b.hardware_address.clone())),
             client_id: b.client_id.clone(),
             remote_id: b.remote_id().map(<[u8]>::to_vec),
-            relay_id: b.relay_id().map(<[u8]>::to_vec),
         }
     }
 }
@@ -73,7 +70,6 @@ impl Tables {
             unindex(&mut self.hardware, k.hardware, ip);
             unindex(&mut self.client_id, k.client_id, ip);
             unindex(&mut self.remote_id, k.remote_id, ip);
-            unindex(&mut self.relay_id, k.relay_id, ip);
         }
     }
 
@@ -89,7 +85,6 @@ impl Tables {
         index(&mut self.hardware, k.hardware, ip);
         index(&mut self.client_id, k.client_id, ip);
         index(&mut self.remote_id, k.remote_id, ip);
-        index(&mut self.relay_id, k.relay_id, ip);
         self.by_ip.insert(ip, c.clone());
     }
 
@@ -102,9 +97,10 @@ impl Tables {
     }
 }
 
-/// A shared store with point lookups served from memory; everything else goes to the store.
+/// A shared store's records in memory, for the point lookups of UDP leasequery ([`Lookups`]); everything
+/// else goes to the store itself.
+#[derive(Default)]
 pub(crate) struct SharedView {
-    store: Arc<dyn LeaseStore>,
     tables: RwLock<Tables>,
 }
 
@@ -115,10 +111,6 @@ impl std::fmt::Debug for SharedView {
 }
 
 impl SharedView {
-    pub(crate) fn new(store: Arc<dyn LeaseStore>) -> Self {
-        Self { store, tables: RwLock::default() }
-    }
-
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Tables> {
         self.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -143,30 +135,21 @@ impl SharedView {
         }
     }
 
-    /// Drop what the database forgets by its own rule (`forget_expired`): not ACTIVE, last changed more than
-    /// `retention_secs` before `now`, and not running a timed state. Another server may have forgotten them,
-    /// which the change feed does not carry.
+    /// Drop what the database forgets by its own rule ([`forgettable`], as `forget_expired` applies it): another
+    /// server may have forgotten them, which the change feed does not carry.
     pub(crate) fn prune(&self, now: u32, retention_secs: u32) {
         let mut t = self.write();
         let old: Vec<Ipv4Addr> = t
             .by_ip
             .values()
-            .filter(|c| {
-                c.binding.state != DhcpState::Active
-                    && u64::from(c.time) + u64::from(retention_secs) < u64::from(now)
-                    && c.binding.expires_at.is_none_or(|e| e <= now)
-            })
+            .filter(|c| forgettable(Some(c.binding.state), c.time, c.binding.expires_at, now, retention_secs))
             .map(|c| c.binding.ip)
             .collect();
         old.into_iter().for_each(|ip| t.remove(ip));
     }
 }
 
-impl LeaseStore for SharedView {
-    fn commit(&self, now: u32, bindings: Vec<leasewire_store::Binding>) -> PendingCommit {
-        self.store.commit(now, bindings)
-    }
-
+impl Lookups for SharedView {
     fn get(&self, ip: Ipv4Addr) -> Result<Option<BindingChange>, StoreError> {
         Ok(self.read().by_ip.get(&ip).cloned())
     }
@@ -185,54 +168,12 @@ impl LeaseStore for SharedView {
         let t = self.read();
         Ok(t.newest_first(t.remote_id.get(remote_id)))
     }
-
-    fn by_relay_id(&self, relay_id: &[u8]) -> Result<Vec<BindingChange>, StoreError> {
-        let t = self.read();
-        Ok(t.newest_first(t.relay_id.get(relay_id)))
-    }
-
-    fn scan(
-        &self,
-        filter: &ScanFilter,
-        after: Option<Ipv4Addr>,
-        limit: usize,
-    ) -> Result<Vec<BindingChange>, StoreError> {
-        self.store.scan(filter, after, limit)
-    }
-
-    fn changed_since(&self, time: u32, after_seq: Option<u64>, limit: usize) -> Result<Vec<BindingChange>, StoreError> {
-        self.store.changed_since(time, after_seq, limit)
-    }
-
-    fn changes_after_seq(&self, seq: u64, limit: usize) -> Result<Vec<BindingChange>, StoreError> {
-        self.store.changes_after_seq(seq, limit)
-    }
-
-    fn history_horizon(&self) -> Result<u32, StoreError> {
-        self.store.history_horizon()
-    }
-
-    fn forget(&self, ips: &[Ipv4Addr]) -> Pending<Forgotten> {
-        self.store.forget(ips)
-    }
-
-    fn forget_expired(&self, now: u32, retention_secs: u32, limit: usize) -> Pending<Forgotten> {
-        self.store.forget_expired(now, retention_secs, limit)
-    }
-
-    fn last_seq(&self) -> Result<u64, StoreError> {
-        self.store.last_seq()
-    }
-
-    fn len(&self) -> Result<u64, StoreError> {
-        Ok(self.read().by_ip.len() as u64)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leasewire_proto::RelayAgentInfoBuilder;
+    use leasewire_proto::{DhcpState, RelayAgentInfoBuilder};
     use leasewire_store::Binding;
 
     fn change(seq: u64, ip: u8, mac: u8, state: DhcpState, time: u32) -> BindingChange {
@@ -244,22 +185,14 @@ mod tests {
         BindingChange { seq, time, binding: b }
     }
 
-    fn view() -> SharedView {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            leasewire_store::SqliteStore::open(dir.path().join("x"), leasewire_store::OpenOptions::new(1)).unwrap();
-        SharedView::new(Arc::new(store))
-    }
-
     #[test]
     fn lookups_by_every_key_newest_first_and_an_older_change_never_replaces_a_newer() {
-        let v = view();
+        let v = SharedView::default();
         v.apply(&[change(1, 1, 7, DhcpState::Active, 100), change(2, 2, 7, DhcpState::Active, 100)]);
         let ips = |cs: Vec<BindingChange>| cs.into_iter().map(|c| c.binding.ip.octets()[3]).collect::<Vec<_>>();
         assert_eq!(ips(v.by_hardware_address(1, &[2, 0, 0, 0, 0, 7]).unwrap()), [2, 1]);
         assert_eq!(ips(v.by_client_id(&[1, 7]).unwrap()), [2, 1]);
         assert_eq!(ips(v.by_remote_id(&[7]).unwrap()), [2, 1]);
-        assert_eq!(ips(v.by_relay_id(b"r1").unwrap()), [2, 1]);
         // Address 1 goes to another client: the old keys no longer find it.
         v.apply(&[change(3, 1, 8, DhcpState::Active, 101)]);
         assert_eq!(ips(v.by_hardware_address(1, &[2, 0, 0, 0, 0, 7]).unwrap()), [2]);
@@ -271,7 +204,7 @@ mod tests {
 
     #[test]
     fn forgotten_and_pruned_records_go_unless_they_changed_since() {
-        let v = view();
+        let v = SharedView::default();
         v.apply(&[change(1, 1, 1, DhcpState::Released, 100), change(2, 2, 2, DhcpState::Released, 100)]);
         v.apply(&[change(3, 3, 3, DhcpState::Active, 100), change(4, 4, 4, DhcpState::Released, 1000)]);
         // A forget of address 1 as it was at seq 1 removes it; one of address 2 at an older seq does not.
