@@ -9,6 +9,8 @@
 //! code runs under tokio, in tests with simulated time, and inside fuzzers.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod byte_coded;
 mod binding;
 mod dhcp_state;
 mod error;
