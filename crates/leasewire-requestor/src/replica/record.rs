@@ -1,6 +1,12 @@
 //! One binding as the replica keeps it: fixed fields inline (no allocation for the common Ethernet client),
 //! the rare variable parts (client-id, option 82, options, reservation) in one boxed byte string. The same
 //! bytes are the persisted form, so memory and disk share one encoding.
+//!
+//! Why not `leasewire_store::Packed`, the server's compact binding (`leasewire-store`'s `packed.rs`): that one
+//! is private to a server process (rebuilt from its database at every start, free to change with any
+//! release) and holds a server's record. This one is also the replica's file format, so it must stay
+//! readable across versions, and it holds what a requestor learns besides the binding: which watched server
+//! reported it, the base-time it came with, and whether the Active stream or a Bulk reply brought it.
 
 use leasewire_proto::{Binding, DataSource, DhcpState};
 use std::cmp::Ordering;
@@ -8,10 +14,10 @@ use std::net::Ipv4Addr;
 
 pub use crate::history::Via;
 
-const REMOTE: u8 = 1;
-const HAS_EXPIRES: u8 = 2;
-const HAS_CLTT: u8 = 4;
-const VIA_ACTIVE: u8 = 8;
+const REMOTE: u8 = 1 << 0;
+const HAS_EXPIRES: u8 = 1 << 1;
+const HAS_CLTT: u8 = 1 << 2;
+const VIA_ACTIVE: u8 = 1 << 3;
 
 const TAG_CLIENT_ID: u8 = 1;
 const TAG_RELAY_AGENT_INFO: u8 = 2;
