@@ -4,13 +4,19 @@
 /// one can be counted and dropped with a precise reason instead of failing to decode). Each variant's code
 /// and name stand once, in one table; `ALL`, `code`, `from_code` and `name` are made from it, so they cannot
 /// disagree, and a test checks that every octet reads back as itself. The table starts with `Unknown` and the
-/// name it goes by.
+/// name it goes by; a variant's name is its own unless the row gives another.
 macro_rules! byte_coded {
+    (@name $variant:ident $text:literal) => {
+        $text
+    };
+    (@name $variant:ident) => {
+        stringify!($variant)
+    };
     (
         $(#[$meta:meta])*
         pub enum $name:ident {
             $(#[$unknown_doc:meta])* Unknown = $unknown:literal;
-            $($(#[$doc:meta])* $variant:ident = $code:literal, $text:literal;)+
+            $($(#[$doc:meta])* $variant:ident = $code:literal $(, $text:literal)?;)+
         }
     ) => {
         $(#[$meta])*
@@ -44,7 +50,7 @@ macro_rules! byte_coded {
             /// The name the RFCs use for it.
             pub const fn name(self) -> &'static str {
                 match self {
-                    $(Self::$variant => $text,)+
+                    $(Self::$variant => byte_coded!(@name $variant $($text)?),)+
                     Self::Unknown(_) => $unknown,
                 }
             }

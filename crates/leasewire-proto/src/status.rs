@@ -6,21 +6,21 @@ byte_coded! {
         /// Any other value, kept as received.
         Unknown = "Unknown";
         /// 0: success (also implied by the option's absence).
-        Success = 0, "Success";
+        Success = 0;
         /// 1: failure, reason unspecified.
-        UnspecFail = 1, "UnspecFail";
+        UnspecFail = 1;
         /// 2: the server ended the query early (shutdown, abort).
-        QueryTerminated = 2, "QueryTerminated";
+        QueryTerminated = 2;
         /// 3: the query was not understood.
-        MalformedQuery = 3, "MalformedQuery";
+        MalformedQuery = 3;
         /// 4: the query was understood but is not allowed.
-        NotAllowed = 4, "NotAllowed";
+        NotAllowed = 4;
         /// 5 (RFC 7724): the requested binding history is no longer available.
-        DataMissing = 5, "DataMissing";
+        DataMissing = 5;
         /// 6 (RFC 7724): keep-alive on an idle Active Leasequery connection.
-        ConnectionActive = 6, "ConnectionActive";
+        ConnectionActive = 6;
         /// 7 (RFC 7724): all catch-up data has been sent.
-        CatchUpComplete = 7, "CatchUpComplete";
+        CatchUpComplete = 7;
         /// 8 (RFC 7724): TLS is not available or not allowed.
         TlsConnectionRefused = 8, "TLSConnectionRefused";
     }
