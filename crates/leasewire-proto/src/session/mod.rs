@@ -12,4 +12,4 @@ pub mod requestor;
 pub mod server;
 
 pub use server::active::{ACTIVE_LQ_IDLE_TIMEOUT, ACTIVE_LQ_SEND_TIMEOUT};
-pub use server::bulk::{BulkKey, VpnScope};
+pub use server::bulk::{BulkKey, BulkRequest, VpnScope};

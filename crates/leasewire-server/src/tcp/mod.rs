@@ -636,7 +636,7 @@ impl TcpService {
 
     async fn fetch(&self, f: Fetch) -> Result<Vec<leasewire_store::BindingChange>, FetchError> {
         let store = self.store.clone();
-        let key = match f.key {
+        let key = match f.request.key {
             BulkKey::All => ScanKey::All,
             BulkKey::Mac { htype, addr } => ScanKey::HardwareAddress { htype, addr },
             BulkKey::ClientId(id) => ScanKey::ClientId(id),
@@ -644,8 +644,8 @@ impl TcpService {
             BulkKey::RelayId(id) => ScanKey::RelayId(id),
         };
         let mut filter = ScanFilter::new(key);
-        filter.changed_on_or_after = f.changed_on_or_after;
-        filter.changed_on_or_before = f.changed_on_or_before;
+        filter.changed_on_or_after = f.request.changed_on_or_after;
+        filter.changed_on_or_before = f.request.changed_on_or_before;
         let page = tokio::task::spawn_blocking(move || store.scan(&filter, f.after, f.limit).map_err(store_failed))
             .await
             .unwrap_or(Err(FetchError::Aborted));

@@ -6,28 +6,11 @@ use super::BadReply;
 use crate::framing::{FrameDecoder, encode_frame};
 use crate::options::{code, default_prl};
 use crate::session::BulkKey;
+pub use crate::session::BulkRequest;
 use crate::{Binding, DataSource, DhcpState, Message, MessageType, Op, RelayAgentInfoBuilder, StatusCode};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-
-/// What to ask for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BulkRequest {
-    /// The primary query.
-    pub key: BulkKey,
-    /// query-start-time.
-    pub changed_on_or_after: Option<u32>,
-    /// query-end-time.
-    pub changed_on_or_before: Option<u32>,
-}
-
-impl BulkRequest {
-    /// Every binding, unbounded in time (with `..BulkRequest::all()`, another key's).
-    pub fn all() -> Self {
-        Self { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }
-    }
-}
 
 /// One binding as a reply reported it, in the server's absolute time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -455,7 +438,7 @@ mod tests {
             (&relay, BulkKey::RelayId(b"relay-A".to_vec())),
             (&all, BulkKey::All),
         ] {
-            assert_eq!(crate::session::server::bulk::BulkQuery::parse(m).map(|q| q.key), Ok(key));
+            assert_eq!(crate::session::server::bulk::BulkQuery::parse(m).map(|q| q.request.key), Ok(key));
         }
     }
 

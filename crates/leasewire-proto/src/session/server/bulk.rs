@@ -23,6 +23,31 @@ pub enum BulkKey {
     RelayId(Vec<u8>),
 }
 
+/// What a Bulk Leasequery asks for: the primary query and the time qualifiers. The requestor sends one
+/// ([`crate::session::requestor::bulk::BulkRequestor::query`]); the server reads it back ([`BulkQuery`]) and
+/// asks its store page by page ([`super::Fetch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkRequest {
+    /// The primary query.
+    pub key: BulkKey,
+    /// query-start-time (154): bindings changed on or after.
+    pub changed_on_or_after: Option<u32>,
+    /// query-end-time (155): bindings changed on or before.
+    pub changed_on_or_before: Option<u32>,
+}
+
+impl BulkRequest {
+    /// Every binding, unbounded in time (with `..BulkRequest::all()`, another key's).
+    pub fn all() -> Self {
+        Self { key: BulkKey::All, changed_on_or_after: None, changed_on_or_before: None }
+    }
+
+    /// Whether the query is restricted by change time.
+    pub fn has_time_bounds(&self) -> bool {
+        self.changed_on_or_after.is_some() || self.changed_on_or_before.is_some()
+    }
+}
+
 /// Which VPNs a query covers (BLQ-7.2-4, BLQ-8.2-9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VpnScope {
@@ -39,12 +64,8 @@ pub enum VpnScope {
 pub struct BulkQuery {
     /// The query's xid, repeated in every reply (BLQ-7.1-3).
     pub xid: u32,
-    /// The primary query.
-    pub key: BulkKey,
-    /// query-start-time (154): bindings changed on or after.
-    pub changed_on_or_after: Option<u32>,
-    /// query-end-time (155): bindings changed on or before.
-    pub changed_on_or_before: Option<u32>,
+    /// The primary query and the time qualifiers: what a requestor's [`BulkRequest`] asked.
+    pub request: BulkRequest,
     /// The VPN qualifier.
     pub vpn: VpnScope,
     /// The parameter request list governing every reply (BLQ-8.3-10).
@@ -88,16 +109,13 @@ impl BulkQuery {
         };
         Ok(Self {
             xid: m.xid,
-            key: keys.pop().unwrap_or(BulkKey::All),
-            changed_on_or_after: m.options.query_start_time(),
-            changed_on_or_before: m.options.query_end_time(),
+            request: BulkRequest {
+                key: keys.pop().unwrap_or(BulkKey::All),
+                changed_on_or_after: m.options.query_start_time(),
+                changed_on_or_before: m.options.query_end_time(),
+            },
             vpn,
             prl: m.options.get(code::PARAMETER_REQUEST_LIST).map(<[u8]>::to_vec),
         })
-    }
-
-    /// Whether the query is restricted by change time.
-    pub fn has_time_bounds(&self) -> bool {
-        self.changed_on_or_after.is_some() || self.changed_on_or_before.is_some()
     }
 }

@@ -18,7 +18,7 @@ pub mod query_types;
 pub use query_types::QueryTypes;
 
 use self::active::{Active, ActiveConfig, CatchUp, ChangesFetch};
-use self::bulk::{BulkKey, BulkQuery, VpnScope};
+use self::bulk::{BulkKey, BulkQuery, BulkRequest, VpnScope};
 use crate::framing::{FrameDecoder, FrameError, encode_frame};
 use crate::lq_reply::{ReplyPolicy, done, status_message, write_binding_reply};
 use crate::options::default_prl;
@@ -106,12 +106,8 @@ pub struct ActiveStats {
 pub struct Fetch {
     /// The query it is for.
     pub xid: u32,
-    /// The key to scan by.
-    pub key: BulkKey,
-    /// Changed on or after.
-    pub changed_on_or_after: Option<u32>,
-    /// Changed on or before.
-    pub changed_on_or_before: Option<u32>,
+    /// The key to scan by and the change-time window.
+    pub request: BulkRequest,
     /// Keyset paging: addresses strictly after this one.
     pub after: Option<Ipv4Addr>,
     /// Page size.
@@ -572,12 +568,12 @@ impl ServerSession {
                 if let Some(last) = page.last() {
                     r.store_after = Some(last.binding.ip);
                 }
-                let (from, to) = (r.q.changed_on_or_after, r.q.changed_on_or_before);
+                let (from, to) = (r.q.request.changed_on_or_after, r.q.request.changed_on_or_before);
                 let inside = |t: u32| from.is_none_or(|f| f <= t) && to.is_none_or(|e| t <= e);
                 // BLQ-8.2-8: a query by MAC, client-id, remote-id or relay-id returns the addresses currently
                 // bound. With a time window it returns every binding of the key that changed inside it, in its
                 // state, so a requestor filling a gap learns of releases too (docs/conformance.md).
-                let bound_only = r.q.key != BulkKey::All && from.is_none() && to.is_none();
+                let bound_only = r.q.request.key != BulkKey::All && from.is_none() && to.is_none();
                 let now = self.clock;
                 let bound = |b: &Binding| b.state == DhcpState::Active && b.expires_at.is_none_or(|e| e > now);
                 r.buffer.extend(page.into_iter().map(|c| {
@@ -725,9 +721,11 @@ impl ServerSession {
                     let window = !r.synthesize;
                     return Step::Fetch(Fetch {
                         xid: r.q.xid,
-                        key: r.q.key.clone(),
-                        changed_on_or_after: r.q.changed_on_or_after.filter(|_| window),
-                        changed_on_or_before: r.q.changed_on_or_before.filter(|_| window),
+                        request: BulkRequest {
+                            key: r.q.request.key.clone(),
+                            changed_on_or_after: r.q.request.changed_on_or_after.filter(|_| window),
+                            changed_on_or_before: r.q.request.changed_on_or_before.filter(|_| window),
+                        },
                         after: r.store_after,
                         limit: self.cfg.page_size,
                     });
@@ -907,7 +905,7 @@ impl ServerSession {
                         None,
                     ));
                 }
-                Ok(q) if !self.cfg.query_types.contains(QueryTypes::of_key(&q.key)) => {
+                Ok(q) if !self.cfg.query_types.contains(QueryTypes::of_key(&q.request.key)) => {
                     // BLQ-9-6: a query of a kind this requestor may not make: DONE with NotAllowed (and no
                     // admission: it has not shown it may use the connection).
                     let text = "this requestor may not make this kind of query";
@@ -920,9 +918,9 @@ impl ServerSession {
                     // window that contains the horizon. That is how a requestor filling a DataMissing gap
                     // learns of bindings the server forgot in the meantime (docs/conformance.md).
                     let h = self.cfg.available_since;
-                    let synthesize = q.key == BulkKey::All
-                        && q.changed_on_or_after.is_none_or(|from| from <= h)
-                        && q.changed_on_or_before.is_none_or(|to| h <= to);
+                    let synthesize = q.request.key == BulkKey::All
+                        && q.request.changed_on_or_after.is_none_or(|from| from <= h)
+                        && q.request.changed_on_or_before.is_none_or(|to| h <= to);
                     let prl = q.prl.clone().unwrap_or_else(|| default_prl::TCP.to_vec());
                     self.queries.push_back(Running {
                         q,

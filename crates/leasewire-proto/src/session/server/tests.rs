@@ -59,9 +59,9 @@ impl FakeStore {
         self.0
             .iter()
             .filter(|c| f.after.is_none_or(|a| c.binding.ip > a))
-            .filter(|c| f.changed_on_or_after.is_none_or(|t| c.time >= t))
-            .filter(|c| f.changed_on_or_before.is_none_or(|t| c.time <= t))
-            .filter(|c| match &f.key {
+            .filter(|c| f.request.changed_on_or_after.is_none_or(|t| c.time >= t))
+            .filter(|c| f.request.changed_on_or_before.is_none_or(|t| c.time <= t))
+            .filter(|c| match &f.request.key {
                 BulkKey::All => true,
                 BulkKey::Mac { htype, addr } => c.binding.htype == *htype && &c.binding.hardware_address == addr,
                 BulkKey::ClientId(id) => c.binding.client_id.as_ref() == Some(id),
@@ -221,7 +221,7 @@ fn blq_8_2_8_queries_by_key_return_only_matching_bindings() {
         ],
         "the three bound addresses, not the released one (BLQ-8.2-8: currently bound)"
     );
-    assert!(run.fetches.iter().all(|f| f.key == BulkKey::RelayId(b"relay-A".to_vec())));
+    assert!(run.fetches.iter().all(|f| f.request.key == BulkKey::RelayId(b"relay-A".to_vec())));
 }
 
 /// BLQ-8.2-8 with a time qualifier: a key query returns every binding of the key that changed in the window,
@@ -269,8 +269,8 @@ fn blq_8_2_9_time_qualifiers_restrict_and_stop_synthesis() {
             (Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)
         ]
     );
-    assert_eq!(run.fetches[0].changed_on_or_after, Some(T0 - 60));
-    assert_eq!(run.fetches[0].changed_on_or_before, Some(T0 - 8));
+    assert_eq!(run.fetches[0].request.changed_on_or_after, Some(T0 - 60));
+    assert_eq!(run.fetches[0].request.changed_on_or_before, Some(T0 - 8));
 }
 
 #[test]
