@@ -80,6 +80,14 @@ fn frame(m: &Message<'_>) -> Vec<u8> {
     b
 }
 
+/// A session at `now` that has read these queries, framed back to back in one read.
+fn started(cfg: ServerConfig, queries: &[Message<'_>]) -> (ServerSession, Instant) {
+    let now = Instant::now();
+    let mut s = ServerSession::new(cfg, now);
+    s.receive(&queries.iter().flat_map(frame).collect::<Vec<u8>>(), now);
+    (s, now)
+}
+
 fn query(xid: u32) -> Message<'static> {
     let mut q = Message::new(Op::BootRequest);
     q.xid = xid;
@@ -141,6 +149,17 @@ fn ask(q: &Message<'_>, store: &FakeStore, page: usize) -> Run {
     drive(&mut s, store)
 }
 
+/// What `types` lists for a DHCPLEASEQUERYDONE, a DHCPLEASEACTIVE about `ip(n)` and a DHCPLEASEUNASSIGNED.
+const DONE: (Ipv4Addr, MessageType) = (Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone);
+
+fn leased(n: u8) -> (Ipv4Addr, MessageType) {
+    (ip(n), MessageType::LeaseActive)
+}
+
+fn unassigned(n: u8) -> (Ipv4Addr, MessageType) {
+    (ip(n), MessageType::LeaseUnassigned)
+}
+
 fn types(run: &Run) -> Vec<(Ipv4Addr, MessageType)> {
     run.replies.iter().map(|m| (m.ciaddr, m.message_type().unwrap())).collect()
 }
@@ -155,8 +174,8 @@ fn blq_8_2_8_all_configured_addresses_exactly_once() {
             .map(|i| (ip(i), if i == 3 || i == 7 { MessageType::LeaseActive } else { MessageType::LeaseUnassigned }))
             .collect();
         // A record outside the pools is still ours (BLQ-8.2-8 "every configured address with a binding").
-        expected.push((ip(50), MessageType::LeaseActive));
-        expected.push((Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone));
+        expected.push(leased(50));
+        expected.push(DONE);
         assert_eq!(got, expected, "page size {page}");
         assert!(run.replies.iter().all(|m| m.xid == 1), "BLQ-7.1-3");
         let done = run.replies.last().unwrap();
@@ -197,28 +216,20 @@ fn blq_8_2_8_queries_by_key_return_only_matching_bindings() {
     let store = FakeStore::standard();
     let mut by_mac = query(2);
     by_mac.set_hardware_address(1, &[2, 0, 0, 0, 0, 3]);
-    assert_eq!(
-        types(&ask(&by_mac, &store, 1))[..2],
-        [(ip(3), MessageType::LeaseActive), (ip(7), MessageType::LeaseActive)]
-    );
+    assert_eq!(types(&ask(&by_mac, &store, 1))[..2], [leased(3), leased(7)]);
     let mut by_cid = query(3);
     by_cid.options.set(code::CLIENT_IDENTIFIER, vec![1, 9]);
     assert_eq!(types(&ask(&by_cid, &store, 10)).len(), 2);
     // The remote-id's only binding was released: not currently bound, so DONE alone.
     let mut by_rid = query(4);
     by_rid.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().remote_id(&[5]).build());
-    assert_eq!(types(&ask(&by_rid, &store, 10)), [(Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)]);
+    assert_eq!(types(&ask(&by_rid, &store, 10)), [DONE]);
     let mut by_relay = query(5);
     by_relay.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().relay_id(b"relay-A").build());
     let run = ask(&by_relay, &store, 3);
     assert_eq!(
         types(&run),
-        [
-            (ip(3), MessageType::LeaseActive),
-            (ip(7), MessageType::LeaseActive),
-            (ip(50), MessageType::LeaseActive),
-            (Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)
-        ],
+        [leased(3), leased(7), leased(50), DONE],
         "the three bound addresses, not the released one (BLQ-8.2-8: currently bound)"
     );
     assert!(run.fetches.iter().all(|f| f.request.key == BulkKey::RelayId(b"relay-A".to_vec())));
@@ -233,15 +244,7 @@ fn blq_8_2_8_a_key_query_with_a_window_reports_releases_in_it() {
     q.options.set(code::RELAY_AGENT_INFO, RelayAgentInfoBuilder::new().relay_id(b"relay-A").build());
     q.options.set(code::QUERY_START_TIME, (T0 - 60).to_be_bytes().to_vec());
     let run = ask(&q, &store, 10);
-    assert_eq!(
-        types(&run),
-        [
-            (ip(5), MessageType::LeaseUnassigned),
-            (ip(7), MessageType::LeaseActive),
-            (ip(50), MessageType::LeaseActive),
-            (Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)
-        ]
-    );
+    assert_eq!(types(&run), [unassigned(5), leased(7), leased(50), DONE]);
     assert_eq!(run.replies[0].options.dhcp_state().unwrap().unwrap(), DhcpState::Released);
 }
 
@@ -250,7 +253,7 @@ fn blq_8_2_4_nothing_matches_means_done_alone() {
     let mut q = query(9);
     q.set_hardware_address(1, &[2, 9, 9, 9, 9, 9]);
     let run = ask(&q, &FakeStore::standard(), 10);
-    assert_eq!(types(&run), vec![(Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)]);
+    assert_eq!(types(&run), vec![DONE]);
     assert!(!run.replies[0].options.contains(code::STATUS_CODE));
     assert!(run.replies[0].options.contains(code::SERVER_IDENTIFIER), "the first (only) message carries 54");
 }
@@ -261,14 +264,7 @@ fn blq_8_2_9_time_qualifiers_restrict_and_stop_synthesis() {
     q.options.set_u32(code::QUERY_START_TIME, T0 - 60);
     q.options.set_u32(code::QUERY_END_TIME, T0 - 8);
     let run = ask(&q, &FakeStore::standard(), 10);
-    assert_eq!(
-        types(&run),
-        vec![
-            (ip(5), MessageType::LeaseUnassigned),
-            (ip(7), MessageType::LeaseActive),
-            (Ipv4Addr::UNSPECIFIED, MessageType::LeaseQueryDone)
-        ]
-    );
+    assert_eq!(types(&run), vec![unassigned(5), leased(7), DONE]);
     assert_eq!(run.fetches[0].request.changed_on_or_after, Some(T0 - 60));
     assert_eq!(run.fetches[0].request.changed_on_or_before, Some(T0 - 8));
 }
@@ -373,11 +369,7 @@ fn blq_7_7_pipelined_queries_interleave_and_each_ends_with_done() {
 
 #[test]
 fn blq_8_4_1_reads_no_more_queries_than_it_processes() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(cfg(1, 1), now);
-    let mut bytes = frame(&query(21));
-    bytes.extend(frame(&query(22)));
-    s.receive(&bytes, now);
+    let (mut s, _) = started(cfg(1, 1), &[query(21), query(22)]);
     // The first step of query 21 goes out before 22 is even parsed.
     let first = s.poll_output(T0);
     assert!(matches!(first, Some(Output::Fetch(Fetch { xid: 21, .. }))));
@@ -391,11 +383,7 @@ fn blq_8_4_1_reads_no_more_queries_than_it_processes() {
 
 #[test]
 fn duplicate_xid_on_a_connection_is_refused() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(cfg(1, 4), now);
-    let mut bytes = frame(&query(5));
-    bytes.extend(frame(&query(5)));
-    s.receive(&bytes, now);
+    let (mut s, _) = started(cfg(1, 4), &[query(5), query(5)]);
     let run = drive(&mut s, &FakeStore::standard());
     assert!(run.replies.iter().any(|m| m.options.status_code() == Some(StatusCode::MalformedQuery)));
 }
@@ -493,9 +481,7 @@ fn blq_8_5_2_data_timeout_closes_a_silent_or_blocked_connection() {
 
 #[test]
 fn blq_8_5_4_shutdown_terminates_running_queries() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(cfg(1, 4), now);
-    s.receive(&frame(&query(31)), now);
+    let (mut s, _) = started(cfg(1, 4), &[query(31)]);
     assert!(matches!(s.poll_output(T0), Some(Output::Fetch(_))));
     s.shutdown();
     let run = drive(&mut s, &FakeStore::standard());
@@ -505,9 +491,7 @@ fn blq_8_5_4_shutdown_terminates_running_queries() {
 
 #[test]
 fn blq_8_2_3_store_failure_ends_the_query_with_unspecfail() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(cfg(1, 4), now);
-    s.receive(&frame(&query(41)), now);
+    let (mut s, _) = started(cfg(1, 4), &[query(41)]);
     let Some(Output::Fetch(f)) = s.poll_output(T0) else { panic!("a fetch") };
     s.page(f.xid, Err(FetchError::Store("disk on fire".into())));
     let run = drive(&mut s, &FakeStore::standard());
@@ -569,6 +553,13 @@ fn change(last: u8, state: DhcpState, seq: u64) -> BindingChange {
     c
 }
 
+/// A session whose Active query (xid 9) is accepted and caught up: what it sends next are live changes.
+fn streaming(max_backlog: usize) -> (ServerSession, Instant) {
+    let (mut s, now) = started(active_cfg(max_backlog), &[active_query(9)]);
+    drive_active(&mut s, &mut vec![]);
+    (s, now)
+}
+
 fn drive_active(s: &mut ServerSession, pages: &mut Vec<(Vec<BindingChange>, bool)>) -> Run {
     drive_with(s, &FakeStore(Vec::new()), pages)
 }
@@ -609,9 +600,7 @@ fn alq_7_3_2_and_8_2_6_malformed_active_queries_are_refused_and_closed() {
 
 #[test]
 fn alq_7_4_live_changes_are_sent_with_the_query_xid_and_base_time() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(active_cfg(100), now);
-    s.receive(&frame(&active_query(9)), now);
+    let (mut s, _) = started(active_cfg(100), &[active_query(9)]);
     assert!(drive_active(&mut s, &mut vec![]).replies.is_empty(), "no query-start-time: nothing until a change");
     assert!(s.is_active());
     s.live(change(3, DhcpState::Active, 10));
@@ -634,10 +623,7 @@ fn alq_7_4_live_changes_are_sent_with_the_query_xid_and_base_time() {
 
 #[test]
 fn alq_6_3_a_backlog_coalesces_by_address_latest_state_wins() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(active_cfg(100), now);
-    s.receive(&frame(&active_query(9)), now);
-    drive_active(&mut s, &mut vec![]);
+    let (mut s, _) = streaming(100);
     s.live(change(3, DhcpState::Active, 10));
     s.live(change(3, DhcpState::Released, 11));
     assert_eq!(s.backlog(), 1);
@@ -723,10 +709,7 @@ fn alq_7_4_6_a_catch_up_row_older_than_a_live_change_is_not_sent_after_it() {
 /// base-time, not the current time, so a saved base-time never passes a change still queued.
 #[test]
 fn alq_7_4_9_live_changes_go_out_in_commit_order_with_their_commit_time() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(active_cfg(100), now);
-    s.receive(&frame(&active_query(9)), now);
-    drive_active(&mut s, &mut vec![]);
+    let (mut s, _) = streaming(100);
     // Queued out of address order, at different times; .3 changes twice (coalesced, moves to the back).
     let mut c = |last: u8, seq: u64, time: u32| {
         let mut c = change(last, DhcpState::Active, seq);
@@ -817,10 +800,7 @@ fn alq_8_2_1_write_timeout_is_the_send_timeout_on_active_connections() {
 /// so catching up from it loses nothing — written only if the socket takes it at once.
 #[test]
 fn alq_8_4_5_a_requestor_that_falls_behind_gets_query_terminated_then_is_closed() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(active_cfg(3), now);
-    s.receive(&frame(&active_query(9)), now);
-    drive_active(&mut s, &mut vec![]);
+    let (mut s, now) = streaming(3);
     let sent = |c: &BindingChange| c.time;
     let oldest = (10..14).map(|i| sent(&change(i, DhcpState::Active, i as u64))).min().unwrap();
     for i in 10..14 {
@@ -847,10 +827,7 @@ fn alq_8_4_5_a_requestor_that_falls_behind_gets_query_terminated_then_is_closed(
 /// ALQ-8.4-6: when the requestor closes its end of an Active connection, the server closes its own.
 #[test]
 fn alq_8_4_6_the_server_closes_when_the_requestor_does() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(active_cfg(100), now);
-    s.receive(&frame(&active_query(9)), now);
-    drive_active(&mut s, &mut vec![]);
+    let (mut s, _) = streaming(100);
     s.peer_closed();
     assert_eq!(drive_active(&mut s, &mut vec![]).closed, Some(CloseReason::PeerClosed));
     assert!(s.is_closed());
@@ -862,10 +839,7 @@ fn leasewire_proto_farewell() -> Duration {
 
 #[test]
 fn alq_7_4_12_shutdown_sends_query_terminated_last_then_closes() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(active_cfg(100), now);
-    s.receive(&frame(&active_query(9)), now);
-    drive_active(&mut s, &mut vec![]);
+    let (mut s, _) = streaming(100);
     s.live(change(3, DhcpState::Active, 10));
     s.shutdown();
     let run = drive_active(&mut s, &mut vec![]);
@@ -877,11 +851,7 @@ fn alq_7_4_12_shutdown_sends_query_terminated_last_then_closes() {
 
 #[test]
 fn alq_8_3_1_nothing_else_runs_on_an_active_connection() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(active_cfg(100), now);
-    let mut bytes = frame(&active_query(9));
-    bytes.extend(frame(&query(10)));
-    s.receive(&bytes, now);
+    let (mut s, now) = started(active_cfg(100), &[active_query(9), query(10)]);
     let run = drive_active(&mut s, &mut vec![]);
     assert_eq!(run.replies.len(), 1);
     assert_eq!(run.replies[0].message_type(), Some(MessageType::LeaseQueryDone));
@@ -946,11 +916,7 @@ fn alq_8_1_9_secure_mode_closes_anything_that_does_not_start_with_dhcptls() {
 
 #[test]
 fn dhcptls_only_as_the_first_message_and_nothing_may_follow_it_early() {
-    let now = Instant::now();
-    let mut s = ServerSession::new(secure_cfg(TlsPolicy::Offer), now);
-    let mut bytes = frame(&query(1));
-    bytes.extend(frame(&tls_request(2)));
-    s.receive(&bytes, now);
+    let (mut s, now) = started(secure_cfg(TlsPolicy::Offer), &[query(1), tls_request(2)]);
     let run = drive(&mut s, &FakeStore::standard());
     assert_eq!(run.closed, Some(CloseReason::ForbiddenMessage(MessageType::Tls)));
 
@@ -1132,11 +1098,7 @@ fn alq_8_2_2_an_error_during_the_active_query_is_a_status_then_a_close() {
     assert_eq!(run.replies[0].xid, 5);
     assert_eq!(run.closed, Some(CloseReason::StoreFailed));
     // At the start: a second Active query on the connection.
-    let now = Instant::now();
-    let mut s = ServerSession::new(active_cfg(100), now);
-    let mut bytes = frame(&active_query(6));
-    bytes.extend(frame(&active_query(7)));
-    s.receive(&bytes, now);
+    let (mut s, _) = started(active_cfg(100), &[active_query(6), active_query(7)]);
     let run = drive_active(&mut s, &mut vec![]);
     let last = run.replies.last().expect("a status");
     assert_eq!((last.xid, status_of(last)), (7, Some(StatusCode::NotAllowed)));
