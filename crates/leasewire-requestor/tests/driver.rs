@@ -11,7 +11,7 @@ use leasewire_requestor::conn::{ConnError, Target};
 use leasewire_requestor::replica::{Replica, Via};
 use leasewire_requestor::status::{Report, Status};
 use leasewire_requestor::tls::ClientTls;
-use leasewire_testkit::{LabCa, TcpLab, TlsFiles};
+use leasewire_testkit::{ActiveLab, LabCa, TcpLab};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,18 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch as tokio_watch};
 
 /// The TCP service, and the CA that signs both sides when it is secure.
-struct Lab {
-    tcp: TcpLab,
-    ca: LabCa,
-    _dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for Lab {
-    type Target = TcpLab;
-    fn deref(&self) -> &TcpLab {
-        &self.tcp
-    }
-}
+type Lab = ActiveLab;
 
 /// A TcpService with Active Leasequery; secure with `ca` signing both sides, else insecure.
 async fn lab(secure: bool) -> Lab {
@@ -39,11 +28,7 @@ async fn lab(secure: bool) -> Lab {
 
 /// [`lab`], with `allow` (lines of `[active-leasequery.tls]`) in secure mode.
 async fn lab_with(secure: bool, allow: &str) -> Lab {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = LabCa::new("test CA").unwrap();
-    let mode = if secure { TlsFiles::write(dir.path(), &ca).section(allow) } else { "insecure = true\n".into() };
-    let tcp = TcpLab::start(&format!("[active-leasequery]\nenabled = true\n{mode}"), Vec::new()).await;
-    Lab { tcp, ca, _dir: dir }
+    ActiveLab::start(LabCa::new("test CA").unwrap(), secure.then_some(allow)).await
 }
 
 fn client(issuer: &LabCa, trust: &LabCa) -> Arc<ClientTls> {

@@ -6,7 +6,7 @@ use leasewire_proto::framing::FrameDecoder;
 use leasewire_proto::options::code;
 use leasewire_proto::{BindingChange, DhcpState, Message, MessageType, StatusCode};
 use leasewire_store::Binding;
-use leasewire_testkit::{Issued, LabCa, TcpLab, TlsFiles, frame, lab_certs, read_frame, request};
+use leasewire_testkit::{ActiveLab, Issued, LabCa, frame, lab_certs, read_frame, request};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -15,24 +15,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The service in secure mode, the CA that signs both sides, and where its files are.
-struct Lab {
-    tcp: TcpLab,
-    ca: LabCa,
-    tls: TlsFiles,
-    _dir: tempfile::TempDir,
-}
+type Lab = ActiveLab;
 
-impl std::ops::Deref for Lab {
-    type Target = TcpLab;
-    fn deref(&self) -> &TcpLab {
-        &self.tcp
-    }
-}
-
-impl Lab {
-    fn service(&self) -> &leasewire_server::tcp::TcpService {
-        self.tcp.service.as_deref().expect("a requestor is allowed")
-    }
+fn service(lab: &Lab) -> &leasewire_server::tcp::TcpService {
+    lab.tcp.service.as_deref().expect("a requestor is allowed")
 }
 
 async fn lab(allow_names: &str) -> Lab {
@@ -41,10 +27,7 @@ async fn lab(allow_names: &str) -> Lab {
 
 /// A secure server whose `[active-leasequery.tls]` ends with `allow` (TOML lines), its requestors signed by `ca`.
 async fn lab_with(allow: &str, ca: LabCa) -> Lab {
-    let dir = tempfile::tempdir().unwrap();
-    let tls = TlsFiles::write(dir.path(), &ca);
-    let tcp = TcpLab::start(&format!("[active-leasequery]\nenabled = true\n{}", tls.section(allow)), Vec::new()).await;
-    Lab { tcp, ca, tls, _dir: dir }
+    ActiveLab::start(ca, Some(allow)).await
 }
 
 /// The next frame's body, or `None` when the connection ends; a test that waits longer than 5 s has failed.
@@ -373,9 +356,13 @@ async fn bcp195_only_tls_1_2_and_1_3_with_aead_suites() {
         );
     }
     // What the server accepts at all: the two versions, no CBC, no RSA key exchange.
-    let server =
-        leasewire_server::tcp::tls::TlsSettings::load(&lab.tls.cert, &lab.tls.key, &lab.tls.ca, Default::default())
-            .unwrap();
+    let server = leasewire_server::tcp::tls::TlsSettings::load(
+        &lab.tls().cert,
+        &lab.tls().key,
+        &lab.tls().ca,
+        Default::default(),
+    )
+    .unwrap();
     for s in &server.config.crypto_provider().cipher_suites {
         let name = format!("{:?}", s.suite());
         assert!(!name.contains("CBC") && !name.starts_with("TLS_RSA_"), "{name}");
@@ -390,10 +377,10 @@ async fn reload_swaps_certificates_for_new_handshakes_without_dropping_establish
     // Rotation: a new CA signs both the server's certificate and the requestors'.
     let ca2 = LabCa::new("rotated CA").unwrap();
     let server2 = ca2.issue(&["localhost"], false, false).unwrap();
-    std::fs::write(&lab.tls.ca, ca2.cert_pem()).unwrap();
-    std::fs::write(&lab.tls.cert, &server2.cert_pem).unwrap();
-    std::fs::write(&lab.tls.key, &server2.key_pem).unwrap();
-    lab.service().reconfigure(&lab.config).expect("the rotated files load");
+    std::fs::write(&lab.tls().ca, ca2.cert_pem()).unwrap();
+    std::fs::write(&lab.tls().cert, &server2.cert_pem).unwrap();
+    std::fs::write(&lab.tls().key, &server2.key_pem).unwrap();
+    service(&lab).reconfigure(&lab.config).expect("the rotated files load");
     // A requestor that trusts only the new CA gets in now.
     let new = ca2.issue(&["requestor.lab"], true, false).unwrap();
     let mut fresh =
@@ -412,8 +399,8 @@ async fn reload_swaps_certificates_for_new_handshakes_without_dropping_establish
         assert_eq!(Message::decode(&m).unwrap().message_type(), Some(MessageType::LeaseActive));
     }
     // A reload with a broken file keeps what works.
-    std::fs::write(&lab.tls.key, "not a key").unwrap();
-    let e = lab.service().reconfigure(&lab.config).expect_err("a broken key is refused");
+    std::fs::write(&lab.tls().key, "not a key").unwrap();
+    let e = service(&lab).reconfigure(&lab.config).expect_err("a broken key is refused");
     assert!(e.to_string().contains("server-key.pem"), "the error names the file: {e}");
     let again = ca2.issue(&["requestor.lab"], true, false).unwrap();
     assert!(negotiate(&lab, client_config(&lab, Some(&again), &ca2)).await.is_ok(), "still serving TLS");

@@ -120,6 +120,42 @@ impl TcpLab {
     }
 }
 
+/// A [`TcpLab`] with Active Leasequery on, and the CA of its secure mode, for the TLS tests of the server and
+/// of the requestor: secure when given `tls_keys` (more lines of `[active-leasequery.tls]`, e.g. an allow-list;
+/// the server's certificate is `ca`'s, and requestors must present one of `ca`'s), insecure otherwise.
+pub struct ActiveLab {
+    pub tcp: TcpLab,
+    pub ca: LabCa,
+    /// The server's certificate, key and CA files, in secure mode.
+    pub tls: Option<TlsFiles>,
+    _dir: tempfile::TempDir,
+}
+
+impl ActiveLab {
+    pub async fn start(ca: LabCa, tls_keys: Option<&str>) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let tls = tls_keys.map(|_| TlsFiles::write(dir.path(), &ca));
+        let mode = match (&tls, tls_keys) {
+            (Some(files), Some(keys)) => files.section(keys),
+            _ => "insecure = true\n".to_string(),
+        };
+        let tcp = TcpLab::start(&format!("[active-leasequery]\nenabled = true\n{mode}"), Vec::new()).await;
+        Self { tcp, ca, tls, _dir: dir }
+    }
+
+    /// The server's TLS files; panics unless the lab is secure.
+    pub fn tls(&self) -> &TlsFiles {
+        self.tls.as_ref().expect("a secure lab")
+    }
+}
+
+impl std::ops::Deref for ActiveLab {
+    type Target = TcpLab;
+    fn deref(&self) -> &TcpLab {
+        &self.tcp
+    }
+}
+
 /// The configuration [`TcpLab::start`] runs: server-id 10.0.0.1, `[bulk-leasequery]` on 127.0.0.1:0 for
 /// 127.0.0.0/8, then `sections`.
 pub fn lab_config(sections: &str) -> String {
