@@ -6,13 +6,15 @@
 #![allow(missing_docs)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use leasewire_proto::RelayAgentInfoBuilder;
-use leasewire_store::{Binding, DhcpState, LeaseStore, OpenOptions, ScanFilter, SqliteStore};
+use leasewire_store::{Binding, LeaseStore, OpenOptions, ScanFilter, SqliteStore};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/suite/fixtures.rs"]
+mod fixtures;
 
 const T0: u32 = 1_700_000_000;
 const PAGE: usize = 1000;
@@ -42,21 +44,9 @@ fn mac_of(i: u32) -> Vec<u8> {
 /// A realistic ACTIVE lease: Ethernet MAC, client-id, option 82 with circuit-id, remote-id and relay-id,
 /// hostname and vendor class.
 fn lease(i: u32, now: u32) -> Binding {
-    let mut b = Binding::new(ip_of(i), DhcpState::Active, now);
-    b.htype = 1;
-    b.hardware_address = mac_of(i);
-    b.client_id = Some([&[1u8][..], &mac_of(i)].concat());
-    b.expires_at = Some(now + 3600);
-    b.cltt = Some(now);
-    b.relay_agent_info = Some(
-        RelayAgentInfoBuilder::new()
-            .circuit_id(format!("eth0/{}", i % 48).as_bytes())
-            .remote_id(format!("sub-{i:08}").as_bytes())
-            .relay_id(format!("relay-{:04}", i % 1000).as_bytes())
-            .build(),
-    );
-    b.options = vec![(12, format!("host-{i}").into_bytes()), (60, b"MSFT 5.0".to_vec())];
-    b
+    let (circuit, remote, relay) =
+        (format!("eth0/{}", i % 48), format!("sub-{i:08}"), format!("relay-{:04}", i % 1000));
+    fixtures::active_lease(ip_of(i), mac_of(i), i, [circuit.as_bytes(), remote.as_bytes(), relay.as_bytes()], now)
 }
 
 fn populate(store: &dyn LeaseStore, n: u32) {

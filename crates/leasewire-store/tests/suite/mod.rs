@@ -2,6 +2,8 @@
 //! backend (PostgreSQL) runs the same suite by implementing [`Backend`].
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use leasewire_proto::RelayAgentInfoBuilder;
 use leasewire_store::{
     Binding, BindingChange, DataSource, DhcpState, LeaseStore, ScanFilter, ScanKey, StoreError, changed_since_pages,
@@ -33,16 +35,7 @@ pub fn mac(n: u32) -> Vec<u8> {
 
 /// An ACTIVE lease of `ip(n)` to client `c`, behind relay `relay` with remote-id `remote`.
 pub fn lease(n: u32, c: u32, relay: &[u8], remote: &[u8], since: u32) -> Binding {
-    let mut b = Binding::new(ip(n), DhcpState::Active, since);
-    b.htype = 1;
-    b.hardware_address = mac(c);
-    b.client_id = Some([&[1u8][..], &mac(c)].concat());
-    b.expires_at = Some(since + 3600);
-    b.cltt = Some(since);
-    b.relay_agent_info =
-        Some(RelayAgentInfoBuilder::new().circuit_id(b"eth0/1").remote_id(remote).relay_id(relay).build());
-    b.options = vec![(12, format!("host-{c}").into_bytes()), (60, b"MSFT 5.0".to_vec())];
-    b
+    fixtures::active_lease(ip(n), mac(c), c, [b"eth0/1", remote, relay], since)
 }
 
 pub fn released(b: &Binding, since: u32) -> Binding {
