@@ -12,8 +12,7 @@ use support::{Netns, RelayedNetns, Server, ServerConfig, bound_ip, lines_until, 
 
 #[test]
 fn busybox_udhcpc_receives_typed_options_and_pxe_fields() {
-    let ns = Netns::new(2);
-    let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let (ns, srv_if, cli_if) = Netns::server_and_client();
     let dir = tempfile::tempdir().unwrap();
     let config = support::netns_config(
         &srv_if,
@@ -151,8 +150,7 @@ fn udhcpc_script(dir: &std::path::Path) -> std::path::PathBuf {
 
 /// busybox udhcpc sending vendor class `vendor` (-V): the decoded options by name, and the bound address.
 fn udhcpc_with_vendor_class(vendor: &str) -> (std::collections::HashMap<String, String>, Ipv4Addr) {
-    let ns = Netns::new(2);
-    let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let (ns, srv_if, cli_if) = Netns::server_and_client();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &classes_config(&srv_if), Some((&ns, 0)));
     let script = udhcpc_script(dir.path());
@@ -200,8 +198,7 @@ fn a_pxe_client_gets_siaddr_and_file() {
 /// class's pool with the class's options (as dhclient-script receives them).
 #[test]
 fn isc_dhclient_with_a_vendor_class_lands_in_the_class_pool_with_its_options() {
-    let ns = Netns::new(2);
-    let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let (ns, srv_if, cli_if) = Netns::server_and_client();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &classes_config(&srv_if), Some((&ns, 0)));
     let conf = dir.path().join("dhclient.conf");

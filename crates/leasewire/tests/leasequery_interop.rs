@@ -31,8 +31,7 @@ struct Lab {
 }
 
 fn start(kind: Kind) -> Lab {
-    let ns = Netns::new(2);
-    let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let (ns, srv_if, cli_if) = Netns::server_and_client();
     let dir = tempfile::tempdir().unwrap();
     let (mut server, mut isc) = (None, None);
     match kind {

@@ -34,8 +34,7 @@ fn udhcpc_gets_a_lease(ns: &Netns, cli_if: &str) {
 
 #[test]
 fn serve_binds_port_67_then_runs_as_nobody_without_capabilities() {
-    let ns = Netns::new(2);
-    let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let (ns, srv_if, cli_if) = Netns::server_and_client();
     let dir = tempfile::tempdir().unwrap();
     // nobody must reach the data directory through its parent (as it would through /var/lib).
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -70,8 +69,7 @@ fn serve_binds_port_67_then_runs_as_nobody_without_capabilities() {
 
 #[test]
 fn serve_runs_without_root_with_only_the_two_network_capabilities() {
-    let ns = Netns::new(2);
-    let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let (ns, srv_if, cli_if) = Netns::server_and_client();
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // The data directory belongs to the service user, as systemd's StateDirectory= arranges.

@@ -22,8 +22,7 @@ fn dhclient(ns: &Netns, i: usize, iface: &str, dir: &std::path::Path, release: b
 
 #[test]
 fn isc_dhclient_obtains_reboots_and_releases() {
-    let ns = Netns::new(2);
-    let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let (ns, srv_if, cli_if) = Netns::server_and_client();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &support::netns_config(&srv_if, ""), Some((&ns, 0)));
 
@@ -55,8 +54,7 @@ fn isc_dhclient_obtains_reboots_and_releases() {
 
 #[test]
 fn busybox_udhcpc_obtains_renews_and_releases() {
-    let ns = Netns::new(2);
-    let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+    let (ns, srv_if, cli_if) = Netns::server_and_client();
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), &support::netns_config(&srv_if, ""), Some((&ns, 0)));
     // The script configures the leased address so the renewal can be unicast from it, as on a real host.

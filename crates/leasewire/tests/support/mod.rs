@@ -152,6 +152,14 @@ impl Netns {
         Self { names }
     }
 
+    /// The lab most real-client tests use: a server's namespace (0, 10.77.0.1/24 on the first interface
+    /// returned) and a client's (1, 10.77.0.2/24 on the second), joined by a veth pair.
+    pub fn server_and_client() -> (Self, String, String) {
+        let ns = Self::new(2);
+        let (srv_if, cli_if) = ns.link(0, "10.77.0.1/24", 1, "10.77.0.2/24");
+        (ns, srv_if, cli_if)
+    }
+
     /// Join namespace `a` and `b` with a veth pair, addresses in CIDR form; returns the interface names.
     pub fn link(&self, a: usize, a_addr: &str, b: usize, b_addr: &str) -> (String, String) {
         let (ia, ib) = (unique("va"), unique("vb"));
