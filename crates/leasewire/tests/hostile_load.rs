@@ -82,6 +82,14 @@ fn collect(mut tls: tokio_rustls::client::TlsStream<TcpStream>) -> tokio::sync::
     rx
 }
 
+/// A DORA by client `mac` through a relay on loopback, off the async runtime; DHCP must answer.
+async fn dora_now(server: SocketAddr, mac: [u8; 6], xid: u32) -> Ipv4Addr {
+    tokio::task::spawn_blocking(move || Relay::new(server, Ipv4Addr::LOCALHOST).dora(mac, xid, Ipv4Addr::LOCALHOST))
+        .await
+        .unwrap()
+        .expect("DHCP still answers")
+}
+
 /// Waits (bounded) until every address in `want` came through `rx`.
 async fn sees_all(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Ipv4Addr>, want: &[Ipv4Addr], who: &str) {
     let mut missing: HashSet<Ipv4Addr> = want.iter().copied().collect();
@@ -232,12 +240,7 @@ async fn rfc7724_9_a_thousand_hostile_connections_do_not_starve_a_requestor_or_d
     }
     let mut second = second.expect("a legitimate requestor gets in during the attack");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let late = tokio::task::spawn_blocking(move || {
-        Relay::new(udp_addr, Ipv4Addr::LOCALHOST).dora([2, 0, 0, 0, 9, 9], 0x6000, Ipv4Addr::LOCALHOST)
-    })
-    .await
-    .unwrap()
-    .expect("DHCP still answers");
+    let late = dora_now(udp_addr, [2, 0, 0, 0, 9, 9], 0x6000).await;
     sees_all(&mut second, &[late], "the requestor that joined during the attack").await;
     sees_all(&mut first, &[late], "the established requestor").await;
 
@@ -281,12 +284,7 @@ async fn rfc7724_9_a_thousand_hostile_connections_do_not_starve_a_requestor_or_d
     // SIGHUP re-reads the TLS files (certificate rotation) without dropping the requestors' sessions.
     server.proc.signal("HUP");
     server.wait_log("TLS certificate, key and CA reloaded", 10);
-    let after = tokio::task::spawn_blocking(move || {
-        Relay::new(udp_addr, Ipv4Addr::LOCALHOST).dora([2, 0, 0, 0, 9, 10], 0x6001, Ipv4Addr::LOCALHOST)
-    })
-    .await
-    .unwrap()
-    .expect("DHCP still answers");
+    let after = dora_now(udp_addr, [2, 0, 0, 0, 9, 10], 0x6001).await;
     sees_all(&mut first, &[after], "the established requestor, after SIGHUP").await;
     sees_all(&mut second, &[after], "the second requestor, after SIGHUP").await;
     server.stop();

@@ -25,10 +25,9 @@ fn lines(text: &str, producer: &str) -> Vec<Value> {
     v
 }
 
+/// Standard output of `leasewire ARGS...`, which must succeed.
 fn run(args: &[&str]) -> String {
-    let out = Command::new(leasewire()).args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::sh(&[&[leasewire()], args].concat())
 }
 
 #[test]

@@ -69,6 +69,15 @@ struct Node {
     server: Option<Server>,
 }
 
+impl Node {
+    /// Stop the server and start it again with its clock `seconds` off (LEASEWIRE_TEST_CLOCK_OFFSET).
+    fn restart_with_clock_offset(&mut self, seconds: &str) {
+        self.server.take().unwrap().stop();
+        let env = [("LEASEWIRE_TEST_CLOCK_OFFSET", seconds)];
+        self.server = Some(Server::start_env(self.dir.path(), &self.config, None, &[], &env));
+    }
+}
+
 fn database_view(url: &str) -> View {
     let store = PgStore::open(url, PgOptions::new(unix_now(), "check")).unwrap();
     view(leasewire_store::scan_pages(&store, ScanFilter::all(), 1000).flat_map(|p| p.unwrap()).map(|c| c.binding))
@@ -332,28 +341,14 @@ fn three_servers_one_database_survive_kill_database_restart_cut_off_and_clock_st
 
     // 4. a's clock steps 120 s ahead (restarted with the offset: see the module documentation).
     let from = load.counts();
-    nodes[0].server.take().unwrap().stop();
-    nodes[0].server = Some(Server::start_env(
-        nodes[0].dir.path(),
-        &nodes[0].config,
-        None,
-        &[],
-        &[("LEASEWIRE_TEST_CLOCK_OFFSET", "120")],
-    ));
+    nodes[0].restart_with_clock_offset("120");
     faults += 1;
     load.wait_progress(&all, &from, PER_PHASE, "a's clock stepped");
     last = check(&url, &load, &watchers, "a's clock step").max(last);
 
     // 5. b's clock steps 120 s back (240 s behind a's).
     let from = load.counts();
-    nodes[1].server.take().unwrap().stop();
-    nodes[1].server = Some(Server::start_env(
-        nodes[1].dir.path(),
-        &nodes[1].config,
-        None,
-        &[],
-        &[("LEASEWIRE_TEST_CLOCK_OFFSET", "-120")],
-    ));
+    nodes[1].restart_with_clock_offset("-120");
     faults += 1;
     load.wait_progress(&all, &from, PER_PHASE, "b's clock stepped back");
     last = check(&url, &load, &watchers, "b's clock step back").max(last);
