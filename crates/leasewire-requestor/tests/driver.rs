@@ -303,11 +303,7 @@ async fn scripted_bulk_server(
 
 /// A Bulk Leasequery for every binding on `addr`, without TLS.
 async fn bulk_all(addr: std::net::SocketAddr) -> leasewire_requestor::bulk::BulkStream {
-    let req = leasewire_proto::session::requestor::bulk::BulkRequest {
-        key: leasewire_proto::session::BulkKey::All,
-        changed_on_or_after: None,
-        changed_on_or_before: None,
-    };
+    let req = leasewire_proto::session::requestor::bulk::BulkRequest::all();
     leasewire_requestor::bulk::BulkStream::open(&Target { addr, tls: None }, &[req], Duration::from_secs(5))
         .await
         .unwrap()
