@@ -105,6 +105,8 @@ async fn alq_8_1_15_mutual_tls_carries_the_active_stream() {
     assert_eq!((m.message_type(), m.ciaddr, m.xid), (Some(MessageType::LeaseActive), Ipv4Addr::new(10, 0, 0, 7), 2));
 }
 
+/// ALQ-8.1-17: a certificate that fails verification leaves no TLS connection: the handshake fails or the
+/// connection is closed at once ([`handshake_refused`]).
 #[tokio::test]
 async fn alq_8_1_15_a_certificate_from_another_ca_is_refused() {
     let lab = lab("").await;
