@@ -287,22 +287,20 @@ fn runs(seeds: [u64; 5]) {
     assert!(logs.contains("bulk leasequery seed complete"), "no seed in these runs");
 }
 
-#[test]
-fn alq_7_4_1_watch_converges_through_faults_runs_1_to_5() {
-    runs([0x9e37_79b9, 0x85eb_ca6b, 0xc2b2_ae35, 0x27d4_eb2f, 0x1656_67b1]);
+/// The 20 seeded runs, five to a test so that the test runner spreads them over the cores: one `#[test]`
+/// per row.
+macro_rules! seeded_runs {
+    ($($name:ident: $seeds:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            runs($seeds);
+        }
+    )*};
 }
 
-#[test]
-fn alq_7_4_1_watch_converges_through_faults_runs_6_to_10() {
-    runs([0xd3a2_646c, 0xfd70_46c5, 0xb55a_4f09, 0x6c8e_9cf5, 0x7a9f_2e4d]);
-}
-
-#[test]
-fn alq_7_4_1_watch_converges_through_faults_runs_11_to_15() {
-    runs([0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab]);
-}
-
-#[test]
-fn alq_7_4_1_watch_converges_through_faults_runs_16_to_20() {
-    runs([0x5be0_cd19, 0x6a09_e667, 0xbb67_ae85, 0xcbbb_9d5d, 0x629a_292a]);
+seeded_runs! {
+    alq_7_4_1_watch_converges_through_faults_runs_1_to_5: [0x9e37_79b9, 0x85eb_ca6b, 0xc2b2_ae35, 0x27d4_eb2f, 0x1656_67b1];
+    alq_7_4_1_watch_converges_through_faults_runs_6_to_10: [0xd3a2_646c, 0xfd70_46c5, 0xb55a_4f09, 0x6c8e_9cf5, 0x7a9f_2e4d];
+    alq_7_4_1_watch_converges_through_faults_runs_11_to_15: [0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab];
+    alq_7_4_1_watch_converges_through_faults_runs_16_to_20: [0x5be0_cd19, 0x6a09_e667, 0xbb67_ae85, 0xcbbb_9d5d, 0x629a_292a];
 }
