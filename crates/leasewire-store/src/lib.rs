@@ -30,6 +30,7 @@ mod packed;
 mod pending;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod scan;
 pub mod sqlite;
 mod store;
 
@@ -39,10 +40,9 @@ pub use packed::Packed;
 pub use pending::{Pending, PendingCommit};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, PgStore, PgTls, SharedChanges};
+pub use scan::{ScanFilter, ScanKey};
 pub use sqlite::{OpenOptions, SqliteStore};
-pub use store::{
-    DEFAULT_RETENTION_SECS, Forgotten, LeaseStore, ScanFilter, ScanKey, changed_since_pages, forgettable, scan_pages,
-};
+pub use store::{DEFAULT_RETENTION_SECS, Forgotten, LeaseStore, changed_since_pages, forgettable, scan_pages};
 
 // Re-exported so users of the store need not depend on leasewire-proto for the field types of `Binding`.
 pub use leasewire_proto::{DataSource, DhcpState};

@@ -10,7 +10,7 @@
 
 use crate::Binding;
 use crate::binding::{decode_options, encode_options, write_options};
-use crate::store::ScanKey;
+use crate::scan::ScanKey;
 use leasewire_proto::{DataSource, DhcpState, RelayAgentInfo};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -231,15 +231,9 @@ impl<'a> View<'a> {
         (self.flags & HAS_EXPIRES != 0).then_some(self.times[1])
     }
 
-    /// Whether the record carries `key` (the reference semantics are [`ScanFilter::matches`]).
+    /// Whether the record carries `key` ([`ScanKey::carried_by`]).
     pub(crate) fn has_key(&self, key: &ScanKey) -> bool {
-        match key {
-            ScanKey::All => true,
-            ScanKey::RelayId(id) => self.relay_agent().and_then(|r| r.relay_id()) == Some(id.as_slice()),
-            ScanKey::RemoteId(id) => self.relay_agent().and_then(|r| r.remote_id()) == Some(id.as_slice()),
-            ScanKey::HardwareAddress { htype, addr } => !addr.is_empty() && self.htype == *htype && self.hw == *addr,
-            ScanKey::ClientId(id) => self.client_id == Some(id.as_slice()),
-        }
+        key.carried_by(self.htype, self.hw, self.client_id, || self.relay_agent())
     }
 
     pub(crate) fn binding(&self, ip: Ipv4Addr) -> Option<Binding> {

@@ -23,7 +23,8 @@ pub use schema::{CHANNEL, PG_SCHEMA_VERSION};
 
 use crate::error::StoreError;
 use crate::pending::{Pending, PendingCommit};
-use crate::store::{Forgetting, Forgotten, LeaseStore, ScanFilter, ScanKey};
+use crate::scan::{ScanFilter, ScanKey};
+use crate::store::{Forgetting, Forgotten, LeaseStore};
 use crate::{Binding, BindingChange};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;

@@ -15,7 +15,7 @@
 //! be read), and a server's engine holds the same blocks: [`Mem::packed`] hands them out by reference.
 
 use crate::packed::{Packed, Unreadable, View};
-use crate::store::{ScanFilter, ScanKey};
+use crate::scan::{ScanFilter, ScanKey};
 use crate::{Binding, BindingChange};
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, RandomState};

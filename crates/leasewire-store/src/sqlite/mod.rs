@@ -18,7 +18,8 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 use crate::error::StoreError;
 use crate::pending::{Pending, PendingCommit};
-use crate::store::{Forgetting, Forgotten, LeaseStore, ScanFilter, ScanKey};
+use crate::scan::{ScanFilter, ScanKey};
+use crate::store::{Forgetting, Forgotten, LeaseStore};
 use crate::{Binding, BindingChange, Packed};
 use memory::{KeyHasher, ReadError};
 use std::net::Ipv4Addr;
