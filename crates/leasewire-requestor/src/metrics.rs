@@ -45,6 +45,8 @@ pub struct WatchMetrics {
     /// 1 while reading the streams is paused because the replica file's history is behind
     /// (`WatchOptions::max_unwritten_events`).
     pub history_paused: Gauge,
+    /// Writes of the replica file that failed and are to be done again (its changes kept meanwhile).
+    pub history_write_retries: Counter,
     registry: Registry,
 }
 
@@ -68,6 +70,7 @@ impl WatchMetrics {
             gaps_filled: Counter::default(),
             clock_offset: Family::default(),
             history_paused: Gauge::default(),
+            history_write_retries: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("messages", "Binding messages received, by merge outcome", m.messages.clone());
@@ -86,6 +89,11 @@ impl WatchMetrics {
             "history_paused",
             "1 while the streams are not read because the replica file's history is behind the cap",
             m.history_paused.clone(),
+        );
+        registry.register(
+            "history_write_retries",
+            "Writes of the replica file that failed (locked by another process, say) and are done again later",
+            m.history_write_retries.clone(),
         );
         Self { registry, ..m }
     }

@@ -10,7 +10,7 @@ use crate::bulk::{BulkError, BulkStream};
 use crate::conn::Target;
 #[cfg(feature = "metrics")]
 use crate::metrics::WatchMetrics;
-use crate::replica::{Applied, Gap, Replica, ReplicaError, Via};
+use crate::replica::{Applied, Flush, Gap, Replica, ReplicaError, Via};
 use crate::status::{Board, Failure, Report, Status};
 use crate::unix_now;
 use leasewire_proto::session::ACTIVE_LQ_IDLE_TIMEOUT;
@@ -124,11 +124,15 @@ pub(crate) async fn run(
     // The flush being written, if any: merging goes on meanwhile (the stream never waits on the disk); the
     // next flush is taken only once it is done, so flushes are written in order and, when the disk is slower
     // than the stream, changes pile up as one (coalesced) dirty set rather than as queued writes.
-    let mut writing: Option<tokio::task::JoinHandle<Result<usize, ReplicaError>>> = None;
+    let mut writing: Option<Writing> = None;
+    // A flush whose write failed (the file locked by another process, say): written again after a pause,
+    // before anything later, so its changes and history events are not lost.
+    let mut retry: Option<Retry> = None;
+    let mut stopping = stop.clone();
     loop {
-        let backlog = match &writing {
-            Some(_) => crate::replica::lock(&replica).unwritten_events(),
-            None => 0,
+        let backlog = match (&writing, &retry) {
+            (None, None) => 0,
+            _ => crate::replica::lock(&replica).unwritten_events(),
         };
         if (backlog >= opts.max_unwritten_events) != paused {
             paused = !paused;
@@ -175,33 +179,111 @@ pub(crate) async fn run(
                     }
                 }
             }
+            // Paused, the channel is not read, so the stream's end never shows there: stop here. What waits in
+            // the channel was not applied (nor its base-time saved), so the next start catches it up.
+            () = async { drop(stopping.wait_for(|s| *s).await) }, if paused => {
+                rx.close();
+                break;
+            }
             _ = tick.tick() => {
                 if writing.as_ref().is_some_and(|w| !w.is_finished()) {
                     continue;
                 }
                 if let Some(w) = writing.take() {
-                    written(w).await?;
+                    if let Err(failed) = finished(w).await? {
+                        retry = Some(Retry::after(failed, retry.take(), &out));
+                    } else if retry.take().is_some() {
+                        tracing::info!("the replica file is written again");
+                    }
                 }
-                writing = crate::replica::lock(&replica).take_flush().map(|f| tokio::task::spawn_blocking(move || f.write()));
+                if retry.as_ref().is_some_and(|r| !r.due()) {
+                    continue;
+                }
+                let again = retry.as_ref().map(|r| r.flush.clone());
+                let next = again.or_else(|| crate::replica::lock(&replica).take_flush().map(Arc::new));
+                writing = next.map(write);
             }
         }
     }
+    // Stopping while paused: the streams' tasks may be blocked handing over a message (the channel is closed
+    // now, so they are not for long).
     while tasks.join_next().await.is_some() {}
     if let Some(p) = pruning {
         p.abort();
     }
+    // The flush in progress, then the one that failed (one more try), then what changed since: in order, and
+    // any of them failing ends here with the file as of the last one written.
     if let Some(w) = writing.take() {
-        written(w).await?;
+        match finished(w).await? {
+            Err(failed) => retry = Some(Retry::after(failed, retry.take(), &out)),
+            Ok(()) => retry = None,
+        }
+    }
+    if let Some(r) = retry {
+        finished(write(r.flush)).await?.map_err(|f| f.error)?;
     }
     flush(&replica).await
 }
 
-/// The outcome of a flush written on a blocking thread.
-async fn written(w: tokio::task::JoinHandle<Result<usize, ReplicaError>>) -> Result<(), ReplicaError> {
+/// A flush being written on a blocking thread; it hands the flush back, so a failed one can be written
+/// again.
+type Writing = tokio::task::JoinHandle<(Arc<Flush>, Result<usize, ReplicaError>)>;
+
+fn write(f: Arc<Flush>) -> Writing {
+    tokio::task::spawn_blocking(move || {
+        let written = f.write();
+        (f, written)
+    })
+}
+
+/// A write that failed, and its flush.
+struct Failed {
+    flush: Arc<Flush>,
+    error: ReplicaError,
+}
+
+/// The outcome of a flush written on a blocking thread; `Err` when the runtime stopped before it ran.
+async fn finished(w: Writing) -> Result<Result<(), Failed>, ReplicaError> {
     match w.await {
-        Ok(written) => written.map(drop),
+        Ok((_, Ok(_))) => Ok(Ok(())),
+        Ok((flush, Err(error))) => Ok(Err(Failed { flush, error })),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(_) => Err(ReplicaError::Stopped),
+    }
+}
+
+/// A failed flush waiting to be written again.
+struct Retry {
+    flush: Arc<Flush>,
+    /// Failures in a row.
+    failures: u32,
+    at: tokio::time::Instant,
+}
+
+impl Retry {
+    /// The first pause; it doubles with every failure in a row, up to the longest.
+    const FIRST: Duration = Duration::from_secs(1);
+    const LONGEST: Duration = Duration::from_secs(30);
+
+    /// Another failure of a flush (`before`: its earlier failures in a row, if any): logged and counted.
+    fn after(failed: Failed, before: Option<Retry>, out: &Outputs) -> Self {
+        let failures = before.map_or(0, |r| r.failures) + 1;
+        let pause = Self::FIRST.saturating_mul(1 << (failures - 1).min(5)).min(Self::LONGEST);
+        tracing::warn!(
+            failures,
+            retry_in = ?pause,
+            "writing the replica file failed, its changes are kept and written again: {}",
+            failed.error
+        );
+        #[cfg(feature = "metrics")]
+        out.metrics.history_write_retries.inc();
+        #[cfg(not(feature = "metrics"))]
+        let _ = out;
+        Self { flush: failed.flush, failures, at: tokio::time::Instant::now() + pause }
+    }
+
+    fn due(&self) -> bool {
+        tokio::time::Instant::now() >= self.at
     }
 }
 
@@ -224,7 +306,7 @@ async fn prune(pruner: crate::replica::Pruner, every: Duration) {
 /// HTTP lookups are not kept waiting on an fsync, nor the runtime's thread on SQLite), and wait for it.
 async fn flush(replica: &Arc<Mutex<Replica>>) -> Result<(), ReplicaError> {
     let Some(f) = crate::replica::lock(replica).take_flush() else { return Ok(()) };
-    written(tokio::task::spawn_blocking(move || f.write())).await
+    finished(write(Arc::new(f))).await?.map_err(|f| f.error)
 }
 
 fn merge(r: &mut Replica, id: u16, msg: Msg, out: &Outputs, name: &dyn Fn(u16) -> String) -> Option<Report> {

@@ -246,8 +246,9 @@ impl Watching {
         &self.board
     }
 
-    /// Wait until the watcher ends by itself — only a failure to write the replica file ends it. Cancel-safe;
-    /// once it has returned, [`Watching::stop`] returns `Ok`.
+    /// Wait until the watcher ends by itself: only when the replica file cannot be written as it starts, or
+    /// its runtime stops under it (a later failed write is done again, it does not end the watcher). Cancel-safe; once it has returned,
+    /// [`Watching::stop`] returns `Ok`.
     pub async fn ended(&mut self) -> Result<(), WatchError> {
         match &mut self.task {
             Some(task) => {
@@ -260,7 +261,9 @@ impl Watching {
     }
 
     /// Stop: connections close, what the merger holds is applied and the replica file is written one last
-    /// time. Returns once that is done.
+    /// time. Returns once that is done, or with the error if that write failed (the file is then as of its
+    /// last write, and the next start catches up from there). While reading is paused behind a write, what
+    /// waits in the streams is left to that catch-up.
     pub async fn stop(mut self) -> Result<(), WatchError> {
         let _ = self.stop.send(true);
         match self.task.take() {

@@ -230,3 +230,129 @@ async fn wait_until(watcher: &leasewire_requestor::Watching, cond: impl Fn(&Repl
     .await
     .expect("the replica in time");
 }
+
+/// Issue #19: a write of the replica file that fails (here another connection holds the file's write lock
+/// for longer than a write waits for it) is done again later, with its history events: the watcher goes on,
+/// counts the retries, and once the file is free everything is in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_of_the_replica_file_is_done_again_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::new(Config::parse(&config(&dir.path().join("data"))).unwrap()).start().await.unwrap();
+    let (dhcp, tcp) = (server.addrs().dhcp[0], server.addrs().tcp[0]);
+    let file = dir.path().join("replica.db");
+    let options = WatchOptions {
+        retry_interval: Duration::from_secs(1),
+        flush_interval: Duration::from_millis(10),
+        ..WatchOptions::default()
+    };
+    let mut watcher = Watcher::builder([Target { addr: tcp, tls: None }])
+        .options(options)
+        .replica_file(&file)
+        .history(Some(Duration::from_secs(86_400)))
+        .spawn()
+        .unwrap();
+    let mut reports = watcher.subscribe();
+    if !watcher.status().iter().any(|s| s.streaming) {
+        next(&mut reports, |r| matches!(r, Report::Status { status: Status::Streaming { .. }, .. }).then_some(()))
+            .await;
+    }
+
+    let lock = rusqlite::Connection::open(&file).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut leased = Vec::new();
+    for i in 0..3 {
+        leased.push(dora(dhcp, &[2, 0, 0, 0, 33, i]).await);
+    }
+    let retries = || watcher.metrics().history_write_retries.get();
+    tokio::time::timeout(DEADLINE, async {
+        while retries() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the failed write tried again");
+    // Still watching: a failed write no longer ends the watcher.
+    assert!(tokio::time::timeout(Duration::ZERO, watcher.ended()).await.is_err(), "the watcher went on");
+    leased.push(dora(dhcp, &[2, 0, 0, 0, 33, 9]).await);
+    wait_until(&watcher, |r| leased.iter().all(|ip| active(r, *ip))).await;
+
+    lock.execute_batch("COMMIT").unwrap();
+    watcher.stop().await.unwrap();
+    let mut history = HistoryReader::open(&file).unwrap();
+    for ip in &leased {
+        assert_eq!(held_now(&mut history, *ip), Some(true), "{ip}: its lease is in the history");
+    }
+    let reopened = Replica::open(&file, &[]).unwrap();
+    assert!(leased.iter().all(|ip| active(&reopened, *ip)), "every lease in the file");
+    server.stop().await;
+}
+
+/// Issue #19: a stop while reading is paused behind a write that cannot finish (the file locked by another
+/// process) ends the watcher without waiting for the file; the file stays as of its last write, and the
+/// next start catches up what it missed, history included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_reading_is_paused_ends_at_once_and_the_next_start_catches_up() {
+    const CAP: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::new(Config::parse(&config(&dir.path().join("data"))).unwrap()).start().await.unwrap();
+    let (dhcp, tcp) = (server.addrs().dhcp[0], server.addrs().tcp[0]);
+    let file = dir.path().join("replica.db");
+    let options = WatchOptions {
+        retry_interval: Duration::from_secs(1),
+        flush_interval: Duration::from_millis(10),
+        max_unwritten_events: CAP,
+        ..WatchOptions::default()
+    };
+    let start = || {
+        Watcher::builder([Target { addr: tcp, tls: None }])
+            .options(options)
+            .replica_file(&file)
+            .history(Some(Duration::from_secs(86_400)))
+            .spawn()
+            .unwrap()
+    };
+    let watcher = start();
+    let mut reports = watcher.subscribe();
+    if !watcher.status().iter().any(|s| s.streaming) {
+        next(&mut reports, |r| matches!(r, Report::Status { status: Status::Streaming { .. }, .. }).then_some(()))
+            .await;
+    }
+
+    let lock = rusqlite::Connection::open(&file).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let paused = || watcher.metrics().history_paused.get() == 1;
+    let mut leased = Vec::new();
+    for i in 0..40 {
+        leased.push(dora(dhcp, &[2, 0, 0, 0, 34, i]).await);
+        if paused() {
+            break;
+        }
+    }
+    wait_until(&watcher, |_| paused()).await;
+    // More changes while paused: they wait in the stream.
+    for i in 40..44 {
+        leased.push(dora(dhcp, &[2, 0, 0, 0, 34, i]).await);
+    }
+    // The file is still locked: the stop cannot write it, and does not wait for it.
+    let stopped = tokio::time::timeout(DEADLINE, watcher.stop()).await.expect("the stop ends while the file is locked");
+    assert!(stopped.is_err(), "the last write could not be done, and the stop says so");
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+
+    let watcher = start();
+    wait_until(&watcher, |r| leased.iter().all(|ip| active(r, *ip))).await;
+    watcher.stop().await.unwrap();
+    let mut history = HistoryReader::open(&file).unwrap();
+    for ip in &leased {
+        assert_eq!(held_now(&mut history, *ip), Some(true), "{ip}: its lease is in the history");
+    }
+    server.stop().await;
+}
+
+/// Whether the history says `ip` is held now (`None`: no history of it).
+fn held_now(history: &mut HistoryReader, ip: Ipv4Addr) -> Option<bool> {
+    use leasewire_requestor::history::{Key, Query, Window};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32;
+    let answer = history.query(&Query { key: Key::Ip(ip), window: Window::At(now), now }).unwrap();
+    answer.first().map(|i| i.held())
+}

@@ -159,6 +159,10 @@ enum Command {
         /// With --db, keep every change as history this long (`leasewire history`, `/history`); 0: keep none.
         #[arg(long, default_value = "30d", value_parser = args::duration)]
         history_retention: std::time::Duration,
+        /// With --db: how many history events may wait in memory (about 150 bytes each) behind a write of
+        /// the file before reading the streams pauses until it is written.
+        #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+        history_max_unwritten: u64,
     },
     /// Who held an address at a time, or what a client or relay held: from the history a `watch --db` keeps.
     #[command(group(clap::ArgGroup::new("history_key").required(true).args(["ip", "mac", "client_id", "remote_id", "relay_id"])))]
@@ -672,7 +676,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             history::run(&db, key, at.as_deref(), from.as_deref(), to.as_deref(), format)
         }
-        Command::Watch { servers, states, tls, db, json, http, retry_interval, rcv_timeout, history_retention } => {
+        Command::Watch {
+            servers,
+            states,
+            tls,
+            db,
+            json,
+            http,
+            retry_interval,
+            rcv_timeout,
+            history_retention,
+            history_max_unwritten,
+        } => {
             init_logs(cli.log_format);
             let tls = tls.load()?;
             let targets = servers
@@ -692,7 +707,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::warn!("--http serves client data without authentication on a non-loopback address");
             }
             anyhow::ensure!(!retry_interval.is_zero(), "--retry-interval must be more than 0");
-            let mut opts = leasewire_requestor::watch::WatchOptions { retry_interval, ..Default::default() };
+            let mut opts = leasewire_requestor::watch::WatchOptions {
+                retry_interval,
+                max_unwritten_events: usize::try_from(history_max_unwritten).unwrap_or(usize::MAX),
+                ..Default::default()
+            };
             opts.active.rcv_timeout = rcv_timeout;
             let history = (!history_retention.is_zero()).then_some(history_retention);
             watch::run(watch::Args { targets, db, json, states: states.filter(json), http, opts, history })

@@ -146,6 +146,20 @@ fn watch_refuses_half_a_tls_setup_and_a_zero_retry_interval_with_a_clear_error()
     assert!(!out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
 
+/// Issue #19: the cap on history waiting behind a write of the replica file is a flag of `watch`, shown with
+/// its default, and at least 1 (0 would pause reading for good).
+#[test]
+fn watch_takes_the_history_cap_as_a_flag() {
+    let help = String::from_utf8_lossy(&leasewire(&["watch", "--help"]).stdout).into_owned();
+    assert!(help.contains("--history-max-unwritten <HISTORY_MAX_UNWRITTEN>"), "{help}");
+    assert!(help.contains("[default: 1000000]"), "{help}");
+    let out = leasewire(&["watch", "--server", "127.0.0.1:1", "--history-max-unwritten", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--history-max-unwritten"), "{out:?}");
+    let out = leasewire(&["watch", "--server", "127.0.0.1:1", "--history-max-unwritten", "5000", "--help"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
 // One CLI dialect (issue #18).
 
 #[test]

@@ -22,8 +22,10 @@ pub(super) struct Db {
     interner: history::store::Interner,
 }
 
-/// How long a write waits for another connection's lock on the file before it fails.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a write waits for another connection's lock on the file before it fails. Short: the wait blocks
+/// a thread and nothing can interrupt it, so the longer waits are the watcher's, between retries of the
+/// failed flush, where a stop can end them (`watch::run`).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Db {
     pub(super) fn open(path: &Path) -> Result<(Self, Loaded), ReplicaError> {
@@ -36,8 +38,8 @@ impl Db {
         let sql = |source| ReplicaError::Sqlite { path: shown.clone(), source };
         let conn = Connection::open(path).map_err(sql)?;
         // Another writer of the file (an operator's sqlite3 shell, a backup taking a write lock) makes a flush
-        // wait rather than fail and end the watcher; meanwhile the stream pauses once the unwritten history
-        // reaches its cap (`WatchOptions::max_unwritten_events`).
+        // wait a little, then fail; the watcher writes it again later. Meanwhile the stream pauses once the
+        // unwritten history reaches its cap (`WatchOptions::max_unwritten_events`).
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;

@@ -160,10 +160,11 @@ impl Flush {
     /// Write the changes in one transaction (blocking); returns how many bindings were written. Flushes must
     /// be written in the order they were taken: a later one may overwrite an address an earlier one holds.
     ///
-    /// A failed write is not retried (its changes are no longer marked dirty): the caller must stop using the
-    /// replica, as `watch` does. The file then stays as of the last successful flush, whose saved base-times
-    /// the next start catches up from, so nothing is lost.
-    pub fn write(self) -> Result<usize, ReplicaError> {
+    /// A failed write changed nothing in the file (the transaction rolled back), and the flush still holds
+    /// its changes (they are no longer marked dirty in the replica): write it again before any later flush,
+    /// as `watch` does, or stop using the replica. Either way nothing is lost: the file stays as of the last
+    /// successful flush, whose saved base-times the next start catches up from.
+    pub fn write(&self) -> Result<usize, ReplicaError> {
         #[cfg(not(feature = "sqlite"))]
         match self.never {}
         #[cfg(feature = "sqlite")]
@@ -438,7 +439,7 @@ impl Replica {
     /// Write changed bindings and server states in one transaction (no-op in memory). Returns how many
     /// bindings were written.
     pub fn flush(&mut self) -> Result<usize, ReplicaError> {
-        self.take_flush().map_or(Ok(0), Flush::write)
+        self.take_flush().map_or(Ok(0), |f| f.write())
     }
 
     /// Take the changes not yet written (bindings and, if changed, server states) for [`Flush::write`];
