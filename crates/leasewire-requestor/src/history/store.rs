@@ -3,7 +3,7 @@
 //! ```text
 //! event  (seq INTEGER PRIMARY KEY  -- append order: what retention prunes first
 //!         ip, t, since, seen, state, server, client, relay, lease, flags)
-//! client (id, htype, mac, client_id)        -- each client once: an event carries a small integer
+//! client (id, htype, mac, client_id)        -- each other client once: an event carries a small integer
 //! relay  (id, rai, circuit_id, remote_id, relay_id)   -- each option 82 value once
 //! ```
 //!
@@ -12,6 +12,14 @@
 //! t), which SQLite stores in one or two octets. Indexes: `(ip, t)`, `(client, t)`, `(relay, t)`; the client
 //! and relay tables are indexed by MAC, client-id, remote-id and relay-id, so a question about a MAC is an
 //! index lookup for its client ids, then the events of those ids.
+//!
+//! Most clients are Ethernet (htype 1, six-octet MAC) with no client-id or the usual client-id `01‖MAC`
+//! (RFC 2132 §9.14). Their id is not interned but derived from the MAC ([`derived`], a negative number;
+//! interned ids count up from 1): the writer looks nothing up and the client table holds no row for them.
+//! (Files of schema 1 interned them too; those ids still resolve, so their events are found as before.)
+//!
+//! Each flush's events are inserted in address order (the events of one address in the order they
+//! happened), so the inserts into `(ip, t)` walk its leaf pages in order instead of at random.
 
 use super::timeline::{self, Interval, Row, Span};
 use super::{Event, HistoryError, Key, Query, Window};
@@ -51,8 +59,34 @@ pub(crate) struct Interner {
 
 const INTERNED_MAX: usize = 100_000;
 
+/// Derived ids with the client-id `01‖MAC` (the others have none).
+const DERIVED_WITH_CLIENT_ID: i64 = 1 << 48;
+
+/// The id of an Ethernet client with no client-id or the client-id `01‖MAC`: −1 − (MAC as a 48-bit number,
+/// plus 2^48 with the client-id). `None` for any other client (it is interned).
+pub(super) fn derived(htype: u8, mac: &[u8], cid: Option<&[u8]>) -> Option<i64> {
+    let m: [u8; 6] = mac.try_into().ok().filter(|_| htype == 1)?;
+    let kind = match cid {
+        None => 0,
+        Some([1, rest @ ..]) if rest == m => DERIVED_WITH_CLIENT_ID,
+        Some(_) => return None,
+    };
+    Some(-1 - (i64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]) + kind))
+}
+
+/// The client a [`derived`] id stands for.
+pub(super) fn underived(id: i64) -> Option<Client> {
+    let v = (-1 - id).try_into().ok().filter(|v: &u64| *v < 2 << 48)?;
+    let mac = v.to_be_bytes()[2..].to_vec();
+    let cid = (v >> 48 == 1).then(|| [&[1u8][..], &mac].concat());
+    Some((1, mac, cid))
+}
+
 impl Interner {
     fn client(&mut self, tx: &Transaction<'_>, htype: u8, mac: &[u8], cid: Option<&[u8]>) -> rusqlite::Result<i64> {
+        if let Some(id) = derived(htype, mac, cid) {
+            return Ok(id);
+        }
         let key = (htype, mac.to_vec(), cid.map(<[u8]>::to_vec));
         if let Some(id) = self.clients.get(&key) {
             return Ok(*id);
@@ -109,43 +143,73 @@ impl Interner {
     }
 }
 
+/// Rows per `INSERT` statement: one statement's plan and cursors serve them all, instead of being set up
+/// and torn down for every event.
+const ROWS_PER_INSERT: usize = 64;
+
+/// An `INSERT` of `rows` events. `OR FAIL`: a statement that writes several rows and may abort half-way
+/// needs a statement journal (a copy of every page it changes, written to a temporary file); failing
+/// instead keeps what it wrote, which is just as good here, since any error rolls the whole flush back.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT OR FAIL INTO event (ip, t, since, seen, state, server, client, relay, lease, flags) VALUES ",
+    );
+    for i in 0..rows {
+        sql.push_str(if i == 0 { "(?,?,?,?,?,?,?,?,?,?)" } else { ",(?,?,?,?,?,?,?,?,?,?)" });
+    }
+    sql
+}
+
 /// Append `events` inside the replica's flush transaction.
 pub(crate) fn append(tx: &Transaction<'_>, events: &[Event], interner: &mut Interner) -> rusqlite::Result<()> {
-    let mut put = tx.prepare_cached(
-        "INSERT INTO event (ip, t, since, seen, state, server, client, relay, lease, flags)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    for e in events {
-        let b = &e.binding;
-        let t = e.changed_at();
-        let client = if b.hardware_address.is_empty() && b.client_id.is_none() {
-            None
-        } else {
-            Some(interner.client(tx, b.htype, &b.hardware_address, b.client_id.as_deref())?)
-        };
-        let relay = match &b.relay_agent_info {
-            Some(rai) => Some(interner.relay(tx, rai)?),
-            None => None,
-        };
-        let mut flags = 0;
-        if b.data_source.is_remote() {
-            flags |= REMOTE;
+    // In address order (stable: an address's own events keep theirs), see the module's doc.
+    let mut in_order: Vec<&Event> = events.iter().collect();
+    in_order.sort_by_key(|e| e.ip);
+    let (full, single) = (insert_sql(ROWS_PER_INSERT), insert_sql(1));
+    for chunk in in_order.chunks(ROWS_PER_INSERT) {
+        let mut put = tx.prepare_cached(if chunk.len() == ROWS_PER_INSERT { &full } else { &single })?;
+        for (i, e) in chunk.iter().enumerate() {
+            let b = &e.binding;
+            let t = e.changed_at();
+            let client = if b.hardware_address.is_empty() && b.client_id.is_none() {
+                None
+            } else {
+                Some(interner.client(tx, b.htype, &b.hardware_address, b.client_id.as_deref())?)
+            };
+            let relay = match &b.relay_agent_info {
+                Some(rai) => Some(interner.relay(tx, rai)?),
+                None => None,
+            };
+            let mut flags = 0;
+            if b.data_source.is_remote() {
+                flags |= REMOTE;
+            }
+            if e.via == super::Via::Bulk {
+                flags |= VIA_BULK;
+            }
+            let row = params![
+                u32::from(e.ip),
+                t,
+                i64::from(t) - i64::from(b.state_since),
+                i64::from(e.seen) - i64::from(t),
+                b.state.code(),
+                e.server,
+                client,
+                relay,
+                b.expires_at.map(|x| i64::from(x) - i64::from(t)),
+                flags,
+            ];
+            if chunk.len() == ROWS_PER_INSERT {
+                for (j, v) in row.iter().enumerate() {
+                    put.raw_bind_parameter(i * row.len() + j + 1, v)?;
+                }
+            } else {
+                put.execute(row)?;
+            }
         }
-        if e.via == super::Via::Bulk {
-            flags |= VIA_BULK;
+        if chunk.len() == ROWS_PER_INSERT {
+            put.raw_execute()?;
         }
-        put.execute(params![
-            u32::from(e.ip),
-            t,
-            i64::from(t) - i64::from(b.state_since),
-            i64::from(e.seen) - i64::from(t),
-            b.state.code(),
-            e.server,
-            client,
-            relay,
-            b.expires_at.map(|x| i64::from(x) - i64::from(t)),
-            flags,
-        ])?;
     }
     Ok(())
 }
@@ -248,16 +312,25 @@ impl HistoryReader {
 
     /// The interned ids a key stands for: (true, client ids) or (false, relay ids).
     fn ids_of(&self, key: &Key) -> Result<(bool, Vec<i64>), HistoryError> {
-        let (clients, sql, v) = match key {
-            Key::Mac(m) => (true, "SELECT id FROM client WHERE mac = ?1", m),
-            Key::ClientId(c) => (true, "SELECT id FROM client WHERE client_id = ?1", c),
-            Key::RemoteId(r) => (false, "SELECT id FROM relay WHERE remote_id = ?1", r),
-            Key::RelayId(r) => (false, "SELECT id FROM relay WHERE relay_id = ?1", r),
+        let (clients, sql, v, also) = match key {
+            Key::Mac(m) => {
+                let with_cid = [&[1u8][..], m].concat();
+                let also = [derived(1, m, None), derived(1, m, Some(&with_cid))];
+                (true, "SELECT id FROM client WHERE mac = ?1", m, also)
+            }
+            Key::ClientId(c) => {
+                let also = [c.get(1..).and_then(|m| derived(1, m, Some(c))), None];
+                (true, "SELECT id FROM client WHERE client_id = ?1", c, also)
+            }
+            Key::RemoteId(r) => (false, "SELECT id FROM relay WHERE remote_id = ?1", r, [None; 2]),
+            Key::RelayId(r) => (false, "SELECT id FROM relay WHERE relay_id = ?1", r, [None; 2]),
             Key::Ip(_) => unreachable!("addresses are looked up directly"),
         };
         let mut st = self.conn.prepare_cached(sql).map_err(self.sql())?;
         let ids = st.query_map([v], |r| r.get(0)).map_err(self.sql())?;
-        Ok((clients, ids.collect::<Result<Vec<i64>, _>>().map_err(self.sql())?))
+        let mut ids = ids.collect::<Result<Vec<i64>, _>>().map_err(self.sql())?;
+        ids.extend(also.into_iter().flatten());
+        Ok((clients, ids))
     }
 
     /// Addresses with events of these clients (or relays) up to `to`.
@@ -332,6 +405,7 @@ impl HistoryReader {
 
     fn resolve(&self, ip: Ipv4Addr, s: Span) -> Result<Interval, HistoryError> {
         let client: Option<Client> = match s.client.filter(|_| s.held()) {
+            Some(id) if id < 0 => underived(id),
             Some(id) => self
                 .conn
                 .prepare_cached("SELECT htype, mac, client_id FROM client WHERE id = ?1")

@@ -131,3 +131,72 @@ fn retention_prunes_old_events_and_zero_keeps_none() {
     assert!(off.pruner().is_none());
     assert_eq!(HistoryReader::open(&dir.path().join("off.sqlite3")).unwrap().events().unwrap(), 0);
 }
+
+/// A file of schema 1 (every client interned in the client table) opens as schema 2: its events still
+/// resolve to their clients, and a MAC's history spans both (new events carry ids derived from the MAC).
+#[test]
+fn a_schema_1_file_is_migrated_and_its_history_still_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.sqlite3");
+    let (old, new) = (Ipv4Addr::new(10, 0, 0, 7), Ipv4Addr::new(10, 0, 0, 8));
+    drop(Replica::open(&path, &["s".into()]).unwrap());
+    {
+        // What the previous version wrote: the client interned, the event referring to it.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(&format!(
+            "UPDATE meta SET value = 1 WHERE key = 'schema';
+             INSERT INTO client (id, htype, mac, client_id) VALUES (1, 1, x'020000000001', NULL);
+             INSERT INTO event (ip, t, since, seen, state, server, client, relay, lease, flags)
+                 VALUES ({}, {T0}, 0, 0, {}, 0, 1, NULL, 100, 0);",
+            u32::from(old),
+            DhcpState::Active.code()
+        ))
+        .unwrap();
+    }
+    let mut rep = Replica::open(&path, &[]).unwrap();
+    let schema: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(schema, 2);
+    let mut b = lease(new, 1, T0 + 10, T0 + 10, b"r");
+    b.client_id = None;
+    rep.apply(0, &b, Some(T0 + 10), Via::Active);
+    rep.flush().unwrap();
+    let mut r = HistoryReader::open(&path).unwrap();
+    let a = at(&mut r, Key::Ip(old), T0 + 5);
+    assert_eq!((a[0].held(), a[0].mac.as_slice()), (true, &[2, 0, 0, 0, 0, 1][..]), "the old event's client");
+    let by_mac = at(&mut r, Key::Mac(vec![2, 0, 0, 0, 0, 1]), T0 + 50);
+    assert_eq!(by_mac.iter().map(|i| i.ip).collect::<Vec<_>>(), [old, new]);
+    assert_eq!((by_mac[1].htype, by_mac[1].client_id.as_deref()), (1, None));
+}
+
+/// A file written by a newer leasewire is refused, with what to do.
+#[test]
+fn a_file_of_a_newer_schema_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.sqlite3");
+    drop(Replica::open(&path, &["s".into()]).unwrap());
+    rusqlite::Connection::open(&path).unwrap().execute_batch("UPDATE meta SET value = 9 WHERE key = 'schema'").unwrap();
+    let e = Replica::open(&path, &[]).unwrap_err().to_string();
+    assert!(e.contains("schema version 9") && e.contains("start a new file"), "{e}");
+}
+
+/// Ids derived from the MAC stand for exactly the client they were derived from; other clients have none.
+#[test]
+fn derived_client_ids_round_trip() {
+    use super::store::{derived, underived};
+    for mac in [[0u8; 6], [2, 0, 0, 0, 0, 1], [0xff; 6]] {
+        let with_cid = [&[1u8][..], &mac].concat();
+        for cid in [None, Some(&with_cid[..])] {
+            let id = derived(1, &mac, cid).unwrap();
+            assert!(id < 0);
+            assert_eq!(underived(id), Some((1, mac.to_vec(), cid.map(<[u8]>::to_vec))));
+        }
+    }
+    assert_eq!(derived(6, &[2, 0, 0, 0, 0, 1], None), None, "not Ethernet");
+    assert_eq!(derived(1, &[2, 0, 0, 0, 1], None), None, "not six octets");
+    assert_eq!(derived(1, &[2, 0, 0, 0, 0, 1], Some(b"host")), None, "another client-id");
+    assert_eq!(derived(1, &[2, 0, 0, 0, 0, 1], Some(&[1, 2, 0, 0, 0, 0, 2])), None, "another MAC's client-id");
+    assert_eq!(underived(1), None, "interned ids are positive");
+}

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2: history events of Ethernet clients carry ids derived from the MAC (`history::store`); a schema 1
+/// file is read as it is and written as schema 2 from then on.
+const SCHEMA_VERSION: i64 = 2;
 
 /// What a replica file holds: the servers and the bindings.
 pub(super) type Loaded = (Vec<ServerState>, HashMap<Ipv4Addr, Record>);
@@ -63,10 +65,17 @@ impl Db {
                 conn.execute("INSERT INTO meta VALUES ('schema', ?1)", [SCHEMA_VERSION]).map_err(sql)?;
             }
             Some(SCHEMA_VERSION) => {}
+            // Schema 1 has the same tables; only new events use derived client ids, which it never held.
+            Some(1) => {
+                conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema'", [SCHEMA_VERSION]).map_err(sql)?;
+            }
             Some(v) => {
                 return Err(ReplicaError::Corrupt {
                     path: shown,
-                    message: format!("schema version {v}, this leasewire reads {SCHEMA_VERSION}"),
+                    message: format!(
+                        "schema version {v}, this leasewire reads {SCHEMA_VERSION} and older: run the leasewire \
+                         that wrote it, or start a new file (the servers seed it again)"
+                    ),
                 });
             }
         }
@@ -158,7 +167,10 @@ impl Db {
         {
             let mut put =
                 tx.prepare_cached("INSERT OR REPLACE INTO binding (ip, record) VALUES (?1, ?2)").map_err(sql)?;
-            for (ip, bytes) in records {
+            // In address order: the table's own key, so the writes walk its pages in order.
+            let mut in_order: Vec<&(Ipv4Addr, Vec<u8>)> = records.iter().collect();
+            in_order.sort_unstable_by_key(|(ip, _)| *ip);
+            for (ip, bytes) in in_order {
                 put.execute(params![u32::from(*ip), bytes]).map_err(sql)?;
             }
         }
