@@ -67,6 +67,8 @@ enum Msg {
         received: u32,
     },
     Saved(Option<u32>),
+    /// A Bulk query is about to be sent: what came before it is older than its snapshot.
+    BulkRequested,
     Seeded(Option<u32>, u64),
     GapOpened(Gap),
     GapFilled(Gap, u64),
@@ -343,6 +345,10 @@ fn merge(r: &mut Replica, id: u16, msg: Msg, out: &Outputs, name: &dyn Fn(u16) -
             r.set_saved(id, saved);
             None
         }
+        Msg::BulkRequested => {
+            r.bulk_requested(id);
+            None
+        }
         Msg::Seeded(saved, bindings) => {
             r.set_seeded(id, saved);
             status(Status::Seeded { bindings })
@@ -494,6 +500,10 @@ impl Peer {
             changed_on_or_after: gap.map(|g| g.from),
             changed_on_or_before: gap.map(|g| g.to),
         };
+        // Through the merger's queue, so it falls after every Active message received before the query.
+        if !self.send(Msg::BulkRequested).await {
+            return Err(BulkError::Stopped);
+        }
         let mut s = BulkStream::open(&self.target, std::slice::from_ref(&req), self.opts.bulk_timeout).await?;
         let (mut lowest, mut n) = (None::<u32>, 0u64);
         while let Some(ev) = s.next().await? {

@@ -355,6 +355,16 @@ impl Replica {
         outcome
     }
 
+    /// Server `id` is about to be asked a Bulk Leasequery (a seed or a gap fill): what it reported on the
+    /// Active stream until now no longer wins a same-second tie against that query's snapshot, which is read
+    /// after it (RFC 6926 §7.6's "other information"; see `Record::compare_shifted`). Call it before the query
+    /// is sent, in the order of the messages applied (the watcher sends it through the same queue).
+    pub fn bulk_requested(&mut self, id: u16) {
+        for r in self.entries.values_mut().filter(|r| r.server == id) {
+            r.settle();
+        }
+    }
+
     fn newer(&self, new: &Record, old: &Record) -> std::cmp::Ordering {
         if new.server == old.server {
             return new.compare_shifted(0, old, 0);

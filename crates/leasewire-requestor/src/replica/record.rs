@@ -17,7 +17,10 @@ pub use crate::history::Via;
 const REMOTE: u8 = 1 << 0;
 const HAS_EXPIRES: u8 = 1 << 1;
 const HAS_CLTT: u8 = 1 << 2;
-const VIA_ACTIVE: u8 = 1 << 3;
+/// Came on the Active stream after its server's latest Bulk Leasequery was asked for: it may postdate what
+/// that query's snapshot read, so it wins a tie with it. Cleared by [`Record::settle`] when a new Bulk query
+/// starts: an Active record that arrived before the query was even sent is older than the snapshot's read.
+const LIVE: u8 = 1 << 3;
 
 const TAG_CLIENT_ID: u8 = 1;
 const TAG_RELAY_AGENT_INFO: u8 = 2;
@@ -63,7 +66,7 @@ impl Record {
             flags |= HAS_CLTT;
         }
         if via == Via::Active {
-            flags |= VIA_ACTIVE;
+            flags |= LIVE;
         }
         let mut extra = Vec::new();
         let mut put = |tag: u8, v: &[u8]| {
@@ -170,9 +173,15 @@ impl Record {
         (self.flags & HAS_CLTT != 0).then_some(self.cltt)
     }
 
+    /// Its server is about to be asked a Bulk Leasequery: this record arrived before that query, so it no
+    /// longer wins a same-second tie with the query's snapshot (see [`LIVE`]).
+    pub(crate) fn settle(&mut self) {
+        self.flags &= !LIVE;
+    }
+
     /// The same binding, whatever message brought it (duplicates are not news).
     pub(crate) fn same_binding(&self, other: &Record) -> bool {
-        const ORIGIN: u8 = VIA_ACTIVE;
+        const ORIGIN: u8 = LIVE;
         (self.state_since, self.expires_at, self.cltt, self.hw, self.hw_len, self.htype, self.state, &self.extra)
             == (
                 other.state_since,
@@ -199,10 +208,12 @@ impl Record {
     ///
     /// First the RFC's rules: both have client-last-transaction-time, the later wins; one has it, it is
     /// compared with the other's start-time-of-state; neither, the later start-time-of-state; then local data
-    /// beats REMOTE. Then, as §7.6 allows ("other information"): the later of the two times; the Active stream
-    /// over a Bulk snapshot (a bulk page is read before it is sent, so its base-time can postdate a live change
-    /// it does not contain, while the stream carries every change in commit order); the later observation
-    /// (base-time). `Equal` means indistinguishable: the newer arrival is taken.
+    /// beats REMOTE. Then, as §7.6 allows ("other information"): the later of the two times; a live Active
+    /// record over a Bulk snapshot (a bulk page is read before it is sent, so its base-time can postdate a live
+    /// change it does not contain, while the stream carries every change in commit order) — but only a record
+    /// that arrived after the Bulk query was asked for ([`LIVE`]): one that came before it, say a RELEASE
+    /// whose re-lease in the same second was lost with the connection, is older than the snapshot; then the
+    /// later observation (base-time). `Equal` means indistinguishable: the newer arrival is taken.
     pub(crate) fn compare_shifted(&self, mine: i64, other: &Record, theirs: i64) -> Ordering {
         let at = |t: u32, shift: i64| i64::from(t) + shift;
         // A start-time-of-state the server did not send is unknown: a rule that needs it cannot decide, and
@@ -229,7 +240,7 @@ impl Record {
         primary
             .then_with(|| remote(other).cmp(&remote(self)))
             .then_with(|| changed_a.cmp(&changed_b))
-            .then_with(|| (self.flags & VIA_ACTIVE).cmp(&(other.flags & VIA_ACTIVE)))
+            .then_with(|| (self.flags & LIVE).cmp(&(other.flags & LIVE)))
             .then_with(|| observed(self, mine).cmp(&observed(other, theirs)))
     }
 
@@ -356,6 +367,10 @@ mod tests {
         let live = rec(Active, 100, Some(200), false, 200, Via::Active);
         let snapshot = rec(Available, 200, None, false, 201, Via::Bulk);
         assert_eq!(live.compare(&snapshot), Ordering::Greater);
+        // Unless the Active record came before the Bulk query was asked for: then the snapshot is newer.
+        let mut settled = live.clone();
+        settled.settle();
+        assert_eq!(settled.compare(&snapshot), Ordering::Less);
         let later = rec(Active, 100, Some(200), false, 201, Via::Active);
         assert_eq!(later.compare(&live), Ordering::Greater);
         let early = live;

@@ -26,6 +26,33 @@ fn alq_7_4_6_several_messages_about_one_address_newest_wins_in_any_order() {
     assert_eq!(other.get(new.ip).unwrap().0, new, "same result whatever the arrival order");
 }
 
+/// ALQ-7.4.1-13 / BLQ-7.6-3: a client releases and is leased the same address again within one second; the
+/// RELEASE arrives on the Active stream, the re-lease is lost with the connection, and the server answers the
+/// reconnection with DataMissing. The gap fill's Bulk reply (asked for after the RELEASE arrived) carries the
+/// ACTIVE binding with the same times: it must win, or the replica keeps the released lease until the
+/// client's next change. A live Active record (arrived after the Bulk query was asked for) still wins the
+/// same tie against the snapshot.
+#[test]
+fn alq_7_4_1_13_a_gap_fill_snapshot_beats_an_earlier_active_record_of_the_same_second() {
+    let released = b(1, DhcpState::Released, 100, Some(100), 1);
+    let leased = b(1, DhcpState::Active, 100, Some(100), 1);
+    let mut r = Replica::in_memory(&["s".into()]);
+    assert_eq!(r.apply(0, &released, Some(100), Via::Active), Applied::New);
+    r.bulk_requested(0);
+    assert_eq!(r.apply(0, &leased, Some(101), Via::Bulk), Applied::Changed, "the snapshot is newer");
+    assert_eq!(r.get(leased.ip).unwrap().0, leased);
+    // The other order: the Active record arrives while the Bulk query runs; the snapshot may predate it.
+    let mut r = Replica::in_memory(&["s".into()]);
+    r.bulk_requested(0);
+    assert_eq!(r.apply(0, &released, Some(100), Via::Active), Applied::New);
+    assert_eq!(r.apply(0, &leased, Some(101), Via::Bulk), Applied::Stale, "a live change beats the snapshot");
+    // Another server's query settles nothing of this one.
+    let mut r = Replica::in_memory(&["s".into(), "t".into()]);
+    assert_eq!(r.apply(0, &released, Some(100), Via::Active), Applied::New);
+    r.bulk_requested(1);
+    assert_eq!(r.apply(0, &leased, Some(101), Via::Bulk), Applied::Stale);
+}
+
 #[test]
 fn blq_7_6_1_several_servers_merge_by_address_and_local_data_wins_ties() {
     let mut r = Replica::in_memory(&["a".into(), "b".into()]);
