@@ -94,14 +94,12 @@ async fn next<T>(rx: &mut broadcast::Receiver<Report>, mut want: impl FnMut(Repo
 /// ALQ-7.3-1, ALQ-7.4-1: the builder's watcher seeds, streams, and hands the live change to its subscriber.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_made_through_a_relay_reaches_the_handle_stream_and_its_lookups() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::new(Config::parse(&config(&dir.path().join("data"))).unwrap()).start().await.unwrap();
-    let (dhcp, tcp) = (server.addrs().dhcp[0], server.addrs().tcp[0]);
-    let file = dir.path().join("replica.db");
+    let lab = Lab::start().await;
+    let (dhcp, tcp, file) = (lab.dhcp, lab.tcp, &lab.file);
 
     let watcher = Watcher::builder([Target { addr: tcp, tls: None }])
         .retry_interval(Duration::from_secs(1))
-        .replica_file(&file)
+        .replica_file(file)
         .spawn()
         .unwrap();
     let mut reports = watcher.subscribe();
@@ -137,9 +135,9 @@ async fn a_lease_made_through_a_relay_reaches_the_handle_stream_and_its_lookups(
 
     // A graceful stop writes what the merger holds: the file has the lease when stop() returns.
     watcher.stop().await.unwrap();
-    let reopened = Replica::open(&file, &[]).unwrap();
+    let reopened = Replica::open(file, &[]).unwrap();
     assert_eq!(reopened.get(leased).map(|(b, _)| b.state), Some(DhcpState::Active));
-    server.stop().await;
+    lab.server.stop().await;
 }
 
 /// Issue #19: a replica file that falls behind the stream (here another connection holds its write lock, as
@@ -152,32 +150,15 @@ async fn a_replica_file_behind_the_stream_pauses_reading_and_loses_nothing() {
     /// Enough for the cap to be reached whatever the flush timer does meanwhile (the pool has 64).
     const BEFORE_PAUSE: u8 = 40;
     const AFTER_PAUSE: u8 = 12;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::new(Config::parse(&config(&dir.path().join("data"))).unwrap()).start().await.unwrap();
-    let (dhcp, tcp) = (server.addrs().dhcp[0], server.addrs().tcp[0]);
-    let file = dir.path().join("replica.db");
-    let options = WatchOptions {
-        retry_interval: Duration::from_secs(1),
-        flush_interval: Duration::from_millis(10),
-        max_unwritten_events: CAP,
-        ..WatchOptions::default()
-    };
-    let watcher = Watcher::builder([Target { addr: tcp, tls: None }])
-        .options(options)
-        .replica_file(&file)
-        .history(Some(Duration::from_secs(86_400)))
-        .spawn()
-        .unwrap();
-    let mut reports = watcher.subscribe();
-    if !watcher.status().iter().any(|s| s.streaming) {
-        next(&mut reports, |r| matches!(r, Report::Status { status: Status::Streaming { .. }, .. }).then_some(()))
-            .await;
-    }
+    let lab = Lab::start().await;
+    let (dhcp, file) = (lab.dhcp, &lab.file);
+    let options = quick(CAP);
+    let watcher = lab.watcher(options).await;
     let mac = |i: u8| [2, 0, 0, 0, 32, i];
 
     // The file is taken: the next flush waits behind the lock, and the history piles up behind it until the
     // cap pauses reading (the metric says so).
-    let lock = rusqlite::Connection::open(&file).unwrap();
+    let lock = rusqlite::Connection::open(file).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
     let paused = || watcher.metrics().history_paused.get() == 1;
     let mut leased = Vec::new();
@@ -208,11 +189,56 @@ async fn a_replica_file_behind_the_stream_pauses_reading_and_loses_nothing() {
     lock.execute_batch("COMMIT").unwrap();
     wait_until(&watcher, |r| leased.iter().all(|ip| active(r, *ip))).await;
     watcher.stop().await.unwrap();
-    let events = HistoryReader::open(&file).unwrap().events().unwrap();
+    let events = HistoryReader::open(file).unwrap().events().unwrap();
     assert!(events >= leased.len() as u64, "{events} events for {} leases", leased.len());
-    let reopened = Replica::open(&file, &[]).unwrap();
+    let reopened = Replica::open(file, &[]).unwrap();
     assert!(leased.iter().all(|ip| active(&reopened, *ip)), "every lease in the file");
-    server.stop().await;
+    lab.server.stop().await;
+}
+
+/// A server on loopback (its data in `dir`) and the path of a replica file beside it.
+struct Lab {
+    _dir: tempfile::TempDir,
+    server: leasewire_server::server::RunningServer,
+    dhcp: SocketAddr,
+    tcp: SocketAddr,
+    file: std::path::PathBuf,
+}
+
+impl Lab {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::new(Config::parse(&config(&dir.path().join("data"))).unwrap()).start().await.unwrap();
+        let (dhcp, tcp) = (server.addrs().dhcp[0], server.addrs().tcp[0]);
+        let file = dir.path().join("replica.db");
+        Self { _dir: dir, server, dhcp, tcp, file }
+    }
+
+    /// A watcher of the server into the file, keeping history a day, once its Active stream is up.
+    async fn watcher(&self, options: WatchOptions) -> leasewire_requestor::Watching {
+        let watcher = Watcher::builder([Target { addr: self.tcp, tls: None }])
+            .options(options)
+            .replica_file(&self.file)
+            .history(Some(Duration::from_secs(86_400)))
+            .spawn()
+            .unwrap();
+        let mut reports = watcher.subscribe();
+        if !watcher.status().iter().any(|s| s.streaming) {
+            next(&mut reports, |r| matches!(r, Report::Status { status: Status::Streaming { .. }, .. }).then_some(()))
+                .await;
+        }
+        watcher
+    }
+}
+
+/// Options for a test: a flush every 10 ms, a reconnect after 1 s, and this cap on unwritten history.
+fn quick(max_unwritten_events: usize) -> WatchOptions {
+    WatchOptions {
+        retry_interval: Duration::from_secs(1),
+        flush_interval: Duration::from_millis(10),
+        max_unwritten_events,
+        ..WatchOptions::default()
+    }
 }
 
 /// Whether the replica holds `ip` as leased (the seed brings the free pool addresses too).
@@ -236,28 +262,12 @@ async fn wait_until(watcher: &leasewire_requestor::Watching, cond: impl Fn(&Repl
 /// counts the retries, and once the file is free everything is in it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_of_the_replica_file_is_done_again_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::new(Config::parse(&config(&dir.path().join("data"))).unwrap()).start().await.unwrap();
-    let (dhcp, tcp) = (server.addrs().dhcp[0], server.addrs().tcp[0]);
-    let file = dir.path().join("replica.db");
-    let options = WatchOptions {
-        retry_interval: Duration::from_secs(1),
-        flush_interval: Duration::from_millis(10),
-        ..WatchOptions::default()
-    };
-    let mut watcher = Watcher::builder([Target { addr: tcp, tls: None }])
-        .options(options)
-        .replica_file(&file)
-        .history(Some(Duration::from_secs(86_400)))
-        .spawn()
-        .unwrap();
-    let mut reports = watcher.subscribe();
-    if !watcher.status().iter().any(|s| s.streaming) {
-        next(&mut reports, |r| matches!(r, Report::Status { status: Status::Streaming { .. }, .. }).then_some(()))
-            .await;
-    }
+    let lab = Lab::start().await;
+    let (dhcp, file) = (lab.dhcp, &lab.file);
+    let options = quick(WatchOptions::default().max_unwritten_events);
+    let mut watcher = lab.watcher(options).await;
 
-    let lock = rusqlite::Connection::open(&file).unwrap();
+    let lock = rusqlite::Connection::open(file).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
     let mut leased = Vec::new();
     for i in 0..3 {
@@ -278,13 +288,13 @@ async fn a_failed_write_of_the_replica_file_is_done_again_and_loses_nothing() {
 
     lock.execute_batch("COMMIT").unwrap();
     watcher.stop().await.unwrap();
-    let mut history = HistoryReader::open(&file).unwrap();
+    let mut history = HistoryReader::open(file).unwrap();
     for ip in &leased {
         assert_eq!(held_now(&mut history, *ip), Some(true), "{ip}: its lease is in the history");
     }
-    let reopened = Replica::open(&file, &[]).unwrap();
+    let reopened = Replica::open(file, &[]).unwrap();
     assert!(leased.iter().all(|ip| active(&reopened, *ip)), "every lease in the file");
-    server.stop().await;
+    lab.server.stop().await;
 }
 
 /// Issue #19: a stop while reading is paused behind a write that cannot finish (the file locked by another
@@ -293,32 +303,12 @@ async fn a_failed_write_of_the_replica_file_is_done_again_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_reading_is_paused_ends_at_once_and_the_next_start_catches_up() {
     const CAP: usize = 2;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::new(Config::parse(&config(&dir.path().join("data"))).unwrap()).start().await.unwrap();
-    let (dhcp, tcp) = (server.addrs().dhcp[0], server.addrs().tcp[0]);
-    let file = dir.path().join("replica.db");
-    let options = WatchOptions {
-        retry_interval: Duration::from_secs(1),
-        flush_interval: Duration::from_millis(10),
-        max_unwritten_events: CAP,
-        ..WatchOptions::default()
-    };
-    let start = || {
-        Watcher::builder([Target { addr: tcp, tls: None }])
-            .options(options)
-            .replica_file(&file)
-            .history(Some(Duration::from_secs(86_400)))
-            .spawn()
-            .unwrap()
-    };
-    let watcher = start();
-    let mut reports = watcher.subscribe();
-    if !watcher.status().iter().any(|s| s.streaming) {
-        next(&mut reports, |r| matches!(r, Report::Status { status: Status::Streaming { .. }, .. }).then_some(()))
-            .await;
-    }
+    let lab = Lab::start().await;
+    let (dhcp, file) = (lab.dhcp, &lab.file);
+    let options = quick(CAP);
+    let watcher = lab.watcher(options).await;
 
-    let lock = rusqlite::Connection::open(&file).unwrap();
+    let lock = rusqlite::Connection::open(file).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
     let paused = || watcher.metrics().history_paused.get() == 1;
     let mut leased = Vec::new();
@@ -339,14 +329,14 @@ async fn a_stop_while_reading_is_paused_ends_at_once_and_the_next_start_catches_
     lock.execute_batch("COMMIT").unwrap();
     drop(lock);
 
-    let watcher = start();
+    let watcher = lab.watcher(options).await;
     wait_until(&watcher, |r| leased.iter().all(|ip| active(r, *ip))).await;
     watcher.stop().await.unwrap();
-    let mut history = HistoryReader::open(&file).unwrap();
+    let mut history = HistoryReader::open(file).unwrap();
     for ip in &leased {
         assert_eq!(held_now(&mut history, *ip), Some(true), "{ip}: its lease is in the history");
     }
-    server.stop().await;
+    lab.server.stop().await;
 }
 
 /// Whether the history says `ip` is held now (`None`: no history of it).
