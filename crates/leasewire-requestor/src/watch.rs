@@ -203,7 +203,7 @@ pub(crate) async fn run(
                 }
                 let again = retry.as_ref().map(|r| r.flush.clone());
                 let next = again.or_else(|| crate::replica::lock(&replica).take_flush().map(Arc::new));
-                writing = next.map(write);
+                writing = next.map(|f| write(f, WATCH_LOCK_WAIT));
             }
         }
     }
@@ -222,7 +222,7 @@ pub(crate) async fn run(
         }
     }
     if let Some(r) = retry {
-        finished(write(r.flush)).await?.map_err(|f| f.error)?;
+        finished(write(r.flush, WATCH_LOCK_WAIT)).await?.map_err(|f| f.error)?;
     }
     flush(&replica).await
 }
@@ -231,9 +231,15 @@ pub(crate) async fn run(
 /// again.
 type Writing = tokio::task::JoinHandle<(Arc<Flush>, Result<usize, ReplicaError>)>;
 
-fn write(f: Arc<Flush>) -> Writing {
+/// How long the watcher's writes wait for another writer's lock on the file before they fail: short, because
+/// a blocked wait cannot be interrupted by a stop. While streaming a failed write is retried later; at a stop
+/// the file stays as of its last write and the next start catches up from there. (Opening the file and the
+/// write at start wait [`PATIENT_LOCK_WAIT`](crate::replica::PATIENT_LOCK_WAIT), as nothing would retry them.)
+const WATCH_LOCK_WAIT: Duration = Duration::from_secs(1);
+
+fn write(f: Arc<Flush>, lock_wait: Duration) -> Writing {
     tokio::task::spawn_blocking(move || {
-        let written = f.write();
+        let written = f.write_waiting(lock_wait);
         (f, written)
     })
 }
@@ -308,7 +314,7 @@ async fn prune(pruner: crate::replica::Pruner, every: Duration) {
 /// HTTP lookups are not kept waiting on an fsync, nor the runtime's thread on SQLite), and wait for it.
 async fn flush(replica: &Arc<Mutex<Replica>>) -> Result<(), ReplicaError> {
     let Some(f) = crate::replica::lock(replica).take_flush() else { return Ok(()) };
-    finished(write(Arc::new(f))).await?.map_err(|f| f.error)
+    finished(write(Arc::new(f), WATCH_LOCK_WAIT)).await?.map_err(|f| f.error)
 }
 
 fn merge(r: &mut Replica, id: u16, msg: Msg, out: &Outputs, name: &dyn Fn(u16) -> String) -> Option<Report> {

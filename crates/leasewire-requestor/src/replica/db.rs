@@ -3,12 +3,13 @@
 //! base-time, one per unfilled gap.
 
 use super::record::Record;
-use super::{Gap, ReplicaError, ServerState};
+use super::{Gap, PATIENT_LOCK_WAIT, ReplicaError, ServerState};
 use crate::history::{self, Event};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::time::Duration;
 
 /// 2: history events of Ethernet clients carry ids derived from the MAC (`history::store`); a schema 1
 /// file is read as it is and written as schema 2 from then on.
@@ -24,11 +25,6 @@ pub(super) struct Db {
     interner: history::store::Interner,
 }
 
-/// How long a write waits for another connection's lock on the file before it fails. Short: the wait blocks
-/// a thread and nothing can interrupt it, so the longer waits are the watcher's, between retries of the
-/// failed flush, where a stop can end them (`watch::run`).
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-
 impl Db {
     pub(super) fn open(path: &Path) -> Result<(Self, Loaded), ReplicaError> {
         let shown = path.display().to_string();
@@ -39,10 +35,7 @@ impl Db {
         }
         let sql = |source| ReplicaError::Sqlite { path: shown.clone(), source };
         let conn = Connection::open(path).map_err(sql)?;
-        // Another writer of the file (an operator's sqlite3 shell, a backup taking a write lock) makes a flush
-        // wait a little, then fail; the watcher writes it again later. Meanwhile the stream pauses once the
-        // unwritten history reaches its cap (`WatchOptions::max_unwritten_events`).
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+        conn.busy_timeout(PATIENT_LOCK_WAIT).map_err(sql)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -133,12 +126,15 @@ impl Db {
 
     /// Write encoded records (address, [`Record::encode`] bytes), the history events of the same changes and,
     /// when given, every server's state, in one transaction.
+    /// Write in one transaction, waiting up to `lock_wait` for another writer's lock.
     pub(super) fn write(
         &mut self,
         records: &[(Ipv4Addr, Vec<u8>)],
         events: &[Event],
         servers: Option<&[ServerState]>,
+        lock_wait: Duration,
     ) -> Result<(), ReplicaError> {
+        self.conn.busy_timeout(lock_wait).map_err(|source| ReplicaError::Sqlite { path: self.path.clone(), source })?;
         let written = self.write_inner(records, events, servers);
         if written.is_err() {
             self.interner.clear(); // ids it learned in the rolled-back transaction are gone
@@ -148,8 +144,10 @@ impl Db {
 
     /// Delete up to `batch` events that arrived before `cutoff`; how many.
     pub(super) fn prune(&mut self, cutoff: u32, batch: u32) -> Result<usize, ReplicaError> {
-        history::store::prune(&self.conn, cutoff, batch)
-            .map_err(|source| ReplicaError::Sqlite { path: self.path.clone(), source })
+        let sql = |source| ReplicaError::Sqlite { path: self.path.clone(), source };
+        // Short: pruning is retried at its next round, and the stream's flushes wait behind it meanwhile.
+        self.conn.busy_timeout(Duration::from_secs(1)).map_err(sql)?;
+        history::store::prune(&self.conn, cutoff, batch).map_err(sql)
     }
 
     fn write_inner(
@@ -160,7 +158,7 @@ impl Db {
     ) -> Result<(), ReplicaError> {
         let path = self.path.clone();
         let sql = |source| ReplicaError::Sqlite { path: path.clone(), source };
-        // Immediate: the write lock is taken (waiting out another writer, see BUSY_TIMEOUT) before anything is
+        // Immediate: the write lock is taken (waiting out another writer up to the lock wait) before anything is
         // read, so a read snapshot never has to be upgraded, which SQLite refuses at once while another writes.
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(sql)?;
         history::store::append(&tx, events, &mut self.interner).map_err(sql)?;

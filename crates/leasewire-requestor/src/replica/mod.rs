@@ -140,6 +140,11 @@ pub struct Replica {
     live: broadcast::Sender<Arc<LiveChange>>,
 }
 
+/// How long opening the replica file and a [`Flush::write`] wait for another connection's lock on the file
+/// (an operator's `sqlite3` shell, a backup) before they fail: long, because a library caller or the
+/// watcher's start expects the write to succeed, not to be retried.
+pub const PATIENT_LOCK_WAIT: Duration = Duration::from_secs(60);
+
 /// Changes taken out of the replica to be written to its file without holding the replica: the SQLite
 /// transaction (and its fsync) runs on a blocking thread while merges and lookups go on.
 #[derive(Debug)]
@@ -164,13 +169,22 @@ impl Flush {
     /// its changes (they are no longer marked dirty in the replica): write it again before any later flush,
     /// as `watch` does, or stop using the replica. Either way nothing is lost: the file stays as of the last
     /// successful flush, whose saved base-times the next start catches up from.
+    ///
+    /// It waits up to a minute for another writer's lock on the file (an operator's `sqlite3` shell, a
+    /// backup); [`Flush::write_waiting`] chooses the wait.
     pub fn write(&self) -> Result<usize, ReplicaError> {
+        self.write_waiting(PATIENT_LOCK_WAIT)
+    }
+
+    /// [`Flush::write`], waiting up to `lock_wait` for another writer's lock. The watcher waits briefly and
+    /// retries between waits, because a blocked wait cannot be interrupted by a stop.
+    pub fn write_waiting(&self, lock_wait: Duration) -> Result<usize, ReplicaError> {
         #[cfg(not(feature = "sqlite"))]
-        match self.never {}
+        match (self.never, lock_wait).0 {}
         #[cfg(feature = "sqlite")]
         {
             let mut db = self.db.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            db.write(&self.records, &self.events, self.servers.as_deref())?;
+            db.write(&self.records, &self.events, self.servers.as_deref(), lock_wait)?;
             Ok(self.records.len())
         }
     }

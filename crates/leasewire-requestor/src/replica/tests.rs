@@ -194,6 +194,31 @@ fn a_taken_flush_is_written_while_the_replica_goes_on() {
     assert_eq!(r.server(0).saved, Some(200));
 }
 
+/// Another writer holding the file's lock (an operator's `sqlite3` shell, a backup) makes `Flush::write` wait
+/// for it, up to `PATIENT_LOCK_WAIT`, instead of failing: the write at the watcher's start and a library
+/// caller's flush have nothing that would retry them. `write_waiting` chooses a shorter wait (the watcher's,
+/// which retries).
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_flush_waits_out_another_writers_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.sqlite3");
+    let mut r = Replica::open(&path, &["127.0.0.1:67".into()]).unwrap();
+    r.apply(0, &b(1, DhcpState::Active, 100, Some(100), 1), Some(100), Via::Active);
+    let flush = r.take_flush().expect("a change to write");
+    let lock = rusqlite::Connection::open(&path).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    assert!(flush.write_waiting(std::time::Duration::from_millis(20)).is_err(), "locked: a short wait fails");
+    // Released after longer than the watcher's one-second wait, well within the patient one.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        lock.execute_batch("COMMIT").unwrap();
+    });
+    assert_eq!(flush.write().unwrap(), 1, "the write waited for the lock");
+    release.join().unwrap();
+    assert_eq!(Replica::open(&path, &[]).unwrap().len(), 1);
+}
+
 #[cfg(feature = "sqlite")]
 #[test]
 fn a_file_that_is_not_a_replica_is_refused_with_its_name() {
