@@ -69,6 +69,8 @@ enum Msg {
     Saved(Option<u32>),
     /// A Bulk query is about to be sent: what came before it is older than its snapshot.
     BulkRequested,
+    /// That Bulk query ended (its bindings were sent before this).
+    BulkEnded,
     Seeded(Option<u32>, u64),
     GapOpened(Gap),
     GapFilled(Gap, u64),
@@ -355,6 +357,10 @@ fn merge(r: &mut Replica, id: u16, msg: Msg, out: &Outputs, name: &dyn Fn(u16) -
             r.bulk_requested(id);
             None
         }
+        Msg::BulkEnded => {
+            r.bulk_ended(id);
+            None
+        }
         Msg::Seeded(saved, bindings) => {
             r.set_seeded(id, saved);
             status(Status::Seeded { bindings })
@@ -493,11 +499,18 @@ impl Peer {
     /// One Bulk Leasequery for all addresses (`gap` bounds it in time); every binding goes to the merger.
     /// Returns the lowest base-time seen (where a following Active query must start) and the count.
     async fn bulk(&self, gap: Option<Gap>) -> Result<(Option<u32>, u64), BulkError> {
+        // Through the merger's queue, so it falls after every Active message received before the query, and
+        // its end after every binding it brought.
+        if !self.send(Msg::BulkRequested).await {
+            return Err(BulkError::Stopped);
+        }
         let mut stop = self.stop.clone();
-        tokio::select! {
+        let result = tokio::select! {
             r = self.bulk_inner(gap) => r,
             _ = stop.wait_for(|s| *s) => Err(BulkError::Stopped),
-        }
+        };
+        self.send(Msg::BulkEnded).await;
+        result
     }
 
     async fn bulk_inner(&self, gap: Option<Gap>) -> Result<(Option<u32>, u64), BulkError> {
@@ -506,10 +519,6 @@ impl Peer {
             changed_on_or_after: gap.map(|g| g.from),
             changed_on_or_before: gap.map(|g| g.to),
         };
-        // Through the merger's queue, so it falls after every Active message received before the query.
-        if !self.send(Msg::BulkRequested).await {
-            return Err(BulkError::Stopped);
-        }
         let mut s = BulkStream::open(&self.target, std::slice::from_ref(&req), self.opts.bulk_timeout).await?;
         let (mut lowest, mut n) = (None::<u32>, 0u64);
         while let Some(ev) = s.next().await? {

@@ -19,7 +19,7 @@ use crate::history::Event;
 use clock::ClockOffset;
 use leasewire_proto::Binding;
 use record::Record;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 #[cfg(feature = "sqlite")]
 use std::path::Path;
@@ -128,6 +128,8 @@ pub struct Replica {
     /// Each server's clock against ours, learned from base-times since the watcher started (not persisted:
     /// a server's first message after a restart sets it again).
     clocks: Vec<ClockOffset>,
+    /// Bulk queries of each server under way (`bulk_requested` to `bulk_ended`; not persisted).
+    bulk_queries: HashMap<u16, u32>,
     dirty: HashSet<Ipv4Addr>,
     servers_dirty: bool,
     /// The file, shared with [`Flush`]es being written (one at a time: the lock orders them).
@@ -239,6 +241,7 @@ impl Replica {
             entries: BTreeMap::new(),
             servers: Vec::new(),
             clocks: Vec::new(),
+            bulk_queries: HashMap::new(),
             dirty: HashSet::new(),
             servers_dirty: false,
             #[cfg(feature = "sqlite")]
@@ -264,6 +267,7 @@ impl Replica {
             entries: entries.into_iter().collect(),
             servers: servers_known,
             clocks,
+            bulk_queries: HashMap::new(),
             dirty: HashSet::new(),
             servers_dirty: false,
             db: Some(db),
@@ -372,10 +376,27 @@ impl Replica {
     /// Server `id` is about to be asked a Bulk Leasequery (a seed or a gap fill): what it reported on the
     /// Active stream until now no longer wins a same-second tie against that query's snapshot, which is read
     /// after it (RFC 6926 §7.6's "other information"; see `Record::compare_shifted`). Call it before the query
-    /// is sent, in the order of the messages applied (the watcher sends it through the same queue).
+    /// is sent, in the order of the messages applied (the watcher sends it through the same queue), and
+    /// [`Replica::bulk_ended`] once its last binding is applied.
+    ///
+    /// While another query of the server is under way nothing is settled: a record that arrived during that
+    /// one may postdate its snapshot, and which query a later snapshot belongs to is not tracked per record.
+    /// Such a tie then goes to the Active record, as it did before queries were told apart.
     pub fn bulk_requested(&mut self, id: u16) {
-        for r in self.entries.values_mut().filter(|r| r.server == id) {
-            r.settle();
+        let under_way = self.bulk_queries.entry(id).or_insert(0);
+        *under_way += 1;
+        if *under_way == 1 {
+            for r in self.entries.values_mut().filter(|r| r.server == id) {
+                r.settle();
+            }
+        }
+    }
+
+    /// A Bulk query of server `id` that [`Replica::bulk_requested`] announced has ended (answered, failed or
+    /// stopped).
+    pub fn bulk_ended(&mut self, id: u16) {
+        if let Some(n) = self.bulk_queries.get_mut(&id) {
+            *n = n.saturating_sub(1);
         }
     }
 

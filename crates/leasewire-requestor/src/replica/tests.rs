@@ -46,6 +46,18 @@ fn alq_7_4_1_13_a_gap_fill_snapshot_beats_an_earlier_active_record_of_the_same_s
     r.bulk_requested(0);
     assert_eq!(r.apply(0, &released, Some(100), Via::Active), Applied::New);
     assert_eq!(r.apply(0, &leased, Some(101), Via::Bulk), Applied::Stale, "a live change beats the snapshot");
+    // Two queries under way: the second one settles nothing, or the first one's older snapshot would beat the
+    // RELEASE that arrived during it.
+    let mut r = Replica::in_memory(&["s".into()]);
+    r.bulk_requested(0);
+    assert_eq!(r.apply(0, &released, Some(100), Via::Active), Applied::New);
+    r.bulk_requested(0);
+    assert_eq!(r.apply(0, &leased, Some(101), Via::Bulk), Applied::Stale, "still live for the first query");
+    // Once both ended, the next query settles again.
+    r.bulk_ended(0);
+    r.bulk_ended(0);
+    r.bulk_requested(0);
+    assert_eq!(r.apply(0, &leased, Some(102), Via::Bulk), Applied::Changed);
     // Another server's query settles nothing of this one.
     let mut r = Replica::in_memory(&["s".into(), "t".into()]);
     assert_eq!(r.apply(0, &released, Some(100), Via::Active), Applied::New);
