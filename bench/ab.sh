@@ -13,6 +13,10 @@
 # system calls, and the receive, send and futex calls among them (software events and tracepoints: this VM
 # has no hardware counters, so no instruction counts); and, for a Bulk `--all --json` after the `--count`
 # one, the server's CPU time for it. Counts per answer move much less with the machine's load than a rate.
+# CALLGRIND=1 runs only the leasequery step, with the server under valgrind's callgrind counting the
+# instructions it executes in user space while the generator queries (window 16: the server runs some 50
+# times slower): the exact count per answer, which the load does not move at all; the profiles stay in
+# $CALLGRIND_OUT (default /tmp/ab-callgrind) for `callgrind_annotate`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=$(realpath "$1") B=$(realpath "$2") ROUNDS=${3:-2} SECONDS_=${SECONDS_:-5}
@@ -86,6 +90,28 @@ $(bench_bulk_section 16782)"
   bench_stop
 }
 
+leasequery_callgrind() { # BIN SIDE ROUND
+  local out=${CALLGRIND_OUT:-/tmp/ab-callgrind}/$2$3 lq
+  mkdir -p "${out%/*}"
+  rm -rf "$WORK/q" "$out".*
+  "$1" bench populate --data-dir "$WORK/q" --first 10.0.0.0 --count 100000 >/dev/null
+  bench_config "$WORK/q.toml" 127.0.0.1:16782 "$WORK/q" 10.0.0.0/8 10.0.0.0 10.1.134.159 "[leasequery]
+allow = [\"127.0.0.0/8\"]
+rate-limit = 0
+$(bench_bulk_section 16782)"
+  # Not counting until the store is loaded and the sockets are open: only the queries' work is in the totals.
+  LEASEWIRE_LOG=error valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out.%p" \
+    "$1" serve --config "$WORK/q.toml" 2>/dev/null & SRV=$!
+  bench_wait_tcp 16782 0.5
+  callgrind_control -i on "$SRV" >/dev/null 2>&1
+  lq=$("$1" bench leasequery --server 127.0.0.1:16782 --giaddr 127.0.0.1 --first 10.0.0.0 --count 100000 \
+    --seconds "$SECONDS_" --window 16 2>/dev/null | tail -1)
+  callgrind_control -i off "$SRV" >/dev/null 2>&1
+  bench_stop
+  awk -v n="$(grep -o 'answered [0-9]*' <<<"$lq" | cut -d' ' -f2)" \
+    '/^totals:/ { printf "%d answers, %.0f instructions/answer (user space, callgrind)\n", n, $2 / n }' "$out".*
+}
+
 active() { # BIN
   rm -rf "$WORK/a"
   serve "$1" a 16783 127.0.0.0/8 127.64.0.0 127.127.255.255 "$(bench_bulk_section 16783)
@@ -106,6 +132,10 @@ for r in $(seq "$ROUNDS"); do
   for side in $order; do
     bin=$A; [ $side = B ] && bin=$B
     echo "## round $r $side (load $(cut -d' ' -f1 /proc/loadavg))"
+    if [ "${CALLGRIND:-0}" = 1 ]; then
+      leasequery_callgrind "$bin" "$side" "$r" | sed 's/^/leasequery: /'
+      continue
+    fi
     printf 'DORA: %s\n' "$(dora "$bin")"
     leasequery_and_bulk "$bin" | sed 's/^/leasequery\/bulk: /'
     active "$bin" | sed 's/^/active 10: /'
