@@ -231,6 +231,8 @@ pub struct HistoryReader {
     conn: Connection,
     path: String,
     servers: Vec<String>,
+    /// Stored client ids already looked up, and the id they stand for (see [`HistoryReader::row`]).
+    canonical: std::cell::RefCell<HashMap<i64, i64>>,
 }
 
 /// A client as interned.
@@ -256,7 +258,7 @@ impl HistoryReader {
         if !has {
             return Err(HistoryError::NoHistory { path: shown });
         }
-        let mut r = Self { conn, path: shown, servers: Vec::new() };
+        let mut r = Self { conn, path: shown, servers: Vec::new(), canonical: Default::default() };
         r.reload_servers()?;
         Ok(r)
     }
@@ -364,7 +366,7 @@ impl HistoryReader {
                 .map_err(self.sql())?;
             let mut rows = st.query(params![ip, from]).map_err(self.sql())?;
             while let Some(r) = rows.next().map_err(self.sql())? {
-                let r = row(r).map_err(self.sql())?;
+                let r = self.row(r).map_err(self.sql())?;
                 if before.first().is_some_and(|f: &Row| f.key() != r.key()) || before.len() >= WALK_MAX {
                     break;
                 }
@@ -380,7 +382,7 @@ impl HistoryReader {
                     "SELECT {COLS} FROM event WHERE ip = ?1 AND t >= ?2 AND t <= ?3 ORDER BY t, seq"
                 ))
                 .map_err(self.sql())?;
-            let rows = st.query_map(params![ip, from, to], row).map_err(self.sql())?;
+            let rows = st.query_map(params![ip, from, to], |r| self.row(r)).map_err(self.sql())?;
             for r in rows {
                 all.push(r.map_err(self.sql())?);
             }
@@ -393,7 +395,7 @@ impl HistoryReader {
         let mut rows = st.query(params![ip, to]).map_err(self.sql())?;
         let mut walked = 0;
         while let Some(r) = rows.next().map_err(self.sql())? {
-            let r = row(r).map_err(self.sql())?;
+            let r = self.row(r).map_err(self.sql())?;
             all.push(r);
             walked += 1;
             if r.key() != last.key() || walked >= WALK_MAX {
@@ -401,6 +403,32 @@ impl HistoryReader {
             }
         }
         Ok(all)
+    }
+
+    /// An event row with its client as one id per client. A file written before derived ids (schema 1)
+    /// holds stored ids for Ethernet clients whose later events carry the derived id: both stand for the same
+    /// client, so a lease held across the upgrade stays one holding. (Schema 2 stores no derivable client, so
+    /// there the lookup finds none; it is done once per stored id and reader.)
+    fn row(&self, r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+        let mut row = row(r)?;
+        if let Some(id) = row.client.filter(|id| *id > 0) {
+            let known = self.canonical.borrow().get(&id).copied();
+            let canonical = match known {
+                Some(c) => c,
+                None => {
+                    let stored: Option<Client> = self
+                        .conn
+                        .prepare_cached("SELECT htype, mac, client_id FROM client WHERE id = ?1")?
+                        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .optional()?;
+                    let c = stored.and_then(|(h, m, c)| derived(h, &m, c.as_deref())).unwrap_or(id);
+                    self.canonical.borrow_mut().insert(id, c);
+                    c
+                }
+            };
+            row.client = Some(canonical);
+        }
+        Ok(row)
     }
 
     fn resolve(&self, ip: Ipv4Addr, s: Span) -> Result<Interval, HistoryError> {

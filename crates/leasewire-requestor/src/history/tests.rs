@@ -171,6 +171,44 @@ fn a_schema_1_file_is_migrated_and_its_history_still_answers() {
     assert_eq!((by_mac[1].htype, by_mac[1].client_id.as_deref()), (1, None));
 }
 
+/// A lease held across the upgrade from schema 1 and renewed after it stays one holding: the old event's
+/// stored client id and the renewal's derived id stand for the same client (a review found it split in two).
+#[test]
+fn a_lease_held_across_the_schema_upgrade_stays_one_holding() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("replica.sqlite3");
+    let ip = Ipv4Addr::new(10, 0, 0, 9);
+    drop(Replica::open(&path, &["s".into()]).unwrap());
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(&format!(
+            "UPDATE meta SET value = 1 WHERE key = 'schema';
+             INSERT INTO client (id, htype, mac, client_id) VALUES (1, 1, x'020000000001', x'01020000000001');
+             INSERT INTO event (ip, t, since, seen, state, server, client, relay, lease, flags)
+                 VALUES ({}, {T0}, 0, 0, {}, 0, 1, NULL, 100, 0);",
+            u32::from(ip),
+            DhcpState::Active.code()
+        ))
+        .unwrap();
+    }
+    let mut rep = Replica::open(&path, &[]).unwrap();
+    let mut renewed = lease(ip, 1, T0, T0 + 50, b"r");
+    renewed.relay_agent_info = None;
+    rep.apply(0, &renewed, Some(T0 + 50), Via::Active);
+    rep.flush().unwrap();
+    let mut r = HistoryReader::open(&path).unwrap();
+    let now = at(&mut r, Key::Ip(ip), T0 + 60);
+    assert_eq!((now.len(), now[0].from, now[0].events), (1, T0, 2), "held since T0, renewed once: {now:?}");
+    let period = r
+        .query(&Query {
+            key: Key::Mac(vec![2, 0, 0, 0, 0, 1]),
+            window: Window::Between { from: T0, to: T0 + 60 },
+            now: T0 + 60,
+        })
+        .unwrap();
+    assert_eq!(period.len(), 1, "one holding by that MAC: {period:?}");
+}
+
 /// A file written by a newer leasewire is refused, with what to do.
 #[test]
 fn a_file_of_a_newer_schema_is_refused_with_what_to_do() {
