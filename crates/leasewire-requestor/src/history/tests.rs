@@ -132,6 +132,22 @@ fn retention_prunes_old_events_and_zero_keeps_none() {
     assert_eq!(HistoryReader::open(&dir.path().join("off.sqlite3")).unwrap().events().unwrap(), 0);
 }
 
+/// What the previous version (schema 1) wrote: MAC 02:00:00:00:00:01 interned as client 1 with `client_id`
+/// (an SQL literal), and one ACTIVE event of it for `ip` at T0.
+fn schema_1_file(path: &std::path::Path, ip: Ipv4Addr, client_id: &str) {
+    drop(Replica::open(path, &["s".into()]).unwrap());
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(&format!(
+        "UPDATE meta SET value = 1 WHERE key = 'schema';
+         INSERT INTO client (id, htype, mac, client_id) VALUES (1, 1, x'020000000001', {client_id});
+         INSERT INTO event (ip, t, since, seen, state, server, client, relay, lease, flags)
+             VALUES ({}, {T0}, 0, 0, {}, 0, 1, NULL, 100, 0);",
+        u32::from(ip),
+        DhcpState::Active.code()
+    ))
+    .unwrap();
+}
+
 /// A file of schema 1 (every client interned in the client table) opens as schema 2: its events still
 /// resolve to their clients, and a MAC's history spans both (new events carry ids derived from the MAC).
 #[test]
@@ -139,20 +155,7 @@ fn a_schema_1_file_is_migrated_and_its_history_still_answers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replica.sqlite3");
     let (old, new) = (Ipv4Addr::new(10, 0, 0, 7), Ipv4Addr::new(10, 0, 0, 8));
-    drop(Replica::open(&path, &["s".into()]).unwrap());
-    {
-        // What the previous version wrote: the client interned, the event referring to it.
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(&format!(
-            "UPDATE meta SET value = 1 WHERE key = 'schema';
-             INSERT INTO client (id, htype, mac, client_id) VALUES (1, 1, x'020000000001', NULL);
-             INSERT INTO event (ip, t, since, seen, state, server, client, relay, lease, flags)
-                 VALUES ({}, {T0}, 0, 0, {}, 0, 1, NULL, 100, 0);",
-            u32::from(old),
-            DhcpState::Active.code()
-        ))
-        .unwrap();
-    }
+    schema_1_file(&path, old, "NULL");
     let mut rep = Replica::open(&path, &[]).unwrap();
     let schema: i64 = rusqlite::Connection::open(&path)
         .unwrap()
@@ -178,19 +181,7 @@ fn a_lease_held_across_the_schema_upgrade_stays_one_holding() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replica.sqlite3");
     let ip = Ipv4Addr::new(10, 0, 0, 9);
-    drop(Replica::open(&path, &["s".into()]).unwrap());
-    {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(&format!(
-            "UPDATE meta SET value = 1 WHERE key = 'schema';
-             INSERT INTO client (id, htype, mac, client_id) VALUES (1, 1, x'020000000001', x'01020000000001');
-             INSERT INTO event (ip, t, since, seen, state, server, client, relay, lease, flags)
-                 VALUES ({}, {T0}, 0, 0, {}, 0, 1, NULL, 100, 0);",
-            u32::from(ip),
-            DhcpState::Active.code()
-        ))
-        .unwrap();
-    }
+    schema_1_file(&path, ip, "x'01020000000001'");
     let mut rep = Replica::open(&path, &[]).unwrap();
     let mut renewed = lease(ip, 1, T0, T0 + 50, b"r");
     renewed.relay_agent_info = None;
