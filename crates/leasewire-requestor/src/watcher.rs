@@ -247,8 +247,8 @@ impl Watching {
     }
 
     /// Wait until the watcher ends by itself: only when the replica file cannot be written as it starts, or
-    /// its runtime stops under it (a later failed write is done again, it does not end the watcher). Cancel-safe; once it has returned,
-    /// [`Watching::stop`] returns `Ok`.
+    /// its runtime stops under it (a later failed write is done again, it does not end the watcher).
+    /// Cancel-safe; once it has returned, [`Watching::stop`] returns `Ok`.
     pub async fn ended(&mut self) -> Result<(), WatchError> {
         match &mut self.task {
             Some(task) => {
