@@ -151,6 +151,12 @@ fn blq_7_6_2_a_second_of_delay_is_not_a_clock_offset() {
     assert_eq!(r.apply(1, &remote, Some(100), Via::Active), Applied::Stale, "the tie still goes to local data");
 }
 
+/// A replica file at `path` that watches one server, 127.0.0.1:67 (id 0).
+#[cfg(feature = "sqlite")]
+fn one_server_file(path: &std::path::Path) -> Replica {
+    Replica::open(path, &["127.0.0.1:67".into()]).unwrap()
+}
+
 /// ALQ-9-5: the replica holds what the server protects, so its file is private (mode 0600).
 #[cfg(feature = "sqlite")]
 #[test]
@@ -158,7 +164,7 @@ fn the_file_keeps_bindings_base_times_and_gaps_across_restarts_and_is_private() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replica.sqlite3");
     {
-        let mut r = Replica::open(&path, &["127.0.0.1:67".into()]).unwrap();
+        let mut r = one_server_file(&path);
         r.apply(0, &b(1, DhcpState::Active, 100, Some(100), 1), Some(100), Via::Bulk);
         r.apply(0, &b(2, DhcpState::Expired, 150, Some(90), 2), Some(160), Via::Active);
         r.set_seeded(0, Some(99));
@@ -188,7 +194,7 @@ fn a_taken_flush_is_written_while_the_replica_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replica.sqlite3");
     {
-        let mut r = Replica::open(&path, &["127.0.0.1:67".into()]).unwrap();
+        let mut r = one_server_file(&path);
         r.apply(0, &b(1, DhcpState::Active, 100, Some(100), 1), Some(100), Via::Active);
         r.set_saved(0, Some(100));
         let first = r.take_flush().expect("changes to write");
@@ -215,7 +221,7 @@ fn a_taken_flush_is_written_while_the_replica_goes_on() {
 fn a_flush_waits_out_another_writers_lock() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("replica.sqlite3");
-    let mut r = Replica::open(&path, &["127.0.0.1:67".into()]).unwrap();
+    let mut r = one_server_file(&path);
     r.apply(0, &b(1, DhcpState::Active, 100, Some(100), 1), Some(100), Via::Active);
     let flush = r.take_flush().expect("a change to write");
     let lock = rusqlite::Connection::open(&path).unwrap();
