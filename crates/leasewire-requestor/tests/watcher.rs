@@ -184,7 +184,10 @@ async fn a_replica_file_behind_the_stream_pauses_reading_and_loses_nothing() {
             break;
         }
     }
-    wait_until(&watcher, |_| paused()).await;
+    // Paused, and a write has failed behind the lock: a write that began before the lock was taken (and so
+    // succeeded, letting reading resume for a moment) is over, and from here every write fails until COMMIT.
+    let failed_once = || watcher.metrics().history_write_retries.get() >= 1;
+    wait_until(&watcher, |_| paused() && failed_once()).await;
     let (applied, held) = {
         let r = watcher.replica().lock().unwrap();
         (leased.iter().filter(|ip| active(&r, **ip)).count(), r.unwritten_events())
