@@ -215,6 +215,43 @@ async fn a_replica_file_behind_the_stream_pauses_reading_and_loses_nothing() {
     lab.server.stop().await;
 }
 
+/// ALQ-7.4.1-13, BLQ-7.6-3: an address released and leased again within one second, whose RELEASE came on the
+/// Active stream before the connection was lost (here: already in the replica, applied from the stream) and
+/// whose new lease is only on the server. The reconnect gets DataMissing; the gap fill's Bulk reply carries
+/// the ACTIVE binding with the same times, and it must win: the watcher tells the replica that the Bulk query
+/// was asked for after the RELEASE arrived. (Without that, the Active record wins the tie and the replica keeps
+/// the released lease until the client's next change.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alq_7_4_1_13_a_gap_fill_supersedes_a_release_of_the_same_second_that_came_before_it() {
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as u32;
+    let lab = Lab::start().await;
+    let ip = dora(lab.dhcp, &MAC).await;
+    // The lease as the server reports it, with its times.
+    let first = Watcher::builder([Target { addr: lab.tcp, tls: None }]).spawn().unwrap();
+    wait_until(&first, |r| active(r, ip)).await;
+    let (leased, _) = first.get(ip).unwrap();
+    first.stop().await.unwrap();
+
+    let mut released = leased.clone();
+    (released.state, released.expires_at) = (DhcpState::Released, None);
+    let mut r = Replica::in_memory(&[lab.tcp.to_string()]);
+    r.apply(0, &released, Some(leased.state_since), Via::Active);
+    // Saved before the server's history begins: DataMissing, then a gap fill up to the server's now.
+    r.set_seeded(0, Some(before - 1000));
+    let watcher = Watcher::builder([Target { addr: lab.tcp, tls: None }]).replica(r).spawn().unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        while !watcher.status().iter().all(|s| s.gaps_filled >= 1) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the gap filled");
+    let (held, _) = watcher.get(ip).unwrap();
+    assert_eq!(held, leased, "the gap fill's lease, not the earlier RELEASE");
+    watcher.stop().await.unwrap();
+    lab.server.stop().await;
+}
+
 /// A server on loopback (its data in `dir`) and the path of a replica file beside it.
 struct Lab {
     _dir: tempfile::TempDir,
